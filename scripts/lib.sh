@@ -1,0 +1,31 @@
+# Shared helpers for scripts/*.sh (sourced, not run).
+
+# Installs Debian packages that are missing (as root, or with sudo).
+need_packages() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# The newest PostgreSQL server binaries: PGTENANT_TEST_PG_BINDIR, then
+# /usr/lib/postgresql/<newest>/bin, then PATH.
+pg_bindir() {
+  if [ -n "${PGTENANT_TEST_PG_BINDIR:-}" ]; then echo "$PGTENANT_TEST_PG_BINDIR"; return; fi
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -n | tail -1)
+  if [ -n "$d" ]; then echo "$d"; return; fi
+  dirname "$(command -v initdb)"
+}
+
+# Runs a command as the postgres OS user when we are root (Postgres refuses root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,61 @@
+//! API keys: `pgt_` + 43 base62 characters (256 bits of randomness).
+//! Only SHA-256 of the whole key is ever stored or compared.
+
+use sha2::{Digest, Sha256};
+
+pub const PREFIX: &str = "pgt_";
+const BODY_LEN: usize = 43;
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The SHA-256 of a key: what the registry stores (hex) and the cache keys on.
+pub type KeyHash = [u8; 32];
+
+pub fn generate() -> String {
+    let mut key = String::with_capacity(PREFIX.len() + BODY_LEN);
+    key.push_str(PREFIX);
+    for _ in 0..BODY_LEN {
+        key.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
+    }
+    key
+}
+
+/// Cheap shape check so that garbage never costs a registry round trip.
+pub fn is_well_formed(key: &str) -> bool {
+    key.strip_prefix(PREFIX)
+        .is_some_and(|b| b.len() == BODY_LEN && b.bytes().all(|c| c.is_ascii_alphanumeric()))
+}
+
+pub fn hash(key: &str) -> KeyHash {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+pub fn hash_hex(key: &str) -> String {
+    hex::encode(hash(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_well_formed_and_distinct() {
+        let a = generate();
+        let b = generate();
+        assert!(is_well_formed(&a) && is_well_formed(&b));
+        assert_ne!(a, b);
+        assert_eq!(hash_hex(&a).len(), 64);
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        for k in [
+            "",
+            "pgt_",
+            "abc",
+            "pgt_short",
+            &format!("pgt_{}", "!".repeat(43)),
+        ] {
+            assert!(!is_well_formed(k), "{k}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Authentication: the API key comes from the startup options or as the
+//! password; its SHA-256 is looked up in the registry.
+
+pub mod key;
+pub mod options;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::context::Context;
+use crate::error::ClientError;
+use crate::protocol::{self, startup::Params, tag};
+use crate::registry::KeyInfo;
+use crate::tls::ClientStream;
+pub use options::ClientRequest;
+
+/// Longest password message we accept; keys are 47 bytes.
+const MAX_PASSWORD_MSG: usize = 1024;
+
+pub struct Login {
+    pub key: Arc<KeyInfo>,
+    pub request: ClientRequest,
+}
+
+pub async fn authenticate(
+    ctx: &Context,
+    stream: &mut ClientStream,
+    params: &Params,
+    peer: SocketAddr,
+) -> Result<Login, ClientError> {
+    let request = options::split(params)?;
+    let key = match &request.key {
+        Some(k) => k.clone(),
+        None => {
+            let encrypted = stream.is_tls() || peer.ip().is_loopback();
+            if !encrypted && !ctx.cfg.auth.allow_plaintext_password {
+                return Err(ClientError::PlaintextPassword);
+            }
+            ask_password(stream).await?
+        }
+    };
+    let info = check_key(ctx, &key).await;
+    let outcome = match &info {
+        Ok(_) => "ok",
+        Err(ClientError::TenantInactive(_)) => "tenant_inactive",
+        Err(ClientError::RegistryUnavailable) => "registry_error",
+        Err(_) => "invalid_key",
+    };
+    metrics::counter!("pgtenant_logins_total", "outcome" => outcome).increment(1);
+    Ok(Login {
+        key: info?,
+        request,
+    })
+}
+
+async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError> {
+    if key.is_empty() {
+        return Err(ClientError::MissingKey);
+    }
+    if !key::is_well_formed(key) {
+        return Err(ClientError::InvalidKey);
+    }
+    let info = ctx
+        .registry
+        .lookup(&key::hash(key))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "registry lookup failed");
+            ClientError::RegistryUnavailable
+        })?
+        .ok_or(ClientError::InvalidKey)?;
+    if !info.tenant.active {
+        return Err(ClientError::TenantInactive(info.tenant.name.clone()));
+    }
+    Ok(info)
+}
+
+/// AuthenticationCleartextPassword, then the PasswordMessage.
+async fn ask_password(stream: &mut ClientStream) -> Result<String, ClientError> {
+    let mut buf = BytesMut::with_capacity(64);
+    protocol::auth_cleartext(&mut buf);
+    let io = |_| ClientError::MissingKey;
+    stream.write_all(&buf).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    buf.clear();
+    // psql hangs up here to prompt for a password and reconnects: EOF is normal.
+    let h = loop {
+        if let Some(h) = protocol::header(&buf, MAX_PASSWORD_MSG)? {
+            if buf.len() >= h.frame_len {
+                break h;
+            }
+        }
+        if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
+            return Err(ClientError::MissingKey);
+        }
+    };
+    if h.tag != tag::PASSWORD {
+        return Err(ClientError::MissingKey);
+    }
+    let body = &buf[protocol::HEADER_LEN..h.frame_len];
+    let pw = protocol::read_cstr(body).map(|(s, _)| s).unwrap_or(body);
+    // A non-UTF-8 password can't be a key; treat it like a wrong one.
+    Ok(String::from_utf8(pw.to_vec()).unwrap_or_else(|_| "?".into()))
+}

@@ -1,0 +1,180 @@
+//! What a client asks for in its startup packet, split into the API key
+//! (never forwarded), harmless settings (applied on the backend with SET)
+//! and things a tenant may not choose (refused).
+
+use crate::error::ClientError;
+use crate::protocol::startup::Params;
+
+/// Startup-packet keys that are protocol fields, not server settings.
+const PROTOCOL_FIELDS: &[&str] = &["user", "database", "options", "replication"];
+/// Settings that would move the session out of its tenant.
+const PINNED: &[&str] = &["search_path", "role", "session_authorization"];
+pub const KEY_SETTING: &str = "pgtenant.api_key";
+
+#[derive(Debug, Default)]
+pub struct ClientRequest {
+    pub user: String,
+    pub database: String,
+    pub key: Option<String>,
+    /// Settings to apply on the backend, names lowercased.
+    pub settings: Vec<(String, String)>,
+}
+
+pub fn split(params: &Params) -> Result<ClientRequest, ClientError> {
+    let mut req = ClientRequest {
+        user: params.get("user").unwrap_or_default().to_owned(),
+        database: params.get("database").unwrap_or_default().to_owned(),
+        ..Default::default()
+    };
+    if let Some(r) = params.get("replication") {
+        if !matches!(r, "false" | "0" | "off" | "no") {
+            return Err(ClientError::ForbiddenOption("replication".into()));
+        }
+    }
+    for (name, value) in &params.0 {
+        if !PROTOCOL_FIELDS.contains(&name.as_str()) {
+            add(&mut req, name, value)?;
+        }
+    }
+    if let Some(opts) = params.get("options") {
+        for (name, value) in parse_options(opts)? {
+            add(&mut req, &name, &value)?;
+        }
+    }
+    Ok(req)
+}
+
+fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientError> {
+    let lower = name.to_ascii_lowercase();
+    if lower == KEY_SETTING {
+        req.key = Some(value.to_owned());
+        return Ok(());
+    }
+    let valid_name = !lower.is_empty()
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if !valid_name || PINNED.contains(&lower.as_str()) || lower.starts_with("pgtenant.") {
+        return Err(ClientError::ForbiddenOption(name.to_owned()));
+    }
+    req.settings.retain(|(n, _)| *n != lower);
+    req.settings.push((lower, value.to_owned()));
+    Ok(())
+}
+
+/// Parses a libpq `options` string: whitespace-separated switches, where a
+/// backslash escapes the next character. Only `-c name=value`,
+/// `-cname=value` and `--name=value` are accepted.
+fn parse_options(opts: &str) -> Result<Vec<(String, String)>, ClientError> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut chars = opts.chars();
+    let mut in_word = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.extend(chars.next());
+                in_word = true;
+            }
+            c if c.is_ascii_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let assignment = if w == "-c" {
+            it.next()
+                .ok_or_else(|| ClientError::ForbiddenOption("-c".into()))?
+        } else if let Some(rest) = w.strip_prefix("-c").or_else(|| w.strip_prefix("--")) {
+            rest.to_owned()
+        } else {
+            return Err(ClientError::ForbiddenOption(w));
+        };
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| ClientError::ForbiddenOption(assignment.clone()))?;
+        // Postgres treats '-' in option names as '_'.
+        out.push((name.replace('-', "_"), value.to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn key_from_options_is_extracted_and_settings_kept() {
+        let r = split(&params(&[
+            ("user", "app"),
+            ("database", "db"),
+            ("application_name", "psql"),
+            (
+                "options",
+                "-c pgtenant.api_key=pgt_x  -cstatement_timeout=5s --work-mem=64MB",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(r.key.as_deref(), Some("pgt_x"));
+        assert_eq!(r.user, "app");
+        assert_eq!(
+            r.settings,
+            vec![
+                ("application_name".into(), "psql".into()),
+                ("statement_timeout".into(), "5s".into()),
+                ("work_mem".into(), "64MB".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_spaces_stay_in_values() {
+        let r = split(&params(&[("options", r"-c application_name=my\ app")])).unwrap();
+        assert_eq!(
+            r.settings,
+            vec![("application_name".into(), "my app".into())]
+        );
+    }
+
+    #[test]
+    fn pinned_settings_are_refused() {
+        for (k, v) in [
+            ("search_path", "tenant_b"),
+            ("options", "-c search_path=tenant_b"),
+            ("options", "-c ROLE=postgres"),
+            ("options", "--session-authorization=postgres"),
+            ("options", "-d 5"),
+            ("replication", "database"),
+            ("options", "-c x;drop=1"),
+        ] {
+            assert!(
+                matches!(
+                    split(&params(&[(k, v)])),
+                    Err(ClientError::ForbiddenOption(_))
+                ),
+                "{k}={v}"
+            );
+        }
+    }
+}

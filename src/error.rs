@@ -1,0 +1,90 @@
+//! Every error a client can see, and its SQLSTATE, in one place.
+
+use crate::protocol::startup::StartupError;
+use crate::protocol::{ErrorFields, FrameError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    // -- startup and authentication --
+    #[error("{0}")]
+    Startup(#[from] StartupError),
+    #[error("SSL/TLS is not enabled on this pgtenant server")]
+    TlsUnavailable,
+    #[error("this pgtenant server accepts only TLS connections")]
+    TlsRequired,
+    #[error("an API key must not be sent as a cleartext password over an unencrypted connection")]
+    PlaintextPassword,
+    #[error("no API key given")]
+    MissingKey,
+    #[error("password authentication failed: invalid API key")]
+    InvalidKey,
+    #[error("tenant \"{0}\" is inactive")]
+    TenantInactive(String),
+    #[error("startup option \"{0}\" is not allowed through pgtenant")]
+    ForbiddenOption(String),
+    #[error("timed out during startup and authentication")]
+    LoginTimeout,
+    #[error("the tenant registry is unavailable")]
+    RegistryUnavailable,
+
+    // -- capacity --
+    #[error("too many client connections (max_client_connections = {0})")]
+    TooManyClients(usize),
+    #[error("no server connection for tenant \"{tenant}\" became free within {waited_ms} ms")]
+    PoolTimeout { tenant: String, waited_ms: u64 },
+
+    // -- backend --
+    #[error("could not connect to the database server: {0}")]
+    BackendConnect(String),
+    /// The backend refused us; its own SQLSTATE and message are passed on.
+    #[error("{}", .0.message)]
+    Backend(ErrorFields),
+    #[error("the server connection was lost")]
+    BackendLost,
+
+    // -- the session itself --
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] FrameError),
+    #[error("pgtenant is shutting down")]
+    Shutdown,
+}
+
+impl ClientError {
+    pub fn sqlstate(&self) -> &str {
+        use ClientError::*;
+        match self {
+            Startup(StartupError::UnsupportedVersion(..)) => "0A000",
+            Startup(_) | Protocol(_) => "08P01",
+            TlsUnavailable | TlsRequired | PlaintextPassword | TenantInactive(_) => "28000",
+            MissingKey | InvalidKey => "28P01",
+            ForbiddenOption(_) => "42501",
+            LoginTimeout => "08006",
+            RegistryUnavailable => "57P03",
+            TooManyClients(_) | PoolTimeout { .. } => "53300",
+            BackendConnect(_) | BackendLost => "08006",
+            Backend(f) => &f.code,
+            Shutdown => "57P01",
+        }
+    }
+
+    /// What the person at the client can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        use ClientError::*;
+        Some(match self {
+            TlsRequired | PlaintextPassword => "connect with sslmode=require",
+            MissingKey => {
+                "give your API key as the password, or as options='-c pgtenant.api_key=KEY'"
+            }
+            InvalidKey => "check the API key; issue a new one with `pgtenant key issue`",
+            TenantInactive(_) => "an administrator can run `pgtenant tenant activate`",
+            ForbiddenOption(_) => {
+                "search_path and role are pinned to your tenant; set other options after connecting"
+            }
+            PoolTimeout { .. } | TooManyClients(_) => {
+                "retry later, or raise pool.pool_size / max_client_connections"
+            }
+            RegistryUnavailable => "retry in a moment",
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The accept loop: one task per client, a cap on clients, and a
+//! background reaper for idle server connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::context::Context;
+use crate::error::ClientError;
+use crate::protocol::{self, Severity};
+use crate::session;
+
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
+    let reaper = ctx.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            reaper.pools.reap();
+        }
+    });
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match ctx.clients.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    session::serve_client(&ctx, tcp, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                metrics::counter!("pgtenant_clients_refused_total").increment(1);
+                tokio::spawn(refuse(
+                    tcp,
+                    ClientError::TooManyClients(ctx.cfg.max_client_connections),
+                ));
+            }
+        }
+    }
+}
+
+/// Tells a client it can't be served. Startup packets are not read: an
+/// ErrorResponse before it is what Postgres itself sends when it is full.
+async fn refuse(mut tcp: TcpStream, err: ClientError) {
+    let mut buf = BytesMut::new();
+    protocol::error_response(
+        &mut buf,
+        Severity::Fatal,
+        err.sqlstate(),
+        &err.to_string(),
+        err.hint(),
+    );
+    let _ = tcp.write_all(&buf).await;
+}

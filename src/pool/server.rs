@@ -1,0 +1,393 @@
+//! One backend connection: login as the tenant's role (SCRAM), the few
+//! control queries the proxy runs itself, and the reset that makes a
+//! connection safe to hand to the next client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::error::ClientError;
+use crate::protocol::{self, ErrorFields, TxStatus, read_cstr, tag};
+use crate::registry::Tenant;
+
+/// Where backend connections go: the control plane's host, port and database.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub connect_timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn from_pg(pg: &tokio_postgres::Config, connect_timeout: Duration) -> Endpoint {
+        let host = pg
+            .get_hosts()
+            .iter()
+            .find_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => Some(h.clone()),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .unwrap_or_else(|| "localhost".into());
+        Endpoint {
+            host,
+            port: pg.get_ports().first().copied().unwrap_or(5432),
+            dbname: pg
+                .get_dbname()
+                .or(pg.get_user())
+                .unwrap_or("postgres")
+                .to_owned(),
+            connect_timeout,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Backend(ErrorFields),
+    #[error("unexpected reply from the server: {0}")]
+    Unexpected(String),
+}
+
+impl From<ServerError> for ClientError {
+    fn from(e: ServerError) -> Self {
+        match e {
+            ServerError::Backend(f) => ClientError::Backend(f),
+            ServerError::Io(_) => ClientError::BackendLost,
+            ServerError::Unexpected(m) => ClientError::BackendConnect(m),
+        }
+    }
+}
+
+/// The pinned identity a connection must show before it is handed out.
+const VERIFY: &str = "SELECT current_user, current_schema(), current_setting('search_path')";
+const MAX_CONTROL_MSG: usize = 1 << 20;
+
+pub struct ServerConn {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub pid: i32,
+    pub secret: i32,
+    /// Last ParameterStatus value of each reported setting.
+    pub params: Vec<(String, String)>,
+    pub tenant: Arc<Tenant>,
+    pub created: Instant,
+    pub idle_since: Instant,
+    /// `search_path` as the role's pinned default shows it.
+    pinned_search_path: String,
+    buf: BytesMut,
+    _budget: OwnedSemaphorePermit,
+}
+
+impl ServerConn {
+    pub async fn connect(
+        ep: &Endpoint,
+        tenant: Arc<Tenant>,
+        password: &str,
+        budget: OwnedSemaphorePermit,
+    ) -> Result<ServerConn, ClientError> {
+        let connect = TcpStream::connect((ep.host.as_str(), ep.port));
+        let stream = tokio::time::timeout(ep.connect_timeout, connect)
+            .await
+            .map_err(|_| {
+                ClientError::BackendConnect(format!(
+                    "timed out after {} ms",
+                    ep.connect_timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
+        stream.set_nodelay(true).ok();
+        let addr = stream
+            .peer_addr()
+            .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
+        let mut conn = ServerConn {
+            stream,
+            addr,
+            pid: 0,
+            secret: 0,
+            params: Vec::new(),
+            tenant,
+            created: Instant::now(),
+            idle_since: Instant::now(),
+            pinned_search_path: String::new(),
+            buf: BytesMut::with_capacity(4096),
+            _budget: budget,
+        };
+        let login = conn.login(&ep.dbname, password);
+        tokio::time::timeout(ep.connect_timeout, login)
+            .await
+            .map_err(|_| ClientError::BackendConnect("login timed out".into()))??;
+        conn.pin().await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, dbname: &str, password: &str) -> Result<(), ServerError> {
+        let mut out = BytesMut::new();
+        let role = self.tenant.role.clone();
+        frontend::startup_message(
+            [
+                ("user", role.as_str()),
+                ("database", dbname),
+                ("client_encoding", "UTF8"),
+                ("application_name", "pgtenant"),
+            ],
+            &mut out,
+        )?;
+        self.stream.write_all(&out).await?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let (t, mut body) = self.read_msg().await?;
+            match t {
+                tag::AUTHENTICATION => {
+                    out.clear();
+                    match body.get_i32() {
+                        0 => continue,
+                        3 => frontend::password_message(password.as_bytes(), &mut out)?,
+                        5 => {
+                            let salt = body.get(..4).ok_or_else(|| bad("short MD5 salt"))?;
+                            let hash = postgres_protocol::authentication::md5_hash(
+                                role.as_bytes(),
+                                password.as_bytes(),
+                                salt.try_into().expect("4 bytes"),
+                            );
+                            frontend::password_message(hash.as_bytes(), &mut out)?;
+                        }
+                        10 => {
+                            let offers_scram = body[..]
+                                .split(|&b| b == 0)
+                                .any(|m| m == SCRAM_SHA_256.as_bytes());
+                            if !offers_scram {
+                                return Err(bad("server offers no SCRAM-SHA-256"));
+                            }
+                            let s = ScramSha256::new(
+                                password.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)?;
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| bad("SASL continue before start"))?;
+                            s.update(&body)?;
+                            frontend::sasl_response(s.message(), &mut out)?;
+                        }
+                        12 => {
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| bad("SASL final before start"))?;
+                            s.finish(&body)?;
+                            continue;
+                        }
+                        other => return Err(bad(&format!("authentication method {other}"))),
+                    }
+                    self.stream.write_all(&out).await?;
+                }
+                tag::PARAMETER_STATUS => self.record_param(&body),
+                tag::BACKEND_KEY_DATA if body.len() >= 8 => {
+                    self.pid = body.get_i32();
+                    self.secret = body.get_i32();
+                }
+                tag::READY_FOR_QUERY => return Ok(()),
+                tag::ERROR_RESPONSE => return Err(ServerError::Backend(ErrorFields::parse(&body))),
+                _ => {} // notices, NegotiateProtocolVersion
+            }
+        }
+    }
+
+    /// Checks that the fresh session is the tenant's role in the tenant's
+    /// schema, and remembers how its search_path reads for later resets.
+    async fn pin(&mut self) -> Result<(), ClientError> {
+        let r = self.simple(&[VERIFY]).await?;
+        let row = r.rows.first().ok_or_else(|| bad("no verification row"))?;
+        if row[0] != self.tenant.role || row[1] != self.tenant.schema {
+            return Err(ClientError::BackendConnect(format!(
+                "tenant role {} is not pinned to schema {} (got {}, {}); re-run `pgtenant tenant create` or fix the role's search_path",
+                self.tenant.role, self.tenant.schema, row[0], row[1]
+            )));
+        }
+        self.pinned_search_path = row[2].clone();
+        Ok(())
+    }
+
+    /// Applies a client's startup settings that differ from the session's
+    /// current ones. An invalid setting fails like it would on Postgres.
+    pub async fn apply_settings(
+        &mut self,
+        settings: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        let mut sql = String::new();
+        for (name, value) in settings {
+            let current = self
+                .params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name));
+            if current.is_some_and(|(_, v)| v == value) {
+                continue;
+            }
+            // Names were validated as [a-z0-9_.]; the value is a literal.
+            sql.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
+        }
+        if sql.is_empty() {
+            return Ok(());
+        }
+        let r = self.simple(&[&sql]).await?;
+        match r.errors.into_iter().next() {
+            Some(e) => Err(ClientError::Backend(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the session to the state of a fresh login: no transaction,
+    /// no prepared statements, temp tables, advisory locks, LISTENs or
+    /// settings; then proves it is still the tenant's role and schema.
+    pub async fn reset(&mut self, status: TxStatus) -> Result<(), ServerError> {
+        let discard: &[&str] = &["DISCARD ALL", VERIFY];
+        let rollback: &[&str] = &["ROLLBACK", "DISCARD ALL", VERIFY];
+        let r = self
+            .simple(if status == TxStatus::Idle {
+                discard
+            } else {
+                rollback
+            })
+            .await?;
+        if let Some(e) = r.errors.into_iter().next() {
+            return Err(ServerError::Backend(e));
+        }
+        let ok = r.status == TxStatus::Idle
+            && r.rows.first().is_some_and(|row| {
+                row[0] == self.tenant.role
+                    && row[1] == self.tenant.schema
+                    && row[2] == self.pinned_search_path
+            });
+        if !ok {
+            return Err(bad(
+                "session is not back on its pinned role and search_path",
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the server has closed the connection or sent something
+    /// unprompted (a FATAL after pg_terminate_backend) while it sat idle.
+    pub fn is_broken(&self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    pub fn record_param(&mut self, body: &[u8]) {
+        let Some((name, rest)) = read_cstr(body) else {
+            return;
+        };
+        let Some((value, _)) = read_cstr(rest) else {
+            return;
+        };
+        let (name, value) = (
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(value),
+        );
+        match self.params.iter_mut().find(|(n, _)| *n == name) {
+            Some(p) => p.1 = value.into_owned(),
+            None => self.params.push((name.into_owned(), value.into_owned())),
+        }
+    }
+
+    /// Runs each query as its own Query message, all in one write, and
+    /// reads until every one has been answered.
+    async fn simple(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
+        let mut out = BytesMut::new();
+        for q in queries {
+            frontend::query(q, &mut out)?;
+        }
+        self.stream.write_all(&out).await?;
+        let mut res = SimpleResult {
+            rows: Vec::new(),
+            errors: Vec::new(),
+            status: TxStatus::Idle,
+        };
+        let mut pending = queries.len();
+        while pending > 0 {
+            let (t, body) = self.read_msg().await?;
+            match t {
+                b'D' => res.rows.push(parse_data_row(&body)?),
+                tag::ERROR_RESPONSE => res.errors.push(ErrorFields::parse(&body)),
+                tag::PARAMETER_STATUS => self.record_param(&body),
+                tag::READY_FOR_QUERY => {
+                    pending -= 1;
+                    res.status = body
+                        .first()
+                        .and_then(|&b| TxStatus::from_byte(b))
+                        .ok_or_else(|| bad("bad ReadyForQuery"))?;
+                }
+                b'G' | b'H' | b'W' => return Err(bad("unexpected COPY during a control query")),
+                _ => {}
+            }
+        }
+        Ok(res)
+    }
+
+    async fn read_msg(&mut self) -> Result<(u8, BytesMut), ServerError> {
+        loop {
+            if let Some(h) = protocol::header(&self.buf, MAX_CONTROL_MSG)
+                .map_err(|e| ServerError::Unexpected(e.to_string()))?
+            {
+                if self.buf.len() >= h.frame_len {
+                    let mut frame = self.buf.split_to(h.frame_len);
+                    frame.advance(protocol::HEADER_LEN);
+                    return Ok((h.tag, frame));
+                }
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+}
+
+struct SimpleResult {
+    rows: Vec<Vec<String>>,
+    errors: Vec<ErrorFields>,
+    status: TxStatus,
+}
+
+fn bad(what: &str) -> ServerError {
+    ServerError::Unexpected(what.to_owned())
+}
+
+fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
+    let n = body.get_i16();
+    let mut cols = Vec::with_capacity(n.max(0) as usize);
+    for _ in 0..n {
+        if body.len() < 4 {
+            return Err(bad("short DataRow"));
+        }
+        let len = body.get_i32();
+        if len < 0 {
+            cols.push(String::new());
+            continue;
+        }
+        let len = len as usize;
+        if body.len() < len {
+            return Err(bad("short DataRow"));
+        }
+        cols.push(String::from_utf8_lossy(&body[..len]).into_owned());
+        body.advance(len);
+    }
+    Ok(cols)
+}

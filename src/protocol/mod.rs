@@ -1,0 +1,176 @@
+//! Postgres v3 wire protocol: just enough framing to relay raw messages and
+//! to speak the handful of messages the proxy originates itself.
+//!
+//! The relay never decodes rows: it reads a 5-byte header (tag + length) and
+//! moves the bytes on. Everything here works on borrowed slices so that the
+//! per-message path does not allocate.
+
+pub mod startup;
+mod write;
+
+pub use write::*;
+
+/// Header of every message after the startup packet: tag byte + i32 length
+/// (the length counts itself but not the tag).
+pub const HEADER_LEN: usize = 5;
+
+/// Frontend message tags the proxy cares about.
+pub mod tag {
+    pub const QUERY: u8 = b'Q';
+    pub const PARSE: u8 = b'P';
+    pub const SYNC: u8 = b'S';
+    pub const FUNCTION_CALL: u8 = b'F';
+    pub const TERMINATE: u8 = b'X';
+    pub const PASSWORD: u8 = b'p';
+    pub const COPY_DATA: u8 = b'd';
+    pub const COPY_DONE: u8 = b'c';
+    pub const COPY_FAIL: u8 = b'f';
+    /// Backend tags.
+    pub const READY_FOR_QUERY: u8 = b'Z';
+    pub const ERROR_RESPONSE: u8 = b'E';
+    pub const PARAMETER_STATUS: u8 = b'S';
+    pub const BACKEND_KEY_DATA: u8 = b'K';
+    pub const AUTHENTICATION: u8 = b'R';
+}
+
+/// A parsed message header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub tag: u8,
+    /// Length of the whole frame, tag included.
+    pub frame_len: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("invalid message length {0}")]
+    BadLength(i32),
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// Reads the header at the start of `buf`, if all 5 bytes are there.
+#[inline]
+pub fn header(buf: &[u8], max_len: usize) -> Result<Option<Header>, FrameError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(FrameError::BadLength(len));
+    }
+    let frame_len = len as usize + 1;
+    if frame_len > max_len {
+        return Err(FrameError::TooLarge {
+            len: frame_len,
+            max: max_len,
+        });
+    }
+    Ok(Some(Header {
+        tag: buf[0],
+        frame_len,
+    }))
+}
+
+/// Splits a NUL-terminated string off the front of `buf`.
+pub fn read_cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nul = buf.iter().position(|&b| b == 0)?;
+    Some((&buf[..nul], &buf[nul + 1..]))
+}
+
+/// Transaction status carried by ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    Idle,
+    InTransaction,
+    Failed,
+}
+
+impl TxStatus {
+    pub fn from_byte(b: u8) -> Option<TxStatus> {
+        match b {
+            b'I' => Some(TxStatus::Idle),
+            b'T' => Some(TxStatus::InTransaction),
+            b'E' => Some(TxStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of an ErrorResponse/NoticeResponse body that the proxy reads
+/// (when a backend refuses a login or a reset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorFields {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ErrorFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.code)
+    }
+}
+
+impl ErrorFields {
+    pub fn parse(mut body: &[u8]) -> ErrorFields {
+        let mut out = ErrorFields::default();
+        while let Some((&field, rest)) = body.split_first() {
+            if field == 0 {
+                break;
+            }
+            let Some((value, rest)) = read_cstr(rest) else {
+                break;
+            };
+            let value = String::from_utf8_lossy(value).into_owned();
+            match field {
+                b'V' => out.severity = value,
+                b'S' if out.severity.is_empty() => out.severity = value,
+                b'C' => out.code = value,
+                b'M' => out.message = value,
+                _ => {}
+            }
+            body = rest;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_needs_five_bytes() {
+        assert_eq!(header(b"Q\0\0\0", 100), Ok(None));
+        assert_eq!(
+            header(b"Q\0\0\0\x09select", 100),
+            Ok(Some(Header {
+                tag: b'Q',
+                frame_len: 10
+            }))
+        );
+    }
+
+    #[test]
+    fn header_rejects_bad_lengths() {
+        assert_eq!(header(b"Q\0\0\0\x03", 100), Err(FrameError::BadLength(3)));
+        assert_eq!(
+            header(b"Q\xff\xff\xff\xff", 100),
+            Err(FrameError::BadLength(-1))
+        );
+        assert_eq!(
+            header(b"Q\0\0\x01\0", 100),
+            Err(FrameError::TooLarge { len: 257, max: 100 })
+        );
+    }
+
+    #[test]
+    fn error_fields_parse() {
+        let body = b"SFATAL\0VFATAL\0C28P01\0Mbad\0\0";
+        let f = ErrorFields::parse(body);
+        assert_eq!(f.severity, "FATAL");
+        assert_eq!(f.code, "28P01");
+        assert_eq!(f.message, "bad");
+    }
+}

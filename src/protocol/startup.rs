@@ -1,0 +1,188 @@
+//! The untagged first packets of a connection: SSLRequest, GSSENCRequest,
+//! CancelRequest and StartupMessage.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::read_cstr;
+
+pub const SSL_REQUEST: i32 = 80877103;
+pub const GSSENC_REQUEST: i32 = 80877104;
+pub const CANCEL_REQUEST: i32 = 80877102;
+/// Same bound as Postgres' MAX_STARTUP_PACKET_LENGTH.
+pub const MAX_STARTUP_LEN: usize = 10_000;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartupPacket {
+    SslRequest,
+    GssEncRequest,
+    Cancel {
+        pid: i32,
+        secret: i32,
+    },
+    /// Protocol 3.x; `minor` > 0 is answered with NegotiateProtocolVersion.
+    Startup {
+        minor: u16,
+        params: Params,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid length of startup packet ({0})")]
+    BadLength(i32),
+    #[error("unsupported frontend protocol {0}.{1}: server supports 3.0")]
+    UnsupportedVersion(u16, u16),
+    #[error("invalid startup packet layout: {0}")]
+    Malformed(&'static str),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Startup parameters in the order the client sent them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.remove(i).1)
+    }
+}
+
+pub async fn read_startup<R: AsyncRead + Unpin>(r: &mut R) -> Result<StartupPacket, StartupError> {
+    let len = r.read_i32().await?;
+    if !(8..=MAX_STARTUP_LEN as i32).contains(&len) {
+        return Err(StartupError::BadLength(len));
+    }
+    let mut body = vec![0u8; len as usize - 4];
+    r.read_exact(&mut body).await?;
+    parse(&body)
+}
+
+/// Parses a startup packet body (everything after the length word).
+pub fn parse(body: &[u8]) -> Result<StartupPacket, StartupError> {
+    let code = i32::from_be_bytes(body[..4].try_into().expect("caller checked len >= 8"));
+    let rest = &body[4..];
+    match code {
+        SSL_REQUEST => Ok(StartupPacket::SslRequest),
+        GSSENC_REQUEST => Ok(StartupPacket::GssEncRequest),
+        CANCEL_REQUEST => {
+            if rest.len() != 8 {
+                return Err(StartupError::Malformed("cancel request must carry 8 bytes"));
+            }
+            Ok(StartupPacket::Cancel {
+                pid: i32::from_be_bytes(rest[..4].try_into().expect("len checked")),
+                secret: i32::from_be_bytes(rest[4..].try_into().expect("len checked")),
+            })
+        }
+        _ => {
+            let (major, minor) = ((code as u32 >> 16) as u16, (code as u32 & 0xffff) as u16);
+            if major != 3 {
+                return Err(StartupError::UnsupportedVersion(major, minor));
+            }
+            Ok(StartupPacket::Startup {
+                minor,
+                params: parse_params(rest)?,
+            })
+        }
+    }
+}
+
+fn parse_params(mut rest: &[u8]) -> Result<Params, StartupError> {
+    let mut params = Vec::new();
+    loop {
+        let (name, after) = read_cstr(rest).ok_or(StartupError::Malformed("missing terminator"))?;
+        if name.is_empty() {
+            if !after.is_empty() {
+                return Err(StartupError::Malformed("data after the final terminator"));
+            }
+            return Ok(Params(params));
+        }
+        let (value, after) =
+            read_cstr(after).ok_or(StartupError::Malformed("parameter without a value"))?;
+        let utf8 = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|_| StartupError::Malformed("parameter is not valid UTF-8"))
+        };
+        params.push((utf8(name)?, utf8(value)?));
+        rest = after;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(code: i32, payload: &[u8]) -> Vec<u8> {
+        let mut v = ((payload.len() + 8) as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(&code.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    async fn read(bytes: Vec<u8>) -> Result<StartupPacket, StartupError> {
+        read_startup(&mut bytes.as_slice()).await
+    }
+
+    #[tokio::test]
+    async fn parses_startup_params() {
+        let p = read(packet(196608, b"user\0bob\0database\0db\0\0"))
+            .await
+            .unwrap();
+        let StartupPacket::Startup { minor: 0, params } = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(params.get("user"), Some("bob"));
+        assert_eq!(params.get("database"), Some("db"));
+    }
+
+    #[tokio::test]
+    async fn parses_special_requests() {
+        assert_eq!(
+            read(packet(SSL_REQUEST, b"")).await.unwrap(),
+            StartupPacket::SslRequest
+        );
+        assert_eq!(
+            read(packet(CANCEL_REQUEST, &[0, 0, 0, 7, 0, 0, 0, 9]))
+                .await
+                .unwrap(),
+            StartupPacket::Cancel { pid: 7, secret: 9 }
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_packets() {
+        assert!(matches!(
+            read(vec![0, 0, 0, 0]).await,
+            Err(StartupError::BadLength(0))
+        ));
+        assert!(matches!(
+            read(vec![0x80, 0, 0, 0]).await,
+            Err(StartupError::BadLength(_))
+        ));
+        assert!(matches!(
+            read(vec![0, 0, 0, 20, 0, 3]).await,
+            Err(StartupError::Io(_))
+        ));
+        assert!(matches!(
+            read(packet(0x0002_0000, b"\0")).await,
+            Err(StartupError::UnsupportedVersion(2, 0))
+        ));
+        assert!(matches!(
+            read(packet(196608, b"user\0bob")).await,
+            Err(StartupError::Malformed(_))
+        ));
+        assert!(matches!(
+            read(packet(196608, b"user\0\xff\0\0")).await,
+            Err(StartupError::Malformed(_))
+        ));
+    }
+}

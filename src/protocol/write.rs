@@ -1,0 +1,128 @@
+//! Builders for the backend messages the proxy sends to clients itself.
+//! Each appends one complete frame to `buf`.
+
+use bytes::{BufMut, BytesMut};
+
+/// Appends `tag`, a length placeholder, the body written by `f`, then
+/// patches the length in.
+#[inline]
+fn frame(buf: &mut BytesMut, tag: u8, f: impl FnOnce(&mut BytesMut)) {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    f(buf);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn cstr(buf: &mut BytesMut, s: &str) {
+    // A NUL inside would end the field early; none of our texts have one,
+    // but never let one through from a backend or config string.
+    buf.extend(s.bytes().filter(|&b| b != 0));
+    buf.put_u8(0);
+}
+
+pub fn auth_ok(buf: &mut BytesMut) {
+    frame(buf, b'R', |b| b.put_i32(0));
+}
+
+pub fn auth_cleartext(buf: &mut BytesMut) {
+    frame(buf, b'R', |b| b.put_i32(3));
+}
+
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    frame(buf, b'S', |b| {
+        cstr(b, name);
+        cstr(b, value);
+    });
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
+    frame(buf, b'K', |b| {
+        b.put_i32(pid);
+        b.put_i32(secret);
+    });
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    frame(buf, b'Z', |b| b.put_u8(status));
+}
+
+/// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unknown: &[&str]) {
+    frame(buf, b'v', |b| {
+        b.put_i32(minor);
+        b.put_i32(unknown.len() as i32);
+        for o in unknown {
+            cstr(b, o);
+        }
+    });
+}
+
+/// Severity of an error the proxy raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The session continues.
+    Error,
+    /// The proxy closes the connection after sending it.
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+pub fn error_response(
+    buf: &mut BytesMut,
+    severity: Severity,
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
+    frame(buf, b'E', |b| {
+        b.put_u8(b'S');
+        cstr(b, severity.as_str());
+        b.put_u8(b'V');
+        cstr(b, severity.as_str());
+        b.put_u8(b'C');
+        cstr(b, code);
+        b.put_u8(b'M');
+        cstr(b, message);
+        if let Some(h) = hint {
+            b.put_u8(b'H');
+            cstr(b, h);
+        }
+        b.put_u8(0);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorFields, header};
+
+    #[test]
+    fn error_response_round_trips() {
+        let mut buf = BytesMut::new();
+        error_response(&mut buf, Severity::Fatal, "28P01", "no", Some("try again"));
+        let h = header(&buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(h.tag, b'E');
+        assert_eq!(h.frame_len, buf.len());
+        let f = ErrorFields::parse(&buf[5..]);
+        assert_eq!((f.severity.as_str(), f.code.as_str()), ("FATAL", "28P01"));
+        assert_eq!(f.message, "no");
+    }
+
+    #[test]
+    fn frames_have_exact_lengths() {
+        let mut buf = BytesMut::new();
+        parameter_status(&mut buf, "a", "bc");
+        ready_for_query(&mut buf, b'I');
+        assert_eq!(&buf[..], b"S\0\0\0\x0ba\0bc\0Z\0\0\0\x05I");
+    }
+}

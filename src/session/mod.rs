@@ -1,0 +1,187 @@
+//! One client connection from accept to close:
+//! startup → auth → tenant's pool → relay → release.
+
+mod relay;
+pub mod startup;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{Instrument, field};
+
+use crate::auth;
+use crate::cancel::{self, BackendKey};
+use crate::context::Context;
+use crate::error::ClientError;
+use crate::pool::Release;
+use crate::protocol::{self, Severity};
+use crate::tls::ClientStream;
+use startup::{Failed, Hello};
+
+pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
+    let span = tracing::info_span!(
+        "client",
+        %peer,
+        tenant = field::Empty,
+        key_id = field::Empty,
+        user = field::Empty
+    );
+    async move {
+        tcp.set_nodelay(true).ok();
+        let hello =
+            tokio::time::timeout(ctx.cfg.login_timeout(), startup::negotiate(ctx, tcp)).await;
+        match hello {
+            Err(_) => tracing::debug!("startup timed out"),
+            Ok(Err(Failed::Silent)) => {}
+            Ok(Err(Failed::Tell(mut stream, e))) => {
+                tracing::info!(error = %e, "startup refused");
+                tell(&mut stream, &e).await;
+            }
+            Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(ctx, pid, secret).await,
+            Ok(Ok(Hello::Startup { mut stream, params })) => {
+                if let Err(e) = run(ctx, &mut stream, &params, peer).await {
+                    tell(&mut stream, &e).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
+    metrics::counter!("pgtenant_cancel_requests_total").increment(1);
+    match ctx.cancels.resolve(pid, secret) {
+        Some(key) => {
+            if let Err(e) = cancel::send_cancel(key).await {
+                tracing::warn!(error = %e, "could not forward cancel request");
+            }
+        }
+        None => tracing::info!("cancel request with unknown or wrong key ignored"),
+    }
+}
+
+/// Removes the client's cancel key however the session ends.
+struct CancelGuard<'a> {
+    ctx: &'a Context,
+    pid: i32,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.cancels.unregister(self.pid);
+    }
+}
+
+async fn run(
+    ctx: &Context,
+    stream: &mut ClientStream,
+    params: &protocol::startup::Params,
+    peer: SocketAddr,
+) -> Result<(), ClientError> {
+    let login = tokio::time::timeout(
+        ctx.cfg.login_timeout(),
+        auth::authenticate(ctx, stream, params, peer),
+    )
+    .await
+    .map_err(|_| ClientError::LoginTimeout)?;
+    let login = match login {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(error = %e, user = params.get("user").unwrap_or(""), "login refused");
+            return Err(e);
+        }
+    };
+    let tenant = login.key.tenant.clone();
+    let span = tracing::Span::current();
+    span.record("tenant", tenant.name.as_str());
+    span.record("key_id", field::display(login.key.key_id));
+    span.record("user", login.request.user.as_str());
+
+    let (pid, secret) = ctx.cancels.register();
+    let _guard = CancelGuard { ctx, pid };
+    let mut checkout = ctx.pools.acquire(&tenant).await?;
+    if let Err(e) = checkout.conn.apply_settings(&login.request.settings).await {
+        checkout
+            .release(Release::Ready(protocol::TxStatus::Idle))
+            .await;
+        return Err(e);
+    }
+    ctx.cancels.set_backend(
+        pid,
+        Some(BackendKey {
+            addr: checkout.conn.addr,
+            pid: checkout.conn.pid,
+            secret: checkout.conn.secret,
+        }),
+    );
+
+    let mut hello = BytesMut::with_capacity(512);
+    protocol::auth_ok(&mut hello);
+    for (k, v) in &checkout.conn.params {
+        protocol::parameter_status(&mut hello, k, v);
+    }
+    protocol::backend_key_data(&mut hello, pid, secret);
+    protocol::ready_for_query(&mut hello, b'I');
+    stream
+        .write_all(&hello)
+        .await
+        .map_err(|_| ClientError::BackendLost)?;
+    stream.flush().await.map_err(|_| ClientError::BackendLost)?;
+
+    let started = Instant::now();
+    tracing::info!("session started");
+    metrics::gauge!("pgtenant_clients_active").increment(1.0);
+    let outcome = relay::run(
+        stream,
+        &mut checkout.conn,
+        ctx.cfg.max_message_bytes,
+        BytesMut::new(),
+    )
+    .await;
+    metrics::gauge!("pgtenant_clients_active").decrement(1.0);
+    ctx.cancels.set_backend(pid, None);
+    if outcome.release == Release::Dirty {
+        // Something may still run on the server: stop it before closing.
+        let key = BackendKey {
+            addr: checkout.conn.addr,
+            pid: checkout.conn.pid,
+            secret: checkout.conn.secret,
+        };
+        tokio::spawn(async move {
+            let _ = cancel::send_cancel(key).await;
+        });
+    }
+    checkout.release(outcome.release).await;
+    let s = outcome.stats;
+    tracing::info!(
+        duration_ms = started.elapsed().as_millis() as u64,
+        bytes_in = s.bytes_in,
+        bytes_out = s.bytes_out,
+        transactions = s.transactions,
+        clean = outcome.release != Release::Dirty,
+        "session ended"
+    );
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Sends a FATAL ErrorResponse, best effort: the client may be gone.
+async fn tell(stream: &mut ClientStream, e: &ClientError) {
+    let mut buf = BytesMut::new();
+    protocol::error_response(
+        &mut buf,
+        Severity::Fatal,
+        e.sqlstate(),
+        &e.to_string(),
+        e.hint(),
+    );
+    let _ = stream.write_all(&buf).await;
+    let _ = stream.flush().await;
+    let _ = stream.shutdown().await;
+}
