@@ -88,10 +88,10 @@ async fn ask_password(stream: &mut ClientStream) -> Result<String, ClientError> 
     buf.clear();
     // psql hangs up here to prompt for a password and reconnects: EOF is normal.
     let h = loop {
-        if let Some(h) = protocol::header(&buf, MAX_PASSWORD_MSG)? {
-            if buf.len() >= h.frame_len {
-                break h;
-            }
+        if let Some(h) = protocol::header(&buf, MAX_PASSWORD_MSG)?
+            && buf.len() >= h.frame_len
+        {
+            break h;
         }
         if stream.read_buf(&mut buf).await.map_err(io)? == 0 {
             return Err(ClientError::MissingKey);

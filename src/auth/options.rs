@@ -26,10 +26,10 @@ pub fn split(params: &Params) -> Result<ClientRequest, ClientError> {
         database: params.get("database").unwrap_or_default().to_owned(),
         ..Default::default()
     };
-    if let Some(r) = params.get("replication") {
-        if !matches!(r, "false" | "0" | "off" | "no") {
-            return Err(ClientError::ForbiddenOption("replication".into()));
-        }
+    if let Some(r) = params.get("replication")
+        && !matches!(r, "false" | "0" | "off" | "no")
+    {
+        return Err(ClientError::ForbiddenOption("replication".into()));
     }
     for (name, value) in &params.0 {
         if !PROTOCOL_FIELDS.contains(&name.as_str()) {

@@ -7,6 +7,7 @@
 //! - globally, `max_backend_connections` budget permits: every live
 //!   connection, idle or busy, owns one. When the budget is spent, an idle
 //!   connection of another tenant is closed to make room.
+//!
 //! tokio's semaphores are FIFO, so waiting clients are served in order.
 
 pub mod server;
@@ -139,10 +140,10 @@ impl Pools {
         };
         let mut oldest: Option<(Instant, &Arc<TenantPool>)> = None;
         for p in &pools {
-            if let Some(c) = p.idle.lock().expect("poisoned").first() {
-                if oldest.is_none_or(|(t, _)| c.idle_since < t) {
-                    oldest = Some((c.idle_since, p));
-                }
+            if let Some(c) = p.idle.lock().expect("poisoned").first()
+                && oldest.is_none_or(|(t, _)| c.idle_since < t)
+            {
+                oldest = Some((c.idle_since, p));
             }
         }
         if let Some((_, p)) = oldest {

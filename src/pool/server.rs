@@ -342,12 +342,11 @@ impl ServerConn {
         loop {
             if let Some(h) = protocol::header(&self.buf, MAX_CONTROL_MSG)
                 .map_err(|e| ServerError::Unexpected(e.to_string()))?
+                && self.buf.len() >= h.frame_len
             {
-                if self.buf.len() >= h.frame_len {
-                    let mut frame = self.buf.split_to(h.frame_len);
-                    frame.advance(protocol::HEADER_LEN);
-                    return Ok((h.tag, frame));
-                }
+                let mut frame = self.buf.split_to(h.frame_len);
+                frame.advance(protocol::HEADER_LEN);
+                return Ok((h.tag, frame));
             }
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());

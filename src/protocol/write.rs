@@ -123,6 +123,6 @@ mod tests {
         let mut buf = BytesMut::new();
         parameter_status(&mut buf, "a", "bc");
         ready_for_query(&mut buf, b'I');
-        assert_eq!(&buf[..], b"S\0\0\0\x0ba\0bc\0Z\0\0\0\x05I");
+        assert_eq!(&buf[..], b"S\0\0\0\x09a\0bc\0Z\0\0\0\x05I");
     }
 }

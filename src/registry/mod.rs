@@ -77,11 +77,11 @@ impl Registry {
     /// Only hits are cached: a miss always asks the database, so a key
     /// issued a moment ago works at once.
     pub async fn lookup(&self, hash: &KeyHash) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
-        if let Some((at, info)) = self.cache.lock().expect("poisoned").get(hash) {
-            if at.elapsed() < self.ttl {
-                metrics::counter!("pgtenant_registry_cache_total", "result" => "hit").increment(1);
-                return Ok(Some(info.clone()));
-            }
+        if let Some((at, info)) = self.cache.lock().expect("poisoned").get(hash)
+            && at.elapsed() < self.ttl
+        {
+            metrics::counter!("pgtenant_registry_cache_total", "result" => "hit").increment(1);
+            return Ok(Some(info.clone()));
         }
         metrics::counter!("pgtenant_registry_cache_total", "result" => "miss").increment(1);
         let client = self.pool.get().await?;

@@ -165,10 +165,10 @@ async fn next_event(
     down: &mut Downstream,
 ) -> Event {
     poll_fn(|cx| {
-        if down.buf.len() < HIGH_WATER {
-            if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut server.stream), cx, &mut down.buf) {
-                return Poll::Ready(Event::ServerRead(r));
-            }
+        if down.buf.len() < HIGH_WATER
+            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut server.stream), cx, &mut down.buf)
+        {
+            return Poll::Ready(Event::ServerRead(r));
         }
         while up.ready > 0 {
             match Pin::new(&mut server.stream).poll_write(cx, &up.buf[..up.ready]) {
@@ -180,19 +180,19 @@ async fn next_event(
                 Poll::Pending => break,
             }
         }
-        if !up.terminated && up.buf.len() < HIGH_WATER {
-            if let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, &mut up.buf) {
-                return Poll::Ready(Event::ClientRead(r));
-            }
+        if !up.terminated
+            && up.buf.len() < HIGH_WATER
+            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, &mut up.buf)
+        {
+            return Poll::Ready(Event::ClientRead(r));
         }
-        if down.scanned > 0 {
-            if let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
-            {
-                return Poll::Ready(match r {
-                    Ok(n) if n > 0 => Event::ClientWrote(n),
-                    _ => Event::ClientWriteFailed,
-                });
-            }
+        if down.scanned > 0
+            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
+        {
+            return Poll::Ready(match r {
+                Ok(n) if n > 0 => Event::ClientWrote(n),
+                _ => Event::ClientWriteFailed,
+            });
         }
         Poll::Pending
     })

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need (PostgreSQL, libclang for pg_query) and runs
+# the whole suite: formatting, lints, unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+need_packages postgresql postgresql-contrib libclang-dev build-essential
+command -v cargo >/dev/null || { echo "Rust is needed: https://rustup.rs" >&2; exit 1; }
+echo "PostgreSQL binaries: $(pg_bindir)"
+
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets

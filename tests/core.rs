@@ -1,0 +1,581 @@
+//! Acceptance tests of the core proxy against a real PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use support::{Proxy, registry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::{Client, NoTls, error::SqlState};
+
+/// A tokio-postgres client through the proxy, the key as the password.
+async fn connect(proxy: &Proxy, key: &str) -> Result<Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(proxy.addr.port())
+        .user("app")
+        .password(key)
+        .dbname("app");
+    let (client, conn) = cfg.connect(NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn connect_ok(proxy: &Proxy, key: &str) -> Client {
+    connect(proxy, key)
+        .await
+        .unwrap_or_else(|e| panic!("login failed: {e:?}\nproxy log:\n{}", proxy.log()))
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e:?}"))
+}
+
+async fn superuser() -> Client {
+    support::cluster().connect(&registry().db).await
+}
+
+#[tokio::test]
+async fn session_is_pinned_to_the_tenants_schema_and_role() {
+    let reg = registry();
+    let (a, b) = (reg.create_tenant("pin_a"), reg.create_tenant("pin_b"));
+    let (ka, kb) = (reg.issue_key(&a), reg.issue_key(&b));
+    let proxy = reg.proxy(&[]);
+
+    let ca = connect_ok(&proxy, &ka).await;
+    let row = ca
+        .query_one(
+            "SELECT current_setting('search_path'), current_user::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), format!("tenant_{a}"));
+    assert_eq!(row.get::<_, String>(1), format!("tenant_{a}"));
+    ca.batch_execute("CREATE TABLE t (secret text); INSERT INTO t VALUES ('marker-a')")
+        .await
+        .unwrap();
+    let su = superuser().await;
+    let schema: String = su
+        .query_one(
+            "SELECT schemaname::text FROM pg_tables WHERE tablename = 't' AND tableowner = $1",
+            &[&format!("tenant_{a}")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema, format!("tenant_{a}"));
+
+    // Role isolation holds with no firewall at all: Postgres refuses.
+    let cb = connect_ok(&proxy, &kb).await;
+    let err = cb
+        .query(&format!("SELECT * FROM tenant_{a}.t"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{err:?}"
+    );
+    // …and the session is still usable afterwards.
+    assert_eq!(
+        cb.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+}
+
+#[tokio::test]
+async fn key_as_startup_option_works_and_never_reaches_the_backend() {
+    let reg = registry();
+    let t = reg.create_tenant("opt");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(proxy.addr.port())
+        .user("someone")
+        .dbname("app")
+        .options(format!(
+            "-c pgtenant.api_key={key} -c statement_timeout=4321"
+        ));
+    let (client, conn) = cfg.connect(NoTls).await.expect("login with key in options");
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_setting('pgtenant.api_key', true), current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), format!("tenant_{t}"));
+    assert_eq!(
+        row.get::<_, Option<String>>(1),
+        None,
+        "the key reached the backend"
+    );
+    assert_eq!(
+        row.get::<_, String>(2),
+        "4321ms",
+        "other options are applied"
+    );
+    let err = client
+        .simple_query("SHOW pgtenant.api_key")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_OBJECT), "{err:?}");
+    // Nor can it be read from the backend's view of the connection.
+    let su = superuser().await;
+    let leaked: i64 = su
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 OR application_name LIKE $1",
+            &[&format!("%{key}%")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leaked, 0);
+}
+
+#[tokio::test]
+async fn bad_keys_are_refused_with_the_right_sqlstate() {
+    let reg = registry();
+    let t = reg.create_tenant("bad");
+    let proxy = reg.proxy(&[]);
+    let unknown = format!("pgt_{}", "A".repeat(43));
+
+    let e = connect(&proxy, &unknown).await.unwrap_err();
+    assert_eq!(code(&e), "28P01");
+    let unknown_text = e.as_db_error().unwrap().message().to_owned();
+
+    let e = connect(&proxy, "not-even-a-key").await.unwrap_err();
+    assert_eq!(code(&e), "28P01");
+    let e = connect(&proxy, "").await.unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e:?}");
+
+    // A revoked key reads exactly like an unknown one.
+    let key = reg.issue_key(&t);
+    connect_ok(&proxy, &key).await;
+    let id = key_id(&key).await;
+    let out = support::pgtenant_cli(&["key", "revoke", &id], &reg.env_refs());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let e = loop {
+        match connect(&proxy, &key).await {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Ok(_) => panic!("revoked key still accepted after 3 s"),
+        }
+    };
+    assert_eq!(code(&e), "28P01");
+    assert_eq!(e.as_db_error().unwrap().message(), unknown_text);
+
+    // An inactive tenant: 28000, and its name in the message.
+    let t2 = reg.create_tenant("inactive");
+    let key2 = reg.issue_key(&t2);
+    let out = support::pgtenant_cli(&["tenant", "deactivate", &t2], &reg.env_refs());
+    assert!(out.status.success());
+    let e = connect(&proxy, &key2).await.unwrap_err();
+    assert_eq!(code(&e), "28000");
+    assert!(e.as_db_error().unwrap().message().contains(&t2));
+    assert!(
+        !proxy.log().contains(&key2) && !proxy.log().contains(&key),
+        "a key reached the log"
+    );
+}
+
+async fn key_id(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let id: uuid::Uuid = superuser()
+        .await
+        .query_one(
+            "SELECT id FROM pgtenant.api_keys WHERE key_hash = $1",
+            &[&hash],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    id.to_string()
+}
+
+#[tokio::test]
+async fn session_pool_hands_the_next_client_a_clean_connection() {
+    let reg = registry();
+    let (a, b) = (reg.create_tenant("reuse_a"), reg.create_tenant("reuse_b"));
+    let (ka, kb) = (reg.issue_key(&a), reg.issue_key(&b));
+    let proxy = reg.proxy(&[("PGTENANT_POOL_SIZE", "1")]);
+
+    let c1 = connect_ok(&proxy, &ka).await;
+    let pid1: i32 = c1
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c1.batch_execute(
+        "SET search_path = public; SET statement_timeout = 1234; CREATE TEMP TABLE tmp (x int);
+         SELECT pg_advisory_lock(4242); LISTEN chan; PREPARE p AS SELECT 1;",
+    )
+    .await
+    .unwrap();
+    let e = c1.batch_execute("SET ROLE postgres").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    drop(c1);
+
+    // Tenant B must never get A's connection.
+    let cb = connect_ok(&proxy, &kb).await;
+    let pid_b: i32 = cb
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(pid_b, pid1);
+
+    let c2 = connect_ok(&proxy, &ka).await;
+    let row = c2
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting('search_path'), current_setting('statement_timeout'),
+                    to_regclass('pg_temp.tmp') IS NULL, NOT EXISTS (SELECT 1 FROM pg_listening_channels()),
+                    NOT EXISTS (SELECT 1 FROM pg_prepared_statements WHERE name = 'p'), current_user::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i32>(0),
+        pid1,
+        "pool_size 1: the same connection is reused"
+    );
+    assert_eq!(row.get::<_, String>(1), format!("tenant_{a}"));
+    assert_eq!(row.get::<_, String>(2), "0");
+    assert!(row.get::<_, bool>(3), "temp table survived");
+    assert!(row.get::<_, bool>(4), "LISTEN survived");
+    assert!(row.get::<_, bool>(5), "prepared statement survived");
+    assert_eq!(row.get::<_, String>(6), format!("tenant_{a}"));
+    let locks: i64 = superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0, "advisory lock survived");
+}
+
+#[tokio::test]
+async fn copy_in_and_out_match_a_direct_run_byte_for_byte() {
+    use futures_util::{SinkExt, StreamExt, pin_mut};
+    let reg = registry();
+    let t = reg.create_tenant("copy");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+    let c = connect_ok(&proxy, &key).await;
+    c.batch_execute("CREATE TABLE big (id int, body text)")
+        .await
+        .unwrap();
+
+    let mut data = Vec::new();
+    for i in 0..100_000 {
+        data.extend_from_slice(format!("{i}\trow {i} with some text \\t and a tab\n").as_bytes());
+    }
+    let sink = c.copy_in("COPY big FROM STDIN").await.unwrap();
+    pin_mut!(sink);
+    for chunk in data.chunks(64 * 1024) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 100_000);
+
+    async fn copy_out(c: &Client, sql: &str) -> Vec<u8> {
+        let stream = c.copy_out(sql).await.unwrap();
+        pin_mut!(stream);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+    let via_proxy = copy_out(&c, "COPY (SELECT * FROM big ORDER BY id) TO STDOUT").await;
+    let direct = copy_out(
+        &superuser().await,
+        &format!("COPY (SELECT * FROM tenant_{t}.big ORDER BY id) TO STDOUT"),
+    )
+    .await;
+    assert_eq!(via_proxy.len(), data.len());
+    assert!(
+        via_proxy == direct && via_proxy == data,
+        "COPY output differs"
+    );
+}
+
+/// A minimal raw protocol client, for what drivers won't do on purpose.
+mod raw {
+    use super::*;
+
+    pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = BytesMut::new();
+        let opts = format!("-c pgtenant.api_key={key}");
+        postgres_protocol::message::frontend::startup_message(
+            [
+                ("user", "raw"),
+                ("database", "app"),
+                ("options", opts.as_str()),
+            ],
+            &mut buf,
+        )
+        .unwrap();
+        s.write_all(&buf).await.unwrap();
+        let (mut pid, mut secret) = (0, 0);
+        loop {
+            let (tag, body) = read_msg(&mut s).await.expect("startup reply");
+            match tag {
+                b'K' => {
+                    pid = i32::from_be_bytes(body[..4].try_into().unwrap());
+                    secret = i32::from_be_bytes(body[4..8].try_into().unwrap());
+                }
+                b'Z' => return (s, pid, secret),
+                b'E' => panic!("login failed: {}", String::from_utf8_lossy(&body)),
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+        let tag = s.read_u8().await.ok()?;
+        let len = s.read_i32().await.ok()?;
+        let mut body = vec![0; len as usize - 4];
+        s.read_exact(&mut body).await.ok()?;
+        Some((tag, body))
+    }
+
+    pub async fn query(s: &mut TcpStream, sql: &str) {
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut buf).unwrap();
+        s.write_all(&buf).await.unwrap();
+    }
+
+    /// Reads to ReadyForQuery; returns the SQLSTATE of an error, if any.
+    pub async fn until_ready(s: &mut TcpStream) -> Option<String> {
+        let mut err = None;
+        loop {
+            let (tag, body) = read_msg(s).await.expect("server reply");
+            match tag {
+                b'E' => err = Some(String::from_utf8_lossy(&body).into_owned()),
+                b'Z' => return err,
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn cancel(addr: std::net::SocketAddr, pid: i32, secret: i32) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(pid, secret, &mut buf);
+        s.write_all(&buf).await.unwrap();
+        let _ = s.read_u8().await; // the proxy closes without a reply
+    }
+}
+
+#[tokio::test]
+async fn cancel_request_reaches_only_the_right_query() {
+    let reg = registry();
+    let t = reg.create_tenant("cancel");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+
+    // A forged cancel (right pid, wrong secret) cancels nothing.
+    let (mut s, pid, secret) = raw::startup(proxy.addr, &key).await;
+    raw::query(&mut s, "SELECT pg_sleep(1.5)").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw::cancel(proxy.addr, pid, secret.wrapping_add(1)).await;
+    raw::cancel(proxy.addr, pid.wrapping_add(1), secret).await;
+    assert_eq!(
+        raw::until_ready(&mut s).await,
+        None,
+        "a forged cancel cancelled the query"
+    );
+
+    // The real key cancels a 30 s sleep at once.
+    let started = Instant::now();
+    raw::query(&mut s, "SELECT pg_sleep(30)").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw::cancel(proxy.addr, pid, secret).await;
+    let err = raw::until_ready(&mut s)
+        .await
+        .expect("the query was cancelled");
+    assert!(err.contains("57014"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // tokio-postgres' own cancel token works too.
+    let c = connect_ok(&proxy, &key).await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await
+    });
+    let e = c.simple_query("SELECT pg_sleep(30)").await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED));
+    canceller.await.unwrap().unwrap();
+}
+
+async fn open_transactions_of(role: &str) -> i64 {
+    superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND (xact_start IS NOT NULL OR state <> 'idle')",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
+    let reg = registry();
+    let t = reg.create_tenant("kill");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+    let role = format!("tenant_{t}");
+    let c = connect_ok(&proxy, &key).await;
+    c.batch_execute(
+        "CREATE TABLE acct (id int primary key, n int); INSERT INTO acct VALUES (1, 0)",
+    )
+    .await
+    .unwrap();
+    drop(c);
+
+    // Idle in a transaction holding a row lock, then the socket just closes.
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::query(&mut s, "BEGIN; UPDATE acct SET n = n + 1 WHERE id = 1;").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    drop(s);
+    // Mid-query this time: a long statement still running when the socket closes.
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::query(&mut s, "BEGIN; LOCK TABLE acct; SELECT pg_sleep(30);").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_transactions_of(&role).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a transaction of {role} is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The row is unlocked and the update was rolled back.
+    let c = connect_ok(&proxy, &key).await;
+    c.batch_execute("SET lock_timeout = '1s'").await.unwrap();
+    let n: i32 = c
+        .query_one("UPDATE acct SET n = n WHERE id = 1 RETURNING n", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn malformed_startup_packets_do_not_hurt_other_clients() {
+    let reg = registry();
+    let t = reg.create_tenant("garbage");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_LOGIN_TIMEOUT_MS", "2000")]);
+    let packets: Vec<Vec<u8>> = vec![
+        0i32.to_be_bytes().to_vec(),
+        (i32::MIN).to_be_bytes().to_vec(),
+        i32::MAX.to_be_bytes().to_vec(),
+        [&100i32.to_be_bytes()[..], &[0, 3, 0, 0]].concat(), // truncated
+        [&8i32.to_be_bytes()[..], &[0x12, 0x34, 0x56, 0x78]].concat(), // garbage version
+        [
+            &16i32.to_be_bytes()[..],
+            &0x0003_0000i32.to_be_bytes(),
+            b"user\0\0\0\0",
+        ]
+        .concat(),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ];
+    for p in &packets {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(p).await.unwrap();
+        let mut reply = Vec::new();
+        // Either an ErrorResponse then close, or a close (truncated: at the login timeout).
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply)).await;
+        assert!(r.is_ok(), "proxy neither answered nor closed for {p:?}");
+        assert!(
+            reply.is_empty() || reply[0] == b'E',
+            "unexpected reply {reply:?}"
+        );
+    }
+    let c = connect_ok(&proxy, &key).await;
+    assert_eq!(
+        c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0),
+        2
+    );
+}
+
+fn psql_through(proxy: &Proxy, key: &str, sslmode: &str, sql: &str) -> std::process::Output {
+    let psql = support::cluster().bindir.join("psql");
+    let psql = if psql.exists() { psql } else { "psql".into() };
+    std::process::Command::new(psql)
+        .arg(format!(
+            "host=127.0.0.1 port={} user=app dbname=app sslmode={sslmode}",
+            proxy.addr.port()
+        ))
+        .args(["-XAtq", "-c", sql])
+        .env("PGPASSWORD", key)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("run psql")
+}
+
+#[tokio::test]
+async fn tls_required_works_with_a_self_signed_cert_and_refuses_plaintext() {
+    let reg = registry();
+    let t = reg.create_tenant("tls");
+    let key = reg.issue_key(&t);
+    let dir = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, pkey) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&pkey, ck.signing_key.serialize_pem()).unwrap();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_TLS_MODE", "require"),
+        ("PGTENANT_TLS_CERT", cert.to_str().unwrap()),
+        ("PGTENANT_TLS_KEY", pkey.to_str().unwrap()),
+    ]);
+
+    let out = psql_through(&proxy, &key, "require", "SELECT current_user");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tenant_{t}")
+    );
+
+    let out = psql_through(&proxy, &key, "disable", "SELECT 1");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only TLS connections"), "{err}");
+}
