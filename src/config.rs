@@ -144,6 +144,8 @@ pub struct PoolConfig {
     pub server_idle_timeout_ms: u64,
     /// Backend connections are retired after this long.
     pub server_lifetime_ms: u64,
+    /// Transaction mode: named statements kept prepared per backend connection.
+    pub prepared_statements_per_connection: usize,
 }
 
 impl Default for PoolConfig {
@@ -155,17 +157,39 @@ impl Default for PoolConfig {
             query_wait_timeout_ms: 5_000,
             server_idle_timeout_ms: 600_000,
             server_lifetime_ms: 3_600_000,
+            prepared_statements_per_connection: 500,
         }
     }
+}
+
+/// What happens to live sessions when their key, user or tenant stops
+/// being valid (revoked, expired, deactivated, dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRevoke {
+    /// End them at once with 57P01 and a message that says why.
+    #[default]
+    Terminate,
+    /// Let them run; only new logins are refused.
+    Keep,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// How long a key → tenant lookup is trusted before it is read again.
+    /// Changes are pushed by LISTEN/NOTIFY and invalidate entries at once;
+    /// this bounds staleness only while notifications are not arriving.
     pub cache_ttl_ms: u64,
     /// Control-plane connections to the registry.
     pub pool_size: usize,
+    pub on_revoke: OnRevoke,
+    /// Safety net for missed notifications: this often the cache is
+    /// cleared and every live session's key re-checked (min 100).
+    pub refresh_interval_ms: u64,
+    /// How often `last_used_at` of keys that logged in is written, in one
+    /// statement (min 100). A key is written at most once a minute anyway.
+    pub last_used_flush_ms: u64,
 }
 
 impl Default for RegistryConfig {
@@ -173,6 +197,9 @@ impl Default for RegistryConfig {
         RegistryConfig {
             cache_ttl_ms: 1_000,
             pool_size: 4,
+            on_revoke: OnRevoke::Terminate,
+            refresh_interval_ms: 30_000,
+            last_used_flush_ms: 30_000,
         }
     }
 }
@@ -210,64 +237,33 @@ enum Kind {
 }
 
 /// Environment variable → config key. Every setting is here.
+#[rustfmt::skip]
 const ENV: &[(&str, &str, Kind)] = &[
-    ("PGTENANT_LISTEN_ADDR", "listen_addr", Kind::Str),
-    (
-        "PGTENANT_MAX_CLIENT_CONNECTIONS",
-        "max_client_connections",
-        Kind::Int,
-    ),
-    ("PGTENANT_LOGIN_TIMEOUT_MS", "login_timeout_ms", Kind::Int),
-    ("PGTENANT_MAX_MESSAGE_BYTES", "max_message_bytes", Kind::Int),
-    ("PGTENANT_BACKEND_URL", "backend.url", Kind::Str),
-    ("PGTENANT_BACKEND_SECRET", "backend.secret", Kind::Str),
-    (
-        "PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",
-        "backend.connect_timeout_ms",
-        Kind::Int,
-    ),
-    ("PGTENANT_TLS_MODE", "tls.mode", Kind::Str),
-    ("PGTENANT_TLS_CERT", "tls.cert", Kind::Str),
-    ("PGTENANT_TLS_KEY", "tls.key", Kind::Str),
-    (
-        "PGTENANT_AUTH_ALLOW_PLAINTEXT_PASSWORD",
-        "auth.allow_plaintext_password",
-        Kind::Bool,
-    ),
-    ("PGTENANT_POOL_MODE", "pool.mode", Kind::Str),
-    ("PGTENANT_POOL_SIZE", "pool.pool_size", Kind::Int),
-    (
-        "PGTENANT_MAX_BACKEND_CONNECTIONS",
-        "pool.max_backend_connections",
-        Kind::Int,
-    ),
-    (
-        "PGTENANT_QUERY_WAIT_TIMEOUT_MS",
-        "pool.query_wait_timeout_ms",
-        Kind::Int,
-    ),
-    (
-        "PGTENANT_SERVER_IDLE_TIMEOUT_MS",
-        "pool.server_idle_timeout_ms",
-        Kind::Int,
-    ),
-    (
-        "PGTENANT_SERVER_LIFETIME_MS",
-        "pool.server_lifetime_ms",
-        Kind::Int,
-    ),
-    (
-        "PGTENANT_REGISTRY_CACHE_TTL_MS",
-        "registry.cache_ttl_ms",
-        Kind::Int,
-    ),
-    (
-        "PGTENANT_REGISTRY_POOL_SIZE",
-        "registry.pool_size",
-        Kind::Int,
-    ),
-    ("PGTENANT_LOG_LEVEL", "log.level", Kind::Str),
-    ("PGTENANT_LOG_FORMAT", "log.format", Kind::Str),
+    ("PGTENANT_LISTEN_ADDR",                        "listen_addr",                             Kind::Str),
+    ("PGTENANT_MAX_CLIENT_CONNECTIONS",             "max_client_connections",                  Kind::Int),
+    ("PGTENANT_LOGIN_TIMEOUT_MS",                   "login_timeout_ms",                        Kind::Int),
+    ("PGTENANT_MAX_MESSAGE_BYTES",                  "max_message_bytes",                       Kind::Int),
+    ("PGTENANT_BACKEND_URL",                        "backend.url",                             Kind::Str),
+    ("PGTENANT_BACKEND_SECRET",                     "backend.secret",                          Kind::Str),
+    ("PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",         "backend.connect_timeout_ms",              Kind::Int),
+    ("PGTENANT_TLS_MODE",                           "tls.mode",                                Kind::Str),
+    ("PGTENANT_TLS_CERT",                           "tls.cert",                                Kind::Str),
+    ("PGTENANT_TLS_KEY",                            "tls.key",                                 Kind::Str),
+    ("PGTENANT_AUTH_ALLOW_PLAINTEXT_PASSWORD",      "auth.allow_plaintext_password",           Kind::Bool),
+    ("PGTENANT_POOL_MODE",                          "pool.mode",                               Kind::Str),
+    ("PGTENANT_POOL_SIZE",                          "pool.pool_size",                          Kind::Int),
+    ("PGTENANT_MAX_BACKEND_CONNECTIONS",            "pool.max_backend_connections",            Kind::Int),
+    ("PGTENANT_QUERY_WAIT_TIMEOUT_MS",              "pool.query_wait_timeout_ms",              Kind::Int),
+    ("PGTENANT_SERVER_IDLE_TIMEOUT_MS",             "pool.server_idle_timeout_ms",             Kind::Int),
+    ("PGTENANT_SERVER_LIFETIME_MS",                 "pool.server_lifetime_ms",                 Kind::Int),
+    ("PGTENANT_PREPARED_STATEMENTS_PER_CONNECTION", "pool.prepared_statements_per_connection", Kind::Int),
+    ("PGTENANT_REGISTRY_CACHE_TTL_MS",              "registry.cache_ttl_ms",                   Kind::Int),
+    ("PGTENANT_REGISTRY_POOL_SIZE",                 "registry.pool_size",                      Kind::Int),
+    ("PGTENANT_REGISTRY_ON_REVOKE",                 "registry.on_revoke",                      Kind::Str),
+    ("PGTENANT_REGISTRY_REFRESH_INTERVAL_MS",       "registry.refresh_interval_ms",            Kind::Int),
+    ("PGTENANT_REGISTRY_LAST_USED_FLUSH_MS",        "registry.last_used_flush_ms",             Kind::Int),
+    ("PGTENANT_LOG_LEVEL",                          "log.level",                               Kind::Str),
+    ("PGTENANT_LOG_FORMAT",                         "log.format",                              Kind::Str),
 ];
 
 impl Config {
@@ -452,6 +448,19 @@ mod tests {
         assert!(e.to_string().contains("backend.url"), "{e}");
         let e = load(URL, &[("PGTENANT_POOL_SIZE", "x")]).unwrap_err();
         assert!(e.to_string().contains("pool.pool_size"), "{e}");
+    }
+
+    #[test]
+    fn every_numeric_and_boolean_env_name_maps_to_a_real_key() {
+        // deny_unknown_fields turns a mistyped path in ENV into an error here.
+        for &(var, key, kind) in ENV {
+            let value = match kind {
+                Kind::Int => "4242",
+                Kind::Bool => "true",
+                Kind::Str => continue,
+            };
+            load(URL, &[(var, value)]).unwrap_or_else(|e| panic!("{var} -> {key}: {e}"));
+        }
     }
 
     #[test]

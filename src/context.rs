@@ -10,6 +10,7 @@ use crate::cancel::CancelMap;
 use crate::config::{Config, TlsMode};
 use crate::pool::{Endpoint, Pools};
 use crate::registry::Registry;
+use crate::session::live::LiveSessions;
 
 pub struct Context {
     pub cfg: Config,
@@ -17,6 +18,7 @@ pub struct Context {
     pub registry: Registry,
     pub pools: Pools,
     pub cancels: CancelMap,
+    pub sessions: LiveSessions,
     /// One permit per connected client.
     pub clients: Arc<Semaphore>,
 }
@@ -41,6 +43,7 @@ impl Context {
             ),
             pools: Pools::new(endpoint, secret, cfg.pool.clone()),
             cancels: CancelMap::default(),
+            sessions: LiveSessions::default(),
             clients: Arc::new(Semaphore::new(cfg.max_client_connections)),
             cfg,
         }))

@@ -47,6 +47,9 @@ pub enum ClientError {
     Protocol(#[from] FrameError),
     #[error("pgtenant is shutting down")]
     Shutdown,
+    /// The session was ended on purpose; the text says why.
+    #[error("{0}")]
+    Terminated(String),
 }
 
 impl ClientError {
@@ -63,7 +66,7 @@ impl ClientError {
             TooManyClients(_) | PoolTimeout { .. } => "53300",
             BackendConnect(_) | BackendLost => "08006",
             Backend(f) => &f.code,
-            Shutdown => "57P01",
+            Shutdown | Terminated(_) => "57P01",
         }
     }
 

@@ -103,7 +103,14 @@ impl Pools {
             }
         };
         let password = role_password(&self.secret, &tenant.role);
-        let conn = ServerConn::connect(&self.endpoint, tenant.clone(), &password, budget).await?;
+        let conn = ServerConn::connect(
+            &self.endpoint,
+            tenant.clone(),
+            &password,
+            budget,
+            self.cfg.prepared_statements_per_connection,
+        )
+        .await?;
         metrics::counter!("pgtenant_server_connects_total").increment(1);
         Ok(Checkout {
             conn,
@@ -197,6 +204,13 @@ pub enum Release {
 }
 
 impl Checkout {
+    /// Puts the connection back as it is: transaction mode, between
+    /// transactions, when the proxy knows nothing session-scoped was done.
+    pub fn release_idle(mut self) {
+        self.conn.idle_since = Instant::now();
+        self.pool.idle.lock().expect("poisoned").push(self.conn);
+    }
+
     /// Resets the connection and puts it back, or closes it.
     pub async fn release(mut self, how: Release) {
         let Release::Ready(status) = how else {

@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::error::ClientError;
 use crate::protocol::{self, ErrorFields, TxStatus, read_cstr, tag};
 use crate::registry::Tenant;
+use crate::session::prepared::StatementCache;
 
 /// Where backend connections go: the control plane's host, port and database.
 #[derive(Debug, Clone)]
@@ -86,6 +87,10 @@ pub struct ServerConn {
     pub idle_since: Instant,
     /// `search_path` as the role's pinned default shows it.
     pinned_search_path: String,
+    /// Client settings the proxy has SET on this session.
+    applied: Vec<(String, String)>,
+    /// Named statements prepared here (transaction mode).
+    pub statements: StatementCache,
     buf: BytesMut,
     _budget: OwnedSemaphorePermit,
 }
@@ -96,6 +101,7 @@ impl ServerConn {
         tenant: Arc<Tenant>,
         password: &str,
         budget: OwnedSemaphorePermit,
+        statement_cache: usize,
     ) -> Result<ServerConn, ClientError> {
         let connect = TcpStream::connect((ep.host.as_str(), ep.port));
         let stream = tokio::time::timeout(ep.connect_timeout, connect)
@@ -121,6 +127,8 @@ impl ServerConn {
             created: Instant::now(),
             idle_since: Instant::now(),
             pinned_search_path: String::new(),
+            applied: Vec::new(),
+            statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),
             _budget: budget,
         };
@@ -222,32 +230,40 @@ impl ServerConn {
         Ok(())
     }
 
-    /// Applies a client's startup settings that differ from the session's
-    /// current ones. An invalid setting fails like it would on Postgres.
-    pub async fn apply_settings(
-        &mut self,
-        settings: &[(String, String)],
-    ) -> Result<(), ClientError> {
+    /// Makes the session's settings those the client asked for at startup:
+    /// RESETs what an earlier client had set and SETs what differs. The
+    /// common case, the same settings as the last client, costs nothing.
+    pub async fn apply_settings(&mut self, wanted: &[(String, String)]) -> Result<(), ClientError> {
+        if self.applied == wanted {
+            return Ok(());
+        }
         let mut sql = String::new();
-        for (name, value) in settings {
-            let current = self
+        for (name, _) in &self.applied {
+            if !wanted.iter().any(|(n, _)| n == name) {
+                sql.push_str(&format!("RESET {name};"));
+            }
+        }
+        for (name, value) in wanted {
+            let reported = self
                 .params
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name));
-            if current.is_some_and(|(_, v)| v == value) {
+            if self.applied.iter().any(|(n, v)| n == name && v == value)
+                || reported.is_some_and(|(_, v)| v == value)
+            {
                 continue;
             }
             // Names were validated as [a-z0-9_.]; the value is a literal.
             sql.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
         }
-        if sql.is_empty() {
-            return Ok(());
+        if !sql.is_empty() {
+            let r = self.simple(&[&sql]).await?;
+            if let Some(e) = r.errors.into_iter().next() {
+                return Err(ClientError::Backend(e));
+            }
         }
-        let r = self.simple(&[&sql]).await?;
-        match r.errors.into_iter().next() {
-            Some(e) => Err(ClientError::Backend(e)),
-            None => Ok(()),
-        }
+        self.applied = wanted.to_vec();
+        Ok(())
     }
 
     /// Returns the session to the state of a fresh login: no transaction,
@@ -277,6 +293,9 @@ impl ServerConn {
                 "session is not back on its pinned role and search_path",
             ));
         }
+        // DISCARD ALL dropped every setting and prepared statement.
+        self.applied.clear();
+        self.statements.clear();
         Ok(())
     }
 

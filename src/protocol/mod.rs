@@ -18,6 +18,10 @@ pub const HEADER_LEN: usize = 5;
 pub mod tag {
     pub const QUERY: u8 = b'Q';
     pub const PARSE: u8 = b'P';
+    pub const BIND: u8 = b'B';
+    pub const DESCRIBE: u8 = b'D';
+    pub const EXECUTE: u8 = b'E';
+    pub const CLOSE: u8 = b'C';
     pub const SYNC: u8 = b'S';
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';

@@ -1,8 +1,14 @@
 //! One client connection from accept to close:
 //! startup → auth → tenant's pool → relay → release.
 
+mod downstream;
+mod expect;
+pub mod live;
+pub mod pinning;
+pub mod prepared;
 mod relay;
 pub mod startup;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -13,11 +19,11 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, field};
 
 use crate::auth;
-use crate::cancel::{self, BackendKey};
+use crate::cancel;
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::pool::Release;
-use crate::protocol::{self, Severity};
+use crate::protocol::{self, Severity, TxStatus};
 use crate::tls::ClientStream;
 use startup::{Failed, Hello};
 
@@ -103,22 +109,24 @@ async fn run(
 
     let (pid, secret) = ctx.cancels.register();
     let _guard = CancelGuard { ctx, pid };
+    let kill = std::sync::Arc::new(live::KillSwitch::default());
+    let _live = ctx.sessions.register(live::SessionInfo {
+        tenant: tenant.clone(),
+        key_id: login.key.key_id,
+        user: login.request.user.clone(),
+        peer,
+        started: Instant::now(),
+        kill: kill.clone(),
+    });
     let mut checkout = ctx.pools.acquire(&tenant).await?;
     if let Err(e) = checkout.conn.apply_settings(&login.request.settings).await {
-        checkout
-            .release(Release::Ready(protocol::TxStatus::Idle))
-            .await;
+        checkout.release(Release::Ready(TxStatus::Idle)).await;
         return Err(e);
     }
-    ctx.cancels.set_backend(
-        pid,
-        Some(BackendKey {
-            addr: checkout.conn.addr,
-            pid: checkout.conn.pid,
-            secret: checkout.conn.secret,
-        }),
-    );
+    ctx.cancels
+        .set_backend(pid, Some(relay::backend_key(&checkout.conn)));
 
+    // The client sees the server's own parameters and a cancel key of ours.
     let mut hello = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut hello);
     for (k, v) in &checkout.conn.params {
@@ -126,43 +134,31 @@ async fn run(
     }
     protocol::backend_key_data(&mut hello, pid, secret);
     protocol::ready_for_query(&mut hello, b'I');
-    stream
-        .write_all(&hello)
-        .await
-        .map_err(|_| ClientError::BackendLost)?;
-    stream.flush().await.map_err(|_| ClientError::BackendLost)?;
+    if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
+        checkout.release(Release::Ready(TxStatus::Idle)).await;
+        return Ok(());
+    }
 
     let started = Instant::now();
     tracing::info!("session started");
     metrics::gauge!("pgtenant_clients_active").increment(1.0);
-    let outcome = relay::run(
-        stream,
-        &mut checkout.conn,
-        ctx.cfg.max_message_bytes,
-        BytesMut::new(),
-    )
-    .await;
+    let session = relay::Session {
+        ctx,
+        tenant: &tenant,
+        settings: &login.request.settings,
+        mode: ctx.cfg.pool.mode,
+        inspector: &upstream::AllowAll,
+        kill: &kill,
+        cancel_pid: pid,
+    };
+    let outcome = relay::run(&session, stream, checkout).await;
     metrics::gauge!("pgtenant_clients_active").decrement(1.0);
-    ctx.cancels.set_backend(pid, None);
-    if outcome.release == Release::Dirty {
-        // Something may still run on the server: stop it before closing.
-        let key = BackendKey {
-            addr: checkout.conn.addr,
-            pid: checkout.conn.pid,
-            secret: checkout.conn.secret,
-        };
-        tokio::spawn(async move {
-            let _ = cancel::send_cancel(key).await;
-        });
-    }
-    checkout.release(outcome.release).await;
     let s = outcome.stats;
     tracing::info!(
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_in = s.bytes_in,
         bytes_out = s.bytes_out,
         transactions = s.transactions,
-        clean = outcome.release != Release::Dirty,
         "session ended"
     );
     match outcome.error {

@@ -1,24 +1,32 @@
-//! The data path: raw protocol messages between one client and its server
+//! The data path: raw protocol messages between one client and a server
 //! connection, in one task, without blocking either direction.
 //!
-//! Bytes read from a peer land directly in the buffer that is written to
-//! the other peer; the relay only reads 5-byte headers to know where
-//! messages start. Client messages are forwarded once complete (the
-//! firewall needs whole statements; Postgres buffers them the same way);
-//! server messages stream through as they arrive, so a large result never
-//! sits in memory. One read and one write per batch in each direction.
+//! In session mode the client keeps one server connection throughout. In
+//! transaction mode the connection is attached when a message arrives and
+//! given back at ReadyForQuery(idle) with nothing in flight, unless the
+//! client ran something with session effects (see [`super::pinning`]).
+//! One read and one write per batch in each direction.
 
-use bytes::{Buf, BytesMut};
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::io::poll_read_buf;
+use tokio_util::sync::WaitForCancellationFuture;
 
+use super::downstream::Downstream;
+use super::live::{KillMode, KillSwitch};
+use super::upstream::{Inspector, Upstream};
+use crate::cancel::BackendKey;
+use crate::config::PoolMode;
+use crate::context::Context;
 use crate::error::ClientError;
-use crate::pool::{Release, ServerConn};
-use crate::protocol::{self, HEADER_LEN, TxStatus, tag};
+use crate::pool::{Checkout, Release, ServerConn};
+use crate::protocol::{TxStatus, tag};
+use crate::registry::Tenant;
 use crate::tls::ClientStream;
 
 /// Stop reading a peer while this much is still waiting to be written to
@@ -26,12 +34,16 @@ use crate::tls::ClientStream;
 const HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// How a relay ended.
-pub struct Outcome {
-    pub release: Release,
-    /// An error to send the client before closing, if it is still there.
-    pub error: Option<ClientError>,
-    pub stats: Stats,
+/// Everything a relay needs besides the two connections.
+pub struct Session<'a> {
+    pub ctx: &'a Context,
+    pub tenant: &'a Arc<Tenant>,
+    pub settings: &'a [(String, String)],
+    pub mode: PoolMode,
+    pub inspector: &'a dyn Inspector,
+    pub kill: &'a KillSwitch,
+    /// The client's cancel key id, to point at whichever server it uses.
+    pub cancel_pid: i32,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -41,162 +53,156 @@ pub struct Stats {
     pub transactions: u64,
 }
 
-/// Client → server direction.
-struct Upstream {
-    buf: BytesMut,
-    /// `buf[..ready]` holds complete, approved messages to write.
-    ready: usize,
-    /// Sync points (Query, Sync, FunctionCall) not yet answered.
-    in_flight: u32,
-    /// Extended-protocol messages sent after the last Sync.
-    dangling: bool,
-    terminated: bool,
+/// How a relay ended: an error to tell the client (if it is still there).
+pub struct Outcome {
+    pub error: Option<ClientError>,
+    pub stats: Stats,
 }
 
-/// Server → client direction.
-struct Downstream {
-    buf: BytesMut,
-    /// `buf[..scanned]` may be written; the rest is a partial header.
-    scanned: usize,
-    /// Body bytes of the current message still to pass through.
-    remaining: usize,
-    last_tag: u8,
-    status: TxStatus,
-}
-
-pub async fn run(
-    client: &mut ClientStream,
-    server: &mut ServerConn,
-    max_message: usize,
-    initial: BytesMut,
-) -> Outcome {
-    let mut up = Upstream {
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        ready: 0,
-        in_flight: 0,
-        dangling: false,
-        terminated: false,
-    };
-    let mut down = Downstream {
-        buf: initial,
-        scanned: 0,
-        remaining: 0,
-        last_tag: 0,
-        status: TxStatus::Idle,
-    };
+pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) -> Outcome {
+    let mut up = Upstream::new(s.mode == PoolMode::Transaction);
+    let mut down = Downstream::new(BytesMut::with_capacity(READ_CHUNK));
+    let mut server = Some(first);
     let mut stats = Stats::default();
-    let end = |up: &Upstream, down: &Downstream, error, stats| {
-        let clean = up.in_flight == 0 && !up.dangling && up.ready == up.buf.len();
-        Outcome {
-            release: if clean {
-                Release::Ready(down.status)
-            } else {
-                Release::Dirty
-            },
-            error,
-            stats,
-        }
-    };
-    if let Err(e) = down.scan(&mut up, &mut stats) {
-        return end(&up, &down, Some(e), stats);
+    let error = relay(s, client, &mut server, &mut up, &mut down, &mut stats).await;
+    stats.transactions = down.transactions;
+    if let Some(co) = server.take() {
+        detach(s, co, &up, &down, true).await;
     }
+    Outcome { error, stats }
+}
 
+async fn relay(
+    s: &Session<'_>,
+    client: &mut ClientStream,
+    server: &mut Option<Checkout>,
+    up: &mut Upstream,
+    down: &mut Downstream,
+    stats: &mut Stats,
+) -> Option<ClientError> {
+    let max = s.ctx.cfg.max_message_bytes;
+    let killed = s.kill.token().cancelled();
+    tokio::pin!(killed);
+    let mut kill_order: Option<&(KillMode, String)> = None;
     loop {
-        if up.terminated && up.ready == 0 && up.in_flight == 0 && down.scanned == 0 {
-            return end(&up, &down, None, stats);
+        if let Some((mode, reason)) = kill_order
+            && (*mode == KillMode::Now || idle(up, down))
+        {
+            flush_rest(client, down).await;
+            return Some(ClientError::Terminated(reason.clone()));
+        }
+        if up.has_message(max) {
+            if server.is_none() {
+                match attach(s).await {
+                    Ok(co) => *server = Some(co),
+                    Err(e) => return Some(e),
+                }
+            }
+            let co = server.as_mut().expect("attached above");
+            if let Err(e) = up.process(max, s.inspector, down, &mut co.conn.statements) {
+                return Some(e);
+            }
+        }
+        if up.terminated && up.out.is_empty() && down.settled() && down.scanned == 0 {
+            return None;
+        }
+        // Transaction mode: give the connection back between transactions.
+        if s.mode == PoolMode::Transaction
+            && up.pinned.is_none()
+            && up.out.is_empty()
+            && down.settled()
+            && down.status == TxStatus::Idle
+            && let Some(co) = server.take()
+        {
+            detach(s, co, up, down, false).await;
         }
         reserve(&mut down.buf);
-        reserve(&mut up.buf);
-        match next_event(client, server, &mut up, &mut down).await {
+        reserve(&mut up.inbuf);
+        let watch_kill = kill_order.is_none().then_some(killed.as_mut());
+        match next_event(
+            client,
+            server.as_mut().map(|c| &mut c.conn),
+            up,
+            down,
+            watch_kill,
+        )
+        .await
+        {
+            Event::Killed => kill_order = s.kill.order(),
             Event::ServerRead(Ok(n)) if n > 0 => {
                 stats.bytes_out += n as u64;
-                if let Err(e) = down.scan(&mut up, &mut stats) {
-                    return end(&up, &down, Some(e), stats);
+                let co = server.as_mut().expect("read from an attached server");
+                if let Err(e) = down.scan(&mut co.conn.statements) {
+                    return Some(e);
                 }
             }
             Event::ServerRead(_) | Event::ServerWriteFailed => {
                 // Let the client see what the server said last (often its
                 // FATAL), then report the loss unless the server did.
-                flush_rest(client, &mut down).await;
-                let error =
-                    (down.last_tag != tag::ERROR_RESPONSE).then_some(ClientError::BackendLost);
-                return Outcome {
-                    release: Release::Dirty,
-                    error,
-                    stats,
-                };
-            }
-            Event::ClientRead(Ok(n)) if n > 0 => {
-                stats.bytes_in += n as u64;
-                if let Err(e) = up.scan(max_message) {
-                    return end(&up, &down, Some(e), stats);
+                flush_rest(client, down).await;
+                if let Some(co) = server.take() {
+                    co.release(Release::Dirty).await;
                 }
+                return (down.last_tag != tag::ERROR_RESPONSE).then_some(ClientError::BackendLost);
             }
-            Event::ClientRead(_) => return end(&up, &down, None, stats),
+            Event::ClientRead(Ok(n)) if n > 0 => stats.bytes_in += n as u64,
+            Event::ClientRead(_) | Event::ClientWriteFailed => return None,
             Event::ClientWrote(n) => {
                 down.buf.advance(n);
                 down.scanned -= n;
                 if down.scanned == 0 && client.flush().await.is_err() {
-                    return end(&up, &down, None, stats);
+                    return None;
                 }
             }
-            Event::ClientWriteFailed => return end(&up, &down, None, stats),
         }
     }
 }
 
-enum Event {
-    ServerRead(std::io::Result<usize>),
-    ClientRead(std::io::Result<usize>),
-    /// Bytes of `down.buf` written to the client.
-    ClientWrote(usize),
-    ClientWriteFailed,
-    /// Successful server writes are applied in place; only failure surfaces.
-    ServerWriteFailed,
+/// A server connection for the next transaction, with the client's settings.
+async fn attach(s: &Session<'_>) -> Result<Checkout, ClientError> {
+    let mut co = s.ctx.pools.acquire(s.tenant).await?;
+    if let Err(e) = co.conn.apply_settings(s.settings).await {
+        co.release(Release::Ready(TxStatus::Idle)).await;
+        return Err(e);
+    }
+    s.ctx
+        .cancels
+        .set_backend(s.cancel_pid, Some(backend_key(&co.conn)));
+    Ok(co)
 }
 
-/// Polls the four possible I/O operations at once and returns the first
-/// that completes. Successful writes to the server are applied in place
-/// (they need no decision), so the loop above stays about decisions.
-async fn next_event(
-    client: &mut ClientStream,
-    server: &mut ServerConn,
-    up: &mut Upstream,
-    down: &mut Downstream,
-) -> Event {
-    poll_fn(|cx| {
-        if down.buf.len() < HIGH_WATER
-            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut server.stream), cx, &mut down.buf)
-        {
-            return Poll::Ready(Event::ServerRead(r));
-        }
-        while up.ready > 0 {
-            match Pin::new(&mut server.stream).poll_write(cx, &up.buf[..up.ready]) {
-                Poll::Ready(Ok(n)) if n > 0 => {
-                    up.buf.advance(n);
-                    up.ready -= n;
-                }
-                Poll::Ready(_) => return Poll::Ready(Event::ServerWriteFailed),
-                Poll::Pending => break,
-            }
-        }
-        if !up.terminated
-            && up.buf.len() < HIGH_WATER
-            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, &mut up.buf)
-        {
-            return Poll::Ready(Event::ClientRead(r));
-        }
-        if down.scanned > 0
-            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
-        {
-            return Poll::Ready(match r {
-                Ok(n) if n > 0 => Event::ClientWrote(n),
-                _ => Event::ClientWriteFailed,
-            });
-        }
-        Poll::Pending
-    })
-    .await
+pub fn backend_key(c: &ServerConn) -> BackendKey {
+    BackendKey {
+        addr: c.addr,
+        pid: c.pid,
+        secret: c.secret,
+    }
+}
+
+/// Returns the connection to the pool: as is between transactions, after a
+/// full reset when the client leaves, closed if it can't be proven clean.
+async fn detach(s: &Session<'_>, co: Checkout, up: &Upstream, down: &Downstream, leaving: bool) {
+    s.ctx.cancels.set_backend(s.cancel_pid, None);
+    let clean = up.out.is_empty() && down.settled();
+    if !clean {
+        // Something may still run on the server: stop it before closing.
+        let key = backend_key(&co.conn);
+        tokio::spawn(async move {
+            let _ = crate::cancel::send_cancel(key).await;
+        });
+        co.release(Release::Dirty).await;
+    } else if leaving
+        && (s.mode == PoolMode::Session || up.pinned.is_some() || down.status != TxStatus::Idle)
+    {
+        co.release(Release::Ready(down.status)).await;
+    } else {
+        co.release_idle();
+    }
+}
+
+/// Nothing in flight and no transaction open: a safe moment to end.
+fn idle(up: &Upstream, down: &Downstream) -> bool {
+    up.out.is_empty() && up.inbuf.is_empty() && down.settled() && down.status == TxStatus::Idle
 }
 
 fn reserve(buf: &mut BytesMut) {
@@ -215,73 +221,65 @@ async fn flush_rest(client: &mut ClientStream, down: &mut Downstream) {
     }
 }
 
-impl Upstream {
-    /// Frames newly read client bytes; complete messages become writable.
-    fn scan(&mut self, max_message: usize) -> Result<(), ClientError> {
-        loop {
-            let Some(h) = protocol::header(&self.buf[self.ready..], max_message)? else {
-                return Ok(());
-            };
-            if self.buf.len() - self.ready < h.frame_len {
-                return Ok(());
-            }
-            match h.tag {
-                tag::TERMINATE => {
-                    // Never forwarded: the server connection outlives the client.
-                    self.buf.truncate(self.ready);
-                    self.terminated = true;
-                    return Ok(());
-                }
-                tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
-                    self.in_flight += 1;
-                    self.dangling = false;
-                }
-                tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => {}
-                _ => self.dangling = true,
-            }
-            self.ready += h.frame_len;
-        }
-    }
+enum Event {
+    Killed,
+    ServerRead(std::io::Result<usize>),
+    ClientRead(std::io::Result<usize>),
+    /// Bytes of `down.buf` written to the client.
+    ClientWrote(usize),
+    ClientWriteFailed,
+    /// Successful server writes are applied in place; only failure surfaces.
+    ServerWriteFailed,
 }
 
-impl Downstream {
-    /// Walks message boundaries in newly read server bytes.
-    fn scan(&mut self, up: &mut Upstream, stats: &mut Stats) -> Result<(), ClientError> {
-        let len = self.buf.len();
-        let mut pos = self.scanned;
-        loop {
-            if self.remaining > 0 {
-                let take = self.remaining.min(len - pos);
-                pos += take;
-                self.remaining -= take;
-                if self.remaining > 0 {
-                    break;
-                }
-            }
-            // Server messages can be large (a 1 GB bytea): no size cap here,
-            // they stream through.
-            let h = match protocol::header(&self.buf[pos..], usize::MAX) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(_) => return Err(ClientError::BackendLost),
-            };
-            if h.tag == tag::READY_FOR_QUERY {
-                let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
-                    break; // wait for the status byte
-                };
-                let status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
-                // Each return to idle ends a transaction, implicit or not.
-                if status == TxStatus::Idle {
-                    stats.transactions += 1;
-                }
-                self.status = status;
-                up.in_flight = up.in_flight.saturating_sub(1);
-            }
-            self.last_tag = h.tag;
-            pos += HEADER_LEN;
-            self.remaining = h.frame_len - HEADER_LEN;
+/// Polls every I/O operation that can make progress and returns the first
+/// that completes. Successful writes to the server need no decision and
+/// are applied in place.
+async fn next_event(
+    client: &mut ClientStream,
+    mut server: Option<&mut ServerConn>,
+    up: &mut Upstream,
+    down: &mut Downstream,
+    mut killed: Option<Pin<&mut WaitForCancellationFuture<'_>>>,
+) -> Event {
+    poll_fn(|cx| {
+        if let Some(k) = killed.as_mut()
+            && k.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Event::Killed);
         }
-        self.scanned = pos;
-        Ok(())
-    }
+        if let Some(srv) = server.as_deref_mut() {
+            if down.buf.len() < HIGH_WATER
+                && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
+            {
+                return Poll::Ready(Event::ServerRead(r));
+            }
+            while !up.out.is_empty() {
+                match Pin::new(&mut srv.stream).poll_write(cx, &up.out) {
+                    Poll::Ready(Ok(n)) if n > 0 => up.out.advance(n),
+                    Poll::Ready(_) => return Poll::Ready(Event::ServerWriteFailed),
+                    Poll::Pending => break,
+                }
+            }
+        }
+        // Without a server, read only while no whole message waits: the
+        // loop must attach one first.
+        if !up.terminated
+            && up.inbuf.len() < HIGH_WATER
+            && (server.is_some() || !up.has_message(usize::MAX))
+            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
+        {
+            return Poll::Ready(Event::ClientRead(r));
+        }
+        if down.scanned > 0
+            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
+        {
+            return Poll::Ready(match r {
+                Ok(n) if n > 0 => Event::ClientWrote(n),
+                _ => Event::ClientWriteFailed,
+            });
+        }
+        Poll::Pending
+    })
+    .await
 }

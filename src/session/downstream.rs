@@ -1,0 +1,259 @@
+//! Server → client: bytes stream through where they were read; only
+//! message headers are looked at, and whole messages are held back just
+//! when the proxy has to drop or replace one (see [`super::expect`]).
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+
+use super::expect::{Expect, Reply};
+use super::prepared::StatementCache;
+use crate::error::ClientError;
+use crate::protocol::{self, HEADER_LEN, TxStatus};
+
+pub struct Downstream {
+    pub buf: BytesMut,
+    /// `buf[..scanned]` may be written to the client.
+    pub scanned: usize,
+    /// Body bytes of the current message still to pass through.
+    remaining: usize,
+    pub last_tag: u8,
+    pub status: TxStatus,
+    pub expect: VecDeque<Expect>,
+    pub transactions: u64,
+}
+
+/// Messages the server may send at any time, outside any reply.
+fn is_async(tag: u8) -> bool {
+    matches!(tag, b'N' | b'S' | b'A')
+}
+
+impl Downstream {
+    pub fn new(buf: BytesMut) -> Downstream {
+        Downstream {
+            buf,
+            scanned: 0,
+            remaining: 0,
+            last_tag: 0,
+            status: TxStatus::Idle,
+            expect: VecDeque::new(),
+            transactions: 0,
+        }
+    }
+
+    /// Every reply delivered (or at least received) and nothing pending.
+    pub fn settled(&self) -> bool {
+        self.expect.is_empty() && self.remaining == 0 && self.scanned == self.buf.len()
+    }
+
+    /// Walks newly read server bytes; applies the expect queue.
+    pub fn scan(&mut self, cache: &mut StatementCache) -> Result<(), ClientError> {
+        let mut pos = self.scanned;
+        loop {
+            if self.remaining > 0 {
+                let take = self.remaining.min(self.buf.len() - pos);
+                pos += take;
+                self.remaining -= take;
+                if self.remaining > 0 {
+                    break;
+                }
+            }
+            self.emit_synth(&mut pos);
+            // Server messages can be huge (a 1 GB bytea): they stream, no cap.
+            let h = match protocol::header(&self.buf[pos..], usize::MAX) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => return Err(ClientError::BackendLost),
+            };
+            let whole = self.buf.len() - pos >= h.frame_len;
+            let tag = h.tag;
+            if tag == b'Z' {
+                let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
+                    break;
+                };
+                self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
+                if self.status == TxStatus::Idle {
+                    self.transactions += 1;
+                }
+            }
+            let head = if is_async(tag) {
+                None
+            } else {
+                self.expect.front().cloned()
+            };
+            match (head, tag) {
+                // The proxy's own Parse/Close succeeded: the client never asked.
+                (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
+                    if !whole {
+                        break;
+                    }
+                    splice(&mut self.buf, pos, h.frame_len, &[]);
+                    self.expect.pop_front();
+                    continue;
+                }
+                (Some(Expect::Refused(reply, ref err)), b'E') => {
+                    if !whole {
+                        break;
+                    }
+                    splice(&mut self.buf, pos, h.frame_len, err);
+                    self.last_tag = tag;
+                    pos += err.len();
+                    if reply.is_extended() {
+                        self.fail_until_sync(cache);
+                    }
+                    continue;
+                }
+                (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
+                    self.fail_until_sync(cache);
+                }
+                (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {
+                    self.expect.pop_front();
+                }
+                (Some(_), b'Z') => {
+                    // Out of step (should not happen): resynchronise on Ready.
+                    while let Some(e) = self.expect.pop_front() {
+                        if e.reply() == Some(Reply::UntilReady) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.last_tag = tag;
+            pos += HEADER_LEN;
+            self.remaining = h.frame_len - HEADER_LEN;
+        }
+        self.scanned = pos;
+        Ok(())
+    }
+
+    /// An error in the extended protocol: the server skips everything up
+    /// to the next Sync, so those replies will never come.
+    fn fail_until_sync(&mut self, cache: &mut StatementCache) {
+        while let Some(e) = self.expect.front() {
+            if e.reply() == Some(Reply::UntilReady) {
+                break;
+            }
+            if let Expect::Reparse(name) | Expect::ParseNamed(name) = e {
+                cache.forget(name);
+            }
+            self.expect.pop_front();
+        }
+    }
+
+    /// Answers the proxy gives itself, once all earlier replies are out.
+    fn emit_synth(&mut self, pos: &mut usize) {
+        while let Some(Expect::Synth(bytes)) = self.expect.front() {
+            splice(&mut self.buf, *pos, 0, bytes);
+            *pos += bytes.len();
+            self.expect.pop_front();
+        }
+    }
+
+    /// Called after new expectations were queued: emits leading synthetic
+    /// answers right away when no server bytes are pending.
+    pub fn flush_synth(&mut self, cache: &mut StatementCache) -> Result<(), ClientError> {
+        if matches!(self.expect.front(), Some(Expect::Synth(_))) {
+            self.scan(cache)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `buf[at..at + remove]` with `insert`.
+fn splice(buf: &mut BytesMut, at: usize, remove: usize, insert: &[u8]) {
+    let old_len = buf.len();
+    let new_len = old_len - remove + insert.len();
+    if insert.len() > remove {
+        buf.resize(new_len, 0);
+        buf.copy_within(at + remove..old_len, at + insert.len());
+    } else {
+        buf.copy_within(at + remove..old_len, at + insert.len());
+        buf.truncate(new_len);
+    }
+    buf[at..at + insert.len()].copy_from_slice(insert);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn splice_grows_and_shrinks() {
+        let mut b = BytesMut::from(&b"abcdef"[..]);
+        splice(&mut b, 2, 1, b"XYZ");
+        assert_eq!(&b[..], b"abXYZdef");
+        splice(&mut b, 2, 3, b"");
+        assert_eq!(&b[..], b"abdef");
+    }
+
+    #[test]
+    fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
+        let mut cache = StatementCache::new(8);
+        let mut d = Downstream::new(BytesMut::new());
+        d.expect.push_back(Expect::Reparse("pgt_1".into()));
+        d.expect
+            .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
+        d.expect.push_back(Expect::Pass(Reply::Bind));
+        d.expect.push_back(Expect::Pass(Reply::UntilReady));
+        let mut server = msg(b'1', b"");
+        server.extend(msg(b'2', b""));
+        server.extend(msg(b'Z', b"I"));
+        d.buf.extend_from_slice(&server);
+        d.scan(&mut cache).unwrap();
+        let mut want = msg(b'1', b""); // the synthetic one
+        want.extend(msg(b'2', b""));
+        want.extend(msg(b'Z', b"I"));
+        assert_eq!(&d.buf[..d.scanned], &want[..]);
+        assert!(d.settled());
+    }
+
+    #[test]
+    fn refused_error_replaces_the_servers_and_skips_to_sync() {
+        let mut cache = StatementCache::new(8);
+        let mut d = Downstream::new(BytesMut::new());
+        let ours = Bytes::from(msg(b'E', b"C42501\0\0"));
+        d.expect
+            .push_back(Expect::Refused(Reply::Parse, ours.clone()));
+        d.expect.push_back(Expect::Pass(Reply::Bind));
+        d.expect.push_back(Expect::Pass(Reply::Execute));
+        d.expect.push_back(Expect::Pass(Reply::UntilReady));
+        // Arrives in two reads, split inside the error.
+        let mut server = msg(b'E', b"C42601\0Msyntax\0\0");
+        server.extend(msg(b'Z', b"E"));
+        d.buf.extend_from_slice(&server[..7]);
+        d.scan(&mut cache).unwrap();
+        assert_eq!(d.scanned, 0, "held until whole");
+        d.buf.extend_from_slice(&server[7..]);
+        d.scan(&mut cache).unwrap();
+        let mut want = ours.to_vec();
+        want.extend(msg(b'Z', b"E"));
+        assert_eq!(&d.buf[..d.scanned], &want[..]);
+        assert_eq!(d.status, TxStatus::Failed);
+        assert!(d.expect.is_empty());
+    }
+
+    #[test]
+    fn large_rows_stream_without_being_held() {
+        let mut cache = StatementCache::new(8);
+        let mut d = Downstream::new(BytesMut::new());
+        d.expect.push_back(Expect::Pass(Reply::UntilReady));
+        let row = msg(b'D', &vec![7u8; 100_000]);
+        d.buf.extend_from_slice(&row[..50_000]);
+        d.scan(&mut cache).unwrap();
+        assert_eq!(d.scanned, 50_000, "partial message bodies are passed on");
+        d.buf.extend_from_slice(&row[50_000..]);
+        d.buf.extend_from_slice(&msg(b'Z', b"I"));
+        d.scan(&mut cache).unwrap();
+        assert!(d.settled());
+        assert_eq!(d.transactions, 1);
+    }
+}

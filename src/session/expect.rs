@@ -1,0 +1,76 @@
+//! What the proxy expects the server to answer, in order.
+//!
+//! The server answers extended-protocol messages strictly in order, so a
+//! queue with one entry per message that gets a reply is enough to know
+//! where each reply ends. That is what lets the proxy add messages of its
+//! own (a re-Parse on another connection), answer some itself (a Parse the
+//! connection already has), and swap an error of its own in (a refused
+//! statement) without the client noticing anything but the intended reply.
+
+use bytes::Bytes;
+
+/// Which client message a reply belongs to; decides which tag ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Parse,
+    Bind,
+    Close,
+    Describe,
+    Execute,
+    /// Sync, Query and FunctionCall: answered up to ReadyForQuery.
+    UntilReady,
+}
+
+impl Reply {
+    /// Does a server message with `tag` finish this reply?
+    pub fn ended_by(self, tag: u8) -> bool {
+        match self {
+            Reply::Parse => tag == b'1',
+            Reply::Bind => tag == b'2',
+            Reply::Close => tag == b'3',
+            // 't' (ParameterDescription) comes first for a statement.
+            Reply::Describe => matches!(tag, b'T' | b'n'),
+            Reply::Execute => matches!(tag, b'C' | b'I' | b's'),
+            Reply::UntilReady => tag == b'Z',
+        }
+    }
+
+    /// After an error the server skips to the next Sync; only the
+    /// extended-protocol messages before it are affected.
+    pub fn is_extended(self) -> bool {
+        self != Reply::UntilReady
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// A client message: its reply passes through.
+    Pass(Reply),
+    /// A Parse the proxy sent for a client's named statement: its
+    /// ParseComplete is dropped (an error still passes: the client needs it).
+    /// Holds the statement's backend name, forgotten again on error.
+    Reparse(std::sync::Arc<str>),
+    /// A Close the proxy sent to evict a statement: CloseComplete dropped.
+    Evict,
+    /// The proxy answers itself (ParseComplete, CloseComplete) once every
+    /// earlier reply has been delivered.
+    Synth(Bytes),
+    /// A refused statement, sent to the server as a statement that fails
+    /// to parse so the server's transaction state follows; the server's
+    /// error is replaced by this one.
+    Refused(Reply, Bytes),
+    /// A client's Parse of a named statement under its backend name;
+    /// forgotten on the connection if it fails.
+    ParseNamed(std::sync::Arc<str>),
+}
+
+impl Expect {
+    pub fn reply(&self) -> Option<Reply> {
+        match self {
+            Expect::Pass(r) | Expect::Refused(r, _) => Some(*r),
+            Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
+            Expect::Evict => Some(Reply::Close),
+            Expect::Synth(_) => None,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The sessions that are running now, so that the registry watcher, the
+//! admin console and shutdown can find and end them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::registry::Tenant;
+
+/// How a session is to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillMode {
+    /// At once, even mid-transaction (the transaction is rolled back).
+    Now,
+    /// As soon as the client is idle outside a transaction.
+    WhenIdle,
+}
+
+/// Shared between a session and whoever may end it.
+#[derive(Default)]
+pub struct KillSwitch {
+    token: CancellationToken,
+    order: OnceLock<(KillMode, String)>,
+}
+
+impl KillSwitch {
+    /// Asks the session to end; the first order wins.
+    pub fn kill(&self, mode: KillMode, reason: impl Into<String>) {
+        if self.order.set((mode, reason.into())).is_ok() {
+            self.token.cancel();
+        }
+    }
+
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub fn order(&self) -> Option<&(KillMode, String)> {
+        self.order.get()
+    }
+}
+
+/// What the rest of the proxy may know about a running session.
+#[derive(Clone)]
+pub struct SessionInfo {
+    pub tenant: Arc<Tenant>,
+    pub key_id: Uuid,
+    pub user: String,
+    pub peer: SocketAddr,
+    pub started: Instant,
+    pub kill: Arc<KillSwitch>,
+}
+
+#[derive(Default)]
+pub struct LiveSessions {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, SessionInfo>>,
+}
+
+/// Removes the session from the live set when dropped.
+pub struct Registration<'a> {
+    live: &'a LiveSessions,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.live.map.lock().expect("poisoned").remove(&self.id);
+    }
+}
+
+impl LiveSessions {
+    pub fn register(&self, info: SessionInfo) -> Registration<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map.lock().expect("poisoned").insert(id, info);
+        Registration { live: self, id }
+    }
+
+    /// Ends every session `which` selects; returns how many.
+    pub fn kill_where(
+        &self,
+        which: impl Fn(&SessionInfo) -> bool,
+        mode: KillMode,
+        reason: &str,
+    ) -> usize {
+        let map = self.map.lock().expect("poisoned");
+        let mut n = 0;
+        for s in map.values().filter(|s| which(s)) {
+            s.kill.kill(mode, reason);
+            n += 1;
+        }
+        n
+    }
+
+    /// A snapshot, for the admin console and metrics.
+    pub fn snapshot(&self) -> Vec<SessionInfo> {
+        self.map
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,131 @@
+//! Transaction mode: statements whose effect outlives the transaction.
+//!
+//! A client that runs one of these keeps its server connection for the
+//! rest of its session (it is "pinned"), so session state never reaches
+//! another client and nothing the client relies on is lost. The check is
+//! lexical and errs on the side of pinning: a false positive costs only
+//! pooling efficiency for that one client. State changed from inside a
+//! function body is not seen; it stays within the tenant (pools are per
+//! tenant), and `DISCARD ALL` clears it when the client leaves.
+
+/// Why a statement pins, or None.
+pub fn session_effect(sql: &str) -> Option<&'static str> {
+    for stmt in sql.split(';') {
+        let mut words = words(stmt);
+        let Some(first) = words.next() else { continue };
+        let second = words.next().unwrap_or("");
+        let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
+        let reason = if is(first, "set") {
+            // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
+            (!["local", "transaction", "constraints"]
+                .iter()
+                .any(|k| is(second, k)))
+            .then_some("SET")
+        } else if is(first, "reset") {
+            Some("RESET")
+        } else if is(first, "discard") {
+            Some("DISCARD")
+        } else if is(first, "listen") {
+            Some("LISTEN")
+        } else if is(first, "prepare") || is(first, "deallocate") {
+            Some("PREPARE/DEALLOCATE")
+        } else if is(first, "load") {
+            Some("LOAD")
+        } else if is(first, "declare") && contains_word(stmt, "hold") {
+            Some("WITH HOLD cursor")
+        } else if is(first, "create")
+            && words_before(stmt, 4).any(|w| is(w, "temp") || is(w, "temporary"))
+        {
+            Some("temporary table")
+        } else {
+            None
+        };
+        if reason.is_some() {
+            return reason;
+        }
+    }
+    if contains_ci(sql, "pg_advisory_lock") || contains_ci(sql, "pg_try_advisory_lock") {
+        return Some("session advisory lock");
+    }
+    if contains_ci(sql, "set_config") {
+        return Some("set_config()");
+    }
+    None
+}
+
+/// Words of a statement, skipping comments and punctuation.
+fn words(stmt: &str) -> impl Iterator<Item = &str> {
+    let mut rest = stmt;
+    std::iter::from_fn(move || {
+        loop {
+            rest = rest.trim_start_matches(|c: char| {
+                !c.is_ascii_alphanumeric() && c != '_' && c != '-' && c != '/'
+            });
+            if let Some(r) = rest.strip_prefix("--") {
+                rest = r.split_once('\n').map_or("", |(_, r)| r);
+            } else if let Some(r) = rest.strip_prefix("/*") {
+                rest = r.split_once("*/").map_or("", |(_, r)| r);
+            } else if rest.starts_with(['-', '/']) {
+                rest = &rest[1..];
+            } else {
+                break;
+            }
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .unwrap_or(rest.len());
+        let (w, r) = rest.split_at(end.max(1));
+        rest = r;
+        Some(w)
+    })
+}
+
+fn words_before(stmt: &str, n: usize) -> impl Iterator<Item = &str> {
+    words(stmt).take(n)
+}
+
+fn contains_word(stmt: &str, w: &str) -> bool {
+    words(stmt).any(|x| x.eq_ignore_ascii_case(w))
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_session_state_only() {
+        for (sql, pins) in [
+            ("SELECT 1", false),
+            ("set statement_timeout = 5", true),
+            ("/* x */ SET search_path = a", true),
+            ("SET LOCAL statement_timeout = 5", false),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false),
+            ("BEGIN; SET LOCAL x.y = 1; COMMIT", false),
+            ("select 1; reset all", true),
+            ("LISTEN chan", true),
+            ("DISCARD ALL", true),
+            ("PREPARE p AS SELECT 1", true),
+            ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", true),
+            ("DECLARE c CURSOR FOR SELECT 1", false),
+            ("CREATE TEMP TABLE t (x int)", true),
+            ("create local temporary table t (x int)", true),
+            ("CREATE TABLE t (x int)", false),
+            ("SELECT pg_advisory_lock(1)", true),
+            ("SELECT pg_advisory_xact_lock(1)", false),
+            ("SELECT set_config('a.b', '1', false)", true),
+            ("UPDATE settings SET value = 1", false),
+            ("-- SET x\nSELECT 1", false),
+        ] {
+            assert_eq!(session_effect(sql).is_some(), pins, "{sql}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Named prepared statements in transaction mode.
+//!
+//! A client's statement "s1" may have to run on any server connection.
+//! The proxy names it on the server after its text and parameter types
+//! (`pgt_<hash>`), so clients that prepare the same query share one
+//! server-side statement, and prepares it on demand wherever it is missing.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use lru::LruCache;
+
+/// A client's named statement.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// Its name on every server connection.
+    pub server_name: Arc<str>,
+    /// A complete Parse frame under `server_name`, to send where it's missing.
+    pub parse: Bytes,
+}
+
+impl Statement {
+    /// From the body of a client's Parse (name, query, parameter types).
+    pub fn from_parse_body(body_after_name: &[u8]) -> Statement {
+        // Fixed keys: the same text gets the same name on every connection
+        // and every proxy replica.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(body_after_name);
+        let server_name: Arc<str> = format!("pgt_{hash:016x}").into();
+        let mut frame = BytesMut::with_capacity(body_after_name.len() + server_name.len() + 6);
+        frame.put_u8(b'P');
+        frame.put_i32((4 + server_name.len() + 1 + body_after_name.len()) as i32);
+        frame.put_slice(server_name.as_bytes());
+        frame.put_u8(0);
+        frame.put_slice(body_after_name);
+        Statement {
+            server_name,
+            parse: frame.freeze(),
+        }
+    }
+
+    /// The Parse body after the statement name: what identifies the statement.
+    pub fn body(&self) -> &[u8] {
+        &self.parse[5 + self.server_name.len() + 1..]
+    }
+}
+
+/// The client's statements by the names it gave them.
+pub type ClientStatements = HashMap<String, Statement>;
+
+/// Statements prepared on one server connection, least recently used first
+/// out. The value is the statement's identifying body, compared on every
+/// hit so that a hash collision can never run the wrong query.
+pub struct StatementCache {
+    lru: LruCache<Arc<str>, Bytes>,
+}
+
+pub enum Lookup {
+    Present,
+    Missing,
+    /// Same name, different statement (a hash collision): close it first.
+    Collision,
+}
+
+impl StatementCache {
+    pub fn new(capacity: usize) -> StatementCache {
+        StatementCache {
+            lru: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)")),
+        }
+    }
+
+    pub fn lookup(&mut self, st: &Statement) -> Lookup {
+        match self.lru.get(&st.server_name) {
+            Some(body) if body[..] == *st.body() => Lookup::Present,
+            Some(_) => Lookup::Collision,
+            None => Lookup::Missing,
+        }
+    }
+
+    /// Records a statement as prepared; returns one to close if the cache
+    /// was full.
+    pub fn insert(&mut self, st: &Statement) -> Option<Arc<str>> {
+        let body = st.parse.slice(5 + st.server_name.len() + 1..);
+        let evicted = match self.lru.push(st.server_name.clone(), body) {
+            Some((name, _)) if name != st.server_name => Some(name),
+            _ => None,
+        };
+        metrics::gauge!("pgtenant_prepared_statements").set(self.lru.len() as f64);
+        evicted
+    }
+
+    pub fn forget(&mut self, name: &str) {
+        self.lru.pop(name);
+    }
+
+    /// After DISCARD ALL / DEALLOCATE ALL the server has none.
+    pub fn clear(&mut self) {
+        self.lru.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lru.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_same_name_and_cache_evicts_lru() {
+        let a = Statement::from_parse_body(b"SELECT 1\0\0\0");
+        let a2 = Statement::from_parse_body(b"SELECT 1\0\0\0");
+        let b = Statement::from_parse_body(b"SELECT 2\0\0\0");
+        assert_eq!(a.server_name, a2.server_name);
+        assert_ne!(a.server_name, b.server_name);
+        assert_eq!(a.body(), b"SELECT 1\0\0\0");
+        let mut c = StatementCache::new(1);
+        assert!(matches!(c.lookup(&a), Lookup::Missing));
+        assert_eq!(c.insert(&a), None);
+        assert!(matches!(c.lookup(&a2), Lookup::Present));
+        assert_eq!(c.insert(&b).as_deref(), Some(&*a.server_name));
+        assert!(matches!(c.lookup(&a), Lookup::Missing));
+    }
+}

@@ -1,0 +1,292 @@
+//! Client → server: frames client messages, lets the firewall see every
+//! statement, renames named statements in transaction mode, and records
+//! what reply each message will get (see [`super::expect`]).
+//!
+//! Messages are copied from the read buffer to the output buffer: they are
+//! small, and it keeps rewriting simple. The large direction (results) is
+//! zero-copy in [`super::downstream`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+use postgres_protocol::message::frontend;
+
+use super::downstream::Downstream;
+use super::expect::{Expect, Reply};
+use super::pinning::session_effect;
+use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
+use crate::error::ClientError;
+use crate::protocol::{self, read_cstr, tag};
+
+/// A statement the server is sure to reject at parse time, sent in place of
+/// a refused one so that the server's transaction state follows exactly as
+/// if the refused statement had failed there.
+const REFUSED_SQL: &str = "pgtenant refused this statement";
+const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
+const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
+
+/// Decides whether SQL may reach the server; `Err` holds the ErrorResponse.
+/// Gets the raw text: SQL that is not valid UTF-8 is the inspector's call.
+pub trait Inspector: Send + Sync {
+    fn inspect(&self, sql: &[u8]) -> Result<(), Bytes>;
+}
+
+/// Lets everything through (firewall off).
+pub struct AllowAll;
+
+impl Inspector for AllowAll {
+    fn inspect(&self, _: &[u8]) -> Result<(), Bytes> {
+        Ok(())
+    }
+}
+
+pub struct Upstream {
+    pub inbuf: BytesMut,
+    /// Complete messages to write to the server.
+    pub out: BytesMut,
+    pub terminated: bool,
+    /// After a refused Parse: drop messages up to Sync, like the server would.
+    discard_until_sync: bool,
+    /// Transaction mode: why this client keeps its server connection.
+    pub pinned: Option<&'static str>,
+    /// Transaction mode renames named statements; session mode passes them.
+    rename: bool,
+    statements: ClientStatements,
+}
+
+impl Upstream {
+    pub fn new(rename: bool) -> Upstream {
+        Upstream {
+            inbuf: BytesMut::with_capacity(8 * 1024),
+            out: BytesMut::with_capacity(8 * 1024),
+            terminated: false,
+            discard_until_sync: false,
+            pinned: None,
+            rename,
+            statements: ClientStatements::new(),
+        }
+    }
+
+    /// Is at least one whole message waiting? (Errors surface in `process`.)
+    pub fn has_message(&self, max: usize) -> bool {
+        matches!(protocol::header(&self.inbuf, max), Ok(Some(h)) if self.inbuf.len() >= h.frame_len)
+            || protocol::header(&self.inbuf, max).is_err()
+    }
+
+    pub fn process(
+        &mut self,
+        max: usize,
+        inspector: &dyn Inspector,
+        down: &mut Downstream,
+        cache: &mut StatementCache,
+    ) -> Result<(), ClientError> {
+        while let Some(h) = protocol::header(&self.inbuf, max)? {
+            if self.inbuf.len() < h.frame_len {
+                break;
+            }
+            let frame = self.inbuf.split_to(h.frame_len);
+            if h.tag == tag::TERMINATE {
+                // Never forwarded: the server connection outlives the client.
+                self.terminated = true;
+                self.inbuf.clear();
+                break;
+            }
+            if self.discard_until_sync && h.tag != tag::SYNC {
+                continue;
+            }
+            self.message(h.tag, &frame, inspector, down, cache);
+        }
+        down.flush_synth(cache)
+    }
+
+    fn message(
+        &mut self,
+        t: u8,
+        frame: &[u8],
+        inspector: &dyn Inspector,
+        down: &mut Downstream,
+        cache: &mut StatementCache,
+    ) {
+        let body = &frame[protocol::HEADER_LEN..];
+        let q = &mut down.expect;
+        match t {
+            tag::QUERY => {
+                let sql = cstr(body);
+                if let Err(err) = inspector.inspect(sql) {
+                    frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
+                    q.push_back(Expect::Refused(Reply::UntilReady, err));
+                    return;
+                }
+                self.note_session_effect(sql, cache);
+                self.out.extend_from_slice(frame);
+                q.push_back(Expect::Pass(Reply::UntilReady));
+            }
+            tag::PARSE => {
+                let (name, rest) = read_cstr(body).unwrap_or((b"", body));
+                let sql = cstr(rest);
+                if let Err(err) = inspector.inspect(sql) {
+                    frontend::parse("", REFUSED_SQL, [], &mut self.out)
+                        .expect("no NUL in constant");
+                    q.push_back(Expect::Refused(Reply::Parse, err));
+                    self.discard_until_sync = true;
+                    return;
+                }
+                self.note_session_effect(sql, cache);
+                if self.rename && !name.is_empty() {
+                    let st = Statement::from_parse_body(rest);
+                    self.statements
+                        .insert(String::from_utf8_lossy(name).into_owned(), st.clone());
+                    if matches!(cache.lookup(&st), Lookup::Present) {
+                        q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
+                    } else {
+                        self.prepare(&st, cache, q, false);
+                    }
+                } else {
+                    self.out.extend_from_slice(frame);
+                    q.push_back(Expect::Pass(Reply::Parse));
+                }
+            }
+            tag::BIND | tag::DESCRIBE if self.rename => {
+                let renamed = self.rename_statement(t, body, cache, q);
+                if !renamed {
+                    self.out.extend_from_slice(frame);
+                }
+                q.push_back(Expect::Pass(if t == tag::BIND {
+                    Reply::Bind
+                } else {
+                    Reply::Describe
+                }));
+            }
+            tag::BIND => {
+                self.out.extend_from_slice(frame);
+                q.push_back(Expect::Pass(Reply::Bind));
+            }
+            tag::DESCRIBE => {
+                self.out.extend_from_slice(frame);
+                q.push_back(Expect::Pass(Reply::Describe));
+            }
+            tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
+                // The server statement may be shared: only the client's name goes.
+                self.statements
+                    .remove(&*String::from_utf8_lossy(cstr(&body[1..])));
+                q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
+            }
+            _ => {
+                self.out.extend_from_slice(frame);
+                let reply = match t {
+                    tag::CLOSE => Some(Reply::Close),
+                    tag::EXECUTE => Some(Reply::Execute),
+                    tag::SYNC => {
+                        self.discard_until_sync = false;
+                        Some(Reply::UntilReady)
+                    }
+                    tag::FUNCTION_CALL => Some(Reply::UntilReady),
+                    _ => None, // Flush, COPY data: no reply of their own
+                };
+                if let Some(r) = reply {
+                    q.push_back(Expect::Pass(r));
+                }
+            }
+        }
+    }
+
+    /// Bind or Describe of a named statement: use its server name, preparing
+    /// it first on this connection if needed. False: not ours to rename.
+    fn rename_statement(
+        &mut self,
+        t: u8,
+        body: &[u8],
+        cache: &mut StatementCache,
+        q: &mut std::collections::VecDeque<Expect>,
+    ) -> bool {
+        // Bind: portal\0 statement\0 rest; Describe: 'S' statement\0.
+        let (prefix, name, rest) = if t == tag::BIND {
+            let Some((portal, after)) = read_cstr(body) else {
+                return false;
+            };
+            let Some((name, rest)) = read_cstr(after) else {
+                return false;
+            };
+            (&body[..portal.len() + 1], name, rest)
+        } else {
+            if body.first() != Some(&b'S') {
+                return false;
+            }
+            let Some((name, rest)) = read_cstr(&body[1..]) else {
+                return false;
+            };
+            (&body[..1], name, rest)
+        };
+        if name.is_empty() {
+            return false;
+        }
+        let Some(st) = self
+            .statements
+            .get(std::str::from_utf8(name).unwrap_or(""))
+            .cloned()
+        else {
+            return false; // unknown: the server says "does not exist", as it should
+        };
+        if !matches!(cache.lookup(&st), Lookup::Present) {
+            self.prepare(&st, cache, q, true);
+        }
+        self.out.put_u8(t);
+        self.out
+            .put_i32((4 + prefix.len() + st.server_name.len() + 1 + rest.len()) as i32);
+        self.out.put_slice(prefix);
+        self.out.put_slice(st.server_name.as_bytes());
+        self.out.put_u8(0);
+        self.out.put_slice(rest);
+        true
+    }
+
+    /// Sends a Parse of `st` under its server name (closing a colliding or
+    /// evicted statement first). `silent`: the client did not ask for it.
+    fn prepare(
+        &mut self,
+        st: &Statement,
+        cache: &mut StatementCache,
+        q: &mut std::collections::VecDeque<Expect>,
+        silent: bool,
+    ) {
+        if matches!(cache.lookup(st), Lookup::Collision) {
+            self.close_on_server(&st.server_name, q);
+            cache.forget(&st.server_name);
+        }
+        if let Some(evicted) = cache.insert(st) {
+            self.close_on_server(&evicted, q);
+        }
+        self.out.extend_from_slice(&st.parse);
+        q.push_back(if silent {
+            Expect::Reparse(st.server_name.clone())
+        } else {
+            Expect::ParseNamed(st.server_name.clone())
+        });
+    }
+
+    fn close_on_server(&mut self, name: &str, q: &mut std::collections::VecDeque<Expect>) {
+        frontend::close(b'S', name, &mut self.out).expect("no NUL in generated name");
+        q.push_back(Expect::Evict);
+    }
+
+    /// Transaction mode: pins the client on statements with session effects.
+    fn note_session_effect(&mut self, sql: &[u8], cache: &mut StatementCache) {
+        if !self.rename {
+            return;
+        }
+        if let Some(why) = session_effect(&String::from_utf8_lossy(sql)) {
+            if self.pinned.is_none() {
+                tracing::debug!(reason = why, "client pinned to its server connection");
+                metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
+                self.pinned = Some(why);
+            }
+            if why == "DISCARD" || why == "PREPARE/DEALLOCATE" {
+                // The server may have dropped every statement: re-prepare on demand.
+                cache.clear();
+            }
+        }
+    }
+}
+
+/// The NUL-terminated string at the start of `b`.
+fn cstr(b: &[u8]) -> &[u8] {
+    read_cstr(b).map_or(b, |(s, _)| s)
+}

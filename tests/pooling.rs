@@ -1,0 +1,358 @@
+//! Transaction pooling against a real PostgreSQL: many clients over few
+//! connections, named prepared statements across connections, pinning.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use support::{Proxy, registry};
+use tokio_postgres::{Client, NoTls};
+
+async fn connect(proxy: &Proxy, key: &str) -> Client {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(proxy.addr.port())
+        .user("app")
+        .password(key)
+        .dbname("app");
+    let (client, conn) = cfg
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("login failed: {e:?}\n{}", proxy.log()));
+    tokio::spawn(conn);
+    client
+}
+
+async fn superuser() -> Client {
+    support::cluster().connect(&registry().db).await
+}
+
+/// Samples how many backend connections `role` has until `stop`; returns the peak.
+fn watch_connections(role: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let su = superuser().await;
+        let mut peak = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let n: i64 = su
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                    &[&role],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            peak = peak.max(n);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        peak
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_share_five_connections() {
+    let reg = registry();
+    let t = reg.create_tenant("many");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "5"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "30000"),
+    ]);
+    let setup = connect(&proxy, &key).await;
+    setup
+        .batch_execute("CREATE TABLE counter (id int PRIMARY KEY, n bigint); INSERT INTO counter VALUES (1, 0); CREATE TABLE log (client int, i int)")
+        .await
+        .unwrap();
+    drop(setup);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = watch_connections(format!("tenant_{t}"), stop.clone());
+    let expected = Arc::new(AtomicI64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..200 {
+        let (addr_proxy, key, expected) = (proxy.addr, key.clone(), expected.clone());
+        clients.push(tokio::spawn(async move {
+            let mut cfg = tokio_postgres::Config::new();
+            cfg.host("127.0.0.1")
+                .port(addr_proxy.port())
+                .user("app")
+                .password(&key)
+                .dbname("app");
+            let (mut client, conn) = cfg.connect(NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            for i in 0..5 {
+                let tx = client.transaction().await.unwrap();
+                tx.execute("UPDATE counter SET n = n + 1 WHERE id = 1", &[])
+                    .await
+                    .unwrap();
+                tx.execute("INSERT INTO log VALUES ($1, $2)", &[&c, &i])
+                    .await
+                    .unwrap();
+                let n: i64 = tx
+                    .query_one("SELECT count(*) FROM log WHERE client = $1", &[&c])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(n, i as i64 + 1, "client {c} sees its own rows");
+                tx.commit().await.unwrap();
+                expected.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client task");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    let check = connect(&proxy, &key).await;
+    let n: i64 = check
+        .query_one("SELECT n FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
+    assert_eq!(expected.load(Ordering::Relaxed), 1000);
+    assert!(
+        peak <= 5,
+        "Postgres saw {peak} connections of the tenant (pool_size 5)"
+    );
+    assert!(peak >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_prepared_statements_work_across_connections() {
+    let reg = registry();
+    let t = reg.create_tenant("prep");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "3"),
+        ("PGTENANT_PREPARED_STATEMENTS_PER_CONNECTION", "4"),
+    ]);
+    let setup = connect(&proxy, &key).await;
+    setup
+        .batch_execute("CREATE TABLE kv (k int PRIMARY KEY, v text); INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..12 {
+        let (proxy_port, key) = (proxy.addr.port(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut cfg = tokio_postgres::Config::new();
+            cfg.host("127.0.0.1")
+                .port(proxy_port)
+                .user("app")
+                .password(&key)
+                .dbname("app");
+            let (client, conn) = cfg.connect(NoTls).await.expect("connect");
+            tokio::spawn(conn);
+            // tokio-postgres prepares named statements ("s0", "s1", …) and
+            // reuses them; more distinct statements than the per-connection
+            // cache holds forces evictions and re-prepares.
+            let stmts = [
+                client
+                    .prepare("SELECT v FROM kv WHERE k = $1")
+                    .await
+                    .unwrap(),
+                client
+                    .prepare("SELECT count(*) FROM kv WHERE k < $1")
+                    .await
+                    .unwrap(),
+                client
+                    .prepare("SELECT k FROM kv WHERE v = $1::text")
+                    .await
+                    .unwrap(),
+                client
+                    .prepare("UPDATE kv SET v = v WHERE k = $1")
+                    .await
+                    .unwrap(),
+                client
+                    .prepare(&format!("SELECT {c} + $1::int"))
+                    .await
+                    .unwrap(),
+            ];
+            for i in 1..=40i32 {
+                let k = (i * 7 + c) % 100 + 1;
+                let v: String = client.query_one(&stmts[0], &[&k]).await.unwrap().get(0);
+                assert_eq!(v, format!("v{k}"));
+                let n: i64 = client.query_one(&stmts[1], &[&k]).await.unwrap().get(0);
+                assert_eq!(n, (k - 1) as i64);
+                let back: i32 = client
+                    .query_one(&stmts[2], &[&format!("v{k}")])
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(back, k);
+                assert_eq!(client.execute(&stmts[3], &[&k]).await.unwrap(), 1);
+                let sum: i32 = client.query_one(&stmts[4], &[&i]).await.unwrap().get(0);
+                assert_eq!(sum, c + i);
+            }
+            // Closing a statement is answered by the proxy; the others still work.
+            drop(stmts);
+            let again = client
+                .prepare("SELECT v FROM kv WHERE k = $1")
+                .await
+                .unwrap();
+            let v: String = client.query_one(&again, &[&5i32]).await.unwrap().get(0);
+            assert_eq!(v, "v5");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("prepared-statement client");
+    }
+}
+
+#[tokio::test]
+async fn session_state_never_reaches_the_next_client() {
+    let reg = registry();
+    let t = reg.create_tenant("leak");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let probe = "SELECT pg_backend_pid(), current_setting('statement_timeout'), current_setting('search_path'),
+                        NOT EXISTS (SELECT 1 FROM pg_listening_channels()),
+                        NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+                        to_regclass('pg_temp.tmp') IS NULL";
+    let first = connect(&proxy, &key).await;
+    let pid: i32 = first
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(first);
+
+    for leaves in [
+        "SET statement_timeout = 1234",
+        "SET search_path = public",
+        "SELECT pg_advisory_lock(77)",
+        "LISTEN chan",
+        "CREATE TEMP TABLE tmp (x int)",
+    ] {
+        let c = connect(&proxy, &key).await;
+        c.batch_execute(leaves).await.unwrap();
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let next = connect(&proxy, &key).await;
+        let row = next.query_one(probe, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), pid, "pool of one: same connection");
+        assert_eq!(row.get::<_, String>(1), "0", "after {leaves}");
+        assert_eq!(
+            row.get::<_, String>(2),
+            format!("tenant_{t}"),
+            "after {leaves}"
+        );
+        assert!(row.get::<_, bool>(3), "LISTEN leaked after {leaves}");
+        assert!(row.get::<_, bool>(4), "advisory lock leaked after {leaves}");
+        assert!(row.get::<_, bool>(5), "temp table leaked after {leaves}");
+    }
+
+    // A client killed mid-transaction: its transaction is gone for the next one.
+    let c = connect(&proxy, &key).await;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS acct (id int PRIMARY KEY, n int); INSERT INTO acct VALUES (1, 0) ON CONFLICT DO NOTHING")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; UPDATE acct SET n = n + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    drop(c);
+    let next = connect(&proxy, &key).await;
+    next.batch_execute("SET LOCAL lock_timeout = '2s'")
+        .await
+        .unwrap();
+    let n: i32 = next
+        .query_one("SELECT n FROM acct WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the killed client's update was rolled back");
+}
+
+#[tokio::test]
+async fn a_pinned_client_keeps_its_settings() {
+    let reg = registry();
+    let t = reg.create_tenant("pinned");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let c = connect(&proxy, &key).await;
+    c.batch_execute("SET statement_timeout = 4321")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let v: String = c
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, "4321ms");
+    }
+    // Another client is still served by the other connection meanwhile.
+    let other = connect(&proxy, &key).await;
+    let v: String = other
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "0");
+}
+
+#[tokio::test]
+async fn pgbench_prepared_runs_clean_in_transaction_mode() {
+    let reg = registry();
+    let t = reg.create_tenant("pgb");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let pgbench = support::cluster().bindir.join("pgbench");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&pgbench)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &proxy.addr.port().to_string(),
+                "-U",
+                "app",
+            ])
+            .args(args)
+            .arg("app")
+            .env("PGPASSWORD", &key)
+            .output()
+            .expect("run pgbench")
+    };
+    let init = run(&["-i", "-s", "1", "-q"]);
+    assert!(
+        init.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&init.stderr),
+        proxy.log()
+    );
+    // One client per thread: pgbench -M prepared prepares synchronously,
+    // which blocks every client of its thread while it waits for a
+    // connection held by one of them (true of any transaction pooler).
+    for mode in ["simple", "extended", "prepared"] {
+        let out = run(&["-M", mode, "-c", "4", "-j", "4", "-t", "100"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "-M {mode}: {text}\n{}", proxy.log());
+        assert!(
+            text.contains("number of failed transactions: 0") || !text.contains("failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("number of transactions actually processed: 400/400"),
+            "-M {mode}: {text}"
+        );
+    }
+}
