@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::config::PoolConfig;
@@ -29,6 +29,16 @@ pub use server::{Endpoint, ServerConn};
 struct TenantPool {
     checkout: Arc<Semaphore>,
     idle: Mutex<Vec<ServerConn>>,
+    /// Shared by all tenants: signalled whenever a connection goes idle.
+    returned: Arc<Notify>,
+}
+
+impl TenantPool {
+    fn put_back(&self, mut conn: ServerConn) {
+        conn.idle_since = Instant::now();
+        self.idle.lock().expect("poisoned").push(conn);
+        self.returned.notify_waiters();
+    }
 }
 
 pub struct Pools {
@@ -36,6 +46,7 @@ pub struct Pools {
     secret: String,
     cfg: PoolConfig,
     budget: Arc<Semaphore>,
+    returned: Arc<Notify>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
 }
 
@@ -52,6 +63,7 @@ impl Pools {
             endpoint,
             secret,
             budget: Arc::new(Semaphore::new(cfg.max_backend_connections)),
+            returned: Arc::new(Notify::new()),
             cfg,
             tenants: Mutex::new(HashMap::new()),
         }
@@ -64,6 +76,7 @@ impl Pools {
                 Arc::new(TenantPool {
                     checkout: Arc::new(Semaphore::new(self.cfg.pool_size)),
                     idle: Mutex::new(Vec::new()),
+                    returned: self.returned.clone(),
                 })
             })
             .clone()
@@ -85,21 +98,31 @@ impl Pools {
             .map_err(|_| timed_out())?
             .expect("semaphore never closed");
         metrics::histogram!("pgtenant_pool_wait_seconds").record(started.elapsed().as_secs_f64());
-        if let Some(conn) = self.pop_idle(&pool) {
-            return Ok(Checkout {
-                conn,
-                pool,
-                _permit: permit,
-            });
-        }
-        let budget = match self.budget.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                self.evict_one_idle(tenant.id);
-                tokio::time::timeout_at(deadline, self.budget.clone().acquire_owned())
-                    .await
-                    .map_err(|_| timed_out())?
-                    .expect("semaphore never closed")
+        let budget = loop {
+            // Registered before looking, so a connection returned meanwhile
+            // is not missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(conn) = self.pop_idle(&pool) {
+                return Ok(Checkout {
+                    conn,
+                    pool,
+                    _permit: permit,
+                });
+            }
+            if let Ok(p) = self.budget.clone().try_acquire_owned() {
+                break p;
+            }
+            // The budget is spent: close another tenant's idle connection,
+            // or wait for one to become idle (or closed) and look again.
+            if self.evict_one_idle(tenant.id) {
+                continue;
+            }
+            tokio::select! {
+                p = self.budget.clone().acquire_owned() => break p.expect("semaphore never closed"),
+                _ = returned => continue,
+                _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
             }
         };
         let password = role_password(&self.secret, &tenant.role);
@@ -136,8 +159,9 @@ impl Pools {
             || conn.idle_since.elapsed() >= Duration::from_millis(self.cfg.server_idle_timeout_ms)
     }
 
-    /// Closes the longest-idle connection of some other tenant.
-    fn evict_one_idle(&self, except: Uuid) {
+    /// Closes the longest-idle connection of some other tenant; false if
+    /// there was none.
+    fn evict_one_idle(&self, except: Uuid) -> bool {
         let pools: Vec<Arc<TenantPool>> = {
             let map = self.tenants.lock().expect("poisoned");
             map.iter()
@@ -158,8 +182,10 @@ impl Pools {
             if !idle.is_empty() {
                 drop(idle.remove(0));
                 metrics::counter!("pgtenant_server_evictions_total").increment(1);
+                return true;
             }
         }
+        false
     }
 
     /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
@@ -206,9 +232,8 @@ pub enum Release {
 impl Checkout {
     /// Puts the connection back as it is: transaction mode, between
     /// transactions, when the proxy knows nothing session-scoped was done.
-    pub fn release_idle(mut self) {
-        self.conn.idle_since = Instant::now();
-        self.pool.idle.lock().expect("poisoned").push(self.conn);
+    pub fn release_idle(self) {
+        self.pool.put_back(self.conn);
     }
 
     /// Resets the connection and puts it back, or closes it.
@@ -218,10 +243,7 @@ impl Checkout {
             return; // dropped: socket closed, budget and permit freed
         };
         match self.conn.reset(status).await {
-            Ok(()) => {
-                self.conn.idle_since = Instant::now();
-                self.pool.idle.lock().expect("poisoned").push(self.conn);
-            }
+            Ok(()) => self.pool.put_back(self.conn),
             Err(e) => {
                 metrics::counter!("pgtenant_server_discards_total", "reason" => "reset_failed")
                     .increment(1);

@@ -99,6 +99,34 @@ impl Cluster {
 
     /// Creates, initialises and starts a new cluster. Panics with diagnostics on
     /// any failure; the watchdog removes whatever was created either way.
+    /// Stops the server (`pg_ctl stop -m fast`): clients see their
+    /// connections end, as in a real restart.
+    pub fn stop(&self) {
+        let mut cmd = server_command(&self.bindir, "pg_ctl", &self.dir, server_user().as_ref());
+        cmd.args(["-w", "-m", "fast", "-D"])
+            .arg(self.dir.join(DATA_DIR))
+            .arg("stop");
+        let out = run(cmd, "pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "{}",
+            super::describe_output("pg_ctl stop", &out)
+        );
+    }
+
+    /// Starts the stopped server again on the same port; returns once it
+    /// accepts connections.
+    pub fn start_again(&self) {
+        let cmd = pg_ctl_start(&self.bindir, &self.dir, server_user().as_ref(), self.port);
+        let out = run(cmd, "pg_ctl start");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            super::describe_output("pg_ctl start", &out),
+            self.log_tail()
+        );
+    }
+
     fn start() -> Cluster {
         let started = Instant::now();
         let bindir = pg_binaries::find_bindir();
