@@ -1,5 +1,14 @@
 //! Command-line interface: `serve` runs the proxy, the rest administer the
-//! registry through an ordinary tokio-postgres connection.
+//! registry through an ordinary tokio-postgres connection. Every command
+//! prints human output by default and one JSON document with `--json`; on
+//! error it exits non-zero with one line (`pgtenant: <reason>`, printed by
+//! main) and, since every change is one transaction, changes nothing.
+
+mod key;
+mod legacy;
+mod output;
+mod tenant;
+mod user;
 
 use std::path::PathBuf;
 
@@ -8,6 +17,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
 use crate::registry::admin;
+pub use key::KeyCmd;
+pub use tenant::TenantCmd;
+pub use user::UserCmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "pgtenant", version, about = "Tenant-aware PostgreSQL proxy")]
@@ -15,6 +27,9 @@ pub struct Cli {
     /// TOML config file (every setting can also come from PGTENANT_* variables).
     #[arg(long, global = true, env = "PGTENANT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Print JSON instead of human-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -23,100 +38,102 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy.
     Serve,
-    /// Create the registry schema and the default tenant (idempotent).
-    Init,
+    /// Create or upgrade the registry schema and create the default tenant (idempotent).
+    Init {
+        /// Prefix for this registry's backend role names (`<prefix>tenant_<name>`).
+        /// Roles are cluster-wide: a second registry (database) in the same
+        /// cluster needs its own prefix. Fixed by the first `init`.
+        #[arg(long)]
+        role_prefix: Option<String>,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// Manage a tenant's users.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCmd),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum TenantCmd {
-    /// Create a tenant: registry row, schema and backend role, in one transaction. Prints its id.
-    Create {
-        name: String,
-        /// Schema name (default: tenant_<name>).
+    /// Move a single-tenant application's objects (tables, views, sequences,
+    /// functions, types) into the default tenant's schema and give them to
+    /// its role, in one transaction. Idempotent.
+    AdoptLegacy {
+        /// The schema the legacy application uses.
+        #[arg(long, default_value = "public")]
+        from_schema: String,
+        /// List what would move; change nothing.
         #[arg(long)]
-        schema: Option<String>,
+        dry_run: bool,
     },
-    /// Refuse new logins of a tenant.
-    Deactivate { name: String },
-    /// Allow logins of a tenant again.
-    Activate { name: String },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum KeyCmd {
-    /// Issue an API key for a tenant. Prints the key (shown once) and nothing else.
-    Issue {
-        #[arg(long)]
-        tenant: String,
-        /// A label to recognise the key by.
-        #[arg(long)]
-        name: Option<String>,
-    },
-    /// Revoke a key by its id.
-    Revoke { key_id: String },
-}
-
-pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+/// Installs the tracing subscriber; returns the hook that changes its
+/// filter at runtime (SIGHUP, `RELOAD`).
+pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    fn hook<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> crate::context::LogReload
+    where
+        L: From<EnvFilter> + Send + Sync + 'static,
+        S: 'static,
+    {
+        Box::new(move |level: &str| {
+            let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            h.reload(L::from(f)).map_err(|e| e.to_string())
+        })
+    }
+    // Two chains: formatter and writer must be chosen before the reload layer.
     match cfg.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            let b = tracing_subscriber::fmt()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            hook(h)
+        }
+        LogFormat::Text => {
+            let b = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            hook(h)
+        }
     }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
+    let json = cli.json;
     match cli.command {
         Command::Serve => {
-            init_logging(&cfg);
-            crate::serve(cfg).await
+            let log_reload = init_logging(&cfg);
+            crate::serve(cfg, cli.config.clone(), log_reload).await
         }
-        Command::Init => {
+        Command::Init { role_prefix } => {
             let secret = cfg.require_secret()?.to_owned();
             let mut client = connect(&cfg).await?;
-            match admin::init(&mut client, &secret).await? {
+            let created = admin::init(&mut client, &secret, role_prefix.as_deref()).await?;
+            let value = serde_json::json!({ "default_tenant_created": created });
+            output::emit(json, &value, || match created {
                 Some(id) => println!("registry created; default tenant {id}"),
                 None => println!("registry up to date"),
-            }
-            Ok(())
+            })
         }
-        Command::Tenant(TenantCmd::Create { name, schema }) => {
-            let secret = cfg.require_secret()?.to_owned();
-            let mut client = connect(&cfg).await?;
-            let id = admin::create_tenant(&mut client, &secret, &name, schema.as_deref()).await?;
-            println!("{id}");
-            Ok(())
-        }
-        Command::Tenant(TenantCmd::Deactivate { name }) => {
-            admin::set_tenant_active(&mut connect(&cfg).await?, &name, false).await?;
-            Ok(())
-        }
-        Command::Tenant(TenantCmd::Activate { name }) => {
-            admin::set_tenant_active(&mut connect(&cfg).await?, &name, true).await?;
-            Ok(())
-        }
-        Command::Key(KeyCmd::Issue { tenant, name }) => {
-            let mut client = connect(&cfg).await?;
-            let (id, key) = admin::issue_key(&mut client, &tenant, name.as_deref()).await?;
-            eprintln!("key id {id} (the key below is shown once)");
-            println!("{key}");
-            Ok(())
-        }
-        Command::Key(KeyCmd::Revoke { key_id }) => {
-            admin::revoke_key(&mut connect(&cfg).await?, &key_id).await?;
-            Ok(())
-        }
+        Command::Tenant(cmd) => tenant::run(&cfg, json, cmd).await,
+        Command::User(cmd) => user::run(&cfg, json, cmd).await,
+        Command::Key(cmd) => key::run(&cfg, json, cmd).await,
+        Command::AdoptLegacy {
+            from_schema,
+            dry_run,
+        } => legacy::run(&cfg, json, &from_schema, dry_run).await,
     }
 }
 

@@ -1,12 +1,15 @@
 //! The tenant registry: tenants, users and API keys in the `pgtenant`
 //! schema, read through a small cache so logins rarely touch the database.
+//! [`watch`] keeps the cache honest (LISTEN/NOTIFY + periodic refresh) and
+//! ends sessions whose key stopped being valid; [`admin`] changes the registry.
 
 pub mod admin;
 pub mod schema;
+pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use uuid::Uuid;
@@ -27,6 +30,10 @@ pub struct Tenant {
 pub struct KeyInfo {
     pub key_id: Uuid,
     pub tenant: Arc<Tenant>,
+    /// The user the key was issued to, if any.
+    pub user_id: Option<Uuid>,
+    /// When the key stops working; re-checked on every cache hit.
+    pub expires_at: Option<SystemTime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +44,80 @@ pub enum RegistryError {
     Pool(#[from] deadpool_postgres::PoolError),
 }
 
+/// What a re-check found about a key that a live session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Valid,
+    Revoked,
+    Expired,
+    UserInactive,
+    TenantInactive,
+    TenantDropped,
+}
+
+impl KeyState {
+    fn parse(s: &str) -> KeyState {
+        match s {
+            "valid" => KeyState::Valid,
+            "expired" => KeyState::Expired,
+            "user_inactive" => KeyState::UserInactive,
+            "tenant_inactive" => KeyState::TenantInactive,
+            "tenant_dropped" => KeyState::TenantDropped,
+            _ => KeyState::Revoked,
+        }
+    }
+
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Valid => "valid",
+            KeyState::Revoked => "key_revoked",
+            KeyState::Expired => "key_expired",
+            KeyState::UserInactive => "user_inactive",
+            KeyState::TenantInactive => "tenant_inactive",
+            KeyState::TenantDropped => "tenant_dropped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCheck {
+    pub state: KeyState,
+    pub expires_at: Option<SystemTime>,
+}
+
+/// At most one `last_used_at` write per key per this long.
+pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+
+struct Cache {
+    map: HashMap<KeyHash, (Instant, Arc<KeyInfo>)>,
+    /// Bumped by every invalidation: a lookup that read the database before
+    /// an invalidation must not cache what it read (it may predate the change).
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Usage {
+    /// Keys that logged in since the last flush.
+    pending: HashSet<Uuid>,
+    /// When each key's last_used_at was last written (pruned after a minute).
+    written: HashMap<Uuid, Instant>,
+}
+
 pub struct Registry {
     pool: Pool,
     ttl: Duration,
-    cache: Mutex<HashMap<KeyHash, (Instant, Arc<KeyInfo>)>>,
+    cache: Mutex<Cache>,
+    usage: Mutex<Usage>,
+    /// Earliest expiry among keys that logged in, so that the watcher can
+    /// end their sessions on time rather than at the next refresh.
+    next_expiry: Mutex<Option<SystemTime>>,
+    expiry_changed: tokio::sync::Notify,
 }
 
 const LOOKUP: &str = "\
-SELECT k.id, t.id, t.name, t.schema_name, t.role_name, t.active
+SELECT k.id, t.id, t.name, t.schema_name, t.role_name, t.active,
+       k.user_id, extract(epoch FROM k.expires_at)::float8
   FROM pgtenant.api_keys k
   JOIN pgtenant.tenants t ON t.id = k.tenant_id
   LEFT JOIN pgtenant.users u ON u.id = k.user_id
@@ -52,6 +125,35 @@ SELECT k.id, t.id, t.name, t.schema_name, t.role_name, t.active
    AND k.active
    AND (k.expires_at IS NULL OR k.expires_at > now())
    AND coalesce(u.active, true)";
+
+/// The state of each (key, tenant) pair, the tenant's fate first: a session
+/// is told the broadest reason that applies.
+const CHECK: &str = "\
+SELECT q.key_id,
+       CASE WHEN t.id IS NULL THEN 'tenant_dropped'
+            WHEN NOT t.active THEN 'tenant_inactive'
+            WHEN k.id IS NULL OR NOT k.active OR k.tenant_id <> q.tenant_id THEN 'revoked'
+            WHEN k.expires_at <= now() THEN 'expired'
+            WHEN u.id IS NOT NULL AND NOT u.active THEN 'user_inactive'
+            ELSE 'valid' END,
+       extract(epoch FROM k.expires_at)::float8
+  FROM unnest($1::uuid[], $2::uuid[]) AS q(key_id, tenant_id)
+  LEFT JOIN pgtenant.tenants t ON t.id = q.tenant_id
+  LEFT JOIN pgtenant.api_keys k ON k.id = q.key_id
+  LEFT JOIN pgtenant.users u ON u.id = k.user_id";
+
+/// Postgres epoch seconds → SystemTime; `infinity` means never.
+fn epoch(secs: Option<f64>) -> Option<SystemTime> {
+    let secs = secs?;
+    if !secs.is_finite() {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .map(|d| SystemTime::UNIX_EPOCH + d)
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    )
+}
 
 impl Registry {
     pub fn new(pg: tokio_postgres::Config, size: usize, ttl: Duration) -> Registry {
@@ -69,7 +171,13 @@ impl Registry {
         Registry {
             pool,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                map: HashMap::new(),
+                generation: 0,
+            }),
+            usage: Mutex::new(Usage::default()),
+            next_expiry: Mutex::new(None),
+            expiry_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -77,19 +185,27 @@ impl Registry {
     /// Only hits are cached: a miss always asks the database, so a key
     /// issued a moment ago works at once.
     pub async fn lookup(&self, hash: &KeyHash) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
-        if let Some((at, info)) = self.cache.lock().expect("poisoned").get(hash)
-            && at.elapsed() < self.ttl
-        {
-            metrics::counter!("pgtenant_registry_cache_total", "result" => "hit").increment(1);
-            return Ok(Some(info.clone()));
-        }
+        let generation = {
+            let cache = self.cache.lock().expect("poisoned");
+            if let Some((at, info)) = cache.map.get(hash)
+                && at.elapsed() < self.ttl
+                && info.expires_at.is_none_or(|e| e > SystemTime::now())
+            {
+                metrics::counter!("pgtenant_registry_cache_total", "result" => "hit").increment(1);
+                let info = info.clone();
+                drop(cache);
+                self.note_login(&info);
+                return Ok(Some(info));
+            }
+            cache.generation
+        };
         metrics::counter!("pgtenant_registry_cache_total", "result" => "miss").increment(1);
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(LOOKUP).await?;
         let row = client.query_opt(&stmt, &[&hex::encode(hash)]).await?;
         let mut cache = self.cache.lock().expect("poisoned");
         let Some(row) = row else {
-            cache.remove(hash);
+            cache.map.remove(hash);
             return Ok(None);
         };
         let info = Arc::new(KeyInfo {
@@ -101,13 +217,253 @@ impl Registry {
                 role: row.get(4),
                 active: row.get(5),
             }),
+            user_id: row.get(6),
+            expires_at: epoch(row.get(7)),
         });
-        // Keep the map from growing without bound on churn of expired entries.
-        if cache.len() > 100_000 {
-            let ttl = self.ttl;
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+        if cache.generation == generation {
+            // Keep the map from growing without bound on churn of expired entries.
+            if cache.map.len() > 100_000 {
+                let ttl = self.ttl;
+                cache.map.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            cache.map.insert(*hash, (Instant::now(), info.clone()));
         }
-        cache.insert(*hash, (Instant::now(), info.clone()));
+        drop(cache);
+        self.note_login(&info);
         Ok(Some(info))
+    }
+
+    /// Bookkeeping for a key that is about to log in (its tenant active).
+    fn note_login(&self, info: &KeyInfo) {
+        if !info.tenant.active {
+            return;
+        }
+        {
+            let mut u = self.usage.lock().expect("poisoned");
+            let recent = u
+                .written
+                .get(&info.key_id)
+                .is_some_and(|t| t.elapsed() < LAST_USED_EVERY);
+            if !recent {
+                u.pending.insert(info.key_id);
+            }
+        }
+        if let Some(e) = info.expires_at {
+            self.note_expiry(e);
+        }
+    }
+
+    /// Remembers `at` if it is the earliest pending expiry, and wakes the watcher.
+    pub fn note_expiry(&self, at: SystemTime) {
+        let mut next = self.next_expiry.lock().expect("poisoned");
+        if next.is_none_or(|n| at < n) {
+            *next = Some(at);
+            self.expiry_changed.notify_one();
+        }
+    }
+
+    /// The earliest expiry noted so far, cleared: the caller re-checks
+    /// and notes what is still pending.
+    pub fn take_next_expiry(&self) -> Option<SystemTime> {
+        self.next_expiry.lock().expect("poisoned").take()
+    }
+
+    pub fn peek_next_expiry(&self) -> Option<SystemTime> {
+        *self.next_expiry.lock().expect("poisoned")
+    }
+
+    /// Resolves when an earlier expiry was noted.
+    pub async fn expiry_changed(&self) {
+        self.expiry_changed.notified().await
+    }
+
+    fn invalidate(&self, stale: impl Fn(&KeyInfo) -> bool) {
+        let mut cache = self.cache.lock().expect("poisoned");
+        cache.generation += 1;
+        cache.map.retain(|_, (_, info)| !stale(info));
+    }
+
+    pub fn invalidate_key(&self, key_id: Uuid) {
+        self.invalidate(|i| i.key_id == key_id);
+    }
+
+    pub fn invalidate_tenant(&self, tenant_id: Uuid) {
+        self.invalidate(|i| i.tenant.id == tenant_id);
+    }
+
+    pub fn invalidate_user(&self, user_id: Uuid) {
+        self.invalidate(|i| i.user_id == Some(user_id));
+    }
+
+    pub fn clear_cache(&self) {
+        self.invalidate(|_| true);
+    }
+
+    /// The current state of each (key id, tenant id) pair, in one query.
+    pub async fn check_keys(
+        &self,
+        pairs: &[(Uuid, Uuid)],
+    ) -> Result<HashMap<Uuid, KeyCheck>, RegistryError> {
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (keys, tenants): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(CHECK).await?;
+        let rows = client.query(&stmt, &[&keys, &tenants]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let state = KeyState::parse(r.get(1));
+                let expires_at = epoch(r.get(2));
+                (r.get(0), KeyCheck { state, expires_at })
+            })
+            .collect())
+    }
+
+    /// Writes `last_used_at = now()` for the keys that logged in since the
+    /// last flush, in one statement. The `WHERE` also limits replicas
+    /// together to one write per key per minute. On failure the keys stay
+    /// pending for the next flush.
+    pub async fn flush_last_used(&self) -> Result<usize, RegistryError> {
+        let ids: Vec<Uuid> = {
+            let mut u = self.usage.lock().expect("poisoned");
+            u.written.retain(|_, t| t.elapsed() < LAST_USED_EVERY);
+            u.pending.drain().collect()
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let result = async {
+            let client = self.pool.get().await?;
+            let n = client
+                .execute(
+                    "UPDATE pgtenant.api_keys SET last_used_at = now() \
+                      WHERE id = ANY($1) \
+                        AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+                    &[&ids],
+                )
+                .await?;
+            Ok::<_, RegistryError>(n as usize)
+        }
+        .await;
+        let mut u = self.usage.lock().expect("poisoned");
+        match result {
+            Ok(n) => {
+                let now = Instant::now();
+                u.written.extend(ids.into_iter().map(|id| (id, now)));
+                Ok(n)
+            }
+            Err(e) => {
+                u.pending.extend(ids);
+                Err(e)
+            }
+        }
+    }
+
+    /// `SELECT 1` on a control-plane connection: the readiness check.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// A control-plane connection from the pool, for the admin console's
+    /// read-only queries (`SHOW TENANTS`).
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_handles_infinity_and_the_past() {
+        assert_eq!(epoch(None), None);
+        assert_eq!(epoch(Some(f64::INFINITY)), None);
+        assert_eq!(epoch(Some(-5.0)), Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(
+            epoch(Some(1.5)),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1500))
+        );
+    }
+
+    fn info(key: u128, tenant: u128, user: Option<u128>) -> Arc<KeyInfo> {
+        Arc::new(KeyInfo {
+            key_id: Uuid::from_u128(key),
+            tenant: Arc::new(Tenant {
+                id: Uuid::from_u128(tenant),
+                name: "t".into(),
+                schema: "tenant_t".into(),
+                role: "tenant_t".into(),
+                active: true,
+            }),
+            user_id: user.map(Uuid::from_u128),
+            expires_at: None,
+        })
+    }
+
+    fn registry_with(entries: &[(u8, Arc<KeyInfo>)]) -> Registry {
+        let pg: tokio_postgres::Config = "postgres://u@127.0.0.1:1/db".parse().unwrap();
+        let r = Registry::new(pg, 1, Duration::from_secs(60));
+        {
+            let mut c = r.cache.lock().unwrap();
+            for (h, i) in entries {
+                c.map.insert([*h; 32], (Instant::now(), i.clone()));
+            }
+        }
+        r
+    }
+
+    fn cached(r: &Registry) -> Vec<u8> {
+        let mut v: Vec<u8> = r.cache.lock().unwrap().map.keys().map(|k| k[0]).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn invalidation_is_targeted_and_bumps_the_generation() {
+        let r = registry_with(&[
+            (1, info(1, 10, Some(100))),
+            (2, info(2, 10, None)),
+            (3, info(3, 20, Some(100))),
+            (4, info(4, 20, None)),
+        ]);
+        r.invalidate_key(Uuid::from_u128(2));
+        assert_eq!(cached(&r), [1, 3, 4]);
+        r.invalidate_user(Uuid::from_u128(100));
+        assert_eq!(cached(&r), [4]);
+        r.invalidate_tenant(Uuid::from_u128(20));
+        assert!(cached(&r).is_empty());
+        assert_eq!(r.cache.lock().unwrap().generation, 3);
+    }
+
+    #[tokio::test]
+    async fn last_used_is_noted_once_per_key_until_written() {
+        let r = registry_with(&[]);
+        let a = info(1, 10, None);
+        r.note_login(&a);
+        r.note_login(&a);
+        assert_eq!(r.usage.lock().unwrap().pending.len(), 1);
+        // Written a moment ago: not pending again within the minute.
+        {
+            let mut u = r.usage.lock().unwrap();
+            u.pending.clear();
+            u.written.insert(a.key_id, Instant::now());
+        }
+        r.note_login(&a);
+        assert!(r.usage.lock().unwrap().pending.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_earliest_expiry_wins() {
+        let r = registry_with(&[]);
+        let t = SystemTime::now();
+        r.note_expiry(t + Duration::from_secs(10));
+        r.note_expiry(t + Duration::from_secs(20));
+        r.note_expiry(t + Duration::from_secs(5));
+        assert_eq!(r.take_next_expiry(), Some(t + Duration::from_secs(5)));
+        assert_eq!(r.take_next_expiry(), None);
     }
 }
