@@ -101,6 +101,65 @@ pub fn error_response(
     });
 }
 
+/// Type OID of `text`: every column the proxy describes itself is text.
+const TEXT_OID: i32 = 25;
+
+/// RowDescription of text columns in text format.
+pub fn row_description(buf: &mut BytesMut, columns: &[&str]) {
+    frame(buf, b'T', |b| {
+        b.put_i16(columns.len() as i16);
+        for c in columns {
+            cstr(b, c);
+            b.put_i32(0); // table OID
+            b.put_i16(0); // column number
+            b.put_i32(TEXT_OID);
+            b.put_i16(-1); // variable size
+            b.put_i32(-1); // no type modifier
+            b.put_i16(0); // text format
+        }
+    });
+}
+
+/// DataRow; `None` is SQL NULL.
+pub fn data_row<S: AsRef<str>>(buf: &mut BytesMut, values: &[Option<S>]) {
+    frame(buf, b'D', |b| {
+        b.put_i16(values.len() as i16);
+        for v in values {
+            match v {
+                Some(v) => {
+                    b.put_i32(v.as_ref().len() as i32);
+                    b.extend_from_slice(v.as_ref().as_bytes());
+                }
+                None => b.put_i32(-1),
+            }
+        }
+    });
+}
+
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    frame(buf, b'C', |b| cstr(b, tag));
+}
+
+pub fn empty_query_response(buf: &mut BytesMut) {
+    frame(buf, b'I', |_| {});
+}
+
+/// NoticeResponse: information that is not an error.
+pub fn notice_response(buf: &mut BytesMut, message: &str) {
+    frame(buf, b'N', |b| {
+        for (field, value) in [
+            (b'S', "NOTICE"),
+            (b'V', "NOTICE"),
+            (b'C', "00000"),
+            (b'M', message),
+        ] {
+            b.put_u8(field);
+            cstr(b, value);
+        }
+        b.put_u8(0);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +183,22 @@ mod tests {
         parameter_status(&mut buf, "a", "bc");
         ready_for_query(&mut buf, b'I');
         assert_eq!(&buf[..], b"S\0\0\0\x09a\0bc\0Z\0\0\0\x05I");
+    }
+
+    #[test]
+    fn row_set_frames_have_exact_bytes() {
+        let mut buf = BytesMut::new();
+        row_description(&mut buf, &["a"]);
+        assert_eq!(
+            &buf[..],
+            b"T\0\0\0\x1a\0\x01a\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0"
+        );
+        buf.clear();
+        data_row(&mut buf, &[Some("x"), None]);
+        assert_eq!(&buf[..], b"D\0\0\0\x0f\0\x02\0\0\0\x01x\xff\xff\xff\xff");
+        buf.clear();
+        command_complete(&mut buf, "SHOW");
+        empty_query_response(&mut buf);
+        assert_eq!(&buf[..], b"C\0\0\0\x09SHOW\0I\0\0\0\x04");
     }
 }

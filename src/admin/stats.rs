@@ -1,0 +1,109 @@
+//! Per-tenant traffic totals: what `SHOW STATS` prints and what the
+//! `pgtenant_transactions_total`, `pgtenant_queries_total` and
+//! `pgtenant_client_bytes_total` counters count.
+//!
+//! Sessions add their totals when they end (and long sessions may add
+//! deltas on the way), never per message: the relay's hot path stays free
+//! of metric calls.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::labels::tenant_label;
+
+/// Traffic of one session, or one part of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes read from the client.
+    pub bytes_in: u64,
+    /// Bytes written to the client.
+    pub bytes_out: u64,
+    pub transactions: u64,
+    pub queries: u64,
+}
+
+/// A tenant's totals since the proxy started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TenantTotals {
+    pub sessions: u64,
+    pub traffic: Totals,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    tenants: Mutex<HashMap<String, TenantTotals>>,
+}
+
+impl Stats {
+    /// Adds traffic of a running or ended session of `tenant`.
+    pub fn add(&self, tenant: &str, d: Totals) {
+        if d == Totals::default() {
+            return;
+        }
+        {
+            let mut map = self.tenants.lock().expect("poisoned");
+            let t = &mut map.entry(tenant.to_owned()).or_default().traffic;
+            t.bytes_in += d.bytes_in;
+            t.bytes_out += d.bytes_out;
+            t.transactions += d.transactions;
+            t.queries += d.queries;
+        }
+        let label = tenant_label(tenant);
+        let count = |name: &'static str, v: u64| {
+            if v > 0 {
+                metrics::counter!(name, "tenant" => label.clone()).increment(v);
+            }
+        };
+        count("pgtenant_transactions_total", d.transactions);
+        count("pgtenant_queries_total", d.queries);
+        for (direction, v) in [("in", d.bytes_in), ("out", d.bytes_out)] {
+            if v > 0 {
+                metrics::counter!(
+                    "pgtenant_client_bytes_total",
+                    "tenant" => label.clone(),
+                    "direction" => direction
+                )
+                .increment(v);
+            }
+        }
+    }
+
+    /// Counts a session of `tenant` that ended (its traffic goes to `add`).
+    pub fn session_ended(&self, tenant: &str) {
+        let mut map = self.tenants.lock().expect("poisoned");
+        map.entry(tenant.to_owned()).or_default().sessions += 1;
+    }
+
+    /// Every tenant's totals, sorted by tenant name.
+    pub fn snapshot(&self) -> Vec<(String, TenantTotals)> {
+        let map = self.tenants.lock().expect("poisoned");
+        let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_up_per_tenant() {
+        let s = Stats::default();
+        let t = Totals {
+            bytes_in: 10,
+            bytes_out: 20,
+            transactions: 2,
+            queries: 3,
+        };
+        s.add("a", t);
+        s.add("a", t);
+        s.session_ended("a");
+        s.add("b", Totals::default());
+        let snap = s.snapshot();
+        assert_eq!(snap.len(), 1, "an empty delta creates nothing");
+        assert_eq!(snap[0].1.sessions, 1);
+        assert_eq!(snap[0].1.traffic.transactions, 4);
+        assert_eq!(snap[0].1.traffic.bytes_out, 40);
+    }
+}

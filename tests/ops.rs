@@ -1,0 +1,514 @@
+//! Acceptance tests of operations (issue 7) against a real PostgreSQL:
+//! Prometheus metrics, health checks, the admin console (SHOW POOLS with
+//! psql, PAUSE/RESUME, KILL) and failed-login throttling.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use support::{Proxy, registry, sqlstate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+// ---------------------------------------------------------------- helpers
+
+fn metrics_addr() -> String {
+    format!("127.0.0.1:{}", support::free_port())
+}
+
+/// GET `path` from the metrics listener: (status code, body).
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("metrics listener");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// The value of the series `name{labels…}` whose labels include `want`.
+fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        want.iter()
+            .all(|(k, v)| labels.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Scrapes until `ready` holds for the text (sessions end asynchronously).
+async fn scrape_until(addr: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http_get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        if ready(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed:\n{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rows of a console command through psql, `|`-separated, no header.
+fn psql_console(proxy: &Proxy, password: &str, sql: &str) -> Vec<Vec<String>> {
+    let psql = support::cluster().bindir.join("psql");
+    let psql = if psql.exists() { psql } else { "psql".into() };
+    let out = std::process::Command::new(psql)
+        .arg(format!(
+            "host=127.0.0.1 port={} user=admin dbname=pgtenant sslmode=disable",
+            proxy.addr.port()
+        ))
+        .args(["-XAtq", "-F", "|", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// SHOW POOLS columns of `tenant`: cl_active, cl_waiting, sv_active,
+/// sv_idle, pool_mode, paused.
+fn pool_row(rows: &[Vec<String>], tenant: &str) -> Option<[String; 6]> {
+    let r = rows.iter().find(|r| r[0] == tenant)?;
+    Some([
+        r[2].clone(),
+        r[3].clone(),
+        r[4].clone(),
+        r[5].clone(),
+        r[8].clone(),
+        r[10].clone(),
+    ])
+}
+
+async fn console_rows(c: &Client, sql: &str) -> Vec<Vec<String>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn metrics_count_each_tenants_transactions_and_refusals() {
+    const N: usize = 7;
+    const M: usize = 3;
+    let reg = registry();
+    let (a, b, c) = (
+        reg.create_tenant("met_a"),
+        reg.create_tenant("met_b"),
+        reg.create_tenant("met_c"),
+    );
+    let (ka, kb, kc) = (reg.issue_key(&a), reg.issue_key(&b), reg.issue_key(&c));
+    let out = support::pgtenant_cli(&["tenant", "deactivate", &b], &reg.env_refs());
+    assert!(out.status.success());
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_METRICS_ADDR", &maddr),
+        ("PGTENANT_METRICS_MAX_TENANTS", "1"),
+    ]);
+
+    // Tenant A: N transactions (one explicit), one per ReadyForQuery(idle).
+    let ca = proxy.client_ok(&ka).await;
+    for _ in 0..N - 1 {
+        ca.simple_query("SELECT 1").await.unwrap();
+    }
+    ca.batch_execute("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    drop(ca);
+    let body = scrape_until(&maddr, "A's transactions", |t| {
+        metric(t, "pgtenant_transactions_total", &[("tenant", &a)]).is_some()
+    })
+    .await;
+    assert_eq!(
+        metric(&body, "pgtenant_transactions_total", &[("tenant", &a)]),
+        Some(N as f64)
+    );
+
+    // Tenant B is inactive: M refusals; and two wrong keys.
+    for _ in 0..M {
+        let e = proxy.client_db(&kb, "app").await.unwrap_err();
+        assert_eq!(sqlstate(&e), "28000");
+    }
+    for _ in 0..2 {
+        let wrong = format!("pgt_{}", "Z".repeat(43));
+        assert_eq!(
+            sqlstate(&proxy.client_db(&wrong, "app").await.unwrap_err()),
+            "28P01"
+        );
+    }
+    // Tenant C is past the label cap of 1: counted as "other".
+    let cc = proxy.client_ok(&kc).await;
+    cc.simple_query("SELECT 1").await.unwrap();
+    drop(cc);
+
+    let body = scrape_until(&maddr, "C's transaction", |t| {
+        metric(t, "pgtenant_transactions_total", &[("tenant", "other")]).is_some()
+    })
+    .await;
+    let logins = |outcome| metric(&body, "pgtenant_logins_total", &[("outcome", outcome)]);
+    assert_eq!(logins("tenant_inactive"), Some(M as f64), "{body}");
+    assert_eq!(logins("invalid_key"), Some(2.0));
+    assert_eq!(logins("ok"), Some(2.0));
+    assert_eq!(
+        metric(&body, "pgtenant_transactions_total", &[("tenant", "other")]),
+        Some(1.0)
+    );
+    assert!(!body.contains(&c), "C has a label of its own:\n{body}");
+    for dir in ["in", "out"] {
+        let bytes = metric(
+            &body,
+            "pgtenant_client_bytes_total",
+            &[("tenant", &a), ("direction", dir)],
+        );
+        assert!(bytes.is_some_and(|n| n > 0.0), "bytes {dir}: {body}");
+    }
+    // Session mode: A's connection went back to the pool, idle.
+    let idle = [("tenant", a.as_str()), ("state", "idle")];
+    assert_eq!(
+        metric(&body, "pgtenant_server_connections", &idle),
+        Some(1.0)
+    );
+    let active = [("tenant", a.as_str()), ("state", "active")];
+    assert_eq!(
+        metric(&body, "pgtenant_client_connections", &active),
+        Some(0.0)
+    );
+    assert!(body.contains("pgtenant_pool_wait_seconds_bucket"), "{body}");
+    for k in [&ka, &kb, &kc] {
+        assert!(!body.contains(k.as_str()) && !proxy.log().contains(k.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let reg = registry();
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[("PGTENANT_METRICS_ADDR", &maddr)]);
+    assert_eq!(http_get(&maddr, "/healthz").await.0, 200);
+    let (status, body) = http_get(&maddr, "/readyz").await;
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    assert_eq!(http_get(&maddr, "/nope").await.0, 404);
+
+    // A second proxy whose backend is a dead port: alive, not ready.
+    let cluster = support::cluster();
+    let dead = cluster.url(&reg.db).replace(
+        &format!(":{}/", cluster.port),
+        &format!(":{}/", support::free_port()),
+    );
+    let maddr2 = metrics_addr();
+    let _broken = reg.proxy(&[
+        ("PGTENANT_BACKEND_URL", &dead),
+        ("PGTENANT_METRICS_ADDR", &maddr2),
+    ]);
+    assert_eq!(http_get(&maddr2, "/healthz").await.0, 200);
+    let (status, body) = http_get(&maddr2, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("registry"), "{body}");
+    assert!(!body.contains(&cluster.password), "{body}");
+}
+
+#[tokio::test]
+async fn admin_console_shows_pools_pauses_and_kills() {
+    let reg = registry();
+    let (acme, globex) = (reg.create_tenant("acme"), reg.create_tenant("globex"));
+    let (ka, kg) = (reg.issue_key(&acme), reg.issue_key(&globex));
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        // PAUSE must not time out like a busy pool does.
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "500"),
+    ]);
+
+    // acme: one client inside a transaction (holds a connection), one
+    // idle; globex: one idle client.
+    let a1 = proxy.client_ok(&ka).await;
+    let a2 = proxy.client_ok(&ka).await;
+    let g1 = proxy.client_ok(&kg).await;
+    a1.batch_execute("BEGIN").await.unwrap();
+    a2.simple_query("SELECT 1").await.unwrap();
+    g1.simple_query("SELECT 1").await.unwrap();
+    let expect = |rows: &[Vec<String>], t: &str, want: [&str; 6]| {
+        pool_row(rows, t).is_some_and(|r| r == want.map(String::from))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = psql_console(&proxy, ADMIN_PASSWORD, "SHOW POOLS");
+        if expect(&rows, &acme, ["2", "0", "1", "1", "transaction", "false"])
+            && expect(&rows, &globex, ["1", "0", "0", "1", "transaction", "false"])
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SHOW POOLS: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let admin = proxy.client_db(ADMIN_PASSWORD, "pgtenant").await.unwrap();
+    admin.simple_query(&format!("PAUSE {acme}")).await.unwrap();
+    // A new acme transaction waits, past query_wait_timeout…
+    let waiting = tokio::spawn(async move {
+        a2.simple_query("SELECT 42").await.map(|_| ())?;
+        Ok::<_, tokio_postgres::Error>(a2)
+    });
+    // …while the running one finishes and globex is not affected.
+    let t = Instant::now();
+    a1.simple_query("SELECT 2").await.unwrap();
+    a1.batch_execute("COMMIT").await.unwrap();
+    g1.simple_query("SELECT 3").await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished(), "a paused transaction ran");
+    let rows = console_rows(&admin, "SHOW POOLS").await;
+    let row = pool_row(&rows, &acme).unwrap();
+    assert_eq!(
+        (row[1].as_str(), row[5].as_str()),
+        ("1", "true"),
+        "{rows:?}"
+    );
+
+    admin.simple_query(&format!("RESUME {acme}")).await.unwrap();
+    let a2 = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("RESUME released the waiting transaction")
+        .unwrap()
+        .unwrap();
+
+    // Other commands answer with rows; SHOW CONFIG hides secrets.
+    let clients = console_rows(&admin, "SHOW CLIENTS").await;
+    assert_eq!(clients.iter().filter(|r| r[0] == acme).count(), 2);
+    let config = console_rows(&admin, "SHOW CONFIG").await;
+    let text = format!("{config:?}");
+    assert!(
+        text.contains("pool.mode") && text.contains("transaction"),
+        "{text}"
+    );
+    assert!(!text.contains(ADMIN_PASSWORD), "{text}");
+    let tenants = console_rows(&admin, "SHOW TENANTS").await;
+    assert!(tenants.iter().any(|r| r[0] == globex), "{tenants:?}");
+    for cmd in ["SHOW STATS", "SHOW SERVERS", "SHOW FIREWALL"] {
+        console_rows(&admin, cmd).await;
+    }
+    let e = admin.simple_query("SHOW ME THE MONEY").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    assert_eq!(
+        console_rows(&admin, "SHOW POOLS").await.len(),
+        2,
+        "usable after an error"
+    );
+
+    // KILL ends globex's sessions only.
+    admin.simple_query(&format!("KILL {globex}")).await.unwrap();
+    assert!(g1.simple_query("SELECT 1").await.is_err());
+    a2.simple_query("SELECT 1").await.unwrap();
+
+    // A tenant key opens no console; a wrong password neither.
+    let e = proxy.client_db(&ka, "pgtenant").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28000");
+    let e = proxy
+        .client_db("wrong-admin-password", "pgtenant")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01");
+    let log = proxy.log();
+    assert!(
+        !log.contains(ADMIN_PASSWORD) && !log.contains(&ka),
+        "a secret was logged"
+    );
+}
+
+/// One attempt with a well-formed, unknown key in the startup options:
+/// the SQLSTATE and how long the refusal took.
+async fn failed_login(addr: SocketAddr) -> (String, Duration) {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let opts = format!("-c pgtenant.api_key=pgt_{}", "Q".repeat(43));
+    postgres_protocol::message::frontend::startup_message(
+        [
+            ("user", "x"),
+            ("database", "app"),
+            ("options", opts.as_str()),
+        ],
+        &mut buf,
+    )
+    .unwrap();
+    s.write_all(&buf).await.unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await.unwrap();
+    let code = reply
+        .windows(7)
+        .find(|w| w[0] == b'C' && w[6] == 0)
+        .map(|w| String::from_utf8_lossy(&w[1..6]).into_owned())
+        .unwrap_or_else(|| format!("{reply:?}"));
+    (code, started.elapsed())
+}
+
+/// A valid login and query from 127.0.0.2 (another source address).
+async fn valid_login_from_other_address(proxy: &Proxy, key: &str) -> Duration {
+    let started = Instant::now();
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = sock.connect(proxy.addr).await.unwrap();
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.user("app").password(key).dbname("app");
+    let (client, conn) = cfg.connect_raw(tcp, NoTls).await.expect("valid login");
+    tokio::spawn(conn);
+    client.simple_query("SELECT 1").await.unwrap();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn failed_login_storm_is_throttled_and_valid_clients_stay_fast() {
+    const ATTEMPTS: usize = 1000;
+    const WORKERS: usize = 100;
+    let (burst, rate) = (10.0, 2.0);
+    let reg = registry();
+    let t = reg.create_tenant("storm");
+    let key = reg.issue_key(&t);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[("PGTENANT_METRICS_ADDR", &maddr)]);
+
+    let started = Instant::now();
+    let addr = proxy.addr;
+    let storm: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..ATTEMPTS / WORKERS {
+                    out.push(failed_login(addr).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    while storm.iter().any(|w| !w.is_finished()) {
+        latencies.push(valid_login_from_other_address(&proxy, &key).await);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut results = Vec::new();
+    for w in storm {
+        results.extend(w.await.unwrap());
+    }
+
+    assert_eq!(results.len(), ATTEMPTS);
+    assert!(results.iter().all(|(c, _)| c == "28P01"), "{results:?}");
+    let body = scrape_until(&maddr, "the storm", |_| true).await;
+    let looked_up = metric(
+        &body,
+        "pgtenant_logins_total",
+        &[("outcome", "invalid_key")],
+    )
+    .unwrap();
+    let throttled = metric(&body, "pgtenant_logins_throttled_total", &[]).unwrap();
+    assert_eq!(looked_up + throttled, ATTEMPTS as f64, "{body}");
+    let bound = burst + rate * elapsed + 2.0;
+    assert!(
+        looked_up <= bound,
+        "{looked_up} attempts were looked up in {elapsed:.1} s; the bound is {bound:.0}"
+    );
+    // Throttled attempts were answered after the delay, the others at once.
+    let slow = results
+        .iter()
+        .filter(|(_, d)| *d >= Duration::from_millis(1000))
+        .count();
+    assert!(
+        slow as f64 >= throttled,
+        "{slow} slow, {throttled} throttled"
+    );
+
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    eprintln!(
+        "storm: {ATTEMPTS} failed logins in {elapsed:.1} s: {looked_up} looked up, \
+         {throttled} throttled; {} valid logins, p99 {p99:?}",
+        latencies.len()
+    );
+    assert!(
+        latencies.len() >= 5,
+        "only {} valid logins",
+        latencies.len()
+    );
+    assert!(
+        p99 < Duration::from_secs(1),
+        "p99 of a valid login + query during the storm: {p99:?} ({} samples)",
+        latencies.len()
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_valid_logins_from_one_address_are_not_throttled() {
+    // Far more than auth.failed_login_burst (10): a client pool starting up.
+    const CLIENTS: usize = 40;
+    let reg = registry();
+    let t = reg.create_tenant("crowd");
+    let key = reg.issue_key(&t);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_METRICS_ADDR", &maddr),
+        ("PGTENANT_POOL_SIZE", "50"),
+    ]);
+    let logins: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (port, key) = (proxy.addr.port(), key.clone());
+            tokio::spawn(async move {
+                let mut cfg = tokio_postgres::Config::new();
+                cfg.host("127.0.0.1")
+                    .port(port)
+                    .user("app")
+                    .password(&key)
+                    .dbname("app");
+                let (client, conn) = cfg.connect(NoTls).await?;
+                tokio::spawn(conn);
+                client.simple_query("SELECT 1").await?;
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for l in logins {
+        clients.push(l.await.unwrap().expect("a valid login was refused"));
+    }
+    let body = scrape_until(&maddr, "the logins", |_| true).await;
+    assert_eq!(
+        metric(&body, "pgtenant_logins_total", &[("outcome", "ok")]),
+        Some(CLIENTS as f64)
+    );
+    assert_eq!(
+        metric(&body, "pgtenant_logins_throttled_total", &[]),
+        None,
+        "{body}"
+    );
+}
