@@ -2,6 +2,7 @@
 //! overrides, then validation. Every setting has an environment name (see
 //! [`ENV`]) so containers can run without a file.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,12 +52,16 @@ pub struct Config {
     pub login_timeout_ms: u64,
     /// Largest frontend message accepted (Postgres' own limit is 1 GiB).
     pub max_message_bytes: usize,
+    /// SIGTERM: how long running transactions may take to finish.
+    pub shutdown_timeout_ms: u64,
     pub backend: BackendConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub pool: PoolConfig,
     pub registry: RegistryConfig,
     pub log: LogConfig,
+    pub firewall: FirewallConfig,
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -66,12 +71,15 @@ impl Default for Config {
             max_client_connections: 10_000,
             login_timeout_ms: 15_000,
             max_message_bytes: 256 << 20,
+            shutdown_timeout_ms: 30_000,
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             pool: PoolConfig::default(),
             registry: RegistryConfig::default(),
             log: LogConfig::default(),
+            firewall: FirewallConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -114,12 +122,54 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Accept an API key sent as a cleartext password over a non-TLS
     /// connection from a non-loopback address. Off: such clients must use TLS.
     pub allow_plaintext_password: bool,
+    /// Failed logins a source address may make at once before throttling.
+    pub failed_login_burst: u32,
+    /// Failed logins a source address earns back per second.
+    pub failed_login_rate_per_sec: f64,
+    /// A throttled attempt gets its 28P01 after this long.
+    pub throttle_delay_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_plaintext_password: false,
+            failed_login_burst: 10,
+            failed_login_rate_per_sec: 2.0,
+            throttle_delay_ms: 1_000,
+        }
+    }
+}
+
+/// The metrics/health listener and the admin console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `/metrics`, `/healthz`, `/readyz` listen here; unset: off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Allow `metrics_addr` on a non-loopback address.
+    pub metrics_public: bool,
+    /// Tenants with their own metric label; the rest are `tenant="other"`.
+    pub metrics_max_tenants: usize,
+    /// Password of the admin console (database `pgtenant`); unset: off.
+    pub password: Secret,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            metrics_addr: None,
+            metrics_public: false,
+            metrics_max_tenants: 100,
+            password: Secret::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -146,6 +196,47 @@ pub struct PoolConfig {
     pub server_lifetime_ms: u64,
     /// Transaction mode: named statements kept prepared per backend connection.
     pub prepared_statements_per_connection: usize,
+    /// Idle backend connections kept open per tenant (after its first use).
+    pub min_idle: usize,
+    /// Client connections per tenant; more get 53300. 0: no per-tenant limit.
+    pub max_client_connections_per_tenant: usize,
+    /// Per-tenant overrides: `[pool.tenants.acme] mode = "transaction"`.
+    pub tenants: BTreeMap<String, TenantPoolConfig>,
+}
+
+/// Settings one tenant may override; unset ones come from `[pool]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPoolConfig {
+    pub mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+    pub min_idle: Option<usize>,
+    pub max_client_connections: Option<usize>,
+}
+
+/// A tenant's effective pool settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantPool {
+    pub mode: PoolMode,
+    pub pool_size: usize,
+    pub min_idle: usize,
+    pub max_client_connections: usize,
+}
+
+impl PoolConfig {
+    pub fn for_tenant(&self, tenant: &str) -> TenantPool {
+        let o = self.tenants.get(tenant);
+        let pick = |f: fn(&TenantPoolConfig) -> Option<usize>, d| o.and_then(f).unwrap_or(d);
+        TenantPool {
+            mode: o.and_then(|o| o.mode).unwrap_or(self.mode),
+            pool_size: pick(|o| o.pool_size, self.pool_size),
+            min_idle: pick(|o| o.min_idle, self.min_idle),
+            max_client_connections: pick(
+                |o| o.max_client_connections,
+                self.max_client_connections_per_tenant,
+            ),
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -158,6 +249,9 @@ impl Default for PoolConfig {
             server_idle_timeout_ms: 600_000,
             server_lifetime_ms: 3_600_000,
             prepared_statements_per_connection: 500,
+            min_idle: 0,
+            max_client_connections_per_tenant: 0,
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -229,11 +323,63 @@ impl Default for LogConfig {
     }
 }
 
+/// The statement firewall (see `crate::firewall`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirewallConfig {
+    /// enforce | monitor | off, for every tenant without an override.
+    pub mode: FirewallMode,
+    /// Schemas every tenant may read besides pg_catalog and information_schema.
+    pub shared_schemas: Vec<String>,
+    /// Let tenants CREATE EXTENSION (into their own schema).
+    pub allow_create_extension: bool,
+    /// Analysed statement texts kept (LRU); 0 disables the cache.
+    pub cache_capacity: usize,
+    /// Per-tenant mode: `[firewall.tenants.legacy] mode = "monitor"`.
+    pub tenants: BTreeMap<String, TenantFirewallConfig>,
+}
+
+pub use crate::firewall::Mode as FirewallMode;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFirewallConfig {
+    pub mode: FirewallMode,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            mode: FirewallMode::Enforce,
+            shared_schemas: Vec::new(),
+            allow_create_extension: false,
+            cache_capacity: 10_000,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl FirewallConfig {
+    pub fn mode_for(&self, tenant: &str) -> FirewallMode {
+        self.tenants.get(tenant).map_or(self.mode, |t| t.mode)
+    }
+
+    pub fn policy(&self) -> crate::firewall::Policy {
+        crate::firewall::Policy {
+            shared_schemas: self.shared_schemas.clone(),
+            allow_create_extension: self.allow_create_extension,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Str,
     Int,
+    Float,
     Bool,
+    /// Comma-separated strings.
+    List,
 }
 
 /// Environment variable → config key. Every setting is here.
@@ -243,6 +389,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_MAX_CLIENT_CONNECTIONS",             "max_client_connections",                  Kind::Int),
     ("PGTENANT_LOGIN_TIMEOUT_MS",                   "login_timeout_ms",                        Kind::Int),
     ("PGTENANT_MAX_MESSAGE_BYTES",                  "max_message_bytes",                       Kind::Int),
+    ("PGTENANT_SHUTDOWN_TIMEOUT_MS",                "shutdown_timeout_ms",                     Kind::Int),
     ("PGTENANT_BACKEND_URL",                        "backend.url",                             Kind::Str),
     ("PGTENANT_BACKEND_SECRET",                     "backend.secret",                          Kind::Str),
     ("PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",         "backend.connect_timeout_ms",              Kind::Int),
@@ -250,6 +397,9 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_TLS_CERT",                           "tls.cert",                                Kind::Str),
     ("PGTENANT_TLS_KEY",                            "tls.key",                                 Kind::Str),
     ("PGTENANT_AUTH_ALLOW_PLAINTEXT_PASSWORD",      "auth.allow_plaintext_password",           Kind::Bool),
+    ("PGTENANT_AUTH_FAILED_LOGIN_BURST",            "auth.failed_login_burst",                 Kind::Int),
+    ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC",     "auth.failed_login_rate_per_sec",          Kind::Float),
+    ("PGTENANT_AUTH_THROTTLE_DELAY_MS",             "auth.throttle_delay_ms",                  Kind::Int),
     ("PGTENANT_POOL_MODE",                          "pool.mode",                               Kind::Str),
     ("PGTENANT_POOL_SIZE",                          "pool.pool_size",                          Kind::Int),
     ("PGTENANT_MAX_BACKEND_CONNECTIONS",            "pool.max_backend_connections",            Kind::Int),
@@ -257,13 +407,23 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_SERVER_IDLE_TIMEOUT_MS",             "pool.server_idle_timeout_ms",             Kind::Int),
     ("PGTENANT_SERVER_LIFETIME_MS",                 "pool.server_lifetime_ms",                 Kind::Int),
     ("PGTENANT_PREPARED_STATEMENTS_PER_CONNECTION", "pool.prepared_statements_per_connection", Kind::Int),
+    ("PGTENANT_POOL_MIN_IDLE",                      "pool.min_idle",                           Kind::Int),
+    ("PGTENANT_MAX_CLIENT_CONNECTIONS_PER_TENANT",  "pool.max_client_connections_per_tenant",  Kind::Int),
     ("PGTENANT_REGISTRY_CACHE_TTL_MS",              "registry.cache_ttl_ms",                   Kind::Int),
     ("PGTENANT_REGISTRY_POOL_SIZE",                 "registry.pool_size",                      Kind::Int),
     ("PGTENANT_REGISTRY_ON_REVOKE",                 "registry.on_revoke",                      Kind::Str),
     ("PGTENANT_REGISTRY_REFRESH_INTERVAL_MS",       "registry.refresh_interval_ms",            Kind::Int),
     ("PGTENANT_REGISTRY_LAST_USED_FLUSH_MS",        "registry.last_used_flush_ms",             Kind::Int),
+    ("PGTENANT_FIREWALL_MODE",                      "firewall.mode",                           Kind::Str),
+    ("PGTENANT_FIREWALL_SHARED_SCHEMAS",            "firewall.shared_schemas",                 Kind::List),
+    ("PGTENANT_FIREWALL_ALLOW_CREATE_EXTENSION",    "firewall.allow_create_extension",         Kind::Bool),
+    ("PGTENANT_FIREWALL_CACHE_CAPACITY",            "firewall.cache_capacity",                 Kind::Int),
     ("PGTENANT_LOG_LEVEL",                          "log.level",                               Kind::Str),
     ("PGTENANT_LOG_FORMAT",                         "log.format",                              Kind::Str),
+    ("PGTENANT_METRICS_ADDR",                       "admin.metrics_addr",                      Kind::Str),
+    ("PGTENANT_METRICS_PUBLIC",                     "admin.metrics_public",                    Kind::Bool),
+    ("PGTENANT_METRICS_MAX_TENANTS",                "admin.metrics_max_tenants",               Kind::Int),
+    ("PGTENANT_ADMIN_PASSWORD",                     "admin.password",                          Kind::Str),
 ];
 
 impl Config {
@@ -299,6 +459,18 @@ impl Config {
                             invalid(key, format!("{var}={raw:?} is not an integer"))
                         })?)
                     }
+                    Kind::Float => toml::Value::Float(
+                        raw.trim()
+                            .parse()
+                            .map_err(|_| invalid(key, format!("{var}={raw:?} is not a number")))?,
+                    ),
+                    Kind::List => toml::Value::Array(
+                        raw.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| toml::Value::String(s.to_owned()))
+                            .collect(),
+                    ),
                     Kind::Bool => toml::Value::Boolean(match raw.trim() {
                         "1" | "true" | "on" | "yes" => true,
                         "0" | "false" | "off" | "no" => false,
@@ -348,11 +520,59 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        for (name, o) in &self.pool.tenants {
+            if o.pool_size == Some(0) {
+                return Err(invalid(
+                    &format!("pool.tenants.{name}.pool_size"),
+                    "must be at least 1",
+                ));
+            }
+            let t = self.pool.for_tenant(name);
+            if t.min_idle > t.pool_size {
+                return Err(invalid(
+                    &format!("pool.tenants.{name}.min_idle"),
+                    "must not exceed pool_size",
+                ));
+            }
+        }
+        if self.pool.min_idle > self.pool.pool_size {
+            return Err(invalid("pool.min_idle", "must not exceed pool.pool_size"));
+        }
         if self.max_message_bytes < 1024 {
             return Err(invalid("max_message_bytes", "must be at least 1024"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", e.to_string()))?;
+        self.validate_ops()
+    }
+
+    fn validate_ops(&self) -> Result<(), ConfigError> {
+        // Metrics name tenants: not for the open network unless asked for.
+        if let Some(a) = self.admin.metrics_addr
+            && !a.ip().is_loopback()
+            && !self.admin.metrics_public
+        {
+            return Err(invalid(
+                "admin.metrics_addr",
+                format!(
+                    "{a} is not a loopback address; set admin.metrics_public = true to allow it"
+                ),
+            ));
+        }
+        let pw = &self.admin.password.0;
+        if !pw.is_empty() && pw.len() < 12 {
+            return Err(invalid("admin.password", "must be at least 12 characters"));
+        }
+        if self.auth.failed_login_burst == 0 {
+            return Err(invalid("auth.failed_login_burst", "must be at least 1"));
+        }
+        let rate = self.auth.failed_login_rate_per_sec;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(invalid(
+                "auth.failed_login_rate_per_sec",
+                "must be a positive number",
+            ));
+        }
         Ok(())
     }
 
@@ -455,12 +675,52 @@ mod tests {
         // deny_unknown_fields turns a mistyped path in ENV into an error here.
         for &(var, key, kind) in ENV {
             let value = match kind {
+                // min_idle is bounded by pool_size (20 by default).
+                Kind::Int if key.ends_with("min_idle") => "3",
                 Kind::Int => "4242",
+                Kind::Float => "4.5",
                 Kind::Bool => "true",
-                Kind::Str => continue,
+                Kind::Str | Kind::List => continue,
             };
             load(URL, &[(var, value)]).unwrap_or_else(|e| panic!("{var} -> {key}: {e}"));
         }
+    }
+
+    #[test]
+    fn tenant_overrides_fall_back_to_pool_defaults() {
+        let c = load(
+            &format!("{URL}[pool]\npool_size = 7\n[pool.tenants.acme]\nmode = \"transaction\"\nmin_idle = 2\n"),
+            &[],
+        )
+        .unwrap();
+        let acme = c.pool.for_tenant("acme");
+        assert_eq!(
+            (acme.mode, acme.pool_size, acme.min_idle),
+            (PoolMode::Transaction, 7, 2)
+        );
+        assert_eq!(c.pool.for_tenant("globex").mode, PoolMode::Session);
+        let e = load(&format!("{URL}[pool.tenants.acme]\nmin_idle = 50\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("pool.tenants.acme.min_idle"), "{e}");
+    }
+
+    #[test]
+    fn metrics_stay_on_loopback_unless_public() {
+        let e = load(URL, &[("PGTENANT_METRICS_ADDR", "0.0.0.0:9187")]).unwrap_err();
+        assert!(e.to_string().contains("admin.metrics_addr"), "{e}");
+        let c = load(
+            URL,
+            &[
+                ("PGTENANT_METRICS_ADDR", "0.0.0.0:9187"),
+                ("PGTENANT_METRICS_PUBLIC", "true"),
+                ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC", "0.5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.admin.metrics_addr.unwrap().port(), 9187);
+        assert_eq!(c.auth.failed_login_rate_per_sec, 0.5);
+        let e = load(URL, &[("PGTENANT_ADMIN_PASSWORD", "short")]).unwrap_err();
+        assert!(e.to_string().contains("admin.password"), "{e}");
+        assert!(!e.to_string().contains("short"), "{e}");
     }
 
     #[test]

@@ -1,41 +1,73 @@
-//! The one shared, immutable-after-start context every session borrows.
+//! The one shared context every session borrows. Settings that may change
+//! at runtime (SIGHUP, `RELOAD`) sit behind `ArcSwap`s: a session takes a
+//! snapshot when it needs one and never sees a half-applied config.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use arc_swap::{ArcSwap, Guard};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::cancel::CancelMap;
 use crate::config::{Config, TlsMode};
+use crate::firewall::Firewall;
+use crate::pool::resizable::Resizable;
 use crate::pool::{Endpoint, Pools};
 use crate::registry::Registry;
 use crate::session::live::LiveSessions;
 
+/// Changes the log filter at runtime (set up by the CLI with the subscriber).
+pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 pub struct Context {
-    pub cfg: Config,
-    pub tls: Option<TlsAcceptor>,
+    cfg: ArcSwap<Config>,
+    /// Where the config came from, for reloads (None: environment only).
+    config_path: Option<PathBuf>,
+    pub tls: ArcSwap<Option<TlsAcceptor>>,
+    /// Rebuilt on reload when its policy changes (the verdict cache with it).
+    pub firewall: ArcSwap<Firewall>,
     pub registry: Registry,
     pub pools: Pools,
     pub cancels: CancelMap,
     pub sessions: LiveSessions,
     /// One permit per connected client.
-    pub clients: Arc<Semaphore>,
+    pub clients: Resizable,
+    /// Cancelled to start a graceful shutdown (SIGTERM, admin `SHUTDOWN`).
+    pub shutdown: CancellationToken,
+    /// Per-tenant traffic totals (admin `SHOW STATS`, metrics).
+    pub stats: crate::admin::stats::Stats,
+    /// Failed-login throttling per source address.
+    pub throttle: crate::auth::throttle::Throttle,
+    log_reload: Option<LogReload>,
+}
+
+fn firewall(cfg: &Config) -> Firewall {
+    Firewall::new(cfg.firewall.policy(), cfg.firewall.cache_capacity)
+}
+
+fn acceptor(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    Ok(match (&cfg.tls.mode, &cfg.tls.cert, &cfg.tls.key) {
+        (TlsMode::Disable, _, _) => None,
+        (_, Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => unreachable!("validated: TLS modes other than disable have cert and key"),
+    })
 }
 
 impl Context {
-    pub fn new(cfg: Config) -> anyhow::Result<Arc<Context>> {
+    pub fn new(
+        cfg: Config,
+        config_path: Option<PathBuf>,
+        log_reload: Option<LogReload>,
+    ) -> anyhow::Result<Arc<Context>> {
         let secret = cfg.require_secret()?.to_owned();
         let pg = cfg.backend_pg_config()?;
-        let tls = match (&cfg.tls.mode, &cfg.tls.cert, &cfg.tls.key) {
-            (TlsMode::Disable, _, _) => None,
-            (_, Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
-            _ => unreachable!("validated: TLS modes other than disable have cert and key"),
-        };
         let endpoint =
             Endpoint::from_pg(&pg, Duration::from_millis(cfg.backend.connect_timeout_ms));
         Ok(Arc::new(Context {
-            tls,
+            tls: ArcSwap::from_pointee(acceptor(&cfg)?),
+            firewall: ArcSwap::from_pointee(firewall(&cfg)),
             registry: Registry::new(
                 pg,
                 cfg.registry.pool_size,
@@ -44,8 +76,63 @@ impl Context {
             pools: Pools::new(endpoint, secret, cfg.pool.clone()),
             cancels: CancelMap::default(),
             sessions: LiveSessions::default(),
-            clients: Arc::new(Semaphore::new(cfg.max_client_connections)),
-            cfg,
+            clients: Resizable::new(cfg.max_client_connections),
+            shutdown: CancellationToken::new(),
+            stats: Default::default(),
+            throttle: Default::default(),
+            cfg: ArcSwap::from_pointee(cfg),
+            config_path,
+            log_reload,
         }))
+    }
+
+    /// The current configuration.
+    pub fn cfg(&self) -> Guard<Arc<Config>> {
+        self.cfg.load()
+    }
+
+    /// Re-reads the config file and environment and applies what can change
+    /// live: pool sizes and timeouts, client limits, TLS certificates, log
+    /// level, firewall modes. A config that doesn't load is refused whole
+    /// and the running one kept. Returns what was done, line by line.
+    pub fn reload(&self) -> Result<Vec<String>, String> {
+        let mut new = Config::load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
+        let old = self.cfg.load_full();
+        let mut report = Vec::new();
+        // Settings bound at start: report and keep.
+        if new.listen_addr != old.listen_addr {
+            report.push(format!(
+                "listen_addr changes only on restart; still {}",
+                old.listen_addr
+            ));
+            new.listen_addr = old.listen_addr;
+        }
+        if new.backend.url != old.backend.url || new.backend.secret != old.backend.secret {
+            report.push("backend.url and backend.secret change only on restart".into());
+            new.backend = old.backend.clone();
+        }
+        if new.admin.metrics_addr != old.admin.metrics_addr {
+            report.push("admin.metrics_addr changes only on restart".into());
+            new.admin.metrics_addr = old.admin.metrics_addr;
+        }
+        if new.registry.pool_size != old.registry.pool_size {
+            report.push("registry.pool_size changes only on restart".into());
+            new.registry.pool_size = old.registry.pool_size;
+        }
+        let tls = acceptor(&new).map_err(|e| format!("TLS: {e}; nothing changed"))?;
+        if let Some(set) = &self.log_reload {
+            set(&new.log.level).map_err(|e| format!("log.level: {e}; nothing changed"))?;
+        }
+        self.tls.store(Arc::new(tls));
+        if new.firewall.policy() != old.firewall.policy()
+            || new.firewall.cache_capacity != old.firewall.cache_capacity
+        {
+            self.firewall.store(Arc::new(firewall(&new)));
+        }
+        self.pools.reconfigure(new.pool.clone());
+        self.clients.resize(new.max_client_connections);
+        self.cfg.store(Arc::new(new));
+        report.push("configuration reloaded".into());
+        Ok(report)
     }
 }

@@ -30,6 +30,8 @@ pub enum ClientError {
     // -- capacity --
     #[error("too many client connections (max_client_connections = {0})")]
     TooManyClients(usize),
+    #[error("too many client connections for tenant \"{tenant}\" (max_client_connections = {max})")]
+    TooManyTenantClients { tenant: String, max: usize },
     #[error("no server connection for tenant \"{tenant}\" became free within {waited_ms} ms")]
     PoolTimeout { tenant: String, waited_ms: u64 },
 
@@ -63,7 +65,7 @@ impl ClientError {
             ForbiddenOption(_) => "42501",
             LoginTimeout => "08006",
             RegistryUnavailable => "57P03",
-            TooManyClients(_) | PoolTimeout { .. } => "53300",
+            TooManyClients(_) | TooManyTenantClients { .. } | PoolTimeout { .. } => "53300",
             BackendConnect(_) | BackendLost => "08006",
             Backend(f) => &f.code,
             Shutdown | Terminated(_) => "57P01",
@@ -83,7 +85,7 @@ impl ClientError {
             ForbiddenOption(_) => {
                 "search_path and role are pinned to your tenant; set other options after connecting"
             }
-            PoolTimeout { .. } | TooManyClients(_) => {
+            PoolTimeout { .. } | TooManyClients(_) | TooManyTenantClients { .. } => {
                 "retry later, or raise pool.pool_size / max_client_connections"
             }
             RegistryUnavailable => "retry in a moment",

@@ -20,6 +20,11 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
         loop {
             tick.tick().await;
             reaper.pools.reap();
+            // One connection per tenant per tick: converges without a burst.
+            for (tenant, _missing) in reaper.pools.below_min_idle() {
+                let ctx = reaper.clone();
+                tokio::spawn(async move { ctx.pools.warm(&tenant).await });
+            }
         }
     });
     loop {
@@ -32,19 +37,19 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
                 continue;
             }
         };
-        match ctx.clients.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match ctx.clients.try_acquire() {
+            Some(permit) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     session::serve_client(&ctx, tcp, peer).await;
                     drop(permit);
                 });
             }
-            Err(_) => {
+            None => {
                 metrics::counter!("pgtenant_clients_refused_total").increment(1);
                 tokio::spawn(refuse(
                     tcp,
-                    ClientError::TooManyClients(ctx.cfg.max_client_connections),
+                    ClientError::TooManyClients(ctx.cfg().max_client_connections),
                 ));
             }
         }

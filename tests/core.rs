@@ -5,36 +5,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use support::{Proxy, registry};
+use support::{Proxy, registry, sqlstate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::{Client, NoTls, error::SqlState};
 
 /// A tokio-postgres client through the proxy, the key as the password.
-async fn connect(proxy: &Proxy, key: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host("127.0.0.1")
-        .port(proxy.addr.port())
-        .user("app")
-        .password(key)
-        .dbname("app");
-    let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
-
-async fn connect_ok(proxy: &Proxy, key: &str) -> Client {
-    connect(proxy, key)
-        .await
-        .unwrap_or_else(|e| panic!("login failed: {e:?}\nproxy log:\n{}", proxy.log()))
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.code()
-        .map(|c| c.code().to_owned())
-        .unwrap_or_else(|| format!("no SQLSTATE: {e:?}"))
-}
-
 async fn superuser() -> Client {
     support::cluster().connect(&registry().db).await
 }
@@ -44,9 +20,10 @@ async fn session_is_pinned_to_the_tenants_schema_and_role() {
     let reg = registry();
     let (a, b) = (reg.create_tenant("pin_a"), reg.create_tenant("pin_b"));
     let (ka, kb) = (reg.issue_key(&a), reg.issue_key(&b));
-    let proxy = reg.proxy(&[]);
+    // No firewall: this is about what Postgres itself enforces.
+    let proxy = reg.proxy(&[("PGTENANT_FIREWALL_MODE", "off")]);
 
-    let ca = connect_ok(&proxy, &ka).await;
+    let ca = proxy.client_ok(&ka).await;
     let row = ca
         .query_one(
             "SELECT current_setting('search_path'), current_user::text",
@@ -71,7 +48,7 @@ async fn session_is_pinned_to_the_tenants_schema_and_role() {
     assert_eq!(schema, format!("tenant_{a}"));
 
     // Role isolation holds with no firewall at all: Postgres refuses.
-    let cb = connect_ok(&proxy, &kb).await;
+    let cb = proxy.client_ok(&kb).await;
     let err = cb
         .query(&format!("SELECT * FROM tenant_{a}.t"), &[])
         .await
@@ -150,18 +127,18 @@ async fn bad_keys_are_refused_with_the_right_sqlstate() {
     let proxy = reg.proxy(&[]);
     let unknown = format!("pgt_{}", "A".repeat(43));
 
-    let e = connect(&proxy, &unknown).await.unwrap_err();
-    assert_eq!(code(&e), "28P01");
+    let e = proxy.client(&unknown).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01");
     let unknown_text = e.as_db_error().unwrap().message().to_owned();
 
-    let e = connect(&proxy, "not-even-a-key").await.unwrap_err();
-    assert_eq!(code(&e), "28P01");
-    let e = connect(&proxy, "").await.unwrap_err();
-    assert_eq!(code(&e), "28P01", "{e:?}");
+    let e = proxy.client("not-even-a-key").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01");
+    let e = proxy.client("").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01", "{e:?}");
 
     // A revoked key reads exactly like an unknown one.
     let key = reg.issue_key(&t);
-    connect_ok(&proxy, &key).await;
+    proxy.client_ok(&key).await;
     let id = key_id(&key).await;
     let out = support::pgtenant_cli(&["key", "revoke", &id], &reg.env_refs());
     assert!(
@@ -171,7 +148,7 @@ async fn bad_keys_are_refused_with_the_right_sqlstate() {
     );
     let deadline = Instant::now() + Duration::from_secs(3);
     let e = loop {
-        match connect(&proxy, &key).await {
+        match proxy.client(&key).await {
             Err(e) => break e,
             Ok(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await
@@ -179,7 +156,7 @@ async fn bad_keys_are_refused_with_the_right_sqlstate() {
             Ok(_) => panic!("revoked key still accepted after 3 s"),
         }
     };
-    assert_eq!(code(&e), "28P01");
+    assert_eq!(sqlstate(&e), "28P01");
     assert_eq!(e.as_db_error().unwrap().message(), unknown_text);
 
     // An inactive tenant: 28000, and its name in the message.
@@ -187,8 +164,8 @@ async fn bad_keys_are_refused_with_the_right_sqlstate() {
     let key2 = reg.issue_key(&t2);
     let out = support::pgtenant_cli(&["tenant", "deactivate", &t2], &reg.env_refs());
     assert!(out.status.success());
-    let e = connect(&proxy, &key2).await.unwrap_err();
-    assert_eq!(code(&e), "28000");
+    let e = proxy.client(&key2).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "28000");
     assert!(e.as_db_error().unwrap().message().contains(&t2));
     assert!(
         !proxy.log().contains(&key2) && !proxy.log().contains(&key),
@@ -216,9 +193,13 @@ async fn session_pool_hands_the_next_client_a_clean_connection() {
     let reg = registry();
     let (a, b) = (reg.create_tenant("reuse_a"), reg.create_tenant("reuse_b"));
     let (ka, kb) = (reg.issue_key(&a), reg.issue_key(&b));
-    let proxy = reg.proxy(&[("PGTENANT_POOL_SIZE", "1")]);
+    // The firewall would refuse SET search_path / SET ROLE: off, to test the reset.
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_FIREWALL_MODE", "off"),
+    ]);
 
-    let c1 = connect_ok(&proxy, &ka).await;
+    let c1 = proxy.client_ok(&ka).await;
     let pid1: i32 = c1
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -235,7 +216,7 @@ async fn session_pool_hands_the_next_client_a_clean_connection() {
     drop(c1);
 
     // Tenant B must never get A's connection.
-    let cb = connect_ok(&proxy, &kb).await;
+    let cb = proxy.client_ok(&kb).await;
     let pid_b: i32 = cb
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -243,7 +224,7 @@ async fn session_pool_hands_the_next_client_a_clean_connection() {
         .get(0);
     assert_ne!(pid_b, pid1);
 
-    let c2 = connect_ok(&proxy, &ka).await;
+    let c2 = proxy.client_ok(&ka).await;
     let row = c2
         .query_one(
             "SELECT pg_backend_pid(), current_setting('search_path'), current_setting('statement_timeout'),
@@ -283,7 +264,7 @@ async fn copy_in_and_out_match_a_direct_run_byte_for_byte() {
     let t = reg.create_tenant("copy");
     let key = reg.issue_key(&t);
     let proxy = reg.proxy(&[]);
-    let c = connect_ok(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     c.batch_execute("CREATE TABLE big (id int, body text)")
         .await
         .unwrap();
@@ -423,7 +404,7 @@ async fn cancel_request_reaches_only_the_right_query() {
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // tokio-postgres' own cancel token works too.
-    let c = connect_ok(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     let token = c.cancel_token();
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -453,7 +434,7 @@ async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
     let key = reg.issue_key(&t);
     let proxy = reg.proxy(&[]);
     let role = format!("tenant_{t}");
-    let c = connect_ok(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     c.batch_execute(
         "CREATE TABLE acct (id int primary key, n int); INSERT INTO acct VALUES (1, 0)",
     )
@@ -481,7 +462,7 @@ async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The row is unlocked and the update was rolled back.
-    let c = connect_ok(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     c.batch_execute("SET lock_timeout = '1s'").await.unwrap();
     let n: i32 = c
         .query_one("UPDATE acct SET n = n WHERE id = 1 RETURNING n", &[])
@@ -523,7 +504,7 @@ async fn malformed_startup_packets_do_not_hurt_other_clients() {
             "unexpected reply {reply:?}"
         );
     }
-    let c = connect_ok(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     assert_eq!(
         c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0),
         2

@@ -7,23 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use support::{Proxy, registry};
+use support::registry;
 use tokio_postgres::{Client, NoTls};
-
-async fn connect(proxy: &Proxy, key: &str) -> Client {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host("127.0.0.1")
-        .port(proxy.addr.port())
-        .user("app")
-        .password(key)
-        .dbname("app");
-    let (client, conn) = cfg
-        .connect(NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("login failed: {e:?}\n{}", proxy.log()));
-    tokio::spawn(conn);
-    client
-}
 
 async fn superuser() -> Client {
     support::cluster().connect(&registry().db).await
@@ -60,7 +45,7 @@ async fn two_hundred_clients_share_five_connections() {
         ("PGTENANT_POOL_SIZE", "5"),
         ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "30000"),
     ]);
-    let setup = connect(&proxy, &key).await;
+    let setup = proxy.client_ok(&key).await;
     setup
         .batch_execute("CREATE TABLE counter (id int PRIMARY KEY, n bigint); INSERT INTO counter VALUES (1, 0); CREATE TABLE log (client int, i int)")
         .await
@@ -106,7 +91,7 @@ async fn two_hundred_clients_share_five_connections() {
     }
     stop.store(true, Ordering::Relaxed);
     let peak = peak.await.unwrap();
-    let check = connect(&proxy, &key).await;
+    let check = proxy.client_ok(&key).await;
     let n: i64 = check
         .query_one("SELECT n FROM counter", &[])
         .await
@@ -131,7 +116,7 @@ async fn named_prepared_statements_work_across_connections() {
         ("PGTENANT_POOL_SIZE", "3"),
         ("PGTENANT_PREPARED_STATEMENTS_PER_CONNECTION", "4"),
     ]);
-    let setup = connect(&proxy, &key).await;
+    let setup = proxy.client_ok(&key).await;
     setup
         .batch_execute("CREATE TABLE kv (k int PRIMARY KEY, v text); INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g")
         .await
@@ -209,15 +194,17 @@ async fn session_state_never_reaches_the_next_client() {
     let reg = registry();
     let t = reg.create_tenant("leak");
     let key = reg.issue_key(&t);
+    // Firewall off: SET search_path is one of the leaks under test.
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_FIREWALL_MODE", "off"),
     ]);
     let probe = "SELECT pg_backend_pid(), current_setting('statement_timeout'), current_setting('search_path'),
                         NOT EXISTS (SELECT 1 FROM pg_listening_channels()),
                         NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
                         to_regclass('pg_temp.tmp') IS NULL";
-    let first = connect(&proxy, &key).await;
+    let first = proxy.client_ok(&key).await;
     let pid: i32 = first
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -232,11 +219,11 @@ async fn session_state_never_reaches_the_next_client() {
         "LISTEN chan",
         "CREATE TEMP TABLE tmp (x int)",
     ] {
-        let c = connect(&proxy, &key).await;
+        let c = proxy.client_ok(&key).await;
         c.batch_execute(leaves).await.unwrap();
         drop(c);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let next = connect(&proxy, &key).await;
+        let next = proxy.client_ok(&key).await;
         let row = next.query_one(probe, &[]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), pid, "pool of one: same connection");
         assert_eq!(row.get::<_, String>(1), "0", "after {leaves}");
@@ -251,7 +238,7 @@ async fn session_state_never_reaches_the_next_client() {
     }
 
     // A client killed mid-transaction: its transaction is gone for the next one.
-    let c = connect(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     c.batch_execute("CREATE TABLE IF NOT EXISTS acct (id int PRIMARY KEY, n int); INSERT INTO acct VALUES (1, 0) ON CONFLICT DO NOTHING")
         .await
         .unwrap();
@@ -259,7 +246,7 @@ async fn session_state_never_reaches_the_next_client() {
         .await
         .unwrap();
     drop(c);
-    let next = connect(&proxy, &key).await;
+    let next = proxy.client_ok(&key).await;
     next.batch_execute("SET LOCAL lock_timeout = '2s'")
         .await
         .unwrap();
@@ -280,7 +267,7 @@ async fn a_pinned_client_keeps_its_settings() {
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "2"),
     ]);
-    let c = connect(&proxy, &key).await;
+    let c = proxy.client_ok(&key).await;
     c.batch_execute("SET statement_timeout = 4321")
         .await
         .unwrap();
@@ -293,7 +280,7 @@ async fn a_pinned_client_keeps_its_settings() {
         assert_eq!(v, "4321ms");
     }
     // Another client is still served by the other connection meanwhile.
-    let other = connect(&proxy, &key).await;
+    let other = proxy.client_ok(&key).await;
     let v: String = other
         .query_one("SHOW statement_timeout", &[])
         .await

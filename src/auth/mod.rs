@@ -3,6 +3,7 @@
 
 pub mod key;
 pub mod options;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,13 +37,17 @@ pub async fn authenticate(
         Some(k) => k.clone(),
         None => {
             let encrypted = stream.is_tls() || peer.ip().is_loopback();
-            if !encrypted && !ctx.cfg.auth.allow_plaintext_password {
+            if !encrypted && !ctx.cfg().auth.allow_plaintext_password {
                 return Err(ClientError::PlaintextPassword);
             }
             ask_password(stream).await?
         }
     };
+    // A source that failed too often is refused unseen; a wrong key costs
+    // it a token.
+    let ticket = throttle::gate(ctx, peer).await?;
     let info = check_key(ctx, &key).await;
+    ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
     let outcome = match &info {
         Ok(_) => "ok",
         Err(ClientError::TenantInactive(_)) => "tenant_inactive",
@@ -56,7 +61,7 @@ pub async fn authenticate(
     })
 }
 
-async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError> {
+pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError> {
     if key.is_empty() {
         return Err(ClientError::MissingKey);
     }
@@ -79,7 +84,7 @@ async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError
 }
 
 /// AuthenticationCleartextPassword, then the PasswordMessage.
-async fn ask_password(stream: &mut ClientStream) -> Result<String, ClientError> {
+pub(crate) async fn ask_password(stream: &mut ClientStream) -> Result<String, ClientError> {
     let mut buf = BytesMut::with_capacity(64);
     protocol::auth_cleartext(&mut buf);
     let io = |_| ClientError::MissingKey;

@@ -55,11 +55,21 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
     if !valid_name || PINNED.contains(&lower.as_str()) || lower.starts_with("pgtenant.") {
-        return Err(ClientError::ForbiddenOption(name.to_owned()));
+        return Err(ClientError::ForbiddenOption(shown(name)));
     }
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
     Ok(())
+}
+
+/// What of a refused option may be echoed in errors and logs: the name
+/// only, never a value — a mistyped option can carry the API key.
+fn shown(word: &str) -> String {
+    let name = word.split('=').next().unwrap_or_default();
+    if name.contains(crate::auth::key::PREFIX) {
+        return "<redacted>".into();
+    }
+    name.chars().take(64).collect()
 }
 
 /// Parses a libpq `options` string: whitespace-separated switches, where a
@@ -100,11 +110,11 @@ fn parse_options(opts: &str) -> Result<Vec<(String, String)>, ClientError> {
         } else if let Some(rest) = w.strip_prefix("-c").or_else(|| w.strip_prefix("--")) {
             rest.to_owned()
         } else {
-            return Err(ClientError::ForbiddenOption(w));
+            return Err(ClientError::ForbiddenOption(shown(&w)));
         };
         let (name, value) = assignment
             .split_once('=')
-            .ok_or_else(|| ClientError::ForbiddenOption(assignment.clone()))?;
+            .ok_or_else(|| ClientError::ForbiddenOption(shown(&assignment)))?;
         // Postgres treats '-' in option names as '_'.
         out.push((name.replace('-', "_"), value.to_owned()));
     }
@@ -155,6 +165,19 @@ mod tests {
             r.settings,
             vec![("application_name".into(), "my app".into())]
         );
+    }
+
+    #[test]
+    fn refused_options_never_echo_a_key() {
+        for opts in [
+            "-c pgtenant.api_key= pgt_SECRETSECRET",
+            "pgt_SECRETSECRET",
+            "-c pgt_SECRETSECRET",
+            "--search_path=pgt_SECRETSECRET",
+        ] {
+            let e = split(&params(&[("options", opts)])).unwrap_err();
+            assert!(!e.to_string().contains("SECRET"), "{opts}: {e}");
+        }
     }
 
     #[test]

@@ -9,14 +9,18 @@
 //!   connection of another tenant is closed to make room.
 //!
 //! tokio's semaphores are FIFO, so waiting clients are served in order.
+//! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
+mod gate;
+pub mod resizable;
 pub mod server;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use arc_swap::ArcSwap;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use uuid::Uuid;
 
 use crate::config::PoolConfig;
@@ -24,13 +28,19 @@ use crate::error::ClientError;
 use crate::protocol::TxStatus;
 use crate::registry::Tenant;
 use crate::registry::admin::role_password;
+use resizable::Resizable;
 pub use server::{Endpoint, ServerConn};
 
 struct TenantPool {
-    checkout: Arc<Semaphore>,
+    tenant: Arc<Tenant>,
+    checkout: Resizable,
+    /// Connected clients of this tenant (`max_client_connections`).
+    clients: Resizable,
     idle: Mutex<Vec<ServerConn>>,
     /// Shared by all tenants: signalled whenever a connection goes idle.
     returned: Arc<Notify>,
+    /// Clients in `acquire` now (admin console, metrics).
+    waiters: Arc<gate::Waiters>,
 }
 
 impl TenantPool {
@@ -44,10 +54,12 @@ impl TenantPool {
 pub struct Pools {
     endpoint: Endpoint,
     secret: String,
-    cfg: PoolConfig,
-    budget: Arc<Semaphore>,
+    cfg: ArcSwap<PoolConfig>,
+    budget: Resizable,
     returned: Arc<Notify>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
+    /// Admin `PAUSE`/`RESUME`.
+    pause: gate::PauseGate,
 }
 
 /// A connection lent to one client, with the right to hold it.
@@ -62,41 +74,102 @@ impl Pools {
         Pools {
             endpoint,
             secret,
-            budget: Arc::new(Semaphore::new(cfg.max_backend_connections)),
+            budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Notify::new()),
-            cfg,
+            cfg: ArcSwap::from_pointee(cfg),
             tenants: Mutex::new(HashMap::new()),
+            pause: gate::PauseGate::default(),
         }
     }
 
-    fn tenant_pool(&self, tenant: &Tenant) -> Arc<TenantPool> {
+    fn tenant_pool(&self, tenant: &Arc<Tenant>) -> Arc<TenantPool> {
         let mut map = self.tenants.lock().expect("poisoned");
         map.entry(tenant.id)
             .or_insert_with(|| {
+                let t = self.cfg.load().for_tenant(&tenant.name);
                 Arc::new(TenantPool {
-                    checkout: Arc::new(Semaphore::new(self.cfg.pool_size)),
+                    tenant: tenant.clone(),
+                    checkout: Resizable::new(t.pool_size),
+                    clients: Resizable::new(client_limit(t.max_client_connections)),
                     idle: Mutex::new(Vec::new()),
                     returned: self.returned.clone(),
+                    waiters: Arc::default(),
                 })
             })
             .clone()
     }
 
+    /// Admits one more client of `tenant`, or refuses with 53300.
+    pub fn admit(&self, tenant: &Arc<Tenant>) -> Result<OwnedSemaphorePermit, ClientError> {
+        let pool = self.tenant_pool(tenant);
+        pool.clients
+            .try_acquire()
+            .ok_or_else(|| ClientError::TooManyTenantClients {
+                tenant: tenant.name.clone(),
+                max: pool.clients.size(),
+            })
+    }
+
+    /// Applies a new pool configuration to live pools: sizes grow at once
+    /// and shrink as connections are returned; timeouts apply to the next
+    /// wait. Nothing is dropped.
+    pub fn reconfigure(&self, cfg: PoolConfig) {
+        self.budget.resize(cfg.max_backend_connections);
+        for p in self.tenants.lock().expect("poisoned").values() {
+            let t = cfg.for_tenant(&p.tenant.name);
+            p.checkout.resize(t.pool_size);
+            p.clients.resize(client_limit(t.max_client_connections));
+        }
+        self.cfg.store(Arc::new(cfg));
+    }
+
+    /// Tenants whose idle connections are below `min_idle`, with how many
+    /// are missing (counting a tenant's busy connections as present).
+    pub fn below_min_idle(&self) -> Vec<(Arc<Tenant>, usize)> {
+        let cfg = self.cfg.load();
+        let map = self.tenants.lock().expect("poisoned");
+        map.values()
+            .filter_map(|p| {
+                let min = cfg.for_tenant(&p.tenant.name).min_idle;
+                let have = p.idle.lock().expect("poisoned").len() + p.checkout.in_use();
+                (have < min).then(|| (p.tenant.clone(), min - have))
+            })
+            .collect()
+    }
+
+    /// Opens one idle connection for `tenant` if the budget has room.
+    pub async fn warm(&self, tenant: &Arc<Tenant>) {
+        let Some(budget) = self.budget.try_acquire() else {
+            return;
+        };
+        let pool = self.tenant_pool(tenant);
+        let password = role_password(&self.secret, &tenant.role);
+        let cache = self.cfg.load().prepared_statements_per_connection;
+        match ServerConn::connect(&self.endpoint, tenant.clone(), &password, budget, cache).await {
+            Ok(conn) => pool.put_back(conn),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
+            }
+        }
+    }
+
     /// A clean connection of `tenant`'s role, waiting at most
     /// `query_wait_timeout` for one to become free.
     pub async fn acquire(&self, tenant: &Arc<Tenant>) -> Result<Checkout, ClientError> {
-        let wait = Duration::from_millis(self.cfg.query_wait_timeout_ms);
-        let deadline = tokio::time::Instant::now() + wait;
+        let pool = self.tenant_pool(tenant);
+        let _waiting = pool.waiters.enter();
+        self.pause.wait(&tenant.name).await;
+        let cfg = self.cfg.load_full();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
         let timed_out = || ClientError::PoolTimeout {
             tenant: tenant.name.clone(),
-            waited_ms: self.cfg.query_wait_timeout_ms,
+            waited_ms: cfg.query_wait_timeout_ms,
         };
-        let pool = self.tenant_pool(tenant);
         let started = Instant::now();
-        let permit = tokio::time::timeout_at(deadline, pool.checkout.clone().acquire_owned())
+        let permit = tokio::time::timeout_at(deadline, pool.checkout.acquire())
             .await
-            .map_err(|_| timed_out())?
-            .expect("semaphore never closed");
+            .map_err(|_| timed_out())?;
         metrics::histogram!("pgtenant_pool_wait_seconds").record(started.elapsed().as_secs_f64());
         let budget = loop {
             // Registered before looking, so a connection returned meanwhile
@@ -111,7 +184,7 @@ impl Pools {
                     _permit: permit,
                 });
             }
-            if let Ok(p) = self.budget.clone().try_acquire_owned() {
+            if let Some(p) = self.budget.try_acquire() {
                 break p;
             }
             // The budget is spent: close another tenant's idle connection,
@@ -120,7 +193,7 @@ impl Pools {
                 continue;
             }
             tokio::select! {
-                p = self.budget.clone().acquire_owned() => break p.expect("semaphore never closed"),
+                p = self.budget.acquire() => break p,
                 _ = returned => continue,
                 _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
             }
@@ -131,7 +204,7 @@ impl Pools {
             tenant.clone(),
             &password,
             budget,
-            self.cfg.prepared_statements_per_connection,
+            cfg.prepared_statements_per_connection,
         )
         .await?;
         metrics::counter!("pgtenant_server_connects_total").increment(1);
@@ -155,8 +228,9 @@ impl Pools {
     }
 
     fn expired(&self, conn: &ServerConn) -> bool {
-        conn.age() >= Duration::from_millis(self.cfg.server_lifetime_ms)
-            || conn.idle_since.elapsed() >= Duration::from_millis(self.cfg.server_idle_timeout_ms)
+        let cfg = self.cfg.load();
+        conn.age() >= Duration::from_millis(cfg.server_lifetime_ms)
+            || conn.idle_since.elapsed() >= Duration::from_millis(cfg.server_idle_timeout_ms)
     }
 
     /// Closes the longest-idle connection of some other tenant; false if
@@ -214,9 +288,91 @@ impl Pools {
             .values()
             .map(|p| p.idle.lock().expect("poisoned").len())
             .sum();
-        let live = self.cfg.max_backend_connections - self.budget.available_permits();
-        (idle, live - idle)
+        let live = self.budget.in_use();
+        (idle, live.saturating_sub(idle))
     }
+
+    /// PAUSE: new checkouts of `tenant` (None: of everyone) wait until
+    /// RESUME; connections already out are not touched.
+    pub fn pause(&self, tenant: Option<&str>) {
+        self.pause.pause(tenant);
+    }
+
+    /// RESUME one tenant (a global PAUSE still holds it), or everyone.
+    pub fn resume(&self, tenant: Option<&str>) {
+        self.pause.resume(tenant);
+    }
+
+    /// A read-only snapshot of every tenant's pool, for the admin console
+    /// and metrics.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let cfg = self.cfg.load();
+        let pools: Vec<Arc<TenantPool>> = self
+            .tenants
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect();
+        pools
+            .into_iter()
+            .map(|p| {
+                let (waiting, max_wait) = p.waiters.now();
+                let idle_servers: Vec<IdleServer> = p
+                    .idle
+                    .lock()
+                    .expect("poisoned")
+                    .iter()
+                    .map(|c| IdleServer {
+                        pid: c.pid,
+                        addr: c.addr,
+                        age: c.age(),
+                        idle_for: c.idle_since.elapsed(),
+                    })
+                    .collect();
+                PoolStats {
+                    mode: cfg.for_tenant(&p.tenant.name).mode,
+                    size: p.checkout.size(),
+                    active: p.checkout.in_use(),
+                    idle: idle_servers.len(),
+                    waiting,
+                    max_wait,
+                    paused: self.pause.is_paused(&p.tenant.name),
+                    idle_servers,
+                    tenant: p.tenant.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One tenant's pool at a moment ([`Pools::stats`]).
+#[derive(Debug, Clone)]
+pub struct PoolStats {
+    pub tenant: Arc<Tenant>,
+    pub mode: crate::config::PoolMode,
+    pub size: usize,
+    /// Connections lent to clients (or being opened for one).
+    pub active: usize,
+    pub idle: usize,
+    /// Clients waiting for a connection (or at a PAUSE).
+    pub waiting: usize,
+    pub max_wait: Duration,
+    pub paused: bool,
+    pub idle_servers: Vec<IdleServer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdleServer {
+    pub pid: i32,
+    pub addr: std::net::SocketAddr,
+    pub age: Duration,
+    pub idle_for: Duration,
+}
+
+/// 0 in the configuration means no per-tenant client limit.
+fn client_limit(max: usize) -> usize {
+    if max == 0 { Resizable::UNLIMITED } else { max }
 }
 
 /// How the client left the connection.

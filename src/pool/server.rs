@@ -266,6 +266,12 @@ impl ServerConn {
         Ok(())
     }
 
+    /// The client reset settings itself (RESET ALL, DISCARD ALL): the next
+    /// `apply_settings` must set them again.
+    pub fn forget_applied_settings(&mut self) {
+        self.applied.clear();
+    }
+
     /// Returns the session to the state of a fresh login: no transaction,
     /// no prepared statements, temp tables, advisory locks, LISTENs or
     /// settings; then proves it is still the tenant's role and schema.

@@ -21,6 +21,8 @@ pub struct Downstream {
     pub status: TxStatus,
     pub expect: VecDeque<Expect>,
     pub transactions: u64,
+    /// Statements completed (CommandComplete).
+    pub queries: u64,
 }
 
 /// Messages the server may send at any time, outside any reply.
@@ -38,6 +40,7 @@ impl Downstream {
             status: TxStatus::Idle,
             expect: VecDeque::new(),
             transactions: 0,
+            queries: 0,
         }
     }
 
@@ -75,6 +78,9 @@ impl Downstream {
                 if self.status == TxStatus::Idle {
                     self.transactions += 1;
                 }
+            }
+            if tag == b'C' {
+                self.queries += 1;
             }
             let head = if is_async(tag) {
                 None

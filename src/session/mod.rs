@@ -3,6 +3,7 @@
 
 mod downstream;
 mod expect;
+mod inspect;
 pub mod live;
 pub mod pinning;
 pub mod prepared;
@@ -38,7 +39,7 @@ pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
     async move {
         tcp.set_nodelay(true).ok();
         let hello =
-            tokio::time::timeout(ctx.cfg.login_timeout(), startup::negotiate(ctx, tcp)).await;
+            tokio::time::timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp)).await;
         match hello {
             Err(_) => tracing::debug!("startup timed out"),
             Ok(Err(Failed::Silent)) => {}
@@ -47,6 +48,11 @@ pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
                 tell(&mut stream, &e).await;
             }
             Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(ctx, pid, secret).await,
+            Ok(Ok(Hello::Startup { stream, params }))
+                if params.get("database") == Some(crate::admin::CONSOLE_DB) =>
+            {
+                crate::admin::console::serve(ctx, stream, params, peer).await
+            }
             Ok(Ok(Hello::Startup { mut stream, params })) => {
                 if let Err(e) = run(ctx, &mut stream, &params, peer).await {
                     tell(&mut stream, &e).await;
@@ -89,7 +95,7 @@ async fn run(
     peer: SocketAddr,
 ) -> Result<(), ClientError> {
     let login = tokio::time::timeout(
-        ctx.cfg.login_timeout(),
+        ctx.cfg().login_timeout(),
         auth::authenticate(ctx, stream, params, peer),
     )
     .await
@@ -107,6 +113,7 @@ async fn run(
     span.record("key_id", field::display(login.key.key_id));
     span.record("user", login.request.user.as_str());
 
+    let _admitted = ctx.pools.admit(&tenant)?;
     let (pid, secret) = ctx.cancels.register();
     let _guard = CancelGuard { ctx, pid };
     let kill = std::sync::Arc::new(live::KillSwitch::default());
@@ -142,12 +149,17 @@ async fn run(
     let started = Instant::now();
     tracing::info!("session started");
     metrics::gauge!("pgtenant_clients_active").increment(1.0);
+    let firewall = ctx.firewall.load_full();
     let session = relay::Session {
         ctx,
         tenant: &tenant,
         settings: &login.request.settings,
-        mode: ctx.cfg.pool.mode,
-        inspector: &upstream::AllowAll,
+        mode: ctx.cfg().pool.for_tenant(&tenant.name).mode,
+        inspector: &inspect::TenantFirewall {
+            firewall: &firewall,
+            schema: &tenant.schema,
+            mode: ctx.cfg().firewall.mode_for(&tenant.name),
+        },
         kill: &kill,
         cancel_pid: pid,
     };
@@ -160,6 +172,16 @@ async fn run(
         bytes_out = s.bytes_out,
         transactions = s.transactions,
         "session ended"
+    );
+    ctx.stats.session_ended(&tenant.name);
+    ctx.stats.add(
+        &tenant.name,
+        crate::admin::stats::Totals {
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            transactions: s.transactions,
+            queries: s.queries,
+        },
     );
     match outcome.error {
         Some(e) => Err(e),

@@ -8,27 +8,37 @@
 //! function body is not seen; it stays within the tenant (pools are per
 //! tenant), and `DISCARD ALL` clears it when the client leaves.
 
-/// Why a statement pins, or None.
-pub fn session_effect(sql: &str) -> Option<&'static str> {
+/// What a statement does to session state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Effect {
+    /// It creates state that outlives the transaction: why.
+    pub pins: Option<&'static str>,
+    /// It may drop the server's prepared statements (DISCARD, DEALLOCATE).
+    pub drops_statements: bool,
+    /// It may reset settings the proxy applied (RESET, DISCARD ALL).
+    pub resets_settings: bool,
+}
+
+/// Reads the session effects of a (possibly multi-statement) SQL text.
+/// Statements that only clear state (RESET, UNLISTEN, DISCARD, CLOSE,
+/// advisory unlocks — what pools like asyncpg's send on release) don't pin.
+pub fn session_effect(sql: &str) -> Effect {
+    let mut e = Effect::default();
     for stmt in sql.split(';') {
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
         let second = words.next().unwrap_or("");
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
-        let reason = if is(first, "set") {
+        let pins = if is(first, "set") {
             // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
             (!["local", "transaction", "constraints"]
                 .iter()
                 .any(|k| is(second, k)))
             .then_some("SET")
-        } else if is(first, "reset") {
-            Some("RESET")
-        } else if is(first, "discard") {
-            Some("DISCARD")
         } else if is(first, "listen") {
             Some("LISTEN")
-        } else if is(first, "prepare") || is(first, "deallocate") {
-            Some("PREPARE/DEALLOCATE")
+        } else if is(first, "prepare") {
+            Some("PREPARE")
         } else if is(first, "load") {
             Some("LOAD")
         } else if is(first, "declare") && contains_word(stmt, "hold") {
@@ -40,17 +50,21 @@ pub fn session_effect(sql: &str) -> Option<&'static str> {
         } else {
             None
         };
-        if reason.is_some() {
-            return reason;
+        e.pins = e.pins.or(pins);
+        if is(first, "discard") || is(first, "deallocate") {
+            e.drops_statements = true;
+        }
+        if is(first, "reset") || (is(first, "discard") && is(second, "all")) {
+            e.resets_settings = true;
         }
     }
     if contains_ci(sql, "pg_advisory_lock") || contains_ci(sql, "pg_try_advisory_lock") {
-        return Some("session advisory lock");
+        e.pins = e.pins.or(Some("session advisory lock"));
     }
     if contains_ci(sql, "set_config") {
-        return Some("set_config()");
+        e.pins = e.pins.or(Some("set_config()"));
     }
-    None
+    e
 }
 
 /// Words of a statement, skipping comments and punctuation.
@@ -110,9 +124,7 @@ mod tests {
             ("SET LOCAL statement_timeout = 5", false),
             ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false),
             ("BEGIN; SET LOCAL x.y = 1; COMMIT", false),
-            ("select 1; reset all", true),
             ("LISTEN chan", true),
-            ("DISCARD ALL", true),
             ("PREPARE p AS SELECT 1", true),
             ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", true),
             ("DECLARE c CURSOR FOR SELECT 1", false),
@@ -124,8 +136,24 @@ mod tests {
             ("SELECT set_config('a.b', '1', false)", true),
             ("UPDATE settings SET value = 1", false),
             ("-- SET x\nSELECT 1", false),
+            // What asyncpg's pool sends when a connection is released.
+            (
+                "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;",
+                false,
+            ),
+            ("DISCARD ALL", false),
         ] {
-            assert_eq!(session_effect(sql).is_some(), pins, "{sql}");
+            assert_eq!(session_effect(sql).pins.is_some(), pins, "{sql}");
         }
+    }
+
+    #[test]
+    fn clearing_statements_are_noticed() {
+        let e = session_effect("select 1; RESET ALL");
+        assert!(e.resets_settings && !e.drops_statements);
+        let e = session_effect("DISCARD ALL");
+        assert!(e.resets_settings && e.drops_statements);
+        let e = session_effect("DEALLOCATE ALL");
+        assert!(!e.resets_settings && e.drops_statements);
     }
 }

@@ -51,6 +51,7 @@ pub struct Stats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub transactions: u64,
+    pub queries: u64,
 }
 
 /// How a relay ended: an error to tell the client (if it is still there).
@@ -66,6 +67,7 @@ pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) ->
     let mut stats = Stats::default();
     let error = relay(s, client, &mut server, &mut up, &mut down, &mut stats).await;
     stats.transactions = down.transactions;
+    stats.queries = down.queries;
     if let Some(co) = server.take() {
         detach(s, co, &up, &down, true).await;
     }
@@ -80,7 +82,7 @@ async fn relay(
     down: &mut Downstream,
     stats: &mut Stats,
 ) -> Option<ClientError> {
-    let max = s.ctx.cfg.max_message_bytes;
+    let max = s.ctx.cfg().max_message_bytes;
     let killed = s.kill.token().cancelled();
     tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
@@ -93,13 +95,22 @@ async fn relay(
         }
         if up.has_message(max) {
             if server.is_none() {
-                match attach(s).await {
+                // A client waiting for a connection (or behind PAUSE) can
+                // still be killed.
+                let attached = tokio::select! {
+                    r = attach(s) => r,
+                    _ = s.kill.token().cancelled() => {
+                        let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
+                        return Some(ClientError::Terminated(reason));
+                    }
+                };
+                match attached {
                     Ok(co) => *server = Some(co),
                     Err(e) => return Some(e),
                 }
             }
             let co = server.as_mut().expect("attached above");
-            if let Err(e) = up.process(max, s.inspector, down, &mut co.conn.statements) {
+            if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
                 return Some(e);
             }
         }

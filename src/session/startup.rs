@@ -42,7 +42,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
         match packet {
             StartupPacket::SslRequest if !offered_tls => {
                 offered_tls = true;
-                let Some(acceptor) = ctx.tls.clone() else {
+                let Some(acceptor) = ctx.tls.load().as_ref().clone() else {
                     tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
                     continue;
                 };
@@ -74,7 +74,7 @@ async fn finish(
     match p {
         StartupPacket::Cancel { pid, secret } => Ok(Hello::Cancel { pid, secret }),
         StartupPacket::Startup { minor, mut params } => {
-            if ctx.cfg.tls.mode == TlsMode::Require && !stream.is_tls() {
+            if ctx.cfg().tls.mode == TlsMode::Require && !stream.is_tls() {
                 return Err(Failed::Tell(stream, ClientError::TlsRequired));
             }
             // Newer clients may ask for 3.x or send `_pq_.` extensions:

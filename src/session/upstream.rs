@@ -14,6 +14,7 @@ use super::expect::{Expect, Reply};
 use super::pinning::session_effect;
 use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
 use crate::error::ClientError;
+use crate::pool::ServerConn;
 use crate::protocol::{self, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
@@ -76,7 +77,7 @@ impl Upstream {
         max: usize,
         inspector: &dyn Inspector,
         down: &mut Downstream,
-        cache: &mut StatementCache,
+        server: &mut ServerConn,
     ) -> Result<(), ClientError> {
         while let Some(h) = protocol::header(&self.inbuf, max)? {
             if self.inbuf.len() < h.frame_len {
@@ -92,9 +93,9 @@ impl Upstream {
             if self.discard_until_sync && h.tag != tag::SYNC {
                 continue;
             }
-            self.message(h.tag, &frame, inspector, down, cache);
+            self.message(h.tag, &frame, inspector, down, server);
         }
-        down.flush_synth(cache)
+        down.flush_synth(&mut server.statements)
     }
 
     fn message(
@@ -103,7 +104,7 @@ impl Upstream {
         frame: &[u8],
         inspector: &dyn Inspector,
         down: &mut Downstream,
-        cache: &mut StatementCache,
+        server: &mut ServerConn,
     ) {
         let body = &frame[protocol::HEADER_LEN..];
         let q = &mut down.expect;
@@ -115,7 +116,7 @@ impl Upstream {
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
                 }
-                self.note_session_effect(sql, cache);
+                self.note_session_effect(sql, server);
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::UntilReady));
             }
@@ -129,15 +130,15 @@ impl Upstream {
                     self.discard_until_sync = true;
                     return;
                 }
-                self.note_session_effect(sql, cache);
+                self.note_session_effect(sql, server);
                 if self.rename && !name.is_empty() {
                     let st = Statement::from_parse_body(rest);
                     self.statements
                         .insert(String::from_utf8_lossy(name).into_owned(), st.clone());
-                    if matches!(cache.lookup(&st), Lookup::Present) {
+                    if matches!(server.statements.lookup(&st), Lookup::Present) {
                         q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
                     } else {
-                        self.prepare(&st, cache, q, false);
+                        self.prepare(&st, &mut server.statements, q, false);
                     }
                 } else {
                     self.out.extend_from_slice(frame);
@@ -145,7 +146,7 @@ impl Upstream {
                 }
             }
             tag::BIND | tag::DESCRIBE if self.rename => {
-                let renamed = self.rename_statement(t, body, cache, q);
+                let renamed = self.rename_statement(t, body, &mut server.statements, q);
                 if !renamed {
                     self.out.extend_from_slice(frame);
                 }
@@ -267,21 +268,25 @@ impl Upstream {
         q.push_back(Expect::Evict);
     }
 
-    /// Transaction mode: pins the client on statements with session effects.
-    fn note_session_effect(&mut self, sql: &[u8], cache: &mut StatementCache) {
+    /// Transaction mode: pins the client on statements with session
+    /// effects, and forgets what a clearing statement wipes on the server.
+    fn note_session_effect(&mut self, sql: &[u8], server: &mut ServerConn) {
         if !self.rename {
             return;
         }
-        if let Some(why) = session_effect(&String::from_utf8_lossy(sql)) {
-            if self.pinned.is_none() {
-                tracing::debug!(reason = why, "client pinned to its server connection");
-                metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
-                self.pinned = Some(why);
-            }
-            if why == "DISCARD" || why == "PREPARE/DEALLOCATE" {
-                // The server may have dropped every statement: re-prepare on demand.
-                cache.clear();
-            }
+        let e = session_effect(&String::from_utf8_lossy(sql));
+        if let Some(why) = e.pins
+            && self.pinned.is_none()
+        {
+            tracing::debug!(reason = why, "client pinned to its server connection");
+            metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
+            self.pinned = Some(why);
+        }
+        if e.drops_statements {
+            server.statements.clear();
+        }
+        if e.resets_settings {
+            server.forget_applied_settings();
         }
     }
 }

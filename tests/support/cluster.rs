@@ -372,7 +372,7 @@ fn pg_ctl_start(bindir: &Path, dir: &Path, user: Option<&ServerUser>, port: u16)
 fn read_log_tail(dir: &Path) -> String {
     let log_file = dir.join(LOG_FILE);
     match fs::read(&log_file) {
-        Ok(bytes) => super::tail(&String::from_utf8_lossy(&bytes), 50),
+        Ok(bytes) => super::tail_of(&String::from_utf8_lossy(&bytes), 50),
         Err(e) => format!("(cannot read {}: {e})", log_file.display()),
     }
 }

@@ -9,6 +9,7 @@
 //! Each test binary uses only a subset of this module, hence the `allow`.
 #![allow(dead_code, unused_imports)]
 
+mod client;
 mod cluster;
 mod pg_binaries;
 mod proxy;
@@ -18,6 +19,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+pub use client::sqlstate;
 pub use cluster::{Cluster, cluster};
 pub use proxy::Proxy;
 pub use registry::{Registry, registry};
@@ -84,7 +86,7 @@ fn url_encode(s: &str) -> String {
 }
 
 /// Last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub fn tail_of(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

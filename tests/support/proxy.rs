@@ -81,6 +81,29 @@ impl Proxy {
         self.child.id()
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) to the proxy.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits up to `timeout` for the proxy to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling `pgtenant serve`") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until a TCP connect succeeds; panics with the log if the process
     /// exits or the timeout passes. The probe connection is closed without a
     /// startup packet, which the proxy must tolerate anyway.
@@ -130,7 +153,7 @@ impl Drop for Proxy {
             eprintln!(
                 "--- pgtenant serve log ({}, last 100 lines) ---\n{}",
                 self.addr,
-                super::tail(&self.log(), 100)
+                super::tail_of(&self.log(), 100)
             );
         }
     }

@@ -1,0 +1,49 @@
+//! The firewall, as the relay sees it: a verdict per SQL text, turned into
+//! the ErrorResponse the client gets (enforce), a log line (monitor), or
+//! nothing (off).
+
+use bytes::{Bytes, BytesMut};
+
+use super::upstream::Inspector;
+use crate::config::FirewallMode;
+use crate::firewall::Firewall;
+use crate::protocol::{self, Severity};
+
+pub struct TenantFirewall<'a> {
+    pub firewall: &'a Firewall,
+    pub schema: &'a str,
+    pub mode: FirewallMode,
+}
+
+impl Inspector for TenantFirewall<'_> {
+    fn inspect(&self, sql: &[u8]) -> Result<(), Bytes> {
+        if self.mode == FirewallMode::Off {
+            return Ok(());
+        }
+        // The firewall reads UTF-8; text in another client encoding can't
+        // be checked, so it is refused rather than waved through.
+        let verdict = match std::str::from_utf8(sql) {
+            Ok(sql) => self
+                .firewall
+                .check(sql, self.schema)
+                .map_err(|r| (r.rule, r.message.clone(), r.hint.clone())),
+            Err(_) => Err((
+                "encoding",
+                "pgtenant: encoding: the statement is not valid UTF-8".to_owned(),
+                "set client_encoding to UTF8; the firewall checks UTF-8 text".to_owned(),
+            )),
+        };
+        let Err((rule, message, hint)) = verdict else {
+            return Ok(());
+        };
+        if self.mode == FirewallMode::Monitor {
+            tracing::warn!(rule, "firewall (monitor): would refuse: {message}");
+            metrics::counter!("pgtenant_firewall_monitored_total", "rule" => rule).increment(1);
+            return Ok(());
+        }
+        tracing::info!(rule, "firewall refused a statement");
+        let mut buf = BytesMut::new();
+        protocol::error_response(&mut buf, Severity::Error, "42501", &message, Some(&hint));
+        Err(buf.freeze())
+    }
+}

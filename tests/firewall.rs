@@ -1,0 +1,302 @@
+//! The statement firewall through a real proxy: refused statements never
+//! reach PostgreSQL, the other tenant's rows never come back, allowed
+//! statements behave as on a direct connection, and with the firewall off
+//! the backend roles still hold.
+
+mod support;
+
+use support::registry;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+struct Two {
+    a: String,
+    b: String,
+    key_a: String,
+    marker_b: String,
+}
+
+/// Tenants A and B, each with a table `t` holding a marker row.
+async fn two_tenants() -> Two {
+    let reg = registry();
+    let (a, b) = (reg.create_tenant("fwa"), reg.create_tenant("fwb"));
+    let (key_a, key_b) = (reg.issue_key(&a), reg.issue_key(&b));
+    let marker_b = format!("marker-b-{b}");
+    let proxy = reg.proxy(&[("PGTENANT_FIREWALL_MODE", "off")]);
+    for (key, marker) in [
+        (&key_a, format!("marker-a-{a}")),
+        (&key_b, marker_b.clone()),
+    ] {
+        let c = proxy.client_ok(key).await;
+        c.batch_execute(&format!(
+            "CREATE TABLE t (secret text); INSERT INTO t VALUES ('{marker}');
+             CREATE SEQUENCE s; CREATE TYPE mytype AS (x int);"
+        ))
+        .await
+        .unwrap();
+    }
+    Two {
+        a: format!("tenant_{a}"),
+        b: format!("tenant_{b}"),
+        key_a,
+        marker_b,
+    }
+}
+
+/// A's own role, straight to PostgreSQL: the reference behaviour.
+async fn direct_as(role: &str) -> Client {
+    let reg = registry();
+    let secret = &reg
+        .env
+        .iter()
+        .find(|(k, _)| k == "PGTENANT_BACKEND_SECRET")
+        .unwrap()
+        .1;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(support::cluster().port)
+        .user(role)
+        .password(pgtenant::registry::admin::role_password(secret, role))
+        .dbname(&reg.db);
+    let (c, conn) = cfg
+        .connect(NoTls)
+        .await
+        .expect("direct login as the tenant role");
+    tokio::spawn(conn);
+    c
+}
+
+fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+const REFUSED: &[&str] = &[
+    "SELECT * FROM {B}.t",
+    "select * from \"{B}\".t",
+    "SELECT * FROM {BU}.T",
+    "SELECT * FROM /* hide */ {B} /* me */ . /* please */ t",
+    "SELECT 1; SELECT 2; SELECT * FROM {B}.t",
+    "WITH x AS (SELECT * FROM {B}.t) SELECT * FROM x",
+    "SELECT * FROM t WHERE EXISTS (SELECT 1 FROM {B}.t)",
+    "SELECT (SELECT secret FROM {B}.t LIMIT 1)",
+    "SELECT * FROM t JOIN {B}.t bt ON true",
+    "EXPLAIN ANALYZE SELECT * FROM {B}.t",
+    "PREPARE p_bad AS SELECT * FROM {B}.t",
+    "DECLARE c CURSOR FOR SELECT * FROM {B}.t",
+    "CREATE VIEW v_bad AS SELECT * FROM {B}.t",
+    "CREATE TABLE t_bad AS SELECT * FROM {B}.t",
+    "COPY (SELECT * FROM {B}.t) TO STDOUT",
+    "INSERT INTO {B}.t VALUES ('x')",
+    "UPDATE {B}.t SET secret = 'x'",
+    "DELETE FROM {B}.t",
+    "SELECT '{B}.t'::regclass",
+    "SELECT to_regclass('{B}.t')",
+    "SELECT nextval('{B}.s')",
+    "SELECT NULL::{B}.mytype",
+    "SELECT $$x$$ FROM {B}.t",
+    "SET search_path = {B}",
+    "SET search_path TO {A}, {B}",
+    "SELECT set_config('search_path', '{B}', false)",
+    "SET ROLE {B}",
+    "SET SESSION AUTHORIZATION {B}",
+    "CREATE SCHEMA evil",
+    "DROP SCHEMA {B} CASCADE",
+    "ALTER ROLE {A} SET search_path = {B}",
+    "ALTER TABLE t SET SCHEMA {B}",
+    "GRANT ALL ON ALL TABLES IN SCHEMA {B} TO {A}",
+    "COPY t TO '/tmp/pgtenant-fw-test'",
+    "COPY t FROM PROGRAM 'id'",
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT * FROM pg_ls_dir('.')",
+    "SELECT query_to_xml('select * from t', true, true, '')",
+    "SELECT pg_terminate_backend(1)",
+    "SELECT * FROM pg_stat_activity",
+    "LOAD 'auto_explain'",
+    "CREATE FUNCTION f_bad() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM {B}.t $$",
+    "ALTER SYSTEM SET work_mem = '1GB'",
+    "CREATE ROLE evil",
+];
+
+const ALLOWED: &[&str] = &[
+    "SELECT secret FROM t",
+    "SELECT secret FROM {A}.t",
+    "SELECT count(*) > 0 FROM pg_catalog.pg_class",
+    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = '{A}' ORDER BY 1",
+    "SELECT 'tenant_b.t is just text'",
+    "WITH c AS (SELECT secret FROM t) SELECT * FROM c",
+    "SELECT t.secret FROM t WHERE t.secret LIKE 'marker%'",
+    "SELECT nextval('s') > 0",
+    "SELECT NULL::mytype IS NULL",
+    "SELECT 1 + 1; SELECT 'two'",
+    "SELECT current_schema()::text",
+    "SELECT upper(secret) FROM t",
+];
+
+fn fill(sql: &str, two: &Two) -> String {
+    sql.replace("{A}", &two.a)
+        .replace("{BU}", &two.b.to_uppercase())
+        .replace("{B}", &two.b)
+}
+
+#[tokio::test]
+async fn refused_statements_never_reach_the_backend_or_leak() {
+    let two = two_tenants().await;
+    let reg = registry();
+    let proxy = reg.proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    // Every statement A's sessions run is written to the server log, so a
+    // refused statement that slipped through would show up there.
+    let su = support::cluster().connect(&reg.db).await;
+    su.batch_execute(&format!("ALTER ROLE {} SET log_statement = 'all'", two.a))
+        .await
+        .unwrap();
+    let log_path = support::cluster().dir.join("postgres.log");
+    let log_before = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0) as usize;
+    let c = proxy.client_ok(&two.key_a).await;
+    c.simple_query("SELECT 'logging works'").await.unwrap();
+
+    for sql in REFUSED {
+        let sql = fill(sql, &two);
+        // Simple protocol…
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+        assert_eq!(db.code().code(), "42501", "{sql}: {}", db.message());
+        assert!(
+            db.message().starts_with("pgtenant: "),
+            "{sql}: {}",
+            db.message()
+        );
+        assert!(db.hint().is_some(), "{sql}: no hint");
+        // …and the extended protocol (Parse is refused before Bind/Execute).
+        if !sql.contains(';') {
+            let e = c.query(&sql, &[]).await.expect_err(&sql);
+            assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{sql}: {e:?}");
+        }
+        // The session stays usable.
+        assert_eq!(
+            rows(&c.simple_query("SELECT 1").await.unwrap()),
+            vec![vec![Some("1".into())]]
+        );
+    }
+
+    // Nothing that named B's schema reached PostgreSQL.
+    let log = std::fs::read(&log_path).unwrap();
+    let log = String::from_utf8_lossy(&log[log_before..]);
+    assert!(
+        log.contains("logging works"),
+        "statement logging is not on:\n{log}"
+    );
+    let leaked: Vec<&str> = log.lines().filter(|l| l.contains(&two.b)).collect();
+    assert!(
+        leaked.is_empty(),
+        "refused statements reached PostgreSQL:\n{}",
+        leaked.join("\n")
+    );
+    su.batch_execute(&format!("ALTER ROLE {} RESET log_statement", two.a))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn allowed_statements_behave_as_on_a_direct_connection() {
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    let via = proxy.client_ok(&two.key_a).await;
+    let direct = direct_as(&two.a).await;
+    for sql in ALLOWED {
+        let sql = fill(sql, &two);
+        let got = via
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let want = direct.simple_query(&sql).await.unwrap();
+        // nextval moves on; everything else must match exactly.
+        if !sql.contains("nextval") {
+            assert_eq!(rows(&got), rows(&want), "{sql}");
+        }
+        let text = format!("{:?}", rows(&got));
+        assert!(!text.contains(&two.marker_b), "{sql} leaked B's marker");
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_inside_a_transaction_fails_it_like_postgres_would() {
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    let c = proxy.client_ok(&two.key_a).await;
+    c.batch_execute("CREATE TABLE tx_probe (x int)")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN; INSERT INTO tx_probe VALUES (1)")
+        .await
+        .unwrap();
+    let e = c
+        .query(&fill("SELECT * FROM {B}.t", &two), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"));
+    // Postgres' rule: the transaction is now aborted…
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("25P02"), "{e:?}");
+    // …and COMMIT rolls it back.
+    c.batch_execute("COMMIT").await.unwrap();
+    let n = rows(
+        &c.simple_query("SELECT count(*) FROM tx_probe")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(n, vec![vec![Some("0".into())]]);
+}
+
+#[tokio::test]
+async fn monitor_mode_forwards_and_the_role_still_refuses() {
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "monitor")]);
+    let c = proxy.client_ok(&two.key_a).await;
+    let e = c
+        .simple_query(&fill("SELECT * FROM {B}.t", &two))
+        .await
+        .unwrap_err();
+    // Forwarded: Postgres answers, with its own permission error.
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(!db.message().starts_with("pgtenant"), "{}", db.message());
+    assert!(proxy.log().contains("would refuse"), "{}", proxy.log());
+}
+
+#[tokio::test]
+async fn with_the_firewall_off_backend_roles_still_isolate_tenants() {
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "off")]);
+    let c = proxy.client_ok(&two.key_a).await;
+    c.batch_execute(
+        "CREATE FUNCTION peek(s text) RETURNS SETOF text LANGUAGE plpgsql AS
+         $$ BEGIN RETURN QUERY EXECUTE format('SELECT secret FROM %I.t', s); END $$",
+    )
+    .await
+    .unwrap();
+    for sql in [
+        format!("DO $$ BEGIN EXECUTE 'SELECT * FROM {}.t'; END $$", two.b),
+        format!("SELECT * FROM peek('{}')", two.b),
+        format!(
+            "SELECT query_to_xml('SELECT * FROM {}.t', true, true, '')",
+            two.b
+        ),
+        format!("SELECT * FROM {}.t", two.b),
+    ] {
+        let e = c.simple_query(&sql).await.expect_err(&sql);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+        assert_eq!(db.code().code(), "42501", "{sql}: {}", db.message());
+        assert!(
+            db.message().contains("permission denied"),
+            "{sql}: {}",
+            db.message()
+        );
+        assert!(!format!("{e:?}").contains(&two.marker_b));
+    }
+}

@@ -1,0 +1,221 @@
+//! Reload (SIGHUP), graceful shutdown (SIGTERM) and per-tenant pool
+//! settings, against a real PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::registry;
+use tokio_postgres::Client;
+
+async fn role_connections(role: &str) -> i64 {
+    support::cluster()
+        .connect(&registry().db)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
+    let reg = registry();
+    let t = reg.create_tenant("hup");
+    let key = reg.issue_key(&t);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    let write = |pool_size: usize| {
+        std::fs::write(
+            &file,
+            format!("[pool]\nmode = \"transaction\"\npool_size = {pool_size}\nquery_wait_timeout_ms = 20000\n"),
+        )
+        .unwrap()
+    };
+    write(1);
+    let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
+    let role = format!("tenant_{t}");
+
+    // Four clients hold transactions open one after another with pool_size 1…
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(proxy.client(&key).await.unwrap());
+    }
+    async fn run_all(
+        clients: &[Client],
+    ) -> Vec<Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>> {
+        let futs = clients
+            .iter()
+            .map(|c| c.simple_query("SELECT pg_sleep(0.3)"));
+        futures_util::future::join_all(futs).await
+    }
+    let t0 = Instant::now();
+    for r in run_all(&clients).await {
+        r.unwrap();
+    }
+    let serial = t0.elapsed();
+    assert!(role_connections(&role).await <= 1);
+
+    // …then pool_size 4 on SIGHUP: the same work runs in parallel, nobody dropped.
+    write(4);
+    proxy.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    for r in run_all(&clients).await {
+        r.expect("a client was dropped by the reload");
+    }
+    let parallel = t0.elapsed();
+    assert!(
+        parallel < serial / 2,
+        "pool_size 4 after SIGHUP should run 4 sleeps at once ({parallel:?} vs {serial:?})\n{}",
+        proxy.log()
+    );
+    assert!(
+        proxy.log().contains("configuration reloaded"),
+        "{}",
+        proxy.log()
+    );
+
+    // A broken file is refused; the proxy keeps running on the last good config.
+    std::fs::write(&file, "[pool\npool_size = ").unwrap();
+    proxy.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(proxy.log().contains("config refused"), "{}", proxy.log());
+    for c in &clients {
+        c.simple_query("SELECT 1")
+            .await
+            .expect("still served after a refused reload");
+    }
+    let fresh = proxy.client(&key).await.expect("new logins still work");
+    fresh.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_running_transaction_finish_then_exits_zero() {
+    let reg = registry();
+    let t = reg.create_tenant("term");
+    let key = reg.issue_key(&t);
+    let mut proxy = reg.proxy(&[("PGTENANT_SHUTDOWN_TIMEOUT_MS", "10000")]);
+    let busy = proxy.client(&key).await.unwrap();
+    let idle = proxy.client(&key).await.unwrap();
+    busy.batch_execute("CREATE TABLE done (x int)")
+        .await
+        .unwrap();
+    busy.batch_execute("BEGIN").await.unwrap();
+    let work = tokio::spawn(async move {
+        busy.batch_execute("INSERT INTO done SELECT 1 FROM pg_sleep(1)")
+            .await?;
+        busy.batch_execute("COMMIT").await?;
+        Ok::<_, tokio_postgres::Error>(busy)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.log().contains("shutting down") {
+        assert!(Instant::now() < deadline, "no shutdown\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The idle session is ended at once with 57P01…
+    let e = idle.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        e.code().map(|c| c.code()) == Some("57P01") || e.is_closed(),
+        "{e:?}"
+    );
+    // …new clients are no longer accepted…
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(proxy.client(&key).await.is_err());
+    // …and the running transaction commits before the proxy exits 0.
+    let busy = work.await.unwrap().expect("the transaction finished");
+    drop(busy);
+    let status = tokio::task::spawn_blocking(move || {
+        let s = proxy.wait_exit(Duration::from_secs(10));
+        (s, proxy)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.0.map(|s| s.code()),
+        Some(Some(0)),
+        "{}",
+        status.1.log()
+    );
+    let n: i64 = support::cluster()
+        .connect(&registry().db)
+        .await
+        .query_one(&format!("SELECT count(*) FROM tenant_{t}.done"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn per_tenant_overrides_pick_mode_and_client_limit() {
+    let reg = registry();
+    let (a, b, c) = (
+        reg.create_tenant("ovr_a"),
+        reg.create_tenant("ovr_b"),
+        reg.create_tenant("ovr_c"),
+    );
+    let (ka, kb, kc) = (reg.issue_key(&a), reg.issue_key(&b), reg.issue_key(&c));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pool]\nmode = \"session\"\npool_size = 4\n\n[pool.tenants.{a}]\nmode = \"transaction\"\npool_size = 1\nmax_client_connections = 2\n\n[pool.tenants.{c}]\nmin_idle = 2\n"
+        ),
+    )
+    .unwrap();
+    let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
+
+    // Tenant A: transaction mode — two sequential clients share one backend pid…
+    let a1 = proxy.client(&ka).await.unwrap();
+    let a2 = proxy.client(&ka).await.unwrap();
+    // …and a third client is over A's limit of 2.
+    let e = proxy.client(&ka).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("53300"), "{e:?}");
+    assert!(e.as_db_error().unwrap().message().contains(&a));
+    let p1: i32 = a1
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let p2: i32 = a2
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // pool_size 1: in session mode the second client could not even log in.
+    assert_eq!(p1, p2, "both clients are served by A's single connection");
+    // Tenant C, min_idle = 2: after its first use the reaper keeps two open.
+    drop(proxy.client_ok(&kc).await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while role_connections(&format!("tenant_{c}")).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "min_idle not reached\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Tenant B: session mode (the default) — each client has its own connection.
+    let b1 = proxy.client(&kb).await.unwrap();
+    let b2 = proxy.client(&kb).await.unwrap();
+    let q1: i32 = b1
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let q2: i32 = b2
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(q1, q2);
+}
