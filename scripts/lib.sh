@@ -29,3 +29,13 @@ as_pg() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# asyncpg and psycopg for the driver tests: pip, or Debian's packages.
+need_python_drivers() {
+  command -v python3 >/dev/null || need_packages python3
+  python3 -c 'import asyncpg, psycopg' 2>/dev/null && return 0
+  python3 -m pip --version >/dev/null 2>&1 || need_packages python3-pip
+  python3 -m pip install --quiet asyncpg 'psycopg[binary]' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages asyncpg 'psycopg[binary]'
+  python3 -c 'import asyncpg, psycopg'
+}

@@ -483,7 +483,9 @@ impl Config {
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                invalid(&key, e.into_inner().to_string())
+                // One line: serde's messages may span several.
+                let msg = e.into_inner().to_string();
+                invalid(&key, msg.split_whitespace().collect::<Vec<_>>().join(" "))
             })?;
         cfg.validate()?;
         Ok(cfg)
@@ -537,6 +539,20 @@ impl Config {
         }
         if self.pool.min_idle > self.pool.pool_size {
             return Err(invalid("pool.min_idle", "must not exceed pool.pool_size"));
+        }
+        for (key, v) in [
+            (
+                "registry.refresh_interval_ms",
+                self.registry.refresh_interval_ms,
+            ),
+            (
+                "registry.last_used_flush_ms",
+                self.registry.last_used_flush_ms,
+            ),
+        ] {
+            if v < 100 {
+                return Err(invalid(key, "must be at least 100"));
+            }
         }
         if self.max_message_bytes < 1024 {
             return Err(invalid("max_message_bytes", "must be at least 1024"));

@@ -115,9 +115,19 @@ impl Context {
             report.push("admin.metrics_addr changes only on restart".into());
             new.admin.metrics_addr = old.admin.metrics_addr;
         }
-        if new.registry.pool_size != old.registry.pool_size {
-            report.push("registry.pool_size changes only on restart".into());
-            new.registry.pool_size = old.registry.pool_size;
+        if new.registry.pool_size != old.registry.pool_size
+            || new.registry.cache_ttl_ms != old.registry.cache_ttl_ms
+            || new.registry.refresh_interval_ms != old.registry.refresh_interval_ms
+            || new.registry.last_used_flush_ms != old.registry.last_used_flush_ms
+        {
+            report.push(
+                "registry.pool_size, cache_ttl_ms, refresh_interval_ms and last_used_flush_ms \
+                 change only on restart (registry.on_revoke changes live)"
+                    .into(),
+            );
+            let on_revoke = new.registry.on_revoke;
+            new.registry = old.registry.clone();
+            new.registry.on_revoke = on_revoke;
         }
         let tls = acceptor(&new).map_err(|e| format!("TLS: {e}; nothing changed"))?;
         if let Some(set) = &self.log_reload {

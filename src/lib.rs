@@ -76,6 +76,9 @@ pub async fn serve(
     // Whatever is left ends now; their transactions are rolled back.
     ctx.sessions.kill_where(|_| true, KillMode::Now, reason);
     drain(&ctx, Duration::from_secs(2)).await;
+    if let Err(e) = ctx.registry.flush_last_used().await {
+        tracing::warn!(error = %e, "could not write last_used_at at shutdown");
+    }
     tracing::info!("pgtenant stopped");
     Ok(())
 }

@@ -262,6 +262,15 @@ impl Pools {
         false
     }
 
+    /// Closes a tenant's idle connections (it was changed, deactivated or
+    /// dropped in the registry); busy ones close as their sessions end.
+    pub fn forget_tenant(&self, id: Uuid) {
+        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
+        if let Some(p) = pool {
+            p.idle.lock().expect("poisoned").clear();
+        }
+    }
+
     /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
     pub fn reap(&self) {
         let pools: Vec<Arc<TenantPool>> = self

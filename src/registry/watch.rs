@@ -175,7 +175,10 @@ async fn on_notifications(ctx: &Context, batch: &[String]) {
         match parse(payload) {
             Some((kind, id)) => {
                 match kind {
-                    "tenant" => ctx.registry.invalidate_tenant(id),
+                    "tenant" => {
+                        ctx.registry.invalidate_tenant(id);
+                        ctx.pools.forget_tenant(id);
+                    }
                     "user" => ctx.registry.invalidate_user(id),
                     _ => ctx.registry.invalidate_key(id),
                 }
