@@ -259,7 +259,7 @@ async fn session_state_never_reaches_the_next_client() {
 }
 
 #[tokio::test]
-async fn a_pinned_client_keeps_its_settings() {
+async fn a_client_keeps_its_settings_on_every_connection() {
     let reg = registry();
     let t = reg.create_tenant("pinned");
     let key = reg.issue_key(&t);

@@ -57,9 +57,44 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
     if !valid_name || PINNED.contains(&lower.as_str()) || lower.starts_with("pgtenant.") {
         return Err(ClientError::ForbiddenOption(shown(name)));
     }
+    if unsafe_for_the_firewall(&lower, value) {
+        return Err(ClientError::ForbiddenOption(shown(name)));
+    }
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
     Ok(())
+}
+
+/// Settings under which the server would read statement text differently
+/// from the firewall: multi-byte client encodings whose second bytes can
+/// be ASCII (a quote inside a character), and backslash escapes in ''.
+fn unsafe_for_the_firewall(name: &str, value: &str) -> bool {
+    let v: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match name {
+        "client_encoding" => matches!(
+            v.as_str(),
+            "SJIS"
+                | "SHIFTJIS"
+                | "SHIFTJIS2004"
+                | "MSKANJI"
+                | "WIN932"
+                | "BIG5"
+                | "WIN950"
+                | "GBK"
+                | "WIN936"
+                | "CP936"
+                | "UHC"
+                | "WIN949"
+                | "GB18030"
+                | "JOHAB"
+        ),
+        "standard_conforming_strings" => matches!(v.as_str(), "OFF" | "FALSE" | "NO" | "0"),
+        _ => false,
+    }
 }
 
 /// What of a refused option may be echoed in errors and logs: the name
@@ -190,6 +225,9 @@ mod tests {
             ("options", "-d 5"),
             ("replication", "database"),
             ("options", "-c x;drop=1"),
+            ("client_encoding", "SJIS"),
+            ("client_encoding", "big5"),
+            ("options", "-c standard_conforming_strings=off"),
         ] {
             assert!(
                 matches!(

@@ -69,11 +69,13 @@ pub enum Command {
 }
 
 /// Installs the tracing subscriber; returns the hook that changes its
-/// filter at runtime (SIGHUP, `RELOAD`).
+/// filter at runtime (SIGHUP, `RELOAD`). Logs go to stdout: libpg_query
+/// briefly redirects the process's stderr while it parses, which would
+/// swallow log lines written by other threads meanwhile.
 pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     fn hook<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> crate::context::LogReload
     where
         L: From<EnvFilter> + Send + Sync + 'static,
@@ -89,7 +91,7 @@ pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
         LogFormat::Json => {
             let b = tracing_subscriber::fmt()
                 .json()
-                .with_writer(std::io::stderr)
+                .with_writer(std::io::stdout)
                 .with_env_filter(filter)
                 .with_filter_reloading();
             let h = b.reload_handle();
@@ -98,7 +100,7 @@ pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
         }
         LogFormat::Text => {
             let b = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
+                .with_writer(std::io::stdout)
                 .with_ansi(ansi)
                 .with_env_filter(filter)
                 .with_filter_reloading();

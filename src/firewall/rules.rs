@@ -398,7 +398,6 @@ pub(crate) fn refused_statement(kind: &str) -> Option<(&'static str, &'static st
         "AlterSystemStmt" => (ROLE_DDL, "ALTER SYSTEM"),
         "LoadStmt" => (LOAD, "LOAD"),
         "ListenStmt" => (LISTEN_NOTIFY, "LISTEN (not supported yet)"),
-        "UnlistenStmt" => (LISTEN_NOTIFY, "UNLISTEN (not supported yet)"),
         "NotifyStmt" => (LISTEN_NOTIFY, "NOTIFY (not supported yet)"),
         "AlterExtensionContentsStmt" => (EXTENSION, "ALTER EXTENSION ... ADD/DROP"),
         "AlterObjectDependsStmt" => (EXTENSION, "ALTER ... DEPENDS ON EXTENSION"),

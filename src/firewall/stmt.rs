@@ -91,6 +91,9 @@ impl Walker<'_> {
             | "ReplicaIdentityStmt" => {}
             // DISCARD ALL resets to the login role = the tenant (module doc).
             "DiscardStmt" => {}
+            // UNLISTEN only drops the session's own LISTENs (pools such as
+            // asyncpg's send `UNLISTEN *` whenever a connection is released).
+            "UnlistenStmt" => {}
             // DDL whose target is a relation.
             "CreateStmt" | "IndexStmt" | "RuleStmt" => self.target(n.get("relation")),
             "AlterTableStmt" => {

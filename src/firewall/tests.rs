@@ -905,7 +905,7 @@ const CORPUS: &[(&str, Option<&str>)] = &[
     ("SELECT pg_backend_pid()", OK),
     ("SELECT * FROM pg_stat_progress_vacuum", OTH),
     ("LISTEN events", LN),
-    ("UNLISTEN *", LN),
+    ("UNLISTEN *", OK),
     ("NOTIFY events, 'x'", LN),
     ("SELECT pg_notify('events', 'x')", LN),
     // --- cluster administration, load, extensions --------------------------------------

@@ -230,19 +230,22 @@ impl ServerConn {
         Ok(())
     }
 
-    /// Makes the session's settings those the client asked for at startup:
-    /// RESETs what an earlier client had set and SETs what differs. The
-    /// common case, the same settings as the last client, costs nothing.
+    /// Makes the session's settings the client's: RESETs what an earlier
+    /// client had set and sets what differs (with `set_config`, which reads
+    /// values the way the config file does, lists included). The common
+    /// case, the same settings as the last client, costs nothing.
     pub async fn apply_settings(&mut self, wanted: &[(String, String)]) -> Result<(), ClientError> {
         if self.applied == wanted {
             return Ok(());
         }
+        let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
         let mut sql = String::new();
         for (name, _) in &self.applied {
             if !wanted.iter().any(|(n, _)| n == name) {
-                sql.push_str(&format!("RESET {name};"));
+                sql.push_str(&format!("RESET \"{}\";", name.replace('"', "\"\"")));
             }
         }
+        let mut sets = Vec::new();
         for (name, value) in wanted {
             let reported = self
                 .params
@@ -253,8 +256,10 @@ impl ServerConn {
             {
                 continue;
             }
-            // Names were validated as [a-z0-9_.]; the value is a literal.
-            sql.push_str(&format!("SET {name} = '{}';", value.replace('\'', "''")));
+            sets.push(format!("set_config({}, {}, false)", lit(name), lit(value)));
+        }
+        if !sets.is_empty() {
+            sql.push_str(&format!("SELECT {};", sets.join(", ")));
         }
         if !sql.is_empty() {
             let r = self.simple(&[&sql]).await?;
@@ -266,10 +271,25 @@ impl ServerConn {
         Ok(())
     }
 
-    /// The client reset settings itself (RESET ALL, DISCARD ALL): the next
-    /// `apply_settings` must set them again.
-    pub fn forget_applied_settings(&mut self) {
-        self.applied.clear();
+    /// Reads back every setting changed in this session (by the client's
+    /// SET/RESET/set_config or by the proxy), to replay on the client's
+    /// next connection. Names are lowercased, values in base units.
+    pub async fn capture_settings(&mut self) -> Result<Vec<(String, String)>, ServerError> {
+        let r = self
+            .simple(&[
+                "SELECT lower(name), setting FROM pg_settings WHERE source = 'session' ORDER BY 1",
+            ])
+            .await?;
+        if let Some(e) = r.errors.into_iter().next() {
+            return Err(ServerError::Backend(e));
+        }
+        let got: Vec<(String, String)> = r
+            .rows
+            .into_iter()
+            .map(|mut row| (std::mem::take(&mut row[0]), std::mem::take(&mut row[1])))
+            .collect();
+        self.applied = got.clone();
+        Ok(got)
     }
 
     /// Returns the session to the state of a fresh login: no transaction,

@@ -15,8 +15,10 @@ pub struct Effect {
     pub pins: Option<&'static str>,
     /// It may drop the server's prepared statements (DISCARD, DEALLOCATE).
     pub drops_statements: bool,
-    /// It may reset settings the proxy applied (RESET, DISCARD ALL).
-    pub resets_settings: bool,
+    /// It may change session settings (SET, RESET, set_config, DISCARD
+    /// ALL): the proxy reads them back and replays them on the client's
+    /// next connection.
+    pub changes_settings: bool,
 }
 
 /// Reads the session effects of a (possibly multi-statement) SQL text.
@@ -29,13 +31,15 @@ pub fn session_effect(sql: &str) -> Effect {
         let Some(first) = words.next() else { continue };
         let second = words.next().unwrap_or("");
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
-        let pins = if is(first, "set") {
-            // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
-            (!["local", "transaction", "constraints"]
+        // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
+        if is(first, "set")
+            && !["local", "transaction", "constraints"]
                 .iter()
-                .any(|k| is(second, k)))
-            .then_some("SET")
-        } else if is(first, "listen") {
+                .any(|k| is(second, k))
+        {
+            e.changes_settings = true;
+        }
+        let pins = if is(first, "listen") {
             Some("LISTEN")
         } else if is(first, "prepare") {
             Some("PREPARE")
@@ -55,14 +59,14 @@ pub fn session_effect(sql: &str) -> Effect {
             e.drops_statements = true;
         }
         if is(first, "reset") || (is(first, "discard") && is(second, "all")) {
-            e.resets_settings = true;
+            e.changes_settings = true;
         }
     }
     if contains_ci(sql, "pg_advisory_lock") || contains_ci(sql, "pg_try_advisory_lock") {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
     if contains_ci(sql, "set_config") {
-        e.pins = e.pins.or(Some("set_config()"));
+        e.changes_settings = true;
     }
     e
 }
@@ -119,8 +123,8 @@ mod tests {
     fn pins_session_state_only() {
         for (sql, pins) in [
             ("SELECT 1", false),
-            ("set statement_timeout = 5", true),
-            ("/* x */ SET search_path = a", true),
+            ("set statement_timeout = 5", false),
+            ("/* x */ SET search_path = a", false),
             ("SET LOCAL statement_timeout = 5", false),
             ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false),
             ("BEGIN; SET LOCAL x.y = 1; COMMIT", false),
@@ -133,7 +137,7 @@ mod tests {
             ("CREATE TABLE t (x int)", false),
             ("SELECT pg_advisory_lock(1)", true),
             ("SELECT pg_advisory_xact_lock(1)", false),
-            ("SELECT set_config('a.b', '1', false)", true),
+            ("SELECT set_config('a.b', '1', false)", false),
             ("UPDATE settings SET value = 1", false),
             ("-- SET x\nSELECT 1", false),
             // What asyncpg's pool sends when a connection is released.
@@ -150,10 +154,13 @@ mod tests {
     #[test]
     fn clearing_statements_are_noticed() {
         let e = session_effect("select 1; RESET ALL");
-        assert!(e.resets_settings && !e.drops_statements);
+        assert!(e.changes_settings && !e.drops_statements);
         let e = session_effect("DISCARD ALL");
-        assert!(e.resets_settings && e.drops_statements);
+        assert!(e.changes_settings && e.drops_statements);
         let e = session_effect("DEALLOCATE ALL");
-        assert!(!e.resets_settings && e.drops_statements);
+        assert!(!e.changes_settings && e.drops_statements);
+        assert!(session_effect("SET TIME ZONE 'UTC'").changes_settings);
+        assert!(!session_effect("SET LOCAL work_mem = '1MB'").changes_settings);
+        assert!(session_effect("SELECT set_config('jit', $1, false)").changes_settings);
     }
 }

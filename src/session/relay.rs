@@ -62,10 +62,21 @@ pub struct Outcome {
 
 pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) -> Outcome {
     let mut up = Upstream::new(s.mode == PoolMode::Transaction);
+    // The client's settings: its startup ones, then whatever it SETs.
+    let mut wanted = s.settings.to_vec();
     let mut down = Downstream::new(BytesMut::with_capacity(READ_CHUNK));
     let mut server = Some(first);
     let mut stats = Stats::default();
-    let error = relay(s, client, &mut server, &mut up, &mut down, &mut stats).await;
+    let error = relay(
+        s,
+        client,
+        &mut server,
+        &mut up,
+        &mut down,
+        &mut stats,
+        &mut wanted,
+    )
+    .await;
     stats.transactions = down.transactions;
     stats.queries = down.queries;
     if let Some(co) = server.take() {
@@ -81,6 +92,7 @@ async fn relay(
     up: &mut Upstream,
     down: &mut Downstream,
     stats: &mut Stats,
+    wanted: &mut Vec<(String, String)>,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
     let killed = s.kill.token().cancelled();
@@ -98,7 +110,7 @@ async fn relay(
                 // A client waiting for a connection (or behind PAUSE) can
                 // still be killed.
                 let attached = tokio::select! {
-                    r = attach(s) => r,
+                    r = attach(s, wanted) => r,
                     _ = s.kill.token().cancelled() => {
                         let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
                         return Some(ClientError::Terminated(reason));
@@ -123,8 +135,19 @@ async fn relay(
             && up.out.is_empty()
             && down.settled()
             && down.status == TxStatus::Idle
-            && let Some(co) = server.take()
+            && let Some(mut co) = server.take()
         {
+            if up.settings_changed {
+                // SET/RESET/set_config ran: carry the result to the next connection.
+                match co.conn.capture_settings().await {
+                    Ok(now) => *wanted = now,
+                    Err(e) => {
+                        co.release(Release::Dirty).await;
+                        return Some(e.into());
+                    }
+                }
+                up.settings_changed = false;
+            }
             detach(s, co, up, down, false).await;
         }
         reserve(&mut down.buf);
@@ -170,9 +193,9 @@ async fn relay(
 }
 
 /// A server connection for the next transaction, with the client's settings.
-async fn attach(s: &Session<'_>) -> Result<Checkout, ClientError> {
+async fn attach(s: &Session<'_>, wanted: &[(String, String)]) -> Result<Checkout, ClientError> {
     let mut co = s.ctx.pools.acquire(s.tenant).await?;
-    if let Err(e) = co.conn.apply_settings(s.settings).await {
+    if let Err(e) = co.conn.apply_settings(wanted).await {
         co.release(Release::Ready(TxStatus::Idle)).await;
         return Err(e);
     }
@@ -203,7 +226,10 @@ async fn detach(s: &Session<'_>, co: Checkout, up: &Upstream, down: &Downstream,
         });
         co.release(Release::Dirty).await;
     } else if leaving
-        && (s.mode == PoolMode::Session || up.pinned.is_some() || down.status != TxStatus::Idle)
+        && (s.mode == PoolMode::Session
+            || up.pinned.is_some()
+            || up.settings_changed
+            || down.status != TxStatus::Idle)
     {
         co.release(Release::Ready(down.status)).await;
     } else {

@@ -48,6 +48,9 @@ pub struct Upstream {
     discard_until_sync: bool,
     /// Transaction mode: why this client keeps its server connection.
     pub pinned: Option<&'static str>,
+    /// Transaction mode: the client may have changed session settings; read
+    /// them back before the connection is given away.
+    pub settings_changed: bool,
     /// Transaction mode renames named statements; session mode passes them.
     rename: bool,
     statements: ClientStatements,
@@ -61,6 +64,7 @@ impl Upstream {
             terminated: false,
             discard_until_sync: false,
             pinned: None,
+            settings_changed: false,
             rename,
             statements: ClientStatements::new(),
         }
@@ -285,8 +289,8 @@ impl Upstream {
         if e.drops_statements {
             server.statements.clear();
         }
-        if e.resets_settings {
-            server.forget_applied_settings();
+        if e.changes_settings {
+            self.settings_changed = true;
         }
     }
 }
