@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""Numbers for bench/pgbench.sh (stdlib only).
+
+  analyze.py run    --meta JSON --out FILE --err FILE --logdir DIR --cpu-ticks N --clk-tck N --rc N
+      one pgbench run -> one JSON line on stdout (tps, mean/p99 latency from
+      the per-transaction logs of `pgbench -l`, proxy CPU per transaction)
+  analyze.py report --runs runs.jsonl --machine machine.json [--idle idle.json] [--profile profile.md]
+      all runs -> the Markdown report (medians over repetitions)
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+TARGETS = ["direct", "pgb-session", "pgt-session", "pgb-tx", "pgt-tx"]
+PEER = {"pgt-session": "pgb-session", "pgt-tx": "pgb-tx"}
+SCRIPT_NAME = {"select": "-S (select only)", "tpcb": "TPC-B-like"}
+
+
+# --------------------------------------------------------------------- run
+
+
+def parse_pgbench(text):
+    def num(pattern, cast=float):
+        m = re.search(pattern, text, re.M)
+        return cast(m.group(1)) if m else None
+
+    return {
+        "txs": num(r"number of transactions actually processed: (\d+)", int),
+        "failed_txs": num(r"number of failed transactions: (\d+)", int),
+        "tps": num(r"^tps = ([\d.]+)"),
+        "pgbench_lat_ms": num(r"^latency average = ([\d.]+) ms"),
+        "conn_ms": num(r"^average connection time = ([\d.]+) ms"),
+    }
+
+
+def latencies(logdir):
+    """Per-transaction latencies (µs) from `pgbench -l` files in logdir."""
+    out = []
+    for path in glob.glob(os.path.join(logdir, "tx*")):
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                # client_id transaction_no time script_no time_epoch time_us ...
+                if len(parts) >= 3 and parts[2].isdigit():
+                    out.append(int(parts[2]))
+    return out
+
+
+def percentile(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def cmd_run(a):
+    rec = json.loads(a.meta)
+    out = open(a.out, errors="replace").read() if os.path.exists(a.out) else ""
+    err = open(a.err, errors="replace").read() if os.path.exists(a.err) else ""
+    rec.update(parse_pgbench(out))
+    lats = sorted(latencies(a.logdir)) if a.logdir else []
+    if lats:
+        rec["lat_mean_ms"] = sum(lats) / len(lats) / 1000.0
+        rec["lat_p99_ms"] = percentile(lats, 99) / 1000.0
+        rec["logged_txs"] = len(lats)
+    elif rec.get("pgbench_lat_ms") is not None:
+        rec["lat_mean_ms"] = rec["pgbench_lat_ms"]
+    if a.cpu_ticks is not None and a.cpu_ticks >= 0 and rec.get("txs"):
+        rec["cpu_us_per_tx"] = a.cpu_ticks * 1e6 / a.clk_tck / rec["txs"]
+        rec["cpu_s"] = a.cpu_ticks / a.clk_tck
+    ok = a.rc == 0 and rec.get("tps") is not None and (rec.get("txs") or 0) > 0
+    if ok and (rec.get("failed_txs") or 0) > 0:
+        ok = False
+    rec["status"] = "ok" if ok else "fail"
+    if not ok:
+        errl = [l for l in err.splitlines() if l.strip()]
+        outl = [l for l in out.splitlines() if re.match(r"(number of (transactions|failed)|tps|latency average)", l)]
+        rec["error"] = "\n".join(errl[-15:] + outl) + f"\n(exit code {a.rc})"
+    print(json.dumps(rec))
+
+
+# ------------------------------------------------------------------ report
+
+
+def load_runs(path):
+    runs = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    runs.append(json.loads(line))
+    return runs
+
+
+class Cell:
+    """Median of the repetitions of one (kind, script, mode, clients, target)."""
+
+    def __init__(self, recs):
+        self.recs = recs
+        ok = [r for r in recs if r["status"] == "ok"]
+        self.n, self.n_ok = len(recs), len(ok)
+        self.na = recs and all(r["status"] == "n/a" for r in recs)
+        self.reason = next((r.get("reason") for r in recs if r.get("reason")), "")
+
+        def med(key):
+            vals = [r[key] for r in ok if r.get(key) is not None]
+            return statistics.median(vals) if vals else None
+
+        self.tps = med("tps")
+        self.mean = med("lat_mean_ms")
+        self.p99 = med("lat_p99_ms")
+        self.cpu = med("cpu_us_per_tx")
+        self.conn_ms = med("conn_ms")
+        self.tps_spread = None
+        vals = [r["tps"] for r in ok if r.get("tps")]
+        if len(vals) > 1 and self.tps:
+            self.tps_spread = (max(vals) - min(vals)) / self.tps * 100
+
+    @property
+    def ok(self):
+        return self.n_ok > 0
+
+    def status(self):
+        if self.na:
+            return "n/a"
+        if self.n_ok == 0:
+            return "FAIL"
+        if self.n_ok < self.n:
+            return f"{self.n - self.n_ok}/{self.n} failed"
+        return ""
+
+
+def fmt(v, digits=0, unit=""):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def cells(runs, kind):
+    groups = {}
+    for r in runs:
+        if r.get("kind") != kind:
+            continue
+        key = (r["script"], r["mode"], r["clients"], r["target"])
+        groups.setdefault(key, []).append(r)
+    return {k: Cell(v) for k, v in groups.items()}
+
+
+def keys_in_order(cs):
+    scripts = sorted({k[0] for k in cs}, key=lambda s: ["select", "tpcb"].index(s) if s in ("select", "tpcb") else 9)
+    modes = [m for m in ["simple", "extended", "prepared"] if any(k[1] == m for k in cs)]
+    clients = sorted({k[2] for k in cs})
+    return scripts, modes, clients
+
+
+def short_reason(r):
+    if "transaction" in r and "pgtenant" in r.lower() or "PGTENANT_POOL_MODE" in r:
+        return "pgtenant transaction mode unavailable (see notes)"
+    if "PgBouncer" in r:
+        return "PgBouncer < 1.21: no prepared statements in transaction mode"
+    return r[:80]
+
+
+def added_us(cs, s, m, c, t):
+    x, d = cs.get((s, m, c, t)), cs.get((s, m, c, "direct"))
+    if not x or not d or x.mean is None or d.mean is None:
+        return None
+    return (x.mean - d.mean) * 1000.0
+
+
+def report(a):
+    runs = load_runs(a.runs)
+    machine = json.load(open(a.machine)) if a.machine and os.path.exists(a.machine) else {}
+    idle = None
+    if a.idle and os.path.exists(a.idle):
+        idle = [json.loads(l) for l in open(a.idle) if l.strip()]
+    out = []
+    w = out.append
+
+    w(f"# pgtenant benchmark — {machine.get('date', '')} on {machine.get('host', '')}")
+    w("")
+    w("## Machine and setup")
+    w("")
+    for k in ["cpu", "nproc", "mem", "kernel", "os", "postgres", "pgbouncer", "pgtenant", "rustc"]:
+        if k in machine:
+            w(f"- **{k}**: {machine[k]}")
+    w(f"- **command**: `{machine.get('command', '')}`")
+    w(f"- **settings**: {machine.get('settings', '')}")
+    w("- All targets share one PostgreSQL (fsync off, tuned for benchmarking) and one machine; ")
+    w("  pgbench, PostgreSQL and the proxy compete for the same cores, so compare ratios within one run.")
+    w("- *added µs* = mean latency through the target − mean latency direct (same script, -M, clients).")
+    w("- *CPU µs/tx* = the proxy process's utime+stime (/proc/PID/stat) over the run ÷ transactions.")
+    w("- *pgt/pgb* ratios compare pgtenant with PgBouncer in the same pool mode and protocol:")
+    w("  tps (≥ 1 is better), added latency and CPU (≤ 1 is better). Medians over repetitions.")
+    if machine.get("notes"):
+        for n in machine["notes"]:
+            w(f"- **note**: {n}")
+    w("")
+
+    cs = cells(runs, "tx")
+    scripts, modes, clients = keys_in_order(cs)
+
+    # ---- targets summary
+    w("## Targets (issue 6)")
+    w("")
+    w("| target | row | pgtenant | PgBouncer | ratio | verdict |")
+    w("|---|---|---|---|---|---|")
+
+    def verdict(r, good_if_le, bound):
+        if r is None:
+            return "n/a"
+        ok = r <= bound if good_if_le else r >= bound
+        return "met" if ok else ("**missed** by " + (f"{(r / bound - 1) * 100:.0f}%" if good_if_le else f"{(1 - r / bound) * 100:.0f}%"))
+
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for m in modes:
+            a_ = added_us(cs, "select", m, 1, t)
+            b_ = added_us(cs, "select", m, 1, p)
+            r = ratio(a_, b_) if (a_ is not None and b_ is not None and b_ > 0) else None
+            w(f"| added latency ≤ 1.0× | -S -M {m} 1 client, {pool} | {fmt(a_, 1, ' µs')} | {fmt(b_, 1, ' µs')} | {fmt_ratio(r)} | {verdict(r, True, 1.0)} |")
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for s in scripts:
+            for m in modes:
+                x, y = cs.get((s, m, 16, t)), cs.get((s, m, 16, p))
+                r = ratio(x.cpu if x else None, y.cpu if y else None)
+                w(f"| CPU/tx ≤ 1.0× | {s} -M {m} 16 clients, {pool} | {fmt(x.cpu if x else None, 1, ' µs')} | {fmt(y.cpu if y else None, 1, ' µs')} | {fmt_ratio(r)} | {verdict(r, True, 1.0)} |")
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for s in scripts:
+            for m in modes:
+                x, y = cs.get((s, m, 64, t)), cs.get((s, m, 64, p))
+                r = ratio(x.tps if x else None, y.tps if y else None)
+                w(f"| tps ≥ 1.0× | {s} -M {m} 64 clients, {pool} | {fmt(x.tps if x else None)} | {fmt(y.tps if y else None)} | {fmt_ratio(r)} | {verdict(r, False, 1.0)} |")
+    cc = cells(runs, "connect")
+    for (s, m, c, t), x in sorted(cc.items()):
+        if t in PEER:
+            y = cc.get((s, m, c, PEER[t]))
+            r = ratio(x.tps, y.tps if y else None)
+            w(f"| -C conn/s ≥ 0.9× | {c} clients, {t[4:]} | {fmt(x.tps)} | {fmt(y.tps if y else None)} | {fmt_ratio(r)} | {verdict(r, False, 0.9)} |")
+    if idle:
+        for rec in idle:
+            if rec.get("kib_per_client") is not None and not rec.get("comparison"):
+                v = rec["kib_per_client"]
+                lab = rec.get("label", "")
+                w(f"| idle ≤ 16 KiB/client | {lab} | {v:.1f} KiB | – | – | {'met' if v <= 16 else '**missed** by ' + f'{(v / 16 - 1) * 100:.0f}%'} |")
+    w("")
+
+    # ---- compact table
+    w("## Compact table (tps / added µs / proxy CPU µs per tx)")
+    w("")
+    hdr = ["script", "-M", "c", "direct tps"]
+    for t in TARGETS[1:]:
+        hdr.append(t)
+    w("| " + " | ".join(hdr) + " |")
+    w("|" + "---|" * len(hdr))
+    for s in scripts:
+        for m in modes:
+            for c in clients:
+                d = cs.get((s, m, c, "direct"))
+                row = [s, m, str(c), fmt(d.tps) if d and d.ok else (d.status() if d else "–")]
+                for t in TARGETS[1:]:
+                    x = cs.get((s, m, c, t))
+                    if not x:
+                        row.append("–")
+                    elif not x.ok:
+                        row.append(x.status())
+                    else:
+                        row.append(f"{fmt(x.tps)} / {fmt(added_us(cs, s, m, c, t), 0)} / {fmt(x.cpu, 1)}")
+                w("| " + " | ".join(row) + " |")
+    w("")
+
+    # ---- full table
+    w("## Full table")
+    w("")
+    w("| script | -M | clients | target | tps | mean ms | p99 ms | added µs | CPU µs/tx | pgt/pgb tps | pgt/pgb added | pgt/pgb CPU | note |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in scripts:
+        for m in modes:
+            for c in clients:
+                for t in TARGETS:
+                    x = cs.get((s, m, c, t))
+                    if not x:
+                        continue
+                    add = added_us(cs, s, m, c, t) if t != "direct" else None
+                    rt = ra = rc = None
+                    if t in PEER:
+                        y = cs.get((s, m, c, PEER[t]))
+                        if y and y.ok and x.ok:
+                            rt = ratio(x.tps, y.tps)
+                            pa = added_us(cs, s, m, c, PEER[t])
+                            ra = ratio(add, pa) if (add is not None and pa and pa > 0) else None
+                            rc = ratio(x.cpu, y.cpu)
+                    note = x.status()
+                    if x.na and x.reason:
+                        note = "n/a: " + short_reason(x.reason)
+                    if x.tps_spread is not None and x.tps_spread > 10:
+                        note = (note + " " if note else "") + f"tps spread {x.tps_spread:.0f}%"
+                    w(
+                        f"| {s} | {m} | {c} | {t} | {fmt(x.tps)} | {fmt(x.mean, 3)} | {fmt(x.p99, 3)} | "
+                        f"{'' if t == 'direct' else fmt(add, 1)} | {'' if t == 'direct' else fmt(x.cpu, 1)} | "
+                        f"{fmt_ratio(rt) if t in PEER else ''} | {fmt_ratio(ra) if t in PEER else ''} | {fmt_ratio(rc) if t in PEER else ''} | {note} |"
+                    )
+    w("")
+
+    # ---- connect
+    if cc:
+        w("## Connection setup: `pgbench -C -S -M simple` (one connection per transaction)")
+        w("")
+        w("| clients | target | conn/s | avg connect ms | CPU µs/conn | pgt/pgb conn/s | pgt/pgb CPU | note |")
+        w("|---|---|---|---|---|---|---|---|")
+        for c in sorted({k[2] for k in cc}):
+            for t in TARGETS:
+                x = cc.get(("select", "simple", c, t))
+                if not x:
+                    continue
+                rt = rc = None
+                if t in PEER:
+                    y = cc.get(("select", "simple", c, PEER[t]))
+                    if y and y.ok and x.ok:
+                        rt, rc = ratio(x.tps, y.tps), ratio(x.cpu, y.cpu)
+                note = x.status()
+                if x.na and x.reason:
+                    note = "n/a: " + short_reason(x.reason)
+                w(f"| {c} | {t} | {fmt(x.tps)} | {fmt(x.conn_ms, 3)} | {'' if t == 'direct' else fmt(x.cpu, 1)} | "
+                  f"{fmt_ratio(rt) if t in PEER else ''} | {fmt_ratio(rc) if t in PEER else ''} | {note} |")
+        w("")
+
+    # ---- idle
+    if idle:
+        w("## Idle client footprint (`bench/idle_clients.py`)")
+        w("")
+        w("| measurement | clients held | RSS before | RSS with clients | KiB per client | RSS after close | note |")
+        w("|---|---|---|---|---|---|---|")
+        for rec in idle:
+            w(f"| {rec.get('label', '')} | {rec.get('connected', 0):,} of {rec.get('wanted', 0):,} | "
+              f"{fmt(rec.get('rss_before_kib'), 0, ' KiB')} | {fmt(rec.get('rss_with_clients_kib'), 0, ' KiB')} | "
+              f"{fmt(rec.get('kib_per_client'), 1)} | {fmt(rec.get('rss_after_close_kib'), 0, ' KiB')} | {rec.get('note', '')} |")
+        w("")
+
+    # ---- problems
+    bad = [r for r in runs if r["status"] == "fail"]
+    if bad:
+        w("## Failed runs")
+        w("")
+        seen = set()
+        for r in bad:
+            k = (r["target"], r.get("error", ""))
+            if k in seen:
+                continue
+            seen.add(k)
+            w(f"- `{r['kind']} {r['target']} {r['script']} -M {r['mode']} -c {r['clients']} rep {r['rep']}`:")
+            w("  ```")
+            for line in (r.get("error") or "").splitlines():
+                w("  " + line)
+            w("  ```")
+            if r.get("proxy_log"):
+                w("  proxy log tail:")
+                w("  ```")
+                for line in r["proxy_log"].splitlines():
+                    w("  " + line)
+                w("  ```")
+        w("")
+
+    if a.profile and os.path.exists(a.profile):
+        w(open(a.profile).read())
+    print("\n".join(out))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--meta", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--err", required=True)
+    r.add_argument("--logdir")
+    r.add_argument("--cpu-ticks", type=int)
+    r.add_argument("--clk-tck", type=int, default=100)
+    r.add_argument("--rc", type=int, default=0)
+    q = sub.add_parser("report")
+    q.add_argument("--runs", required=True)
+    q.add_argument("--machine")
+    q.add_argument("--idle")
+    q.add_argument("--profile")
+    a = p.parse_args()
+    if a.cmd == "run":
+        cmd_run(a)
+    else:
+        report(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

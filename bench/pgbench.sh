@@ -1,0 +1,602 @@
+#!/usr/bin/env bash
+# pgtenant vs PgBouncer vs direct PostgreSQL, side by side, in one command.
+#
+#   bench/pgbench.sh                      # REPS=3 DURATION=10, ~45 min on 2 cores
+#   REPS=2 DURATION=8 IDLE=10000 PROFILE=1 bench/pgbench.sh
+#   QUICK=1 bench/pgbench.sh              # 2-second smoke run of every row
+#
+# Starts a throwaway PostgreSQL, PgBouncer (session + transaction) and
+# pgtenant (session + transaction, release build), loads `pgbench -i` into
+# the schema of tenant `bench` through pgtenant, then runs `pgbench -S` and
+# the TPC-B-like script through every target x -M simple|extended|prepared x
+# clients, interleaved over repetitions. Writes bench/results/<date>-<host>.md
+# (+ .jsonl with every run). Everything it starts is stopped on exit, error
+# or Ctrl-C. Traffic goes to 127.0.0.1 only. See bench/README.md.
+#
+# Knobs (environment): REPS DURATION QUICK SCALE CLIENTS MODES SCRIPTS
+# TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") IDLE(0) IDLE_STAGE(auth)
+# PROFILE(0) PROFILE_SECONDS(10) PROFILE_TARGET POOL_SIZE TX_POOL_SIZE(16) PGT_EXTRA_ENV
+# FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) OUT(results file)
+# IDLE_WRAPPER: command prefix for the idle-footprint instance only, for
+# diagnosis, e.g. IDLE_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/m.out"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. scripts/lib.sh
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  REPS=${REPS:-1}; DURATION=${DURATION:-2}; SCALE=${SCALE:-1}
+fi
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+CLIENTS=${CLIENTS:-"1 16 64"}
+MODES=${MODES:-"simple extended prepared"}
+SCRIPTS=${SCRIPTS:-"select tpcb"}
+TARGETS=${TARGETS:-"direct pgb-session pgb-tx pgt-session pgt-tx"}
+CONNECT=${CONNECT:-1}
+CONNECT_CLIENTS=${CONNECT_CLIENTS:-"1 16"}
+IDLE=${IDLE:-0}
+IDLE_STAGE=${IDLE_STAGE:-auth}
+PROFILE=${PROFILE:-0}
+PROFILE_SECONDS=${PROFILE_SECONDS:-10}
+TX_POOL_SIZE=${TX_POOL_SIZE:-16}
+FIREWALL_MODE=${FIREWALL_MODE:-enforce}
+SKIP_BUILD=${SKIP_BUILD:-0}
+# Extra VAR=VALUE words for every pgtenant instance, e.g. TOKIO_WORKER_THREADS=1.
+PGT_EXTRA_ENV=${PGT_EXTRA_ENV:-}
+KEEP=${KEEP:-0}
+MAXC=1; for c in $CLIENTS $CONNECT_CLIENTS; do [ "$c" -gt "$MAXC" ] && MAXC=$c; done
+# Session pooling needs one server connection per client.
+POOL_SIZE=${POOL_SIZE:-$MAXC}
+read -r -a TGT <<<"$TARGETS"
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- packages
+need_packages postgresql postgresql-contrib pgbouncer
+[ "$PROFILE" = 1 ] && need_packages linux-perf strace
+command -v python3 >/dev/null || need_packages python3
+PGBIN=$(pg_bindir)
+PGBENCH=$PGBIN/pgbench; [ -x "$PGBENCH" ] || PGBENCH=$(command -v pgbench)
+PSQL=$PGBIN/psql; [ -x "$PSQL" ] || PSQL=$(command -v psql)
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+PGB_VERSION=$("$PGBOUNCER" --version | head -1 | awk '{print $2}')
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
+PGB_PREPARED=0; version_ge "$PGB_VERSION" 1.21 && PGB_PREPARED=1
+
+if [ "$SKIP_BUILD" != 1 ]; then
+  log "building pgtenant (release)"
+  cargo build --release --quiet --bin pgtenant
+fi
+[ -x target/release/pgtenant ] || die "target/release/pgtenant missing (build failed?)"
+
+# ------------------------------------------------------------ work + cleanup
+# Raise the fd limit for the proxies and the idle-client generator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+WORK=$(mktemp -d /tmp/pgtenant-bench.XXXXXX)
+chmod 755 "$WORK"
+IS_ROOT=0; [ "$(id -u)" -eq 0 ] && IS_ROOT=1
+[ $IS_ROOT = 1 ] && chown postgres: "$WORK"
+# A private copy: a rebuild during the run must not change what is measured.
+cp target/release/pgtenant "$WORK/pgtenant"
+BIN=$WORK/pgtenant
+
+declare -A PIDS=() STOPSIG=() LOGS=()
+ORDER=()
+
+alive() { [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# spawn NAME STOP-SIGNAL LOGFILE CMD...: runs CMD in its own session and
+# process group; PIDS[NAME] is its pid (= process group id).
+spawn() {
+  local name=$1 sig=$2 logf=$3; shift 3
+  local pidf=$WORK/$name.pid
+  rm -f "$pidf"
+  setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidf" "$@" >"$logf" 2>&1 </dev/null &
+  local i
+  for i in $(seq 100); do [ -s "$pidf" ] && break; sleep 0.05; done
+  PIDS[$name]=$(cat "$pidf")
+  STOPSIG[$name]=$sig
+  LOGS[$name]=$logf
+  ORDER+=("$name")
+}
+
+stop_proc() {
+  local name=$1 pid=${PIDS[$1]:-}
+  [ -n "$pid" ] || return 0
+  if alive "$pid"; then
+    kill -"${STOPSIG[$name]}" "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+  fi
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PIDS[$name]"
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  [ -n "${BG_PGBENCH:-}" ] && kill -- "$BG_PGBENCH" 2>/dev/null
+  [ -n "${BG_STRACE:-}" ] && kill -INT "$BG_STRACE" 2>/dev/null
+  local i
+  for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do stop_proc "${ORDER[$i]}"; done
+  if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'exit 143' TERM
+
+# Prefix that runs a command as the postgres OS user when we are root, by
+# exec (no intermediate process, so the pid we keep is the server's).
+AS_PG=()
+[ $IS_ROOT = 1 ] && AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+wait_port() {  # wait_port NAME PORT: until it accepts TCP, or the process died
+  local name=$1 port=$2 i
+  for i in $(seq 200); do
+    if ! alive "${PIDS[$name]:-}"; then return 1; fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- postgres
+PGPORT=$(free_port)
+PGPW=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')
+MAXCONN=$((POOL_SIZE * 3 + TX_POOL_SIZE * 2 + 150))
+log "PostgreSQL ($("$PGBIN/postgres" --version | awk '{print $3}')) on 127.0.0.1:$PGPORT, work dir $WORK"
+echo "$PGPW" >"$WORK/pw"; [ $IS_ROOT = 1 ] && chown postgres "$WORK/pw"
+as_pg "$PGBIN/initdb" -D "$WORK/data" -U postgres --pwfile="$WORK/pw" \
+  --auth-host=scram-sha-256 --auth-local=scram-sha-256 -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 \
+  || { cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+rm -f "$WORK/pw"
+cat >>"$WORK/data/postgresql.conf" <<EOF
+# bench/pgbench.sh: throwaway, tuned for benchmarking, durability off
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$WORK'
+max_connections = $MAXCONN
+shared_buffers = 512MB
+work_mem = 8MB
+maintenance_work_mem = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+wal_level = minimal
+max_wal_senders = 0
+wal_buffers = 16MB
+checkpoint_timeout = 30min
+max_wal_size = 8GB
+autovacuum = off
+jit = off
+log_min_messages = warning
+log_connections = off
+password_encryption = 'scram-sha-256'
+EOF
+spawn postgres INT "$WORK/postgres.log" "${AS_PG[@]}" "$PGBIN/postgres" -D "$WORK/data"
+wait_port postgres "$PGPORT" || { tail -20 "$WORK/postgres.log" >&2; die "PostgreSQL did not start"; }
+
+su_psql() { PGPASSWORD=$PGPW "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
+for i in $(seq 50); do su_psql -d postgres -tAc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+su_psql -d postgres -c "CREATE DATABASE bench"
+
+export PGTENANT_BACKEND_URL="postgres://postgres:$PGPW@127.0.0.1:$PGPORT/bench"
+export PGTENANT_BACKEND_SECRET="$SECRET"
+export PGTENANT_LOG_LEVEL=${PGTENANT_LOG_LEVEL:-warn}
+export PGTENANT_FIREWALL_MODE=$FIREWALL_MODE
+unset PGTENANT_CONFIG PGSERVICE PGSERVICEFILE PGOPTIONS PGHOSTADDR PGPASSFILE || true
+"$BIN" init >/dev/null
+"$BIN" tenant create bench >/dev/null
+KEY=$("$BIN" key issue --tenant bench --name bench 2>/dev/null)
+ROLE=tenant_bench
+ROLEPW=$(python3 -c 'import hmac,hashlib,sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$SECRET" "$ROLE")
+
+# ---------------------------------------------------------------- pgtenant
+declare -A PORT=()
+PORT[direct]=$PGPORT
+start_pgtenant() {  # NAME MODE POOL [VAR=VALUE...]
+  local name=$1 mode=$2 pool=$3; shift 3
+  PORT[$name]=$(free_port)
+  local wrap=()
+  [ "$name" = pgt-idle ] && [ -n "${IDLE_WRAPPER:-}" ] && read -r -a wrap <<<"$IDLE_WRAPPER"
+  spawn "$name" TERM "$WORK/$name.log" "${wrap[@]}" env \
+    PGTENANT_LISTEN_ADDR="127.0.0.1:${PORT[$name]}" \
+    PGTENANT_POOL_MODE="$mode" PGTENANT_POOL_SIZE="$pool" \
+    PGTENANT_MAX_BACKEND_CONNECTIONS=$((pool + 8)) $PGT_EXTRA_ENV "$@" "$BIN" serve
+  wait_port "$name" "${PORT[$name]}"
+}
+
+PGT_TX_REASON=""
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+# pgt-session always runs: the data is loaded through it.
+start_pgtenant pgt-session session "$POOL_SIZE" \
+  || { tail -20 "$WORK/pgt-session.log" >&2; die "pgtenant (session) did not start"; }
+if has_target pgt-tx; then
+  if ! start_pgtenant pgt-tx transaction "$TX_POOL_SIZE"; then
+    PGT_TX_REASON="pgtenant refused PGTENANT_POOL_MODE=transaction: $(grep -v '^\s*$' "$WORK/pgt-tx.log" | tail -1 | cut -c1-160)"
+    stop_proc pgt-tx
+  fi
+fi
+
+# ----------------------------------------------------------------- pgbench -i
+log "loading pgbench -i -s $SCALE into schema tenant_bench, through pgtenant"
+PGSSLMODE=disable PGGSSENCMODE=disable PGPASSWORD=$KEY "$PGBENCH" -i -s "$SCALE" -q \
+  -h 127.0.0.1 -p "${PORT[pgt-session]}" -U bench bench >"$WORK/init.log" 2>&1 \
+  || { cat "$WORK/init.log" >&2; tail -20 "$WORK/pgt-session.log" >&2; die "pgbench -i through pgtenant failed"; }
+owner=$(su_psql -d bench -tAc "select tableowner||'.'||schemaname from pg_tables where tablename='pgbench_accounts'")
+[ "$owner" = "tenant_bench.tenant_bench" ] || die "pgbench tables landed in $owner, expected tenant_bench.tenant_bench"
+su_psql -d bench -c "CHECKPOINT" >/dev/null
+
+if has_target pgt-tx && [ -z "$PGT_TX_REASON" ]; then
+  # Pool + 2 clients logged in at once, then SELECT 1 on each: only
+  # transaction pooling serves them all.
+  probe=$(python3 bench/idle_clients.py --port "${PORT[pgt-tx]}" --key "$KEY" --probe $((TX_POOL_SIZE + 2)) \
+    --timeout 12 --deadline 60 2>&1) \
+    || PGT_TX_REASON="PGTENANT_POOL_MODE=transaction is accepted but not functional: $(tail -1 <<<"$probe" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"])' 2>/dev/null || tail -c 200 <<<"$probe")"
+  if [ -n "$PGT_TX_REASON" ]; then stop_proc pgt-tx; fi
+fi
+[ -n "$PGT_TX_REASON" ] && log "pgt-tx rows will be n/a: $PGT_TX_REASON"
+
+# ---------------------------------------------------------------- pgbouncer
+start_pgbouncer() {  # NAME MODE POOL
+  local name=$1 mode=$2 pool=$3 dir=$WORK/$1
+  mkdir -p "$dir"
+  PORT[$name]=$(free_port)
+  printf '"%s" "%s"\n' "$ROLE" "$ROLEPW" >"$dir/users.txt"
+  {
+    echo "[databases]"
+    echo "bench = host=127.0.0.1 port=$PGPORT dbname=bench"
+    echo "[pgbouncer]"
+    echo "listen_addr = 127.0.0.1"
+    echo "listen_port = ${PORT[$name]}"
+    echo "unix_socket_dir ="
+    echo "auth_type = plain"
+    echo "auth_file = $dir/users.txt"
+    echo "pool_mode = $mode"
+    echo "default_pool_size = $pool"
+    echo "max_client_conn = $((IDLE + 2000))"
+    echo "server_reset_query = DISCARD ALL"
+    echo "log_connections = 0"
+    echo "log_disconnections = 0"
+    echo "stats_period = 600"
+    echo "ignore_startup_parameters = extra_float_digits"
+    [ "$PGB_PREPARED" = 1 ] && echo "max_prepared_statements = 200"
+  } >"$dir/pgbouncer.ini"
+  chmod 600 "$dir/users.txt"
+  [ $IS_ROOT = 1 ] && chown -R postgres: "$dir"
+  spawn "$name" TERM "$dir/pgbouncer.log" "${AS_PG[@]}" "$PGBOUNCER" "$dir/pgbouncer.ini"
+  wait_port "$name" "${PORT[$name]}" || { tail -5 "$dir/pgbouncer.log" >&2; die "pgbouncer ($mode) did not start"; }
+}
+has_target pgb-session && start_pgbouncer pgb-session session "$POOL_SIZE"
+has_target pgb-tx && start_pgbouncer pgb-tx transaction "$TX_POOL_SIZE"
+
+# ------------------------------------------------------------------- runs
+target_env() {
+  local common="PGHOST=127.0.0.1 PGDATABASE=bench PGSSLMODE=disable PGGSSENCMODE=disable PGPORT=${PORT[$1]}"
+  case $1 in
+    direct | pgb-*) echo "$common PGUSER=$ROLE PGPASSWORD=$ROLEPW" ;;
+    pgt-*) echo "$common PGUSER=bench PGPASSWORD=$KEY" ;;
+  esac
+}
+CLK_TCK=$(getconf CLK_TCK)
+ctx_switches() {  # voluntary + involuntary context switches of all threads of PID
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
+}
+cpu_ticks() { if alive "${1:-}"; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo -1; fi; }
+RUNS=$WORK/runs.jsonl
+: >"$RUNS"
+role_psql() { PGPASSWORD=$ROLEPW "$PSQL" -X -q -h 127.0.0.1 -p "$PGPORT" -U "$ROLE" -d bench "$@"; }
+
+na_reason() {  # prints why TARGET can't run MODE, or nothing
+  local t=$1 m=$2
+  if [ "$t" = pgt-tx ] && [ -n "$PGT_TX_REASON" ]; then echo "$PGT_TX_REASON"; return; fi
+  if [ "$t" = pgb-tx ] && [ "$m" = prepared ] && [ "$PGB_PREPARED" = 0 ]; then
+    echo "PgBouncer $PGB_VERSION has no prepared statements in transaction mode (needs ≥ 1.21)"
+  fi
+}
+
+RUN_NO=0
+# run_pgbench KIND(tx|connect) TARGET SCRIPT MODE CLIENTS REP
+run_pgbench() {
+  local kind=$1 t=$2 s=$3 m=$4 c=$5 rep=$6
+  local meta
+  meta=$(printf '{"kind":"%s","target":"%s","script":"%s","mode":"%s","clients":%d,"rep":%d,"duration":%d}' \
+    "$kind" "$t" "$s" "$m" "$c" "$rep" "$DURATION")
+  local why; why=$(na_reason "$t" "$m")
+  if [ -n "$why" ]; then
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(status="n/a", reason=sys.argv[2]); print(json.dumps(r))' \
+      "$meta" "$why" >>"$RUNS"
+    return 0
+  fi
+  RUN_NO=$((RUN_NO + 1))
+  local j=$((c < 2 ? c : 2))
+  local dir=$WORK/runs/$RUN_NO
+  mkdir -p "$dir"
+  local args=(-n -M "$m" -c "$c" -j "$j" -T "$DURATION")
+  [ "$s" = select ] && args+=(-S)
+  if [ "$kind" = connect ]; then args+=(-C); else args+=(-l "--log-prefix=$dir/tx"); fi
+  if [ "$s" = tpcb ] && [ "$kind" = tx ]; then
+    role_psql -c "VACUUM pgbench_branches, pgbench_tellers" -c "TRUNCATE pgbench_history" >/dev/null 2>&1 || true
+  fi
+  local pid=${PIDS[$t]:-} logf=${LOGS[$t]:-/dev/null} off=0
+  [ -f "$logf" ] && off=$(stat -c %s "$logf")
+  local t0 t1 rc=0
+  t0=$(cpu_ticks "$pid")
+  env $(target_env "$t") timeout -k 5 $((DURATION + 60)) "$PGBENCH" "${args[@]}" >"$dir/out" 2>"$dir/err" || rc=$?
+  t1=$(cpu_ticks "$pid")
+  local ticks=-1
+  [ "$t" != direct ] && [ "$t0" -ge 0 ] && [ "$t1" -ge 0 ] && ticks=$((t1 - t0))
+  local line
+  line=$(python3 bench/analyze.py run --meta "$meta" --out "$dir/out" --err "$dir/err" --logdir "$dir" \
+    --cpu-ticks "$ticks" --clk-tck "$CLK_TCK" --rc "$rc")
+  if [[ $line == *'"status": "fail"'* ]] && [ -f "$logf" ]; then
+    line=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["proxy_log"]=open(sys.argv[2],errors="replace").read()[int(sys.argv[3]):][-3000:]; print(json.dumps(r))' \
+      "$line" "$logf" "$off")
+    log "FAILED: $kind $t $s -M $m -c $c (rep $rep): $(tail -1 "$dir/err" 2>/dev/null)"
+    alive "$pid" || [ "$t" = direct ] || log "$t is no longer running"
+  fi
+  echo "$line" >>"$RUNS"
+  python3 - "$line" <<'EOF' >&2
+import json, sys
+r = json.loads(sys.argv[1])
+f = lambda k, d=0: ("%.*f" % (d, r[k])) if r.get(k) is not None else "-"
+print(f"    {r['kind']:7} {r['target']:11} {r['script']:6} {r['mode']:8} c={r['clients']:<3} "
+      f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us {r['status']}")
+EOF
+  rm -rf "$dir"
+}
+
+ntg=${#TGT[@]}
+rotated() {  # rotated OFFSET: the targets starting at OFFSET
+  local k
+  for ((k = 0; k < ntg; k++)); do echo "${TGT[$(((k + $1) % ntg))]}"; done
+}
+
+log "warm-up"
+for t in "${TGT[@]}"; do
+  [ -n "$(na_reason "$t" simple)" ] && continue
+  env $(target_env "$t") timeout 60 "$PGBENCH" -n -S -c "$MAXC" -j 2 -T 2 >/dev/null 2>&1 || log "warm-up through $t failed"
+done
+
+ncombo=$(( $(wc -w <<<"$SCRIPTS") * $(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") ))
+nconn=0; [ "$CONNECT" = 1 ] && nconn=$(wc -w <<<"$CONNECT_CLIENTS")
+log "$REPS reps x ($ncombo combos + $nconn -C) x $ntg targets x ${DURATION}s ≈ $(( REPS * (ncombo + nconn) * ntg * (DURATION + 2) / 60 )) min"
+idx=0
+for ((rep = 1; rep <= REPS; rep++)); do
+  log "repetition $rep/$REPS"
+  for s in $SCRIPTS; do
+    for m in $MODES; do
+      for c in $CLIENTS; do
+        idx=$((idx + 1))
+        for t in $(rotated $(((idx + rep) % ntg))); do run_pgbench tx "$t" "$s" "$m" "$c" "$rep"; done
+      done
+    done
+  done
+  if [ "$CONNECT" = 1 ]; then
+    for c in $CONNECT_CLIENTS; do
+      idx=$((idx + 1))
+      for t in $(rotated $(((idx + rep) % ntg))); do run_pgbench connect "$t" select simple "$c" "$rep"; done
+    done
+  fi
+done
+
+# ------------------------------------------------------------- idle clients
+IDLE_JSON=$WORK/idle.jsonl
+: >"$IDLE_JSON"
+if [ "$IDLE" -gt 0 ]; then
+  # A fresh instance, so the baseline holds nothing from the runs above.
+  if has_target pgt-tx && [ -z "$PGT_TX_REASON" ]; then
+    log "idle footprint: $IDLE authenticated clients, transaction mode"
+    start_pgtenant pgt-idle transaction "$TX_POOL_SIZE" PGTENANT_MAX_CLIENT_CONNECTIONS=$((IDLE + 1000)) \
+      PGTENANT_LOGIN_TIMEOUT_MS=600000 || die "pgtenant (idle) did not start"
+    python3 bench/idle_clients.py --port "${PORT[pgt-idle]}" --key "$KEY" --pid "${PIDS[pgt-idle]}" -n "$IDLE" \
+      --stage "$IDLE_STAGE" --deadline 300 --query-all \
+      --label "$IDLE idle clients, transaction mode, after ReadyForQuery" >>"$IDLE_JSON" || log "idle run incomplete"
+    stop_proc pgt-idle
+  else
+    log "idle footprint: transaction mode unavailable; pre-auth footprint of $IDLE clients + session-mode sample"
+    start_pgtenant pgt-idle session 100 PGTENANT_MAX_CLIENT_CONNECTIONS=$((IDLE + 1000)) \
+      PGTENANT_LOGIN_TIMEOUT_MS=600000 || die "pgtenant (idle) did not start"
+    python3 bench/idle_clients.py --port "${PORT[pgt-idle]}" --key "$KEY" --pid "${PIDS[pgt-idle]}" -n "$IDLE" \
+      --stage prompt --deadline 300 --label "$IDLE clients waiting at the password prompt (pre-auth)" \
+      --note "transaction mode unavailable: no backend-free authenticated idle state to measure" >>"$IDLE_JSON" \
+      || log "idle (prompt) run incomplete"
+    python3 bench/idle_clients.py --port "${PORT[pgt-idle]}" --key "$KEY" --pid "${PIDS[pgt-idle]}" -n 90 \
+      --stage auth --deadline 120 --label "90 authenticated session-mode clients (each holds a backend)" \
+      --note "includes the proxy's share of one server connection per client" >>"$IDLE_JSON" \
+      || log "idle (session) run incomplete"
+    stop_proc pgt-idle
+  fi
+  if has_target pgb-tx; then
+    # PgBouncer's own per-client cost, for scale (clients answer the password prompt).
+    log "idle footprint of PgBouncer (transaction mode), $IDLE clients, for comparison"
+    python3 - "$IDLE" "${PORT[pgb-tx]}" "${PIDS[pgb-tx]}" "$ROLE" "$ROLEPW" >>"$IDLE_JSON" <<'EOF' || log "pgbouncer idle run incomplete"
+import asyncio, json, resource, struct, sys, time
+n, port, pid, user, pw = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"): return int(l.split()[1])
+async def login():
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    body = struct.pack("!i", 196608) + b"user\0" + user.encode() + b"\0database\0bench\0\0"
+    w.write(struct.pack("!i", len(body) + 4) + body); await w.drain()
+    while True:
+        h = await r.readexactly(5); b = await r.readexactly(struct.unpack("!i", h[1:])[0] - 4)
+        if h[:1] == b"R" and struct.unpack("!i", b[:4])[0] == 3:
+            p = pw.encode() + b"\0"; w.write(b"p" + struct.pack("!i", len(p) + 4) + p); await w.drain()
+        elif h[:1] == b"E": raise RuntimeError(b.decode(errors="replace"))
+        elif h[:1] == b"Z": return w
+async def main():
+    sem = asyncio.Semaphore(64); conns = []; errs = 0; end = time.monotonic() + 300
+    async def one():
+        nonlocal errs
+        async with sem:
+            try: conns.append(await asyncio.wait_for(login(), max(0.1, min(10, end - time.monotonic()))))
+            except Exception: errs += 1
+    w = await login(); w.close(); await asyncio.sleep(1); before = rss()
+    await asyncio.gather(*(one() for _ in range(n))); await asyncio.sleep(3); mid = rss()
+    for w in conns: w.close()
+    await asyncio.sleep(2)
+    print(json.dumps({"label": f"PgBouncer {n} idle clients, transaction mode (comparison)", "wanted": n, "connected": len(conns),
+        "rss_before_kib": before, "rss_with_clients_kib": mid, "rss_after_close_kib": rss(),
+        "kib_per_client": (mid - before) / len(conns) if conns else None, "errors": errs, "note": "not a target; for scale", "comparison": True}))
+asyncio.run(main())
+EOF
+  fi
+fi
+
+# ----------------------------------------------------------------- profile
+PROFILE_MD=$WORK/profile.md
+: >"$PROFILE_MD"
+
+# perf_case PID LABEL PGBENCH-ARGS...: perf profile of PID while pgbench runs.
+perf_case() {
+  local pid=$1 label=$2; shift 2
+  local t=$PT
+  echo "### perf: $label"
+  echo
+  env $(target_env "$t") timeout $((PROFILE_SECONDS + 30)) "$PGBENCH" -n "$@" -T $((PROFILE_SECONDS + 3)) \
+    >"$WORK/prof-pgbench.out" 2>&1 &
+  BG_PGBENCH=$!
+  sleep 1.5
+  perf record -q -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$pid" -o "$WORK/perf.data" \
+    -- sleep "$PROFILE_SECONDS" >/dev/null 2>&1
+  wait "$BG_PGBENCH"; BG_PGBENCH=""
+  echo "pgbench: $(grep -E '^tps' "$WORK/prof-pgbench.out" | head -1)"
+  echo
+  echo "Self time by binary:"
+  echo '```'
+  perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none --percent-limit 0.5 2>/dev/null \
+    | grep -v '^#' | grep -v '^\s*$' | head -8
+  echo '```'
+  echo "Self time in user space (pgtenant + libc), top symbols:"
+  echo '```'
+  perf report -i "$WORK/perf.data" --no-children --dsos pgtenant,libc.so.6 --sort dso,symbol --stdio -g none \
+    --percent-limit 0.25 2>/dev/null | grep -v '^#' | grep -v '^\s*$' | head -30 | cut -c1-150
+  echo '```'
+  echo "Inclusive time (call graph), user-space frames ≥ 3%:"
+  echo '```'
+  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none --percent-limit 3 2>/dev/null \
+    | grep -v '^#' | grep -v '^\s*$' | grep -v '\[k\]' | grep -v ' 0\.00%  ' | head -40 | cut -c1-150
+  echo '```'
+  echo "Kernel, top self symbols:"
+  echo '```'
+  perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none --percent-limit 1 2>/dev/null \
+    | grep -v '^#' | grep -v '^\s*$' | grep '\[k\]' | head -12 | cut -c1-150
+  echo '```'
+  echo
+}
+
+# strace_row TARGET N-TX PGBENCH-ARGS...: one table row of syscalls and
+# context switches per transaction (strace slows the proxy; counts per
+# transaction stay meaningful; context switches are counted without strace).
+strace_row() {
+  local t=$1 n=$2; shift 2
+  local p=${PIDS[$t]:-}
+  [ -n "$p" ] || return 0
+  local cs0 cs1
+  cs0=$(ctx_switches "$p")
+  env $(target_env "$t") timeout 120 "$PGBENCH" -n "$@" >"$WORK/cs-pgbench.out" 2>&1
+  cs1=$(ctx_switches "$p")
+  strace -c -f -p "$p" -o "$WORK/strace-$t.txt" >/dev/null 2>&1 &
+  BG_STRACE=$!
+  sleep 1
+  env $(target_env "$t") timeout 120 "$PGBENCH" -n "$@" >"$WORK/strace-pgbench.out" 2>&1
+  kill -INT "$BG_STRACE" 2>/dev/null; wait "$BG_STRACE" 2>/dev/null; BG_STRACE=""
+  python3 - "$t" "$WORK/strace-$t.txt" "$n" $((cs1 - cs0)) <<'PYEOF'
+import re, sys
+t, path, n, cs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+calls = {}
+for line in open(path):
+    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+    if m and m.group(2) != "total":
+        calls[m.group(2)] = int(m.group(1))
+total = sum(calls.values())
+main = ["sendto", "recvfrom", "epoll_wait", "epoll_ctl", "futex"]
+rest = sorted(((v, k) for k, v in calls.items() if k not in main), reverse=True)[:4]
+f = lambda v: f"{v / n:.2f}"
+others = ", ".join(f"{k} {f(v)}" for v, k in rest)
+print(f"| {t} | {f(total)} | " + " | ".join(f(calls.get(k, 0)) for k in main) + f" | {others} | {cs / n:.2f} |")
+PYEOF
+}
+
+if [ "$PROFILE" = 1 ]; then
+  set +e +o pipefail  # best effort: `| head` closes pipes early
+  PT=${PROFILE_TARGET:-}
+  if [ -z "$PT" ]; then if [ -n "${PIDS[pgt-tx]:-}" ]; then PT=pgt-tx; else PT=pgt-session; fi; fi
+  ppid=${PIDS[$PT]}
+  log "profiling $PT (pid $ppid): perf and strace"
+  {
+    echo "## Profile of $PT"
+    echo
+    perf_case "$ppid" "\`pgbench -S -M simple -c 16 -j 2\` for ${PROFILE_SECONDS}s (cpu-clock, dwarf call graphs)" \
+      -S -M simple -c 16 -j 2
+    if [ "$CONNECT" = 1 ]; then
+      perf_case "$ppid" "\`pgbench -C -S -M simple -c 16 -j 2\` (new connection per transaction)" -C -S -M simple -c 16 -j 2
+    fi
+    echo "### syscalls and context switches per transaction"
+    echo
+    echo "| target | syscalls | sendto | recvfrom | epoll_wait | epoll_ctl | futex | others | ctx switches |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| **\`-S -c 16 -t 500\`** (8,000 tx) | | | | | | | | |"
+    for t in "$PT" pgb-session pgb-tx; do strace_row "$t" 8000 -S -M simple -c 16 -j 2 -t 500; done
+    if [ "$CONNECT" = 1 ]; then
+      echo "| **\`-C -S -c 16 -t 100\`** (1,600 connections) | | | | | | | | |"
+      for t in "$PT" pgb-session pgb-tx; do strace_row "$t" 1600 -C -S -M simple -c 16 -j 2 -t 100; done
+    fi
+    echo
+  } >"$PROFILE_MD" 2>&1
+  set -e -o pipefail
+fi
+
+# ------------------------------------------------------------------ report
+mkdir -p bench/results
+HOST=$(hostname -s 2>/dev/null || hostname)
+STAMP=$(date -u +%Y-%m-%d-%H%M)
+OUT=${OUT:-bench/results/$STAMP-$HOST.md}
+CMD=""
+for v in QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
+  case "${!v:-}" in "" | 0) ;; *" "*) CMD+="$v=\"${!v}\" " ;; *) CMD+="$v=${!v} " ;; esac
+done
+CMD+="bench/pgbench.sh"
+export B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB_PREPARED=$PGB_PREPARED B_CMD=$CMD \
+  B_TX_REASON=$PGT_TX_REASON B_SETTINGS="REPS=$REPS DURATION=${DURATION}s SCALE=$SCALE clients=[$CLIENTS] -M [$MODES] \
+scripts=[$SCRIPTS]; pgbench -n -j min(c,2) -l; session pools $POOL_SIZE, transaction pools $TX_POOL_SIZE (PgBouncer and \
+pgtenant alike); PgBouncer auth_type=plain, pgtenant key as cleartext password, direct as the tenant role (SCRAM); \
+PGTENANT_FIREWALL_MODE=$FIREWALL_MODE PGTENANT_LOG_LEVEL=$PGTENANT_LOG_LEVEL; PostgreSQL max_connections=$MAXCONN \
+shared_buffers=512MB fsync=off autovacuum=off"
+python3 - "$WORK/machine.json" <<'EOF'
+import json, os, platform, subprocess, sys
+E = os.environ
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception: return ""
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split(":", 1)[1].strip() for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
+notes = []
+if E["B_TX_REASON"]: notes.append("pgt-tx: " + E["B_TX_REASON"])
+if E["B_PGB_PREPARED"] == "0":
+    notes.append(f"pgb-tx -M prepared skipped: PgBouncer {E['B_PGB_VERSION']} has no prepared statements in transaction mode (needs >= 1.21)")
+json.dump({
+  "date": sh("date -u '+%Y-%m-%d %H:%M UTC'"), "host": E["B_HOST"], "cpu": cpu, "nproc": sh("nproc"), "mem": mem,
+  "kernel": platform.release(), "os": sh(". /etc/os-release; echo $PRETTY_NAME"),
+  "postgres": sh(f"'{E['B_PGBIN']}/postgres' --version"), "pgbouncer": E["B_PGB_VERSION"],
+  "pgtenant": sh("git rev-parse --short HEAD") + (" + uncommitted changes" if sh("git status --porcelain -- src Cargo.toml") else ""),
+  "rustc": sh("rustc --version"), "command": E["B_CMD"], "settings": E["B_SETTINGS"], "notes": notes,
+}, open(sys.argv[1], "w"))
+EOF
+python3 bench/analyze.py report --runs "$RUNS" --machine "$WORK/machine.json" --idle "$IDLE_JSON" --profile "$PROFILE_MD" >"$OUT"
+cp "$RUNS" "${OUT%.md}.jsonl"
+cat "$OUT"
+log "report written to $OUT"
