@@ -38,6 +38,8 @@
 //!   process's stderr during a parse.
 
 mod calls;
+#[doc(hidden)]
+pub mod corpus;
 mod flatten;
 mod names;
 mod parse;
