@@ -93,6 +93,25 @@ pub struct BackendConfig {
     /// Tenant role passwords are HMAC-SHA256(secret, role): nothing to store.
     pub secret: Secret,
     pub connect_timeout_ms: u64,
+    /// TLS to the backend, libpq's sslmode semantics.
+    pub tls: BackendTls,
+    /// PEM CA bundle for `verify-ca` / `verify-full`.
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendTls {
+    Disable,
+    /// TLS if the server offers it, without verifying the certificate.
+    #[default]
+    Prefer,
+    /// TLS or fail, without verifying the certificate.
+    Require,
+    /// TLS, certificate chain checked against `backend.tls_ca`.
+    VerifyCa,
+    /// Also the host name of `backend.url`.
+    VerifyFull,
 }
 
 impl Default for BackendConfig {
@@ -101,6 +120,8 @@ impl Default for BackendConfig {
             url: Secret::default(),
             secret: Secret::default(),
             connect_timeout_ms: 5_000,
+            tls: BackendTls::Prefer,
+            tls_ca: None,
         }
     }
 }
@@ -393,6 +414,8 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_BACKEND_URL",                        "backend.url",                             Kind::Str),
     ("PGTENANT_BACKEND_SECRET",                     "backend.secret",                          Kind::Str),
     ("PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",         "backend.connect_timeout_ms",              Kind::Int),
+    ("PGTENANT_BACKEND_TLS",                        "backend.tls",                             Kind::Str),
+    ("PGTENANT_BACKEND_TLS_CA",                     "backend.tls_ca",                          Kind::Str),
     ("PGTENANT_TLS_MODE",                           "tls.mode",                                Kind::Str),
     ("PGTENANT_TLS_CERT",                           "tls.cert",                                Kind::Str),
     ("PGTENANT_TLS_KEY",                            "tls.key",                                 Kind::Str),
@@ -501,6 +524,16 @@ impl Config {
         let pg = self.backend_pg_config()?;
         if pg.get_user().is_none() {
             return Err(invalid("backend.url", "must name a user"));
+        }
+        if matches!(
+            self.backend.tls,
+            BackendTls::VerifyCa | BackendTls::VerifyFull
+        ) && self.backend.tls_ca.is_none()
+        {
+            return Err(invalid(
+                "backend.tls",
+                "verify-ca and verify-full need backend.tls_ca (a PEM CA bundle)",
+            ));
         }
         if self.tls.mode != TlsMode::Disable && (self.tls.cert.is_none() || self.tls.key.is_none())
         {

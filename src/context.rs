@@ -14,6 +14,7 @@ use crate::cancel::CancelMap;
 use crate::config::{Config, TlsMode};
 use crate::firewall::Firewall;
 use crate::pool::resizable::Resizable;
+use crate::pool::tls::BackendTlsPolicy;
 use crate::pool::{Endpoint, Pools};
 use crate::registry::Registry;
 use crate::session::live::LiveSessions;
@@ -63,13 +64,19 @@ impl Context {
     ) -> anyhow::Result<Arc<Context>> {
         let secret = cfg.require_secret()?.to_owned();
         let pg = cfg.backend_pg_config()?;
-        let endpoint =
-            Endpoint::from_pg(&pg, Duration::from_millis(cfg.backend.connect_timeout_ms));
+        let tls = BackendTlsPolicy::new(cfg.backend.tls, cfg.backend.tls_ca.as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let endpoint = Endpoint::from_pg(
+            &pg,
+            Duration::from_millis(cfg.backend.connect_timeout_ms),
+            tls.clone(),
+        );
         Ok(Arc::new(Context {
             tls: ArcSwap::from_pointee(acceptor(&cfg)?),
             firewall: ArcSwap::from_pointee(firewall(&cfg)),
             registry: Registry::new(
                 pg,
+                &tls,
                 cfg.registry.pool_size,
                 Duration::from_millis(cfg.registry.cache_ttl_ms),
             ),

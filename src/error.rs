@@ -93,3 +93,20 @@ impl ClientError {
         })
     }
 }
+
+/// An error with its causes, `a: b: c`, for operators' logs (libraries
+/// such as tokio-postgres keep the useful part — "invalid peer
+/// certificate: UnknownIssuer" — in the source chain).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}

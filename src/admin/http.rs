@@ -11,7 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::context::Context;
-use crate::pool::Endpoint;
 
 /// A request line and headers larger than this are refused.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -121,8 +120,7 @@ pub async fn ready(ctx: &Context) -> Result<(), String> {
         Ok(Err(e)) => return Err(format!("registry: {e}")),
         Err(_) => return Err("registry: no answer within 2 s".into()),
     }
-    let pg = ctx.cfg().backend_pg_config().map_err(|e| e.to_string())?;
-    let ep = Endpoint::from_pg(&pg, CHECK_TIMEOUT);
+    let ep = ctx.pools.endpoint();
     match tokio::time::timeout(
         CHECK_TIMEOUT,
         TcpStream::connect((ep.host.as_str(), ep.port)),

@@ -73,7 +73,7 @@ pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, 
         .lookup(&key::hash(key))
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "registry lookup failed");
+            tracing::error!(error = %crate::error::with_causes(&e), "registry lookup failed");
             ClientError::RegistryUnavailable
         })?
         .ok_or(ClientError::InvalidKey)?;

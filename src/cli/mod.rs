@@ -140,9 +140,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn connect(cfg: &Config) -> anyhow::Result<tokio_postgres::Client> {
-    let pg = cfg.backend_pg_config()?;
+    let tls =
+        crate::pool::tls::BackendTlsPolicy::new(cfg.backend.tls, cfg.backend.tls_ca.as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let (pg, tls) = tls.control_plane(cfg.backend_pg_config()?);
     let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
+        .connect(tls)
         .await
         .map_err(admin::AdminError::from)
         .context("cannot connect to backend.url")?;

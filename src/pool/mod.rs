@@ -14,6 +14,7 @@
 mod gate;
 pub mod resizable;
 pub mod server;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,11 @@ impl Pools {
                 })
             })
             .clone()
+    }
+
+    /// Where backend connections go.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Admits one more client of `tenant`, or refuses with 53300.

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::tls::{BackendStream, BackendTlsPolicy};
+use crate::config::BackendTls;
 use crate::error::ClientError;
 use crate::protocol::{self, ErrorFields, TxStatus, read_cstr, tag};
 use crate::registry::Tenant;
@@ -25,10 +28,15 @@ pub struct Endpoint {
     pub port: u16,
     pub dbname: String,
     pub connect_timeout: Duration,
+    pub tls: BackendTlsPolicy,
 }
 
 impl Endpoint {
-    pub fn from_pg(pg: &tokio_postgres::Config, connect_timeout: Duration) -> Endpoint {
+    pub fn from_pg(
+        pg: &tokio_postgres::Config,
+        connect_timeout: Duration,
+        tls: BackendTlsPolicy,
+    ) -> Endpoint {
         let host = pg
             .get_hosts()
             .iter()
@@ -47,7 +55,35 @@ impl Endpoint {
                 .unwrap_or("postgres")
                 .to_owned(),
             connect_timeout,
+            tls,
         }
+    }
+}
+
+/// SSLRequest, then the TLS handshake if the server agrees (or must).
+async fn negotiate_tls(ep: &Endpoint, mut tcp: TcpStream) -> Result<BackendStream, ClientError> {
+    let Some(connector) = ep.tls.connector() else {
+        return Ok(BackendStream::Plain(tcp));
+    };
+    let fail = |e: std::io::Error| ClientError::BackendConnect(format!("TLS: {e}"));
+    let mut req = BytesMut::with_capacity(8);
+    frontend::ssl_request(&mut req);
+    tcp.write_all(&req).await.map_err(fail)?;
+    match tcp.read_u8().await.map_err(fail)? {
+        b'S' => {
+            let name = ServerName::try_from(ep.host.clone())
+                .map_err(|e| ClientError::BackendConnect(format!("TLS: host name: {e}")))?;
+            let tls = connector.connect(name, tcp).await.map_err(fail)?;
+            Ok(BackendStream::Tls(Box::new(tls)))
+        }
+        b'N' if ep.tls.mode == BackendTls::Prefer => Ok(BackendStream::Plain(tcp)),
+        b'N' => Err(ClientError::BackendConnect(format!(
+            "the server does not support TLS (backend.tls = {:?})",
+            ep.tls.mode
+        ))),
+        other => Err(ClientError::BackendConnect(format!(
+            "unexpected reply {other:#x} to SSLRequest"
+        ))),
     }
 }
 
@@ -76,7 +112,7 @@ const VERIFY: &str = "SELECT current_user, current_schema(), current_setting('se
 const MAX_CONTROL_MSG: usize = 1 << 20;
 
 pub struct ServerConn {
-    pub stream: TcpStream,
+    pub stream: BackendStream,
     pub addr: SocketAddr,
     pub pid: i32,
     pub secret: i32,
@@ -117,6 +153,9 @@ impl ServerConn {
         let addr = stream
             .peer_addr()
             .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
+        let stream = tokio::time::timeout(ep.connect_timeout, negotiate_tls(ep, stream))
+            .await
+            .map_err(|_| ClientError::BackendConnect("TLS negotiation timed out".into()))??;
         let mut conn = ServerConn {
             stream,
             addr,
@@ -153,6 +192,7 @@ impl ServerConn {
             &mut out,
         )?;
         self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
         let mut scram: Option<ScramSha256> = None;
         loop {
             let (t, mut body) = self.read_msg().await?;
@@ -202,6 +242,8 @@ impl ServerConn {
                         other => return Err(bad(&format!("authentication method {other}"))),
                     }
                     self.stream.write_all(&out).await?;
+                    self.stream.flush().await?;
+                    self.stream.flush().await?;
                 }
                 tag::PARAMETER_STATUS => self.record_param(&body),
                 tag::BACKEND_KEY_DATA if body.len() >= 8 => {
@@ -328,8 +370,7 @@ impl ServerConn {
     /// True when the server has closed the connection or sent something
     /// unprompted (a FATAL after pg_terminate_backend) while it sat idle.
     pub fn is_broken(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.is_broken()
     }
 
     pub fn record_param(&mut self, body: &[u8]) {
@@ -357,6 +398,7 @@ impl ServerConn {
             frontend::query(q, &mut out)?;
         }
         self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
         let mut res = SimpleResult {
             rows: Vec::new(),
             errors: Vec::new(),

@@ -156,10 +156,16 @@ fn epoch(secs: Option<f64>) -> Option<SystemTime> {
 }
 
 impl Registry {
-    pub fn new(pg: tokio_postgres::Config, size: usize, ttl: Duration) -> Registry {
+    pub fn new(
+        pg: tokio_postgres::Config,
+        tls: &crate::pool::tls::BackendTlsPolicy,
+        size: usize,
+        ttl: Duration,
+    ) -> Registry {
+        let (pg, tls) = tls.control_plane(pg);
         let mgr = Manager::from_config(
             pg,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -406,7 +412,9 @@ mod tests {
 
     fn registry_with(entries: &[(u8, Arc<KeyInfo>)]) -> Registry {
         let pg: tokio_postgres::Config = "postgres://u@127.0.0.1:1/db".parse().unwrap();
-        let r = Registry::new(pg, 1, Duration::from_secs(60));
+        let tls = crate::pool::tls::BackendTlsPolicy::new(crate::config::BackendTls::Disable, None)
+            .unwrap();
+        let r = Registry::new(pg, &tls, 1, Duration::from_secs(60));
         {
             let mut c = r.cache.lock().unwrap();
             for (h, i) in entries {

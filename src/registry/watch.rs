@@ -73,7 +73,7 @@ async fn listen_forever(ctx: Arc<Context>) {
         metrics::counter!("pgtenant_registry_events_total", "kind" => "disconnect").increment(1);
         // Jitter keeps replicas from reconnecting in lockstep after a restart.
         let wait = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "registry watch interrupted");
+        tracing::warn!(error = %crate::error::with_causes(&e), retry_in_ms = wait.as_millis() as u64, "registry watch interrupted");
         sleep(wait).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -89,8 +89,8 @@ async fn listen(ctx: &Context, backoff: &mut Duration) -> WatchError {
     // Findable in pg_stat_activity, per replica.
     pg.application_name(format!("pgtenant watch {}", std::process::id()))
         .connect_timeout(connect_timeout);
-    let (client, mut conn) = match timeout(connect_timeout, pg.connect(tokio_postgres::NoTls)).await
-    {
+    let (pg, tls) = ctx.pools.endpoint().tls.control_plane(pg);
+    let (client, mut conn) = match timeout(connect_timeout, pg.connect(tls)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return WatchError::Connect(e),
         Err(_) => return WatchError::ConnectTimeout,

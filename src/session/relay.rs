@@ -291,12 +291,20 @@ async fn next_event(
             {
                 return Poll::Ready(Event::ServerRead(r));
             }
+            let wrote = !up.out.is_empty();
             while !up.out.is_empty() {
                 match Pin::new(&mut srv.stream).poll_write(cx, &up.out) {
                     Poll::Ready(Ok(n)) if n > 0 => up.out.advance(n),
                     Poll::Ready(_) => return Poll::Ready(Event::ServerWriteFailed),
                     Poll::Pending => break,
                 }
+            }
+            // TLS buffers records: push them out (a no-op on plain TCP).
+            if wrote
+                && up.out.is_empty()
+                && let Poll::Ready(Err(_)) = Pin::new(&mut srv.stream).poll_flush(cx)
+            {
+                return Poll::Ready(Event::ServerWriteFailed);
             }
         }
         // Without a server, read only while no whole message waits: the

@@ -1,0 +1,214 @@
+//! TLS to the backend (`backend.tls`), with libpq's sslmode semantics:
+//! `prefer` and `require` encrypt without authenticating the server,
+//! `verify-ca` checks the chain against `backend.tls_ca`, `verify-full`
+//! the chain and the host name.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::BackendTls;
+
+/// How backend connections are encrypted; built once from the config.
+#[derive(Clone)]
+pub struct BackendTlsPolicy {
+    pub mode: BackendTls,
+    config: Arc<rustls::ClientConfig>,
+    connector: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for BackendTlsPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackendTlsPolicy({:?})", self.mode)
+    }
+}
+
+impl BackendTlsPolicy {
+    pub fn new(mode: BackendTls, ca: Option<&Path>) -> Result<BackendTlsPolicy, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = match ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("cannot read backend.tls_ca {}: {e}", path.display()))?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| format!("backend.tls_ca: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("backend.tls_ca: {e}"))?;
+                }
+                let v =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| format!("backend.tls_ca: {e}"))?;
+                Some(v)
+            }
+            None => None,
+        };
+        let verifier = Verifier {
+            inner: matches!(mode, BackendTls::VerifyCa | BackendTls::VerifyFull)
+                .then_some(inner)
+                .flatten(),
+            check_name: mode == BackendTls::VerifyFull,
+            algs: provider.signature_verification_algorithms,
+        };
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        let config = Arc::new(cfg);
+        Ok(BackendTlsPolicy {
+            mode,
+            connector: (mode != BackendTls::Disable).then(|| TlsConnector::from(config.clone())),
+            config,
+        })
+    }
+
+    /// The control plane (registry, watcher, CLI) follows the same policy.
+    pub fn control_plane(
+        &self,
+        mut pg: tokio_postgres::Config,
+    ) -> (tokio_postgres::Config, MakeRustlsConnect) {
+        pg.ssl_mode(match self.mode {
+            BackendTls::Disable => SslMode::Disable,
+            BackendTls::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        (pg, MakeRustlsConnect::new((*self.config).clone()))
+    }
+
+    pub fn connector(&self) -> Option<&TlsConnector> {
+        self.connector.as_ref()
+    }
+}
+
+#[derive(Debug)]
+struct Verifier {
+    /// None: encrypt only (`prefer`, `require`), as libpq does.
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(inner) = &self.inner else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// A backend connection, plain or TLS.
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl BackendStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            BackendStream::Plain(s) => s,
+            BackendStream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// True when the peer closed the socket or sent something unprompted.
+    /// Peeks, so no byte (of a TLS record) is consumed.
+    pub fn is_broken(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        !matches!(self.tcp().poll_peek(&mut cx, &mut buf), Poll::Pending)
+    }
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
