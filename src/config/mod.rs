@@ -56,6 +56,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// SIGTERM: how long running transactions may take to finish.
     pub shutdown_timeout_ms: u64,
+    /// Runtime worker threads; 0 = one per core.
+    pub worker_threads: usize,
     pub backend: BackendConfig,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
@@ -74,6 +76,7 @@ impl Default for Config {
             login_timeout_ms: 15_000,
             max_message_bytes: 256 << 20,
             shutdown_timeout_ms: 30_000,
+            worker_threads: 0,
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
@@ -104,6 +107,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_LOGIN_TIMEOUT_MS",                   "login_timeout_ms",                        Kind::Int),
     ("PGTENANT_MAX_MESSAGE_BYTES",                  "max_message_bytes",                       Kind::Int),
     ("PGTENANT_SHUTDOWN_TIMEOUT_MS",                "shutdown_timeout_ms",                     Kind::Int),
+    ("PGTENANT_WORKER_THREADS",                     "worker_threads",                          Kind::Int),
     ("PGTENANT_BACKEND_URL",                        "backend.url",                             Kind::Str),
     ("PGTENANT_BACKEND_SECRET",                     "backend.secret",                          Kind::Str),
     ("PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",         "backend.connect_timeout_ms",              Kind::Int),

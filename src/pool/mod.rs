@@ -32,6 +32,9 @@ use crate::registry::admin::role_password;
 use resizable::Resizable;
 pub use server::{Endpoint, ServerConn};
 
+/// Idle connections older than this are probed before being handed out.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
 struct TenantPool {
     tenant: Arc<Tenant>,
     checkout: Resizable,
@@ -172,11 +175,19 @@ impl Pools {
             tenant: tenant.name.clone(),
             waited_ms: cfg.query_wait_timeout_ms,
         };
-        let started = Instant::now();
-        let permit = tokio::time::timeout_at(deadline, pool.checkout.acquire())
-            .await
-            .map_err(|_| timed_out())?;
-        metrics::histogram!("pgtenant_pool_wait_seconds").record(started.elapsed().as_secs_f64());
+        // The common case takes a free permit without arming a timer.
+        let permit = match pool.checkout.try_acquire() {
+            Some(p) => p,
+            None => {
+                let started = Instant::now();
+                let p = tokio::time::timeout_at(deadline, pool.checkout.acquire())
+                    .await
+                    .map_err(|_| timed_out())?;
+                metrics::histogram!("pgtenant_pool_wait_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                p
+            }
+        };
         let budget = loop {
             // Registered before looking, so a connection returned meanwhile
             // is not missed.
@@ -225,7 +236,11 @@ impl Pools {
     fn pop_idle(&self, pool: &TenantPool) -> Option<ServerConn> {
         let mut idle = pool.idle.lock().expect("poisoned");
         while let Some(conn) = idle.pop() {
-            if self.expired(&conn) || conn.is_broken() {
+            // A connection used within the last second is not probed (one
+            // syscall per transaction saved); if it died meanwhile, its
+            // client gets the server's own error, as with PgBouncer.
+            let probe = conn.idle_since.elapsed() >= PROBE_AFTER;
+            if self.expired(&conn) || (probe && conn.is_broken()) {
                 continue; // dropping it closes the socket and frees its budget
             }
             return Some(conn);
