@@ -33,6 +33,8 @@ use crate::tls::ClientStream;
 /// the other one: backpressure instead of unbounded buffering.
 const HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// What an idle client's read buffer starts at (most queries fit).
+const IDLE_CHUNK: usize = 1024;
 
 /// Everything a relay needs besides the two connections.
 pub struct Session<'a> {
@@ -64,7 +66,8 @@ pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) ->
     let mut up = Upstream::new(s.mode == PoolMode::Transaction);
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.to_vec();
-    let mut down = Downstream::new(BytesMut::with_capacity(READ_CHUNK));
+    // Buffers grow on first use: an idle client costs little memory.
+    let mut down = Downstream::new(BytesMut::new());
     let mut server = Some(first);
     let mut stats = Stats::default();
     let error = relay(
@@ -150,8 +153,13 @@ async fn relay(
             }
             detach(s, co, up, down, false).await;
         }
-        reserve(&mut down.buf);
-        reserve(&mut up.inbuf);
+        // Room to read into: the server side only while attached; the client
+        // side small while nothing is going on, a full chunk once busy.
+        if server.is_some() {
+            reserve(&mut down.buf, READ_CHUNK);
+        }
+        let busy = server.is_some() || !up.inbuf.is_empty();
+        reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         let watch_kill = kill_order.is_none().then_some(killed.as_mut());
         match next_event(
             client,
@@ -242,9 +250,9 @@ fn idle(up: &Upstream, down: &Downstream) -> bool {
     up.out.is_empty() && up.inbuf.is_empty() && down.settled() && down.status == TxStatus::Idle
 }
 
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+fn reserve(buf: &mut BytesMut, chunk: usize) {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
     }
 }
 

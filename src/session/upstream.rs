@@ -59,8 +59,8 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(rename: bool) -> Upstream {
         Upstream {
-            inbuf: BytesMut::with_capacity(8 * 1024),
-            out: BytesMut::with_capacity(8 * 1024),
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
             terminated: false,
             discard_until_sync: false,
             pinned: None,
