@@ -6,10 +6,16 @@ fn main() -> std::process::ExitCode {
     // config that doesn't load is reported by `run` itself.
     let threads = pgtenant::config::Config::load(cli.config.as_deref())
         .map(|c| c.worker_threads)
-        .unwrap_or(0);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+        .unwrap_or(1);
+    // One thread (the default) is a current-thread runtime: no work
+    // stealing and no cross-thread wake-ups, which is what a proxy's CPU per
+    // transaction is mostly made of. More threads for dedicated hosts.
+    let mut rt = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if threads > 0 {
+    if threads > 1 {
         rt.worker_threads(threads);
     }
     let rt = rt.build().expect("starting the tokio runtime");

@@ -56,7 +56,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// SIGTERM: how long running transactions may take to finish.
     pub shutdown_timeout_ms: u64,
-    /// Runtime worker threads; 0 = one per core.
+    /// Runtime threads. 1 (default): one event loop, like PgBouncer, the
+    /// least CPU per transaction; 0: one per core; N: N.
     pub worker_threads: usize,
     pub backend: BackendConfig,
     pub tls: TlsConfig,
@@ -76,7 +77,7 @@ impl Default for Config {
             login_timeout_ms: 15_000,
             max_message_bytes: 256 << 20,
             shutdown_timeout_ms: 30_000,
-            worker_threads: 0,
+            worker_threads: 1,
             backend: BackendConfig::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),

@@ -59,6 +59,8 @@ pub struct Pools {
     endpoint: Endpoint,
     secret: String,
     cfg: ArcSwap<PoolConfig>,
+    /// Registered on first use, once the metrics recorder is installed.
+    wait_histogram: std::sync::OnceLock<metrics::Histogram>,
     budget: Resizable,
     returned: Arc<Notify>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
@@ -81,6 +83,7 @@ impl Pools {
             budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Notify::new()),
             cfg: ArcSwap::from_pointee(cfg),
+            wait_histogram: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
             pause: gate::PauseGate::default(),
         }
@@ -176,15 +179,20 @@ impl Pools {
             waited_ms: cfg.query_wait_timeout_ms,
         };
         // The common case takes a free permit without arming a timer.
+        let wait_histogram = self
+            .wait_histogram
+            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
         let permit = match pool.checkout.try_acquire() {
-            Some(p) => p,
+            Some(p) => {
+                wait_histogram.record(0.0);
+                p
+            }
             None => {
                 let started = Instant::now();
                 let p = tokio::time::timeout_at(deadline, pool.checkout.acquire())
                     .await
                     .map_err(|_| timed_out())?;
-                metrics::histogram!("pgtenant_pool_wait_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                wait_histogram.record(started.elapsed().as_secs_f64());
                 p
             }
         };
