@@ -32,6 +32,11 @@ impl Default for PauseGate {
 }
 
 impl PauseGate {
+    /// Is `tenant` (or everyone) paused right now?
+    pub fn holds(&self, tenant: &str) -> bool {
+        self.0.borrow().holds(tenant)
+    }
+
     /// Returns at once unless `tenant` (or everyone) is paused.
     pub async fn wait(&self, tenant: &str) {
         if !self.0.borrow().holds(tenant) {

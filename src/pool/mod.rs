@@ -169,8 +169,39 @@ impl Pools {
     /// `query_wait_timeout` for one to become free.
     pub async fn acquire(&self, tenant: &Arc<Tenant>) -> Result<Checkout, ClientError> {
         let pool = self.tenant_pool(tenant);
+        let wait_histogram = self
+            .wait_histogram
+            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
+        // The common case: not paused, a free permit, an idle connection.
+        // No waiter bookkeeping, no timer, no wake-up registration.
+        if !self.pause.holds(&tenant.name)
+            && let Some(permit) = pool.checkout.try_acquire()
+        {
+            if let Some(conn) = self.pop_idle(&pool) {
+                wait_histogram.record(0.0);
+                return Ok(Checkout {
+                    conn,
+                    pool,
+                    _permit: permit,
+                });
+            }
+            return self.acquire_slow(tenant, pool, Some(permit)).await;
+        }
+        self.acquire_slow(tenant, pool, None).await
+    }
+
+    /// Waiting at PAUSE, for a permit, or for budget; or opening a connection.
+    async fn acquire_slow(
+        &self,
+        tenant: &Arc<Tenant>,
+        pool: Arc<TenantPool>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Checkout, ClientError> {
         let _waiting = pool.waiters.enter();
         self.pause.wait(&tenant.name).await;
+        let wait_histogram = self
+            .wait_histogram
+            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
         let cfg = self.cfg.load_full();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
@@ -178,11 +209,7 @@ impl Pools {
             tenant: tenant.name.clone(),
             waited_ms: cfg.query_wait_timeout_ms,
         };
-        // The common case takes a free permit without arming a timer.
-        let wait_histogram = self
-            .wait_histogram
-            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
-        let permit = match pool.checkout.try_acquire() {
+        let permit = match permit.or_else(|| pool.checkout.try_acquire()) {
             Some(p) => {
                 wait_histogram.record(0.0);
                 p
