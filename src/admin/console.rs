@@ -76,16 +76,7 @@ pub async fn serve(ctx: &Context, mut stream: ClientStream, params: Params, peer
         };
         metrics::counter!("pgtenant_logins_total", "outcome" => outcome).increment(1);
         tracing::info!(error = %e, "admin console login refused");
-        let mut buf = BytesMut::new();
-        protocol::error_response(
-            &mut buf,
-            Severity::Fatal,
-            e.sqlstate(),
-            &e.to_string(),
-            e.hint(),
-        );
-        let _ = stream.write_all(&buf).await;
-        let _ = stream.shutdown().await;
+        crate::session::send_fatal(&mut stream, e.sqlstate(), &e.to_string(), e.hint()).await;
         return;
     }
     metrics::counter!("pgtenant_logins_total", "outcome" => "admin").increment(1);

@@ -3,9 +3,7 @@
 //! `verify-ca` checks the chain against `backend.tls_ca`, `verify-full`
 //! the chain and the host name.
 
-use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -14,7 +12,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -22,6 +20,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::BackendTls;
+use crate::tls::MaybeTls;
 
 /// How backend connections are encrypted; built once from the config.
 #[derive(Clone)]
@@ -150,16 +149,13 @@ impl ServerCertVerifier for Verifier {
 }
 
 /// A backend connection, plain or TLS.
-pub enum BackendStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+pub type BackendStream = MaybeTls<TlsStream<TcpStream>>;
 
 impl BackendStream {
     fn tcp(&self) -> &TcpStream {
         match self {
-            BackendStream::Plain(s) => s,
-            BackendStream::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(s) => s.get_ref().0,
         }
     }
 
@@ -170,45 +166,5 @@ impl BackendStream {
         let mut buf = ReadBuf::new(&mut probe);
         let mut cx = Context::from_waker(Waker::noop());
         !matches!(self.tcp().poll_peek(&mut cx, &mut buf), Poll::Pending)
-    }
-}
-
-impl AsyncRead for BackendStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for BackendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
     }
 }

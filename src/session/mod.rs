@@ -191,14 +191,18 @@ async fn run(
 
 /// Sends a FATAL ErrorResponse, best effort: the client may be gone.
 async fn tell(stream: &mut ClientStream, e: &ClientError) {
+    send_fatal(stream, e.sqlstate(), &e.to_string(), e.hint()).await;
+}
+
+/// Sends a FATAL ErrorResponse and closes, best effort.
+pub(crate) async fn send_fatal(
+    stream: &mut ClientStream,
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
     let mut buf = BytesMut::new();
-    protocol::error_response(
-        &mut buf,
-        Severity::Fatal,
-        e.sqlstate(),
-        &e.to_string(),
-        e.hint(),
-    );
+    protocol::error_response(&mut buf, Severity::Fatal, code, message, hint);
     let _ = stream.write_all(&buf).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown().await;
