@@ -327,34 +327,21 @@ impl Pools {
         }
     }
 
+    /// The tenant pools, copied out so no lock is held while they are used.
+    fn all_pools(&self) -> Vec<Arc<TenantPool>> {
+        let map = self.tenants.lock().expect("poisoned");
+        map.values().cloned().collect()
+    }
+
     /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
     pub fn reap(&self) {
-        let pools: Vec<Arc<TenantPool>> = self
-            .tenants
-            .lock()
-            .expect("poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let pools = self.all_pools();
         for p in pools {
             p.idle
                 .lock()
                 .expect("poisoned")
                 .retain(|c| !self.expired(c));
         }
-    }
-
-    /// (idle, in use) connections across all tenants.
-    pub fn counts(&self) -> (usize, usize) {
-        let idle: usize = self
-            .tenants
-            .lock()
-            .expect("poisoned")
-            .values()
-            .map(|p| p.idle.lock().expect("poisoned").len())
-            .sum();
-        let live = self.budget.in_use();
-        (idle, live.saturating_sub(idle))
     }
 
     /// PAUSE: new checkouts of `tenant` (None: of everyone) wait until
@@ -372,13 +359,7 @@ impl Pools {
     /// and metrics.
     pub fn stats(&self) -> Vec<PoolStats> {
         let cfg = self.cfg.load();
-        let pools: Vec<Arc<TenantPool>> = self
-            .tenants
-            .lock()
-            .expect("poisoned")
-            .values()
-            .cloned()
-            .collect();
+        let pools = self.all_pools();
         pools
             .into_iter()
             .map(|p| {
