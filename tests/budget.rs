@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use support::registry;
-use tokio_postgres::NoTls;
 
 const TENANTS: usize = 1000;
 const BUDGET: i64 = 50;
@@ -51,17 +50,7 @@ async fn a_thousand_tenants_share_fifty_connections_fairly() {
         ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", &WAIT_MS.to_string()),
     ]);
     let port = proxy.addr.port();
-    let connect = move |key: String| async move {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .user("app")
-            .password(&key)
-            .dbname("app");
-        let (c, conn) = cfg.connect(NoTls).await?;
-        tokio::spawn(conn);
-        Ok::<_, tokio_postgres::Error>(c)
-    };
+    let connect = move |key: String| async move { support::client_at(port, &key, "app").await };
 
     // Peak number of proxy connections Postgres sees.
     let stop = Arc::new(AtomicBool::new(false));

@@ -484,14 +484,7 @@ async fn many_concurrent_valid_logins_from_one_address_are_not_throttled() {
         .map(|_| {
             let (port, key) = (proxy.addr.port(), key.clone());
             tokio::spawn(async move {
-                let mut cfg = tokio_postgres::Config::new();
-                cfg.host("127.0.0.1")
-                    .port(port)
-                    .user("app")
-                    .password(&key)
-                    .dbname("app");
-                let (client, conn) = cfg.connect(NoTls).await?;
-                tokio::spawn(conn);
+                let client = support::client_at(port, &key, "app").await?;
                 client.simple_query("SELECT 1").await?;
                 Ok::<_, tokio_postgres::Error>(client)
             })

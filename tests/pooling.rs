@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use support::registry;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 async fn superuser() -> Client {
     support::cluster().connect(&registry().db).await
@@ -59,14 +59,9 @@ async fn two_hundred_clients_share_five_connections() {
     for c in 0..200 {
         let (addr_proxy, key, expected) = (proxy.addr, key.clone(), expected.clone());
         clients.push(tokio::spawn(async move {
-            let mut cfg = tokio_postgres::Config::new();
-            cfg.host("127.0.0.1")
-                .port(addr_proxy.port())
-                .user("app")
-                .password(&key)
-                .dbname("app");
-            let (mut client, conn) = cfg.connect(NoTls).await.expect("connect");
-            tokio::spawn(conn);
+            let mut client = support::client_at(addr_proxy.port(), &key, "app")
+                .await
+                .expect("connect");
             for i in 0..5 {
                 let tx = client.transaction().await.unwrap();
                 tx.execute("UPDATE counter SET n = n + 1 WHERE id = 1", &[])
@@ -125,14 +120,9 @@ async fn named_prepared_statements_work_across_connections() {
     for c in 0..12 {
         let (proxy_port, key) = (proxy.addr.port(), key.clone());
         tasks.push(tokio::spawn(async move {
-            let mut cfg = tokio_postgres::Config::new();
-            cfg.host("127.0.0.1")
-                .port(proxy_port)
-                .user("app")
-                .password(&key)
-                .dbname("app");
-            let (client, conn) = cfg.connect(NoTls).await.expect("connect");
-            tokio::spawn(conn);
+            let client = support::client_at(proxy_port, &key, "app")
+                .await
+                .expect("connect");
             // tokio-postgres prepares named statements ("s0", "s1", …) and
             // reuses them; more distinct statements than the per-connection
             // cache holds forces evictions and re-prepares.

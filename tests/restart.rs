@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::registry;
-use tokio_postgres::NoTls;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_under_load_errors_fast_and_recovers() {
@@ -22,18 +21,7 @@ async fn restart_under_load_errors_fast_and_recovers() {
         ("PGTENANT_BACKEND_CONNECT_TIMEOUT_MS", "2000"),
     ]);
     let port = proxy.addr.port();
-    let connect = move |key: String| async move {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .user("app")
-            .password(&key)
-            .dbname("app");
-        cfg.connect_timeout(Duration::from_secs(5));
-        let (c, conn) = cfg.connect(NoTls).await?;
-        tokio::spawn(conn);
-        Ok::<_, tokio_postgres::Error>(c)
-    };
+    let connect = move |key: String| async move { support::client_at(port, &key, "app").await };
     connect(key.clone())
         .await
         .unwrap()

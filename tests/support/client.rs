@@ -12,15 +12,7 @@ impl Proxy {
 
     /// A client of database `db` with `key` as the password.
     pub async fn client_db(&self, key: &str, db: &str) -> Result<Client, Error> {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(self.addr.port())
-            .user("app")
-            .password(key)
-            .dbname(db);
-        let (client, conn) = cfg.connect(NoTls).await?;
-        tokio::spawn(conn);
-        Ok(client)
+        client_at(self.addr.port(), key, db).await
     }
 
     /// Like [`Proxy::client`], panicking with the proxy's log on failure.
@@ -29,6 +21,21 @@ impl Proxy {
             .await
             .unwrap_or_else(|e| panic!("login failed: {e:?}\nproxy log:\n{}", self.log()))
     }
+}
+
+/// A client of the proxy on `port` (for tasks that can't borrow the
+/// [`Proxy`]); connects within 5 s or fails.
+pub async fn client_at(port: u16, key: &str, db: &str) -> Result<Client, Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(port)
+        .user("app")
+        .password(key)
+        .dbname(db)
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let (client, conn) = cfg.connect(NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 /// The SQLSTATE of an error, or a description when it has none.
