@@ -172,7 +172,11 @@ fn describe() {
     );
     describe_counter!(
         "pgtenant_firewall_cache_total",
-        "Firewall verdict cache lookups by result (hit, miss)."
+        "Firewall verdict cache lookups by result (hit, miss), for texts the lexical precheck could not clear."
+    );
+    describe_counter!(
+        "pgtenant_firewall_fastpath_total",
+        "Texts the firewall's lexical precheck cleared without a parse or a cache lookup."
     );
     describe_gauge!(
         "pgtenant_prepared_statements",

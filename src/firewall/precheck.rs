@@ -141,9 +141,10 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
             }
             let word = &b[start..i];
             // Lower-case only words that can matter (the first word of a
-            // statement, or one whose first letter starts a sensitive name).
+            // statement, or one whose first two letters start a sensitive name).
             let first = word[0].to_ascii_lowercase();
-            if expect_lead || rules::may_be_sensitive(first) {
+            let second = word.get(1).map_or(0, u8::to_ascii_lowercase);
+            if expect_lead || rules::may_be_sensitive(first, second) {
                 let mut buf = [0u8; 64];
                 let len = word.len().min(buf.len());
                 for (d, c) in buf.iter_mut().zip(&word[..len]) {

@@ -342,38 +342,44 @@ pub(crate) fn reg_type(name: &str) -> Option<RegKind> {
     }
 }
 
-/// First bytes of every name above (relations start with `p`, reg types
-/// with `r`), so that most words are cleared with one table lookup.
-const FIRST_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'p' as usize] = true;
-    t[b'r' as usize] = true;
+/// The first two (lower-case) bytes of every name above (relations and
+/// `pg_` words start with `pg`, reg types with `re`), one bit per pair, so
+/// that almost every word is cleared with one table lookup.
+const FIRST_TWO: [u128; 128] = {
+    const fn add(t: &mut [u128; 128], name: &str) {
+        let b = name.as_bytes();
+        t[b[0] as usize] |= 1 << b[1];
+    }
+    let mut t = [0u128; 128];
+    add(&mut t, "pg");
+    add(&mut t, "re");
     let mut i = 0;
     while i < FUNCTIONS.len() {
-        t[FUNCTIONS[i].0.as_bytes()[0] as usize] = true;
+        add(&mut t, FUNCTIONS[i].0);
         i += 1;
     }
     let mut i = 0;
     while i < FUNCTION_PREFIXES.len() {
-        t[FUNCTION_PREFIXES[i].0.as_bytes()[0] as usize] = true;
+        add(&mut t, FUNCTION_PREFIXES[i].0);
         i += 1;
     }
     t
 };
 
-/// Cheap filter on a word's first (lower-case) byte: false means the word
-/// cannot be sensitive.
-pub(crate) fn may_be_sensitive(first: u8) -> bool {
-    FIRST_BYTES[first as usize]
+/// Cheap filter on a word's first two (lower-case) bytes (0 when the word
+/// has one): false means the word cannot be sensitive.
+pub(crate) fn may_be_sensitive(first: u8, second: u8) -> bool {
+    first < 128 && second < 128 && FIRST_TWO[first as usize] & (1 << second) != 0
 }
 
 /// True when a lower-case word names anything the walker treats specially,
 /// so that the pre-check must hand the text to the full parse.
 pub(crate) fn is_sensitive_word(word: &str) -> bool {
-    let Some(&first) = word.as_bytes().first() else {
-        return false;
+    let b = word.as_bytes();
+    let (Some(&first), Some(&second)) = (b.first(), b.get(1)) else {
+        return false; // no name above has one byte
     };
-    may_be_sensitive(first)
+    may_be_sensitive(first, second)
         // Every catalog object, and most dangerous functions, start with pg_.
         && (word.starts_with("pg_")
             || function_class(word).is_some()
