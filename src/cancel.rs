@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -18,9 +18,14 @@ pub struct BackendKey {
     pub secret: i32,
 }
 
+/// Where one client's queries run now. Shared between the map (for
+/// cancels) and the client's session (which re-points it per transaction
+/// without touching the map).
+type Slot = Arc<Mutex<Option<BackendKey>>>;
+
 struct Entry {
     secret: i32,
-    backend: Option<BackendKey>,
+    backend: Slot,
 }
 
 #[derive(Default)]
@@ -28,31 +33,48 @@ pub struct CancelMap {
     inner: Mutex<HashMap<i32, Entry>>,
 }
 
+/// A client's (pid, secret), registered until dropped.
+pub struct CancelKey<'a> {
+    map: &'a CancelMap,
+    pub pid: i32,
+    pub secret: i32,
+    backend: Slot,
+}
+
+impl CancelKey<'_> {
+    /// Points this client's cancels at `backend` (None: nothing runs).
+    pub fn set_backend(&self, backend: Option<BackendKey>) {
+        *self.backend.lock().expect("poisoned") = backend;
+    }
+}
+
+impl Drop for CancelKey<'_> {
+    fn drop(&mut self) {
+        self.map.inner.lock().expect("poisoned").remove(&self.pid);
+    }
+}
+
 impl CancelMap {
     /// Allocates a fresh, unused (pid, secret) for a client.
-    pub fn register(&self) -> (i32, i32) {
+    pub fn register(&self) -> CancelKey<'_> {
         let mut map = self.inner.lock().expect("poisoned");
         loop {
             let pid = rand::random_range(1..i32::MAX);
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(pid) {
                 let secret = rand::random();
+                let backend = Slot::default();
                 v.insert(Entry {
                     secret,
-                    backend: None,
+                    backend: backend.clone(),
                 });
-                return (pid, secret);
+                return CancelKey {
+                    map: self,
+                    pid,
+                    secret,
+                    backend,
+                };
             }
         }
-    }
-
-    pub fn set_backend(&self, pid: i32, backend: Option<BackendKey>) {
-        if let Some(e) = self.inner.lock().expect("poisoned").get_mut(&pid) {
-            e.backend = backend;
-        }
-    }
-
-    pub fn unregister(&self, pid: i32) {
-        self.inner.lock().expect("poisoned").remove(&pid);
     }
 
     /// The backend to cancel, if `secret` is right for `pid`.
@@ -64,7 +86,7 @@ impl CancelMap {
         if (e.secret ^ secret) != 0 {
             return None;
         }
-        e.backend
+        *e.backend.lock().expect("poisoned")
     }
 }
 
@@ -86,17 +108,21 @@ mod tests {
     #[test]
     fn cancel_needs_the_right_secret() {
         let map = CancelMap::default();
-        let (pid, secret) = map.register();
+        let client = map.register();
+        let (pid, secret) = (client.pid, client.secret);
         let key = BackendKey {
             addr: "127.0.0.1:1".parse().unwrap(),
             pid: 42,
             secret: 7,
         };
         assert!(map.resolve(pid, secret).is_none(), "no backend yet");
-        map.set_backend(pid, Some(key));
+        client.set_backend(Some(key));
         assert_eq!(map.resolve(pid, secret).unwrap().pid, 42);
         assert!(map.resolve(pid, secret.wrapping_add(1)).is_none());
-        map.unregister(pid);
+        client.set_backend(None);
+        assert!(map.resolve(pid, secret).is_none(), "between transactions");
+        client.set_backend(Some(key));
+        drop(client);
         assert!(map.resolve(pid, secret).is_none());
     }
 }

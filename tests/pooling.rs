@@ -279,6 +279,110 @@ async fn a_client_keeps_its_settings_on_every_connection() {
     assert_eq!(v, "0");
 }
 
+/// Startup settings travel with the client's first statement once the
+/// server has accepted them before; the first time, and for a bad value,
+/// they are applied before the client gets ReadyForQuery.
+#[tokio::test]
+async fn startup_settings_follow_each_client_over_one_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("startset");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+        let connect = |app: &str, timeout: &str| {
+            let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+            cfg.application_name(app)
+                .options(format!("-c statement_timeout={timeout}"));
+            async move {
+                let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                let conn = tokio::spawn(conn);
+                Ok::<_, tokio_postgres::Error>((client, conn))
+            }
+        };
+        let Err(err) = connect("bad", "soon").await else {
+            panic!("{mode}: a bad value must fail the login");
+        };
+        assert_eq!(support::sqlstate(&err), "22023", "{mode}: {err:?}");
+        let mut pids = std::collections::HashSet::new();
+        for round in 0..3 {
+            for (app, timeout, shown) in [("alpha", "1111", "1111ms"), ("beta", "2s", "2s")] {
+                let (c, conn) = connect(app, timeout).await.unwrap_or_else(|e| {
+                    panic!("{mode} round {round} {app}: {e:?}\n{}", proxy.log())
+                });
+                let row = c
+                    .query_one(
+                        "SELECT current_setting('application_name'), \
+                         current_setting('statement_timeout'), pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let got: (String, String) = (row.get(0), row.get(1));
+                assert_eq!(
+                    got,
+                    (app.to_owned(), shown.to_owned()),
+                    "{mode} round {round}"
+                );
+                pids.insert(row.get::<_, i32>(2));
+                drop(c);
+                conn.await.unwrap().unwrap();
+            }
+        }
+        assert_eq!(pids.len(), 1, "{mode}: one connection served every client");
+    }
+}
+
+/// A setting sent ahead of the client's first statement that the server
+/// refuses after all (here: the object it names was dropped meanwhile)
+/// ends that session with the server's error; the connection is not reused.
+#[tokio::test]
+async fn a_queued_setting_the_server_refuses_ends_the_session() {
+    let reg = registry();
+    let t = reg.create_tenant("lateset");
+    let key = reg.issue_key(&t);
+    let su = superuser().await;
+    let cfg_name = format!("tenant_{t}.pgt_cfg");
+    su.batch_execute(&format!(
+        "CREATE TEXT SEARCH CONFIGURATION {cfg_name} (COPY = simple)"
+    ))
+    .await
+    .unwrap();
+    let proxy = reg.proxy(&[("PGTENANT_POOL_SIZE", "1")]);
+    let connect = || {
+        let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+        cfg.options(format!("-c default_text_search_config={cfg_name}"));
+        async move {
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+    };
+    for _ in 0..2 {
+        let c = connect().await;
+        let v: String = c
+            .query_one("SHOW default_text_search_config", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, cfg_name);
+    }
+    su.batch_execute(&format!("DROP TEXT SEARCH CONFIGURATION {cfg_name}"))
+        .await
+        .unwrap();
+    let c = connect().await;
+    let err = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert!(
+        db.message().contains("default_text_search_config"),
+        "the server's own reason: {db:?}"
+    );
+    assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err());
+    // The next client gets a working session.
+    let c = proxy.client_ok(&key).await;
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}
+
 #[tokio::test]
 async fn pgbench_prepared_runs_clean_in_transaction_mode() {
     let reg = registry();

@@ -3,6 +3,7 @@
 //! (how many, and since when) for `SHOW POOLS` and the metrics.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,18 +24,23 @@ impl Paused {
 /// `PAUSE [tenant]` / `RESUME [tenant]`. Checkouts wait here with no
 /// deadline, as PgBouncer's clients do during PAUSE: `query_wait_timeout`
 /// counts from RESUME on.
-pub struct PauseGate(watch::Sender<Paused>);
+/// The flag answers the common question (is anything paused?) on every
+/// checkout without a lock.
+pub struct PauseGate(watch::Sender<Paused>, AtomicBool);
 
 impl Default for PauseGate {
     fn default() -> Self {
-        PauseGate(watch::Sender::new(Paused::default()))
+        PauseGate(
+            watch::Sender::new(Paused::default()),
+            AtomicBool::new(false),
+        )
     }
 }
 
 impl PauseGate {
     /// Is `tenant` (or everyone) paused right now?
     pub fn holds(&self, tenant: &str) -> bool {
-        self.0.borrow().holds(tenant)
+        self.1.load(Ordering::Acquire) && self.0.borrow().holds(tenant)
     }
 
     /// Returns at once unless `tenant` (or everyone) is paused.
@@ -49,21 +55,28 @@ impl PauseGate {
 
     /// Pauses one tenant, or everyone.
     pub fn pause(&self, tenant: Option<&str>) {
-        self.0.send_modify(|p| match tenant {
-            None => p.all = true,
-            Some(t) => {
-                p.tenants.insert(t.to_owned());
+        self.0.send_modify(|p| {
+            match tenant {
+                None => p.all = true,
+                Some(t) => {
+                    p.tenants.insert(t.to_owned());
+                }
             }
+            self.1.store(true, Ordering::Release);
         });
     }
 
     /// Lifts one tenant's PAUSE (a global one still holds), or every PAUSE.
     pub fn resume(&self, tenant: Option<&str>) {
-        self.0.send_modify(|p| match tenant {
-            None => *p = Paused::default(),
-            Some(t) => {
-                p.tenants.remove(t);
+        self.0.send_modify(|p| {
+            match tenant {
+                None => *p = Paused::default(),
+                Some(t) => {
+                    p.tenants.remove(t);
+                }
             }
+            self.1
+                .store(p.all || !p.tenants.is_empty(), Ordering::Release);
         });
     }
 

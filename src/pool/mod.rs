@@ -16,7 +16,7 @@ pub mod resizable;
 pub mod server;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,20 @@ pub struct Pools {
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
     /// Admin `PAUSE`/`RESUME`.
     pause: gate::PauseGate,
+    /// Client settings (name, value) the server has accepted before; see
+    /// [`Pools::settings_accepted_before`].
+    accepted: Mutex<HashSet<(String, String)>>,
+}
+
+/// Bounds [`Pools::accepted`]: a client sending ever new values only loses
+/// the fast path.
+const MAX_ACCEPTED_SETTINGS: usize = 4096;
+
+/// A connected client's place in its tenant's pool (it counts against
+/// `max_client_connections` until dropped), and the pool it draws from.
+pub struct Admission {
+    pool: Arc<TenantPool>,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A connection lent to one client, with the right to hold it.
@@ -86,6 +100,7 @@ impl Pools {
             wait_histogram: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
             pause: gate::PauseGate::default(),
+            accepted: Mutex::default(),
         }
     }
 
@@ -112,14 +127,37 @@ impl Pools {
     }
 
     /// Admits one more client of `tenant`, or refuses with 53300.
-    pub fn admit(&self, tenant: &Arc<Tenant>) -> Result<OwnedSemaphorePermit, ClientError> {
+    pub fn admit(&self, tenant: &Arc<Tenant>) -> Result<Admission, ClientError> {
         let pool = self.tenant_pool(tenant);
-        pool.clients
-            .try_acquire()
-            .ok_or_else(|| ClientError::TooManyTenantClients {
-                tenant: tenant.name.clone(),
-                max: pool.clients.size(),
-            })
+        let permit =
+            pool.clients
+                .try_acquire()
+                .ok_or_else(|| ClientError::TooManyTenantClients {
+                    tenant: tenant.name.clone(),
+                    max: pool.clients.size(),
+                })?;
+        Ok(Admission {
+            pool,
+            _permit: permit,
+        })
+    }
+
+    /// Whether the server accepted every one of these settings before: a
+    /// value's validity doesn't depend on the connection, so such settings
+    /// can be sent ahead of the client's statement without waiting.
+    pub fn settings_accepted_before(&self, settings: &[(String, String)]) -> bool {
+        let known = self.accepted.lock().expect("poisoned");
+        settings.iter().all(|s| known.contains(s))
+    }
+
+    /// Records settings the server just accepted.
+    pub fn settings_accepted(&self, settings: &[(String, String)]) {
+        let mut known = self.accepted.lock().expect("poisoned");
+        for s in settings {
+            if known.len() < MAX_ACCEPTED_SETTINGS && !known.contains(s) {
+                known.insert(s.clone());
+            }
+        }
     }
 
     /// Applies a new pool configuration to live pools: sizes grow at once
@@ -165,29 +203,33 @@ impl Pools {
         }
     }
 
-    /// A clean connection of `tenant`'s role, waiting at most
-    /// `query_wait_timeout` for one to become free.
-    pub async fn acquire(&self, tenant: &Arc<Tenant>) -> Result<Checkout, ClientError> {
-        let pool = self.tenant_pool(tenant);
-        let wait_histogram = self
-            .wait_histogram
-            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
+    /// A clean connection of the admitted client's tenant role, waiting at
+    /// most `query_wait_timeout` for one to become free.
+    pub async fn acquire(&self, client: &Admission) -> Result<Checkout, ClientError> {
+        let pool = &client.pool;
+        let tenant = &pool.tenant;
         // The common case: not paused, a free permit, an idle connection.
-        // No waiter bookkeeping, no timer, no wake-up registration.
+        // No map lookup, no waiter bookkeeping, no timer, no wake-up
+        // registration.
         if !self.pause.holds(&tenant.name)
             && let Some(permit) = pool.checkout.try_acquire()
         {
-            if let Some(conn) = self.pop_idle(&pool) {
-                wait_histogram.record(0.0);
+            if let Some(conn) = self.pop_idle(pool) {
+                self.wait_histogram().record(0.0);
                 return Ok(Checkout {
                     conn,
-                    pool,
+                    pool: pool.clone(),
                     _permit: permit,
                 });
             }
-            return self.acquire_slow(tenant, pool, Some(permit)).await;
+            return self.acquire_slow(tenant, pool.clone(), Some(permit)).await;
         }
-        self.acquire_slow(tenant, pool, None).await
+        self.acquire_slow(tenant, pool.clone(), None).await
+    }
+
+    fn wait_histogram(&self) -> &metrics::Histogram {
+        self.wait_histogram
+            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"))
     }
 
     /// Waiting at PAUSE, for a permit, or for budget; or opening a connection.
@@ -199,9 +241,7 @@ impl Pools {
     ) -> Result<Checkout, ClientError> {
         let _waiting = pool.waiters.enter();
         self.pause.wait(&tenant.name).await;
-        let wait_histogram = self
-            .wait_histogram
-            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"));
+        let wait_histogram = self.wait_histogram();
         let cfg = self.cfg.load_full();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
@@ -269,13 +309,14 @@ impl Pools {
 
     /// The newest idle connection that is still healthy and young enough.
     fn pop_idle(&self, pool: &TenantPool) -> Option<ServerConn> {
+        let now = Instant::now();
         let mut idle = pool.idle.lock().expect("poisoned");
         while let Some(conn) = idle.pop() {
             // A connection used within the last second is not probed (one
             // syscall per transaction saved); if it died meanwhile, its
             // client gets the server's own error, as with PgBouncer.
-            let probe = conn.idle_since.elapsed() >= PROBE_AFTER;
-            if self.expired(&conn) || (probe && conn.is_broken()) {
+            let probe = now.saturating_duration_since(conn.idle_since) >= PROBE_AFTER;
+            if self.expired(&conn, now) || (probe && conn.is_broken()) {
                 continue; // dropping it closes the socket and frees its budget
             }
             return Some(conn);
@@ -283,10 +324,11 @@ impl Pools {
         None
     }
 
-    fn expired(&self, conn: &ServerConn) -> bool {
+    fn expired(&self, conn: &ServerConn, now: Instant) -> bool {
         let cfg = self.cfg.load();
-        conn.age() >= Duration::from_millis(cfg.server_lifetime_ms)
-            || conn.idle_since.elapsed() >= Duration::from_millis(cfg.server_idle_timeout_ms)
+        now.saturating_duration_since(conn.created) >= Duration::from_millis(cfg.server_lifetime_ms)
+            || now.saturating_duration_since(conn.idle_since)
+                >= Duration::from_millis(cfg.server_idle_timeout_ms)
     }
 
     /// Closes the longest-idle connection of some other tenant; false if
@@ -336,11 +378,12 @@ impl Pools {
     /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
     pub fn reap(&self) {
         let pools = self.all_pools();
+        let now = Instant::now();
         for p in pools {
             p.idle
                 .lock()
                 .expect("poisoned")
-                .retain(|c| !self.expired(c));
+                .retain(|c| !self.expired(c, now));
         }
     }
 

@@ -121,8 +121,6 @@ pub struct ServerConn {
     pub tenant: Arc<Tenant>,
     pub created: Instant,
     pub idle_since: Instant,
-    /// `search_path` as the role's pinned default shows it.
-    pinned_search_path: String,
     /// Client settings the proxy has SET on this session.
     applied: Vec<(String, String)>,
     /// Named statements prepared here (transaction mode).
@@ -165,7 +163,6 @@ impl ServerConn {
             tenant,
             created: Instant::now(),
             idle_since: Instant::now(),
-            pinned_search_path: String::new(),
             applied: Vec::new(),
             statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),
@@ -258,7 +255,7 @@ impl ServerConn {
     }
 
     /// Checks that the fresh session is the tenant's role in the tenant's
-    /// schema, and remembers how its search_path reads for later resets.
+    /// schema.
     async fn pin(&mut self) -> Result<(), ClientError> {
         let r = self.simple(&[VERIFY]).await?;
         let row = r.rows.first().ok_or_else(|| bad("no verification row"))?;
@@ -268,17 +265,17 @@ impl ServerConn {
                 self.tenant.role, self.tenant.schema, row[0], row[1]
             )));
         }
-        self.pinned_search_path = row[2].clone();
         Ok(())
     }
 
-    /// Makes the session's settings the client's: RESETs what an earlier
-    /// client had set and sets what differs (with `set_config`, which reads
-    /// values the way the config file does, lists included). The common
-    /// case, the same settings as the last client, costs nothing.
-    pub async fn apply_settings(&mut self, wanted: &[(String, String)]) -> Result<(), ClientError> {
+    /// The SQL that makes the session's settings the client's (RESETs what
+    /// an earlier client had set, `set_config` for what differs: it reads
+    /// values the way the config file does, lists included), or None when
+    /// they already are: the common case, the same settings as the last
+    /// client. Once it has run (or is sent), call [`Self::settings_applied`].
+    pub fn settings_sql(&self, wanted: &[(String, String)]) -> Option<String> {
         if self.applied == wanted {
-            return Ok(());
+            return None;
         }
         let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
         let mut sql = String::new();
@@ -303,14 +300,20 @@ impl ServerConn {
         if !sets.is_empty() {
             sql.push_str(&format!("SELECT {};", sets.join(", ")));
         }
-        if !sql.is_empty() {
-            let r = self.simple(&[&sql]).await?;
-            if let Some(e) = r.errors.into_iter().next() {
-                return Err(ClientError::Backend(e));
-            }
-        }
+        (!sql.is_empty()).then_some(sql)
+    }
+
+    pub fn settings_applied(&mut self, wanted: &[(String, String)]) {
         self.applied = wanted.to_vec();
-        Ok(())
+    }
+
+    /// Runs SQL from [`Self::settings_sql`] and waits for the server's answer.
+    pub async fn run_settings(&mut self, sql: &str) -> Result<(), ClientError> {
+        let r = self.simple(&[sql]).await?;
+        match r.errors.into_iter().next() {
+            Some(e) => Err(ClientError::Backend(e)),
+            None => Ok(()),
+        }
     }
 
     /// Reads back every setting changed in this session (by the client's
@@ -336,10 +339,17 @@ impl ServerConn {
 
     /// Returns the session to the state of a fresh login: no transaction,
     /// no prepared statements, temp tables, advisory locks, LISTENs or
-    /// settings; then proves it is still the tenant's role and schema.
+    /// settings.
+    ///
+    /// No query re-proves role and schema here: `DISCARD ALL` resets the
+    /// role to the login role and every setting to its value at login,
+    /// which [`Self::pin`] proved (a later `ALTER ROLE … SET` doesn't
+    /// change a running session's reset values). What the server reports
+    /// is checked instead, at no cost: the session user must still be the
+    /// tenant's role, and not a superuser.
     pub async fn reset(&mut self, status: TxStatus) -> Result<(), ServerError> {
-        let discard: &[&str] = &["DISCARD ALL", VERIFY];
-        let rollback: &[&str] = &["ROLLBACK", "DISCARD ALL", VERIFY];
+        let discard: &[&str] = &["DISCARD ALL"];
+        let rollback: &[&str] = &["ROLLBACK", "DISCARD ALL"];
         let r = self
             .simple(if status == TxStatus::Idle {
                 discard
@@ -350,16 +360,17 @@ impl ServerConn {
         if let Some(e) = r.errors.into_iter().next() {
             return Err(ServerError::Backend(e));
         }
+        let reported = |name: &str| {
+            self.params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
         let ok = r.status == TxStatus::Idle
-            && r.rows.first().is_some_and(|row| {
-                row[0] == self.tenant.role
-                    && row[1] == self.tenant.schema
-                    && row[2] == self.pinned_search_path
-            });
+            && reported("session_authorization").is_none_or(|u| u == self.tenant.role)
+            && reported("is_superuser") != Some("on");
         if !ok {
-            return Err(bad(
-                "session is not back on its pinned role and search_path",
-            ));
+            return Err(bad("session is not back on its tenant's login role"));
         }
         // DISCARD ALL dropped every setting and prepared statement.
         self.applied.clear();
@@ -374,20 +385,7 @@ impl ServerConn {
     }
 
     pub fn record_param(&mut self, body: &[u8]) {
-        let Some((name, rest)) = read_cstr(body) else {
-            return;
-        };
-        let Some((value, _)) = read_cstr(rest) else {
-            return;
-        };
-        let (name, value) = (
-            String::from_utf8_lossy(name),
-            String::from_utf8_lossy(value),
-        );
-        match self.params.iter_mut().find(|(n, _)| *n == name) {
-            Some(p) => p.1 = value.into_owned(),
-            None => self.params.push((name.into_owned(), value.into_owned())),
-        }
+        record_param(&mut self.params, body);
     }
 
     /// Runs each query as its own Query message, all in one write, and
@@ -476,4 +474,22 @@ fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
         body.advance(len);
     }
     Ok(cols)
+}
+
+/// Applies a ParameterStatus body (`name\0value\0`) to `params`.
+pub fn record_param(params: &mut Vec<(String, String)>, body: &[u8]) {
+    let Some((name, rest)) = read_cstr(body) else {
+        return;
+    };
+    let Some((value, _)) = read_cstr(rest) else {
+        return;
+    };
+    let (name, value) = (
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(value),
+    );
+    match params.iter_mut().find(|(n, _)| *n == name) {
+        Some(p) => p.1 = value.into_owned(),
+        None => params.push((name.into_owned(), value.into_owned())),
+    }
 }

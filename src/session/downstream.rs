@@ -9,7 +9,11 @@ use bytes::BytesMut;
 use super::expect::{Expect, Reply};
 use super::prepared::StatementCache;
 use crate::error::ClientError;
-use crate::protocol::{self, HEADER_LEN, TxStatus};
+use crate::pool::server::record_param;
+use crate::protocol::{self, ErrorFields, HEADER_LEN, TxStatus};
+
+/// The server's reported parameters (ParameterStatus), name and value.
+pub type Params = Vec<(String, String)>;
 
 pub struct Downstream {
     pub buf: BytesMut,
@@ -49,8 +53,13 @@ impl Downstream {
         self.expect.is_empty() && self.remaining == 0 && self.scanned == self.buf.len()
     }
 
-    /// Walks newly read server bytes; applies the expect queue.
-    pub fn scan(&mut self, cache: &mut StatementCache) -> Result<(), ClientError> {
+    /// Walks newly read server bytes; applies the expect queue and records
+    /// the server's ParameterStatus reports in `params`.
+    pub fn scan(
+        &mut self,
+        cache: &mut StatementCache,
+        params: &mut Params,
+    ) -> Result<(), ClientError> {
         let mut pos = self.scanned;
         loop {
             if self.remaining > 0 {
@@ -70,6 +79,32 @@ impl Downstream {
             };
             let whole = self.buf.len() - pos >= h.frame_len;
             let tag = h.tag;
+            let head = if is_async(tag) {
+                None
+            } else {
+                self.expect.front().cloned()
+            };
+            if tag == b'S' {
+                // Small; held until whole so that it can be recorded.
+                if !whole {
+                    break;
+                }
+                record_param(params, &self.buf[pos + HEADER_LEN..pos + h.frame_len]);
+            }
+            if let Some(Expect::Hidden) = head {
+                if !whole {
+                    break;
+                }
+                if tag == b'E' {
+                    let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
+                    return Err(ClientError::Backend(ErrorFields::parse(body)));
+                }
+                if tag == b'Z' {
+                    self.expect.pop_front();
+                }
+                splice(&mut self.buf, pos, h.frame_len, &[]);
+                continue;
+            }
             if tag == b'Z' {
                 let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
                     break;
@@ -82,11 +117,6 @@ impl Downstream {
             if tag == b'C' {
                 self.queries += 1;
             }
-            let head = if is_async(tag) {
-                None
-            } else {
-                self.expect.front().cloned()
-            };
             match (head, tag) {
                 // The proxy's own Parse/Close succeeded: the client never asked.
                 (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
@@ -158,9 +188,13 @@ impl Downstream {
 
     /// Called after new expectations were queued: emits leading synthetic
     /// answers right away when no server bytes are pending.
-    pub fn flush_synth(&mut self, cache: &mut StatementCache) -> Result<(), ClientError> {
+    pub fn flush_synth(
+        &mut self,
+        cache: &mut StatementCache,
+        params: &mut Params,
+    ) -> Result<(), ClientError> {
         if matches!(self.expect.front(), Some(Expect::Synth(_))) {
-            self.scan(cache)?;
+            self.scan(cache, params)?;
         }
         Ok(())
     }
@@ -214,7 +248,7 @@ mod tests {
         server.extend(msg(b'2', b""));
         server.extend(msg(b'Z', b"I"));
         d.buf.extend_from_slice(&server);
-        d.scan(&mut cache).unwrap();
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
         let mut want = msg(b'1', b""); // the synthetic one
         want.extend(msg(b'2', b""));
         want.extend(msg(b'Z', b"I"));
@@ -236,10 +270,10 @@ mod tests {
         let mut server = msg(b'E', b"C42601\0Msyntax\0\0");
         server.extend(msg(b'Z', b"E"));
         d.buf.extend_from_slice(&server[..7]);
-        d.scan(&mut cache).unwrap();
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert_eq!(d.scanned, 0, "held until whole");
         d.buf.extend_from_slice(&server[7..]);
-        d.scan(&mut cache).unwrap();
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
         let mut want = ours.to_vec();
         want.extend(msg(b'Z', b"E"));
         assert_eq!(&d.buf[..d.scanned], &want[..]);
@@ -254,11 +288,11 @@ mod tests {
         d.expect.push_back(Expect::Pass(Reply::UntilReady));
         let row = msg(b'D', &vec![7u8; 100_000]);
         d.buf.extend_from_slice(&row[..50_000]);
-        d.scan(&mut cache).unwrap();
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert_eq!(d.scanned, 50_000, "partial message bodies are passed on");
         d.buf.extend_from_slice(&row[50_000..]);
         d.buf.extend_from_slice(&msg(b'Z', b"I"));
-        d.scan(&mut cache).unwrap();
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert!(d.settled());
         assert_eq!(d.transactions, 1);
     }

@@ -62,6 +62,9 @@ pub enum Expect {
     /// A client's Parse of a named statement under its backend name;
     /// forgotten on the connection if it fails.
     ParseNamed(std::sync::Arc<str>),
+    /// A Query of the proxy's own (the client's settings on a connection):
+    /// its whole reply is dropped; an error in it ends the session.
+    Hidden,
 }
 
 impl Expect {
@@ -70,6 +73,7 @@ impl Expect {
             Expect::Pass(r) | Expect::Refused(r, _) => Some(*r),
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
+            Expect::Hidden => Some(Reply::UntilReady),
             Expect::Synth(_) => None,
         }
     }

@@ -2,12 +2,15 @@
 //! admin console and shutdown can find and end them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
+use futures_util::task::AtomicWaker;
 use uuid::Uuid;
 
 use crate::registry::Tenant;
@@ -21,27 +24,66 @@ pub enum KillMode {
     WhenIdle,
 }
 
-/// Shared between a session and whoever may end it.
+/// Shared between a session and whoever may end it. The relay polls it on
+/// every event, so a poll is one atomic load (no lock): only the session's
+/// own task ever waits on it, which one `AtomicWaker` serves.
 #[derive(Default)]
 pub struct KillSwitch {
-    token: CancellationToken,
     order: OnceLock<(KillMode, String)>,
+    waker: AtomicWaker,
 }
 
 impl KillSwitch {
     /// Asks the session to end; the first order wins.
     pub fn kill(&self, mode: KillMode, reason: impl Into<String>) {
         if self.order.set((mode, reason.into())).is_ok() {
-            self.token.cancel();
+            self.waker.wake();
         }
     }
 
-    pub fn token(&self) -> &CancellationToken {
-        &self.token
+    /// Resolves once an order was given.
+    pub fn killed(&self) -> Killed<'_> {
+        Killed {
+            switch: self,
+            registered: None,
+        }
     }
 
     pub fn order(&self) -> Option<&(KillMode, String)> {
         self.order.get()
+    }
+}
+
+/// See [`KillSwitch::killed`].
+pub struct Killed<'a> {
+    switch: &'a KillSwitch,
+    /// The waker already registered: polling again with the same task's
+    /// waker (the relay's case, every event) costs one atomic load.
+    registered: Option<Waker>,
+}
+
+impl Future for Killed<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.switch.order.get().is_some() {
+            return Poll::Ready(());
+        }
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        self.switch.waker.register(cx.waker());
+        self.registered = Some(cx.waker().clone());
+        // An order given between the check and the registration woke nobody.
+        if self.switch.order.get().is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

@@ -76,18 +76,6 @@ async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
     }
 }
 
-/// Removes the client's cancel key however the session ends.
-struct CancelGuard<'a> {
-    ctx: &'a Context,
-    pid: i32,
-}
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        self.ctx.cancels.unregister(self.pid);
-    }
-}
-
 async fn run(
     ctx: &Context,
     stream: &mut ClientStream,
@@ -113,9 +101,8 @@ async fn run(
     span.record("key_id", field::display(login.key.key_id));
     span.record("user", login.request.user.as_str());
 
-    let _admitted = ctx.pools.admit(&tenant)?;
-    let (pid, secret) = ctx.cancels.register();
-    let _guard = CancelGuard { ctx, pid };
+    let admitted = ctx.pools.admit(&tenant)?;
+    let cancel = ctx.cancels.register();
     let kill = std::sync::Arc::new(live::KillSwitch::default());
     let _live = ctx.sessions.register(live::SessionInfo {
         tenant: tenant.clone(),
@@ -125,21 +112,33 @@ async fn run(
         started: Instant::now(),
         kill: kill.clone(),
     });
-    let mut checkout = ctx.pools.acquire(&tenant).await?;
-    if let Err(e) = checkout.conn.apply_settings(&login.request.settings).await {
-        checkout.release(Release::Ready(TxStatus::Idle)).await;
-        return Err(e);
-    }
-    ctx.cancels
-        .set_backend(pid, Some(relay::backend_key(&checkout.conn)));
+    let mut checkout = ctx.pools.acquire(&admitted).await?;
+    let wanted = &login.request.settings;
+    let pending = match relay::client_settings(ctx, &mut checkout, wanted).await {
+        Ok(p) => p,
+        Err(e) => {
+            checkout.release(Release::Ready(TxStatus::Idle)).await;
+            return Err(e);
+        }
+    };
+    cancel.set_backend(Some(relay::backend_key(&checkout.conn)));
 
     // The client sees the server's own parameters and a cancel key of ours.
     let mut hello = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut hello);
     for (k, v) in &checkout.conn.params {
+        // Settings still queued are reported as the client asked for them,
+        // as PgBouncer does; the server's own report follows when they run.
+        let v = match pending {
+            Some(_) => wanted
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map_or(v, |(_, w)| w),
+            None => v,
+        };
         protocol::parameter_status(&mut hello, k, v);
     }
-    protocol::backend_key_data(&mut hello, pid, secret);
+    protocol::backend_key_data(&mut hello, cancel.pid, cancel.secret);
     protocol::ready_for_query(&mut hello, b'I');
     if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
         checkout.release(Release::Ready(TxStatus::Idle)).await;
@@ -152,7 +151,7 @@ async fn run(
     let firewall = ctx.firewall.load_full();
     let session = relay::Session {
         ctx,
-        tenant: &tenant,
+        admitted: &admitted,
         settings: &login.request.settings,
         mode: ctx.cfg().pool.for_tenant(&tenant.name).mode,
         inspector: &inspect::TenantFirewall {
@@ -161,9 +160,9 @@ async fn run(
             mode: ctx.cfg().firewall.mode_for(&tenant.name),
         },
         kill: &kill,
-        cancel_pid: pid,
+        cancel: &cancel,
     };
-    let outcome = relay::run(&session, stream, checkout).await;
+    let outcome = relay::run(&session, stream, checkout, pending).await;
     metrics::gauge!("pgtenant_clients_active").decrement(1.0);
     let s = outcome.stats;
     tracing::info!(

@@ -62,13 +62,31 @@ pub fn session_effect(sql: &str) -> Effect {
             e.changes_settings = true;
         }
     }
-    if contains_ci(sql, "pg_advisory_lock") || contains_ci(sql, "pg_try_advisory_lock") {
+    let (advisory_lock, set_config) = mentions(sql.as_bytes());
+    if advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
-    if contains_ci(sql, "set_config") {
-        e.changes_settings = true;
-    }
+    e.changes_settings |= set_config;
     e
+}
+
+/// Whether the text mentions `pg_advisory_lock`/`pg_try_advisory_lock`,
+/// and `set_config`, in any case: one pass, runs on every statement.
+fn mentions(hay: &[u8]) -> (bool, bool) {
+    let (mut lock, mut config) = (false, false);
+    for (i, &c) in hay.iter().enumerate() {
+        // `| 0x20` folds ASCII case; other bytes that land on p/s only cost
+        // a comparison.
+        match c | 0x20 {
+            b'p' => {
+                lock |= starts_ci(&hay[i..], b"pg_advisory_lock")
+                    || starts_ci(&hay[i..], b"pg_try_advisory_lock")
+            }
+            b's' => config |= starts_ci(&hay[i..], b"set_config"),
+            _ => {}
+        }
+    }
+    (lock, config)
 }
 
 /// Words of a statement, skipping comments and punctuation.
@@ -109,10 +127,8 @@ fn contains_word(stmt: &str, w: &str) -> bool {
     words(stmt).any(|x| x.eq_ignore_ascii_case(w))
 }
 
-fn contains_ci(hay: &str, needle: &str) -> bool {
-    hay.as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+fn starts_ci(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.len() >= prefix.len() && hay[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 #[cfg(test)]
@@ -162,5 +178,15 @@ mod tests {
         assert!(session_effect("SET TIME ZONE 'UTC'").changes_settings);
         assert!(!session_effect("SET LOCAL work_mem = '1MB'").changes_settings);
         assert!(session_effect("SELECT set_config('jit', $1, false)").changes_settings);
+        assert!(session_effect("select SET_CONFIG('jit', 'off', false)").changes_settings);
+        assert!(
+            session_effect("SELECT PG_TRY_ADVISORY_LOCK(7)")
+                .pins
+                .is_some()
+        );
+        assert_eq!(
+            session_effect("select pg_sleep(1), 'set_confi'"),
+            Effect::default()
+        );
     }
 }

@@ -9,24 +9,21 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::io::poll_read_buf;
-use tokio_util::sync::WaitForCancellationFuture;
 
 use super::downstream::Downstream;
-use super::live::{KillMode, KillSwitch};
+use super::live::{KillMode, KillSwitch, Killed};
 use super::upstream::{Inspector, Upstream};
-use crate::cancel::BackendKey;
+use crate::cancel::{BackendKey, CancelKey};
 use crate::config::PoolMode;
 use crate::context::Context;
 use crate::error::ClientError;
-use crate::pool::{Checkout, Release, ServerConn};
+use crate::pool::{Admission, Checkout, Release, ServerConn};
 use crate::protocol::{TxStatus, tag};
-use crate::registry::Tenant;
 use crate::tls::ClientStream;
 
 /// Stop reading a peer while this much is still waiting to be written to
@@ -39,13 +36,14 @@ const IDLE_CHUNK: usize = 1024;
 /// Everything a relay needs besides the two connections.
 pub struct Session<'a> {
     pub ctx: &'a Context,
-    pub tenant: &'a Arc<Tenant>,
+    /// The client's place in its tenant's pool.
+    pub admitted: &'a Admission,
     pub settings: &'a [(String, String)],
     pub mode: PoolMode,
     pub inspector: &'a dyn Inspector,
     pub kill: &'a KillSwitch,
-    /// The client's cancel key id, to point at whichever server it uses.
-    pub cancel_pid: i32,
+    /// The client's cancel key, to point at whichever server it uses.
+    pub cancel: &'a CancelKey<'a>,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -62,7 +60,13 @@ pub struct Outcome {
     pub stats: Stats,
 }
 
-pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) -> Outcome {
+/// `settings`: SQL from [`client_settings`] still to run on `first`.
+pub async fn run(
+    s: &Session<'_>,
+    client: &mut ClientStream,
+    first: Checkout,
+    settings: Option<String>,
+) -> Outcome {
     let mut up = Upstream::new(s.mode == PoolMode::Transaction);
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.to_vec();
@@ -70,6 +74,9 @@ pub async fn run(s: &Session<'_>, client: &mut ClientStream, first: Checkout) ->
     let mut down = Downstream::new(BytesMut::new());
     let mut server = Some(first);
     let mut stats = Stats::default();
+    if let Some(sql) = settings {
+        up.hidden_query(sql, &wanted);
+    }
     let error = relay(
         s,
         client,
@@ -98,7 +105,7 @@ async fn relay(
     wanted: &mut Vec<(String, String)>,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
-    let killed = s.kill.token().cancelled();
+    let killed = s.kill.killed();
     tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
     loop {
@@ -113,8 +120,8 @@ async fn relay(
                 // A client waiting for a connection (or behind PAUSE) can
                 // still be killed.
                 let attached = tokio::select! {
-                    r = attach(s, wanted) => r,
-                    _ = s.kill.token().cancelled() => {
+                    r = attach(s, wanted, up) => r,
+                    _ = s.kill.killed() => {
                         let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
                         return Some(ClientError::Terminated(reason));
                     }
@@ -151,6 +158,9 @@ async fn relay(
                 }
                 up.settings_changed = false;
             }
+            // Settings queued for this connection go with it unsent: the
+            // next one gets them computed afresh.
+            up.drop_hidden();
             detach(s, co, up, down, false).await;
         }
         // Room to read into: the server side only while attached; the client
@@ -174,7 +184,7 @@ async fn relay(
             Event::ServerRead(Ok(n)) if n > 0 => {
                 stats.bytes_out += n as u64;
                 let co = server.as_mut().expect("read from an attached server");
-                if let Err(e) = down.scan(&mut co.conn.statements) {
+                if let Err(e) = down.scan(&mut co.conn.statements, &mut co.conn.params) {
                     return Some(e);
                 }
             }
@@ -201,16 +211,43 @@ async fn relay(
 }
 
 /// A server connection for the next transaction, with the client's settings.
-async fn attach(s: &Session<'_>, wanted: &[(String, String)]) -> Result<Checkout, ClientError> {
-    let mut co = s.ctx.pools.acquire(s.tenant).await?;
-    if let Err(e) = co.conn.apply_settings(wanted).await {
-        co.release(Release::Ready(TxStatus::Idle)).await;
-        return Err(e);
+async fn attach(
+    s: &Session<'_>,
+    wanted: &[(String, String)],
+    up: &mut Upstream,
+) -> Result<Checkout, ClientError> {
+    let mut co = s.ctx.pools.acquire(s.admitted).await?;
+    match client_settings(s.ctx, &mut co, wanted).await {
+        Ok(Some(sql)) => up.hidden_query(sql, wanted),
+        Ok(None) => {}
+        Err(e) => {
+            co.release(Release::Ready(TxStatus::Idle)).await;
+            return Err(e);
+        }
     }
-    s.ctx
-        .cancels
-        .set_backend(s.cancel_pid, Some(backend_key(&co.conn)));
+    s.cancel.set_backend(Some(backend_key(&co.conn)));
     Ok(co)
+}
+
+/// Gives `co` the client's settings. Returns SQL to send ahead of the
+/// client's next message (no round trip) when the server has accepted
+/// every value before; otherwise applies them now and waits, so that a bad
+/// value fails before any statement of the client's runs.
+pub async fn client_settings(
+    ctx: &Context,
+    co: &mut Checkout,
+    wanted: &[(String, String)],
+) -> Result<Option<String>, ClientError> {
+    let Some(sql) = co.conn.settings_sql(wanted) else {
+        return Ok(None); // the common case: what the last client had
+    };
+    if ctx.pools.settings_accepted_before(wanted) {
+        return Ok(Some(sql));
+    }
+    co.conn.run_settings(&sql).await?;
+    co.conn.settings_applied(wanted);
+    ctx.pools.settings_accepted(wanted);
+    Ok(None)
 }
 
 pub fn backend_key(c: &ServerConn) -> BackendKey {
@@ -224,7 +261,7 @@ pub fn backend_key(c: &ServerConn) -> BackendKey {
 /// Returns the connection to the pool: as is between transactions, after a
 /// full reset when the client leaves, closed if it can't be proven clean.
 async fn detach(s: &Session<'_>, co: Checkout, up: &Upstream, down: &Downstream, leaving: bool) {
-    s.ctx.cancels.set_backend(s.cancel_pid, None);
+    s.cancel.set_backend(None);
     let clean = up.out.is_empty() && down.settled();
     if !clean {
         // Something may still run on the server: stop it before closing.
@@ -285,7 +322,7 @@ async fn next_event(
     mut server: Option<&mut ServerConn>,
     up: &mut Upstream,
     down: &mut Downstream,
-    mut killed: Option<Pin<&mut WaitForCancellationFuture<'_>>>,
+    mut killed: Option<Pin<&mut Killed<'_>>>,
 ) -> Event {
     poll_fn(|cx| {
         if let Some(k) = killed.as_mut()

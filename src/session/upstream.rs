@@ -15,6 +15,7 @@ use super::pinning::session_effect;
 use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
 use crate::error::ClientError;
 use crate::pool::ServerConn;
+use crate::protocol::startup::StartupError;
 use crate::protocol::{self, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
@@ -54,6 +55,8 @@ pub struct Upstream {
     /// Transaction mode renames named statements; session mode passes them.
     rename: bool,
     statements: ClientStatements,
+    /// See [`Upstream::hidden_query`].
+    hidden: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Upstream {
@@ -67,6 +70,7 @@ impl Upstream {
             settings_changed: false,
             rename,
             statements: ClientStatements::new(),
+            hidden: None,
         }
     }
 
@@ -97,9 +101,30 @@ impl Upstream {
             if self.discard_until_sync && h.tag != tag::SYNC {
                 continue;
             }
+            if let Some((sql, settings)) = self.hidden.take() {
+                // From NUL-terminated startup values or from the server.
+                frontend::query(&sql, &mut self.out).map_err(|_| {
+                    ClientError::Startup(StartupError::Malformed("NUL in a setting"))
+                })?;
+                down.expect.push_back(Expect::Hidden);
+                server.settings_applied(&settings);
+            }
             self.message(h.tag, &frame, inspector, down, server);
         }
-        down.flush_synth(&mut server.statements)
+        down.flush_synth(&mut server.statements, &mut server.params)
+    }
+
+    /// Queues a Query of the proxy's own, sent in the same write as the
+    /// client's next message and ahead of it; its reply never reaches the
+    /// client (see [`Expect::Hidden`]).
+    /// `settings`: what the query applies, recorded on the connection once
+    /// it is sent.
+    pub fn hidden_query(&mut self, sql: String, settings: &[(String, String)]) {
+        self.hidden = Some((sql, settings.to_vec()));
+    }
+
+    pub fn drop_hidden(&mut self) {
+        self.hidden = None;
     }
 
     fn message(

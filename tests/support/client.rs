@@ -26,6 +26,13 @@ impl Proxy {
 /// A client of the proxy on `port` (for tasks that can't borrow the
 /// [`Proxy`]); connects within 5 s or fails.
 pub async fn client_at(port: u16, key: &str, db: &str) -> Result<Client, Error> {
+    let (client, conn) = config_at(port, key, db).connect(NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Connection settings for a client of the proxy on `port`, to add to.
+pub fn config_at(port: u16, key: &str, db: &str) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host("127.0.0.1")
         .port(port)
@@ -33,9 +40,7 @@ pub async fn client_at(port: u16, key: &str, db: &str) -> Result<Client, Error> 
         .password(key)
         .dbname(db)
         .connect_timeout(std::time::Duration::from_secs(5));
-    let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
+    cfg
 }
 
 /// The SQLSTATE of an error, or a description when it has none.

@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-pub use client::{client_at, sqlstate};
+pub use client::{client_at, config_at, sqlstate};
 pub use cluster::{Cluster, cluster};
 pub use proxy::Proxy;
 pub use registry::{Registry, registry};
