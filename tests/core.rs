@@ -4,7 +4,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use support::{Proxy, registry, sqlstate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -304,75 +303,6 @@ async fn copy_in_and_out_match_a_direct_run_byte_for_byte() {
     );
 }
 
-/// A minimal raw protocol client, for what drivers won't do on purpose.
-mod raw {
-    use super::*;
-
-    pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
-        let opts = format!("-c pgtenant.api_key={key}");
-        postgres_protocol::message::frontend::startup_message(
-            [
-                ("user", "raw"),
-                ("database", "app"),
-                ("options", opts.as_str()),
-            ],
-            &mut buf,
-        )
-        .unwrap();
-        s.write_all(&buf).await.unwrap();
-        let (mut pid, mut secret) = (0, 0);
-        loop {
-            let (tag, body) = read_msg(&mut s).await.expect("startup reply");
-            match tag {
-                b'K' => {
-                    pid = i32::from_be_bytes(body[..4].try_into().unwrap());
-                    secret = i32::from_be_bytes(body[4..8].try_into().unwrap());
-                }
-                b'Z' => return (s, pid, secret),
-                b'E' => panic!("login failed: {}", String::from_utf8_lossy(&body)),
-                _ => {}
-            }
-        }
-    }
-
-    pub async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-        let tag = s.read_u8().await.ok()?;
-        let len = s.read_i32().await.ok()?;
-        let mut body = vec![0; len as usize - 4];
-        s.read_exact(&mut body).await.ok()?;
-        Some((tag, body))
-    }
-
-    pub async fn query(s: &mut TcpStream, sql: &str) {
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::query(sql, &mut buf).unwrap();
-        s.write_all(&buf).await.unwrap();
-    }
-
-    /// Reads to ReadyForQuery; returns the SQLSTATE of an error, if any.
-    pub async fn until_ready(s: &mut TcpStream) -> Option<String> {
-        let mut err = None;
-        loop {
-            let (tag, body) = read_msg(s).await.expect("server reply");
-            match tag {
-                b'E' => err = Some(String::from_utf8_lossy(&body).into_owned()),
-                b'Z' => return err,
-                _ => {}
-            }
-        }
-    }
-
-    pub async fn cancel(addr: std::net::SocketAddr, pid: i32, secret: i32) {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::cancel_request(pid, secret, &mut buf);
-        s.write_all(&buf).await.unwrap();
-        let _ = s.read_u8().await; // the proxy closes without a reply
-    }
-}
-
 #[tokio::test]
 async fn cancel_request_reaches_only_the_right_query() {
     let reg = registry();
@@ -381,23 +311,23 @@ async fn cancel_request_reaches_only_the_right_query() {
     let proxy = reg.proxy(&[]);
 
     // A forged cancel (right pid, wrong secret) cancels nothing.
-    let (mut s, pid, secret) = raw::startup(proxy.addr, &key).await;
-    raw::query(&mut s, "SELECT pg_sleep(1.5)").await;
+    let (mut s, pid, secret) = support::raw::startup(proxy.addr, &key).await;
+    support::raw::query(&mut s, "SELECT pg_sleep(1.5)").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    raw::cancel(proxy.addr, pid, secret.wrapping_add(1)).await;
-    raw::cancel(proxy.addr, pid.wrapping_add(1), secret).await;
+    support::raw::cancel(proxy.addr, pid, secret.wrapping_add(1)).await;
+    support::raw::cancel(proxy.addr, pid.wrapping_add(1), secret).await;
     assert_eq!(
-        raw::until_ready(&mut s).await,
+        support::raw::until_ready(&mut s).await,
         None,
         "a forged cancel cancelled the query"
     );
 
     // The real key cancels a 30 s sleep at once.
     let started = Instant::now();
-    raw::query(&mut s, "SELECT pg_sleep(30)").await;
+    support::raw::query(&mut s, "SELECT pg_sleep(30)").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    raw::cancel(proxy.addr, pid, secret).await;
-    let err = raw::until_ready(&mut s)
+    support::raw::cancel(proxy.addr, pid, secret).await;
+    let err = support::raw::until_ready(&mut s)
         .await
         .expect("the query was cancelled");
     assert!(err.contains("57014"), "{err}");
@@ -443,13 +373,13 @@ async fn a_client_killed_mid_transaction_leaves_nothing_behind() {
     drop(c);
 
     // Idle in a transaction holding a row lock, then the socket just closes.
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::query(&mut s, "BEGIN; UPDATE acct SET n = n + 1 WHERE id = 1;").await;
-    assert_eq!(raw::until_ready(&mut s).await, None);
+    let (mut s, _, _) = support::raw::startup(proxy.addr, &key).await;
+    support::raw::query(&mut s, "BEGIN; UPDATE acct SET n = n + 1 WHERE id = 1;").await;
+    assert_eq!(support::raw::until_ready(&mut s).await, None);
     drop(s);
     // Mid-query this time: a long statement still running when the socket closes.
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::query(&mut s, "BEGIN; LOCK TABLE acct; SELECT pg_sleep(30);").await;
+    let (mut s, _, _) = support::raw::startup(proxy.addr, &key).await;
+    support::raw::query(&mut s, "BEGIN; LOCK TABLE acct; SELECT pg_sleep(30);").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(s);
 

@@ -391,6 +391,7 @@ async fn pgbench_prepared_runs_clean_in_transaction_mode() {
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "2"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "5000"),
     ]);
     let pgbench = support::cluster().bindir.join("pgbench");
     let run = |args: &[&str]| {
@@ -416,11 +417,12 @@ async fn pgbench_prepared_runs_clean_in_transaction_mode() {
         String::from_utf8_lossy(&init.stderr),
         proxy.log()
     );
-    // One client per thread: pgbench -M prepared prepares synchronously,
-    // which blocks every client of its thread while it waits for a
-    // connection held by one of them (true of any transaction pooler).
+    // Eight clients on one thread over two connections: pgbench -M
+    // prepared prepares synchronously, blocking its whole thread; the
+    // proxy answers that prepare without a connection, so clients of the
+    // same thread that hold both connections can go on.
     for mode in ["simple", "extended", "prepared"] {
-        let out = run(&["-M", mode, "-c", "4", "-j", "4", "-t", "100"]);
+        let out = run(&["-M", mode, "-c", "8", "-j", "1", "-t", "50"]);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -433,7 +435,76 @@ async fn pgbench_prepared_runs_clean_in_transaction_mode() {
         );
         assert!(
             text.contains("number of transactions actually processed: 400/400"),
+            // 8 clients x 50
             "-M {mode}: {text}"
         );
     }
+}
+
+/// A bare prepare (Parse … Sync) with no connection attached is answered
+/// by the proxy: refusals and ParseComplete as the server would send them;
+/// a statement the server rejects fails where it is first used.
+#[tokio::test]
+async fn a_bare_prepare_is_answered_without_a_connection() {
+    use postgres_protocol::message::frontend;
+    use support::raw;
+    let reg = registry();
+    let t = reg.create_tenant("bareprep");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let parse = |b: &mut bytes::BytesMut, name: &str, sql: &str| {
+        frontend::parse(name, sql, [], b).unwrap();
+    };
+    raw::send(&mut s, |b| {
+        parse(b, "one", "SELECT 1");
+        parse(b, "two", "SELECT 2");
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    // Refused by the firewall: the rest up to Sync is skipped, as the
+    // server would; the statement before it stands.
+    raw::send(&mut s, |b| {
+        parse(b, "three", "SELECT 3");
+        parse(b, "other", "SELECT * FROM tenant_other.t");
+        parse(b, "four", "SELECT 4");
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1EZ");
+    let run = |name: &'static str| {
+        move |b: &mut bytes::BytesMut| {
+            frontend::bind(
+                "",
+                name,
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [1],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap();
+            frontend::execute("", 0, b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    raw::send(&mut s, run("two")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, run("three")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, run("four")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ", "never prepared");
+    // The server's own error for a bad statement comes at first use.
+    raw::send(&mut s, |b| {
+        parse(b, "bad", "SELECT * FROM no_such_table");
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, run("bad")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    raw::query(&mut s, "SELECT 1").await;
+    assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
 }

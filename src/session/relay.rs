@@ -117,6 +117,11 @@ async fn relay(
         }
         if up.has_message(max) {
             if server.is_none() {
+                match up.prepare_locally(max, s.inspector, down) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => return Some(e),
+                }
                 // A client waiting for a connection (or behind PAUSE) can
                 // still be killed.
                 let attached = tokio::select! {

@@ -11,12 +11,12 @@ use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
-use super::pinning::session_effect;
+use super::pinning::{Effect, session_effect};
 use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
 use crate::error::ClientError;
 use crate::pool::ServerConn;
 use crate::protocol::startup::StartupError;
-use crate::protocol::{self, read_cstr, tag};
+use crate::protocol::{self, TxStatus, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
 /// a refused one so that the server's transaction state follows exactly as
@@ -112,6 +112,79 @@ impl Upstream {
             self.message(h.tag, &frame, inspector, down, server);
         }
         down.flush_synth(&mut server.statements, &mut server.params)
+    }
+
+    /// Transaction mode, no connection attached, no transaction open: a
+    /// batch that only prepares named statements (Parse … Sync, what libpq's
+    /// `PQprepare` sends) is answered by the proxy, and the statements are
+    /// prepared on whichever connection first runs them, as after any
+    /// connection switch. A synchronous prepare then never waits for a
+    /// connection that other clients of the same thread hold (pgbench
+    /// `-M prepared` with more clients than connections would deadlock on
+    /// its own thread). The cost: a statement the server would reject is
+    /// reported at its first use rather than at the prepare. Returns false
+    /// (nothing consumed) for any other batch.
+    pub fn prepare_locally(
+        &mut self,
+        max: usize,
+        inspector: &dyn Inspector,
+        down: &mut Downstream,
+    ) -> Result<bool, ClientError> {
+        if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
+        {
+            return Ok(false);
+        }
+        // Parse(named)+ then Sync, all whole, none with session effects.
+        let mut pos = 0;
+        let mut parses = 0;
+        loop {
+            let Some(h) = protocol::header(&self.inbuf[pos..], max)? else {
+                return Ok(false);
+            };
+            if self.inbuf.len() - pos < h.frame_len {
+                return Ok(false);
+            }
+            let body = &self.inbuf[pos + protocol::HEADER_LEN..pos + h.frame_len];
+            pos += h.frame_len;
+            match h.tag {
+                tag::SYNC if parses > 0 && pos == self.inbuf.len() => break,
+                tag::PARSE => {
+                    let Some((name, rest)) = read_cstr(body) else {
+                        return Ok(false);
+                    };
+                    let sql = cstr(rest);
+                    if name.is_empty()
+                        || session_effect(&String::from_utf8_lossy(sql)) != Effect::default()
+                    {
+                        return Ok(false);
+                    }
+                    parses += 1;
+                }
+                _ => return Ok(false),
+            }
+        }
+        let batch = self.inbuf.split_to(pos);
+        let mut pos = 0;
+        while let Ok(Some(h)) = protocol::header(&batch[pos..], max) {
+            let body = &batch[pos + protocol::HEADER_LEN..pos + h.frame_len];
+            pos += h.frame_len;
+            let (tag::PARSE, Some((name, rest))) = (h.tag, read_cstr(body)) else {
+                continue;
+            };
+            // As the server would: the first refusal skips the rest up to Sync.
+            if let Err(err) = inspector.inspect(cstr(rest)) {
+                down.buf.extend_from_slice(&err);
+                break;
+            }
+            self.statements.insert(
+                String::from_utf8_lossy(name).into_owned(),
+                Statement::from_parse_body(rest),
+            );
+            down.buf.extend_from_slice(PARSE_COMPLETE);
+        }
+        protocol::ready_for_query(&mut down.buf, b'I');
+        down.scanned = down.buf.len();
+        Ok(true)
     }
 
     /// Queues a Query of the proxy's own, sent in the same write as the

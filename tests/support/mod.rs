@@ -13,6 +13,7 @@ mod client;
 mod cluster;
 mod pg_binaries;
 mod proxy;
+pub mod raw;
 mod registry;
 
 use std::net::{Ipv4Addr, TcpListener};

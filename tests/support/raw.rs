@@ -1,0 +1,88 @@
+//! A minimal raw protocol client, for what drivers won't do on purpose.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let opts = format!("-c pgtenant.api_key={key}");
+    postgres_protocol::message::frontend::startup_message(
+        [
+            ("user", "raw"),
+            ("database", "app"),
+            ("options", opts.as_str()),
+        ],
+        &mut buf,
+    )
+    .unwrap();
+    s.write_all(&buf).await.unwrap();
+    let (mut pid, mut secret) = (0, 0);
+    loop {
+        let (tag, body) = read_msg(&mut s).await.expect("startup reply");
+        match tag {
+            b'K' => {
+                pid = i32::from_be_bytes(body[..4].try_into().unwrap());
+                secret = i32::from_be_bytes(body[4..8].try_into().unwrap());
+            }
+            b'Z' => return (s, pid, secret),
+            b'E' => panic!("login failed: {}", String::from_utf8_lossy(&body)),
+            _ => {}
+        }
+    }
+}
+
+pub async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let tag = s.read_u8().await.ok()?;
+    let len = s.read_i32().await.ok()?;
+    let mut body = vec![0; len as usize - 4];
+    s.read_exact(&mut body).await.ok()?;
+    Some((tag, body))
+}
+
+pub async fn query(s: &mut TcpStream, sql: &str) {
+    let mut buf = BytesMut::new();
+    postgres_protocol::message::frontend::query(sql, &mut buf).unwrap();
+    s.write_all(&buf).await.unwrap();
+}
+
+/// Reads to ReadyForQuery; returns the SQLSTATE of an error, if any.
+pub async fn until_ready(s: &mut TcpStream) -> Option<String> {
+    let mut err = None;
+    loop {
+        let (tag, body) = read_msg(s).await.expect("server reply");
+        match tag {
+            b'E' => err = Some(String::from_utf8_lossy(&body).into_owned()),
+            b'Z' => return err,
+            _ => {}
+        }
+    }
+}
+
+pub async fn cancel(addr: std::net::SocketAddr, pid: i32, secret: i32) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    postgres_protocol::message::frontend::cancel_request(pid, secret, &mut buf);
+    s.write_all(&buf).await.unwrap();
+    let _ = s.read_u8().await; // the proxy closes without a reply
+}
+
+/// Writes the messages `build` encodes, in one write.
+pub async fn send(s: &mut TcpStream, build: impl FnOnce(&mut BytesMut)) {
+    let mut buf = BytesMut::new();
+    build(&mut buf);
+    s.write_all(&buf).await.unwrap();
+}
+
+/// Reads to ReadyForQuery; returns every message's tag, in order.
+pub async fn tags_until_ready(s: &mut TcpStream) -> String {
+    let mut tags = String::new();
+    loop {
+        let (tag, _) = read_msg(s).await.expect("server reply");
+        tags.push(tag as char);
+        if tag == b'Z' {
+            return tags;
+        }
+    }
+}
