@@ -98,7 +98,12 @@ struct Scan {
 }
 
 fn classify(word: &str) -> Lead {
-    if PLAIN_FIRST_WORDS.contains(&word) {
+    // The usual first words, before the lists.
+    if matches!(
+        word,
+        "select" | "insert" | "update" | "delete" | "begin" | "commit"
+    ) || PLAIN_FIRST_WORDS.contains(&word)
+    {
         Lead::Plain
     } else if OTHER_FIRST_WORDS.contains(&word) {
         Lead::Other

@@ -264,8 +264,17 @@ impl Pools {
             }
         };
         let budget = loop {
-            // Registered before looking, so a connection returned meanwhile
-            // is not missed.
+            // Usually a connection came back with the permit: take it without
+            // registering for wake-ups.
+            if let Some(conn) = self.pop_idle(&pool) {
+                return Ok(Checkout {
+                    conn,
+                    pool,
+                    _permit: permit,
+                });
+            }
+            // Registered before looking again, so a connection returned
+            // meanwhile is not missed.
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();

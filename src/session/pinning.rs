@@ -29,6 +29,11 @@ pub fn session_effect(sql: &str) -> Effect {
     for stmt in sql.split(';') {
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
+        // Runs on every statement: most start with a word that has no
+        // session effect and are done here.
+        if !has_effect_word(first) {
+            continue;
+        }
         let second = words.next().unwrap_or("");
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
         // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
@@ -68,6 +73,23 @@ pub fn session_effect(sql: &str) -> Effect {
     }
     e.changes_settings |= set_config;
     e
+}
+
+/// First words of statements that can have a session effect.
+fn has_effect_word(first: &str) -> bool {
+    [
+        "set",
+        "listen",
+        "prepare",
+        "load",
+        "declare",
+        "create",
+        "discard",
+        "deallocate",
+        "reset",
+    ]
+    .iter()
+    .any(|k| k.len() == first.len() && k.eq_ignore_ascii_case(first))
 }
 
 /// Whether the text mentions `pg_advisory_lock`/`pg_try_advisory_lock`,

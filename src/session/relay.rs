@@ -30,6 +30,9 @@ use crate::tls::ClientStream;
 /// the other one: backpressure instead of unbounded buffering.
 const HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// Transaction mode: replies up to this size are written to the client
+/// before the connection goes back to the pool.
+const WRITE_BEFORE_RELEASE: usize = 16 * 1024;
 /// What an idle client's read buffer starts at (most queries fit).
 const IDLE_CHUNK: usize = 1024;
 
@@ -145,10 +148,13 @@ async fn relay(
             return None;
         }
         // Transaction mode: give the connection back between transactions.
+        // A short reply is written to the client first: the client waits
+        // on that, not on this.
         if s.mode == PoolMode::Transaction
             && up.pinned.is_none()
             && up.out.is_empty()
             && down.settled()
+            && (down.scanned == 0 || down.scanned > WRITE_BEFORE_RELEASE)
             && down.status == TxStatus::Idle
             && let Some(mut co) = server.take()
         {
