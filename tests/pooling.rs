@@ -291,8 +291,11 @@ async fn startup_settings_follow_each_client_over_one_connection() {
         let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
         let connect = |app: &str, timeout: &str| {
             let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
-            cfg.application_name(app)
-                .options(format!("-c statement_timeout={timeout}"));
+            // DateStyle is a list; the DMY/YMD part makes each client's differ.
+            let order = if timeout == "1111" { "DMY" } else { "YMD" };
+            cfg.application_name(app).options(format!(
+                "-c statement_timeout={timeout} -c DateStyle=SQL,{order}"
+            ));
             async move {
                 let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
                 let conn = tokio::spawn(conn);
@@ -305,22 +308,27 @@ async fn startup_settings_follow_each_client_over_one_connection() {
         assert_eq!(support::sqlstate(&err), "22023", "{mode}: {err:?}");
         let mut pids = std::collections::HashSet::new();
         for round in 0..3 {
-            for (app, timeout, shown) in [("alpha", "1111", "1111ms"), ("beta", "2s", "2s")] {
+            // Quotes and backslashes must arrive as sent.
+            for (app, timeout, shown, style) in [
+                (r"al'p\ha", "1111", "1111ms", "SQL, DMY"),
+                ("beta", "2s", "2s", "SQL, YMD"),
+            ] {
                 let (c, conn) = connect(app, timeout).await.unwrap_or_else(|e| {
                     panic!("{mode} round {round} {app}: {e:?}\n{}", proxy.log())
                 });
                 let row = c
                     .query_one(
                         "SELECT current_setting('application_name'), \
-                         current_setting('statement_timeout'), pg_backend_pid()",
+                         current_setting('statement_timeout'), pg_backend_pid(), \
+                         current_setting('DateStyle')",
                         &[],
                     )
                     .await
                     .unwrap();
-                let got: (String, String) = (row.get(0), row.get(1));
+                let got: (String, String, String) = (row.get(0), row.get(1), row.get(3));
                 assert_eq!(
                     got,
-                    (app.to_owned(), shown.to_owned()),
+                    (app.to_owned(), shown.to_owned(), style.to_owned()),
                     "{mode} round {round}"
                 );
                 pids.insert(row.get::<_, i32>(2));

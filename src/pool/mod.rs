@@ -14,6 +14,7 @@
 mod gate;
 pub mod resizable;
 pub mod server;
+mod settings;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};

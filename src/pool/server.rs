@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::settings;
 use super::tls::{BackendStream, BackendTlsPolicy};
 use crate::config::BackendTls;
 use crate::error::ClientError;
@@ -269,22 +270,20 @@ impl ServerConn {
     }
 
     /// The SQL that makes the session's settings the client's (RESETs what
-    /// an earlier client had set, `set_config` for what differs: it reads
-    /// values the way the config file does, lists included), or None when
-    /// they already are: the common case, the same settings as the last
-    /// client. Once it has run (or is sent), call [`Self::settings_applied`].
+    /// an earlier client had set, SETs what differs; see
+    /// [`super::settings`]), or None when they already are: the common
+    /// case, the same settings as the last client. Once it has run (or is
+    /// sent), call [`Self::settings_applied`].
     pub fn settings_sql(&self, wanted: &[(String, String)]) -> Option<String> {
         if self.applied == wanted {
             return None;
         }
-        let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
         let mut sql = String::new();
         for (name, _) in &self.applied {
             if !wanted.iter().any(|(n, _)| n == name) {
-                sql.push_str(&format!("RESET \"{}\";", name.replace('"', "\"\"")));
+                settings::push_reset(&mut sql, name);
             }
         }
-        let mut sets = Vec::new();
         for (name, value) in wanted {
             let reported = self
                 .params
@@ -295,10 +294,7 @@ impl ServerConn {
             {
                 continue;
             }
-            sets.push(format!("set_config({}, {}, false)", lit(name), lit(value)));
-        }
-        if !sets.is_empty() {
-            sql.push_str(&format!("SELECT {};", sets.join(", ")));
+            settings::push_set(&mut sql, name, value);
         }
         (!sql.is_empty()).then_some(sql)
     }
