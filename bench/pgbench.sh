@@ -16,7 +16,7 @@
 # Knobs (environment): REPS DURATION QUICK SCALE CLIENTS MODES SCRIPTS
 # TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") IDLE(0) IDLE_STAGE(auth)
 # PROFILE(0) PROFILE_SECONDS(10) PROFILE_TARGET POOL_SIZE TX_POOL_SIZE(16) PGT_EXTRA_ENV
-# FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) OUT(results file)
+# FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) HOLD(0) OUT(results file)
 # IDLE_WRAPPER: command prefix for the idle-footprint instance only, for
 # diagnosis, e.g. IDLE_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/m.out"
 set -euo pipefail
@@ -360,6 +360,15 @@ rotated() {  # rotated OFFSET: the targets starting at OFFSET
   local k
   for ((k = 0; k < ntg; k++)); do echo "${TGT[$(((k + $1) % ntg))]}"; done
 }
+
+# HOLD=1: keep everything running for hands-on profiling; prints how to
+# reach each target and waits for Ctrl-C.
+if [ "${HOLD:-0}" = 1 ]; then
+  for t in "${TGT[@]}"; do echo "$t pid=${PIDS[$t]:-} env: $(target_env "$t")"; done >"$WORK/hold.env"
+  log "holding; targets in $WORK/hold.env; Ctrl-C stops"
+  cat "$WORK/hold.env" >&2
+  while :; do sleep 3600 & wait $!; done
+fi
 
 log "warm-up"
 for t in "${TGT[@]}"; do

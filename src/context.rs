@@ -39,6 +39,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Per-tenant traffic totals (admin `SHOW STATS`, metrics).
     pub stats: crate::admin::stats::Stats,
+    /// Metrics every connection updates, registered once.
+    pub meters: crate::admin::meters::Meters,
     /// Failed-login throttling per source address.
     pub throttle: crate::auth::throttle::Throttle,
     log_reload: Option<LogReload>,
@@ -86,6 +88,7 @@ impl Context {
             clients: Resizable::new(cfg.max_client_connections),
             shutdown: CancellationToken::new(),
             stats: Default::default(),
+            meters: Default::default(),
             throttle: Default::default(),
             cfg: ArcSwap::from_pointee(cfg),
             config_path,

@@ -9,6 +9,7 @@ pub mod control;
 pub mod exporter;
 pub mod http;
 pub mod labels;
+pub mod meters;
 mod show;
 mod show_config;
 pub mod stats;

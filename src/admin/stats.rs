@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use metrics::Counter;
+
 use super::labels::tenant_label;
 
 /// Traffic of one session, or one part of it.
@@ -31,53 +33,79 @@ pub struct TenantTotals {
 
 #[derive(Default)]
 pub struct Stats {
-    tenants: Mutex<HashMap<String, TenantTotals>>,
+    tenants: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    totals: TenantTotals,
+    /// This tenant's counters, registered at its first session: a
+    /// `counter!` with a tenant label allocates its key on every call.
+    counters: [Counter; 4],
+}
+
+impl Entry {
+    fn new(tenant: &str) -> Entry {
+        let label = tenant_label(tenant);
+        let count = |name: &'static str| metrics::counter!(name, "tenant" => label.clone());
+        let bytes = |direction: &'static str| {
+            metrics::counter!(
+                "pgtenant_client_bytes_total",
+                "tenant" => label.clone(),
+                "direction" => direction
+            )
+        };
+        Entry {
+            totals: TenantTotals::default(),
+            counters: [
+                count("pgtenant_transactions_total"),
+                count("pgtenant_queries_total"),
+                bytes("in"),
+                bytes("out"),
+            ],
+        }
+    }
 }
 
 impl Stats {
+    fn with_tenant<R>(&self, tenant: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
+        let mut map = self.tenants.lock().expect("poisoned");
+        if let Some(e) = map.get_mut(tenant) {
+            return f(e);
+        }
+        f(map
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Entry::new(tenant)))
+    }
+
     /// Adds traffic of a running or ended session of `tenant`.
     pub fn add(&self, tenant: &str, d: Totals) {
         if d == Totals::default() {
             return;
         }
-        {
-            let mut map = self.tenants.lock().expect("poisoned");
-            let t = &mut map.entry(tenant.to_owned()).or_default().traffic;
+        self.with_tenant(tenant, |e| {
+            let t = &mut e.totals.traffic;
             t.bytes_in += d.bytes_in;
             t.bytes_out += d.bytes_out;
             t.transactions += d.transactions;
             t.queries += d.queries;
-        }
-        let label = tenant_label(tenant);
-        let count = |name: &'static str, v: u64| {
-            if v > 0 {
-                metrics::counter!(name, "tenant" => label.clone()).increment(v);
+            let values = [d.transactions, d.queries, d.bytes_in, d.bytes_out];
+            for (c, v) in e.counters.iter().zip(values) {
+                if v > 0 {
+                    c.increment(v);
+                }
             }
-        };
-        count("pgtenant_transactions_total", d.transactions);
-        count("pgtenant_queries_total", d.queries);
-        for (direction, v) in [("in", d.bytes_in), ("out", d.bytes_out)] {
-            if v > 0 {
-                metrics::counter!(
-                    "pgtenant_client_bytes_total",
-                    "tenant" => label.clone(),
-                    "direction" => direction
-                )
-                .increment(v);
-            }
-        }
+        });
     }
 
     /// Counts a session of `tenant` that ended (its traffic goes to `add`).
     pub fn session_ended(&self, tenant: &str) {
-        let mut map = self.tenants.lock().expect("poisoned");
-        map.entry(tenant.to_owned()).or_default().sessions += 1;
+        self.with_tenant(tenant, |e| e.totals.sessions += 1);
     }
 
     /// Every tenant's totals, sorted by tenant name.
     pub fn snapshot(&self) -> Vec<(String, TenantTotals)> {
         let map = self.tenants.lock().expect("poisoned");
-        let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut v: Vec<_> = map.iter().map(|(k, e)| (k.clone(), e.totals)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

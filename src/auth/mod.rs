@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::admin::meters::LoginOutcome;
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::protocol::{self, startup::Params, tag};
@@ -48,13 +49,12 @@ pub async fn authenticate(
     let ticket = throttle::gate(ctx, peer).await?;
     let info = check_key(ctx, &key).await;
     ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
-    let outcome = match &info {
-        Ok(_) => "ok",
-        Err(ClientError::TenantInactive(_)) => "tenant_inactive",
-        Err(ClientError::RegistryUnavailable) => "registry_error",
-        Err(_) => "invalid_key",
-    };
-    metrics::counter!("pgtenant_logins_total", "outcome" => outcome).increment(1);
+    ctx.meters.get().login(match &info {
+        Ok(_) => LoginOutcome::Ok,
+        Err(ClientError::TenantInactive(_)) => LoginOutcome::TenantInactive,
+        Err(ClientError::RegistryUnavailable) => LoginOutcome::RegistryError,
+        Err(_) => LoginOutcome::InvalidKey,
+    });
     Ok(Login {
         key: info?,
         request,

@@ -69,6 +69,9 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
 /// from the firewall: multi-byte client encodings whose second bytes can
 /// be ASCII (a quote inside a character), and backslash escapes in ''.
 fn unsafe_for_the_firewall(name: &str, value: &str) -> bool {
+    if !matches!(name, "client_encoding" | "standard_conforming_strings") {
+        return false;
+    }
     let v: String = value
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())

@@ -18,7 +18,11 @@ fn frame(buf: &mut BytesMut, tag: u8, f: impl FnOnce(&mut BytesMut)) {
 fn cstr(buf: &mut BytesMut, s: &str) {
     // A NUL inside would end the field early; none of our texts have one,
     // but never let one through from a backend or config string.
-    buf.extend(s.bytes().filter(|&b| b != 0));
+    if s.as_bytes().contains(&0) {
+        buf.extend(s.bytes().filter(|&b| b != 0));
+    } else {
+        buf.put_slice(s.as_bytes());
+    }
     buf.put_u8(0);
 }
 
@@ -183,6 +187,13 @@ mod tests {
         parameter_status(&mut buf, "a", "bc");
         ready_for_query(&mut buf, b'I');
         assert_eq!(&buf[..], b"S\0\0\0\x09a\0bc\0Z\0\0\0\x05I");
+    }
+
+    #[test]
+    fn a_nul_inside_a_text_is_dropped() {
+        let mut buf = BytesMut::new();
+        parameter_status(&mut buf, "a", "b\0c");
+        assert_eq!(&buf[..], b"S\0\0\0\x09a\0bc\0");
     }
 
     #[test]

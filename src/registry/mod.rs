@@ -113,6 +113,8 @@ pub struct Registry {
     /// end their sessions on time rather than at the next refresh.
     next_expiry: Mutex<Option<SystemTime>>,
     expiry_changed: tokio::sync::Notify,
+    /// `pgtenant_registry_cache_total{result="hit"|"miss"}`, registered once.
+    cache_counters: std::sync::OnceLock<[metrics::Counter; 2]>,
 }
 
 const LOOKUP: &str = "\
@@ -184,7 +186,16 @@ impl Registry {
             usage: Mutex::new(Usage::default()),
             next_expiry: Mutex::new(None),
             expiry_changed: tokio::sync::Notify::new(),
+            cache_counters: std::sync::OnceLock::new(),
         }
+    }
+
+    fn cache_counter(&self, hit: bool) -> &metrics::Counter {
+        let [h, m] = self.cache_counters.get_or_init(|| {
+            ["hit", "miss"]
+                .map(|r| metrics::counter!("pgtenant_registry_cache_total", "result" => r))
+        });
+        if hit { h } else { m }
     }
 
     /// The key's tenant, or None for an unknown, revoked or expired key.
@@ -197,7 +208,7 @@ impl Registry {
                 && at.elapsed() < self.ttl
                 && info.expires_at.is_none_or(|e| e > SystemTime::now())
             {
-                metrics::counter!("pgtenant_registry_cache_total", "result" => "hit").increment(1);
+                self.cache_counter(true).increment(1);
                 let info = info.clone();
                 drop(cache);
                 self.note_login(&info);
@@ -205,7 +216,7 @@ impl Registry {
             }
             cache.generation
         };
-        metrics::counter!("pgtenant_registry_cache_total", "result" => "miss").increment(1);
+        self.cache_counter(false).increment(1);
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(LOOKUP).await?;
         let row = client.query_opt(&stmt, &[&hex::encode(hash)]).await?;

@@ -147,7 +147,8 @@ async fn run(
 
     let started = Instant::now();
     tracing::info!("session started");
-    metrics::gauge!("pgtenant_clients_active").increment(1.0);
+    let meters = ctx.meters.get();
+    meters.clients_active.increment(1.0);
     let firewall = ctx.firewall.load_full();
     let session = relay::Session {
         ctx,
@@ -163,7 +164,7 @@ async fn run(
         cancel: &cancel,
     };
     let outcome = relay::run(&session, stream, checkout, pending).await;
-    metrics::gauge!("pgtenant_clients_active").decrement(1.0);
+    meters.clients_active.decrement(1.0);
     let s = outcome.stats;
     tracing::info!(
         duration_ms = started.elapsed().as_millis() as u64,
