@@ -120,6 +120,33 @@ fn worse(a: Lead, b: Lead) -> Lead {
     }
 }
 
+/// What each byte is to the scanner.
+const WORD: u8 = 1;
+const SUSPICIOUS: u8 = 2;
+const SEMICOLON: u8 = 3;
+const SPACE: u8 = 4;
+const PUNCT: u8 = 5;
+static CLASS: [u8; 256] = {
+    let mut t = [PUNCT; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() || c == b'_' {
+            WORD
+        } else if matches!(c, b'.' | b'"' | b'\\' | 0) {
+            SUSPICIOUS
+        } else if c == b';' {
+            SEMICOLON
+        } else if c.is_ascii_whitespace() {
+            SPACE
+        } else {
+            PUNCT
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Scans the text once; stops early when `stop_early` and the text already
 /// cannot take the fast path.
 fn scan(sql: &str, stop_early: bool) -> Scan {
@@ -134,60 +161,64 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
     let mut after_semicolon = false;
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_alphanumeric() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            // U&'...' / U&"...": unicode escapes can produce any character.
-            if i < b.len() && b[i] == b'&' && b[i - 1].eq_ignore_ascii_case(&b'u') {
-                s.suspicious_char = true;
-            }
-            let word = &b[start..i];
-            // Lower-case only words that can matter (the first word of a
-            // statement, or one whose first two letters start a sensitive name).
-            let first = word[0].to_ascii_lowercase();
-            let second = word.get(1).map_or(0, u8::to_ascii_lowercase);
-            if expect_lead || rules::may_be_sensitive(first, second) {
-                let mut buf = [0u8; 64];
-                let len = word.len().min(buf.len());
-                for (d, c) in buf.iter_mut().zip(&word[..len]) {
-                    *d = c.to_ascii_lowercase();
+        match CLASS[b[i] as usize] {
+            WORD => {
+                let start = i;
+                while i < b.len() && CLASS[b[i] as usize] == WORD {
+                    i += 1;
                 }
-                // ASCII only, so always valid UTF-8.
-                let word = std::str::from_utf8(&buf[..len]).unwrap_or("pg_");
-                if rules::is_sensitive_word(word) {
-                    s.sensitive_word = true;
+                // U&'...' / U&"...": unicode escapes can produce any character.
+                if i < b.len() && b[i] == b'&' && b[i - 1].eq_ignore_ascii_case(&b'u') {
+                    s.suspicious_char = true;
                 }
-                if expect_lead {
-                    s.lead = worse(s.lead, classify(word));
-                    expect_lead = false;
-                }
-            }
-            if after_semicolon {
-                s.second_statement = true;
-            }
-        } else {
-            match c {
-                b'.' | b'"' | b'\\' | 0 => s.suspicious_char = true,
-                b';' => {
-                    expect_lead = true;
-                    after_semicolon = true;
-                }
-                c if c.is_ascii_whitespace() => {}
-                _ => {
-                    // Punctuation before any word: `(SELECT`, `/* */`, `--`.
-                    if expect_lead {
-                        s.lead = worse(s.lead, Lead::Unknown);
+                let word = &b[start..i];
+                // Lower-case only words that can matter (the first word of a
+                // statement, or one whose first two letters start a sensitive name).
+                let first = word[0].to_ascii_lowercase();
+                let second = word.get(1).map_or(0, u8::to_ascii_lowercase);
+                if expect_lead || rules::may_be_sensitive(first, second) {
+                    let mut buf = [0u8; 64];
+                    let len = word.len().min(buf.len());
+                    for (d, c) in buf.iter_mut().zip(&word[..len]) {
+                        *d = c.to_ascii_lowercase();
+                    }
+                    // ASCII only, so always valid UTF-8.
+                    let word = std::str::from_utf8(&buf[..len]).unwrap_or("pg_");
+                    let lead = expect_lead.then(|| classify(word));
+                    // No plain first word (SELECT, UPDATE, …) names anything.
+                    if lead != Some(Lead::Plain) && rules::is_sensitive_word(word) {
+                        s.sensitive_word = true;
+                    }
+                    if let Some(lead) = lead {
+                        s.lead = worse(s.lead, lead);
                         expect_lead = false;
                     }
-                    if after_semicolon {
-                        s.second_statement = true;
-                    }
+                }
+                if after_semicolon {
+                    s.second_statement = true;
                 }
             }
-            i += 1;
+            SUSPICIOUS => {
+                s.suspicious_char = true;
+                i += 1;
+            }
+            SEMICOLON => {
+                expect_lead = true;
+                after_semicolon = true;
+                i += 1;
+            }
+            SPACE => i += 1,
+            _ => {
+                // Punctuation before any word: `(SELECT`, `/* */`, `--`.
+                if expect_lead {
+                    s.lead = worse(s.lead, Lead::Unknown);
+                    expect_lead = false;
+                }
+                if after_semicolon {
+                    s.second_statement = true;
+                }
+                i += 1;
+            }
         }
         if stop_early && (s.suspicious_char || s.sensitive_word || s.lead != Lead::Plain) {
             return s;

@@ -379,11 +379,14 @@ pub(crate) fn is_sensitive_word(word: &str) -> bool {
     let (Some(&first), Some(&second)) = (b.first(), b.get(1)) else {
         return false; // no name above has one byte
     };
+    // Every catalog object, and most dangerous functions, start with pg_;
+    // so do the relations refused, so those need no lookup of their own.
     may_be_sensitive(first, second)
-        // Every catalog object, and most dangerous functions, start with pg_.
         && (word.starts_with("pg_")
-            || function_class(word).is_some()
-            || relation_refusal(word).is_some()
+            || FUNCTIONS.binary_search_by(|(n, _)| (*n).cmp(word)).is_ok()
+            || FUNCTION_PREFIXES
+                .iter()
+                .any(|(p, _)| p.as_bytes()[0] == first && word.starts_with(p))
             || reg_type(word).is_some())
 }
 
@@ -459,7 +462,18 @@ mod tests {
         for (name, _) in FUNCTIONS.iter().chain(FUNCTION_PREFIXES) {
             assert!(is_sensitive_word(name), "{name}");
         }
-        for name in ["pg_stat_activity", "pg_locks", "regnamespace", "regclass"] {
+        // Every relation `relation_refusal` names starts with pg_.
+        for name in [
+            "pg_stat_activity",
+            "pg_stat_statements",
+            "pg_stat_statements_info",
+            "pg_locks",
+            "pg_stat_ssl",
+            "pg_stat_gssapi",
+            "pg_stat_progress_vacuum",
+            "regnamespace",
+            "regclass",
+        ] {
             assert!(is_sensitive_word(name), "{name}");
         }
         assert!(!is_sensitive_word("pgbench_accounts"));
