@@ -208,6 +208,7 @@ async fn session_state_never_reaches_the_next_client() {
         "SELECT pg_advisory_lock(77)",
         "LISTEN chan",
         "CREATE TEMP TABLE tmp (x int)",
+        "SELECT 1 AS x INTO TEMP tmp",
     ] {
         let c = proxy.client_ok(&key).await;
         c.batch_execute(leaves).await.unwrap();

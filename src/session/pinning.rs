@@ -26,16 +26,21 @@ pub struct Effect {
 /// advisory unlocks — what pools like asyncpg's send on release) don't pin.
 pub fn session_effect(sql: &str) -> Effect {
     let mut e = Effect::default();
+    let m = mentions(sql.as_bytes());
     for stmt in sql.split(';') {
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
+        let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
+        // SELECT … INTO TEMP t creates a temporary table too.
+        if m.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
+            e.pins = e.pins.or(Some("temporary table"));
+        }
         // Runs on every statement: most start with a word that has no
         // session effect and are done here.
         if !has_effect_word(first) {
             continue;
         }
         let second = words.next().unwrap_or("");
-        let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
         // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
         if is(first, "set")
             && !["local", "transaction", "constraints"]
@@ -67,12 +72,23 @@ pub fn session_effect(sql: &str) -> Effect {
             e.changes_settings = true;
         }
     }
-    let (advisory_lock, set_config) = mentions(sql.as_bytes());
-    if advisory_lock {
+    if m.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
-    e.changes_settings |= set_config;
+    e.changes_settings |= m.set_config;
     e
+}
+
+/// `… INTO TEMP[ORARY] …` in a SELECT.
+fn selects_into_temp(stmt: &str) -> bool {
+    let mut prev_into = false;
+    for w in words(stmt) {
+        if prev_into && (w.eq_ignore_ascii_case("temp") || w.eq_ignore_ascii_case("temporary")) {
+            return true;
+        }
+        prev_into = w.eq_ignore_ascii_case("into");
+    }
+    false
 }
 
 /// First words of statements that can have a session effect.
@@ -92,23 +108,33 @@ fn has_effect_word(first: &str) -> bool {
     .any(|k| k.len() == first.len() && k.eq_ignore_ascii_case(first))
 }
 
-/// Whether the text mentions `pg_advisory_lock`/`pg_try_advisory_lock`,
-/// and `set_config`, in any case: one pass, runs on every statement.
-fn mentions(hay: &[u8]) -> (bool, bool) {
-    let (mut lock, mut config) = (false, false);
+/// What [`mentions`] found.
+#[derive(Default)]
+struct Mentions {
+    /// `pg_advisory_lock` or `pg_try_advisory_lock`.
+    advisory_lock: bool,
+    set_config: bool,
+    /// The word `into` (then a SELECT may create a temporary table).
+    into: bool,
+}
+
+/// One pass over the text, in any case: runs on every statement.
+fn mentions(hay: &[u8]) -> Mentions {
+    let mut m = Mentions::default();
     for (i, &c) in hay.iter().enumerate() {
-        // `| 0x20` folds ASCII case; other bytes that land on p/s only cost
-        // a comparison.
+        // `| 0x20` folds ASCII case; other bytes that land on p/s/i only
+        // cost a comparison.
         match c | 0x20 {
             b'p' => {
-                lock |= starts_ci(&hay[i..], b"pg_advisory_lock")
+                m.advisory_lock |= starts_ci(&hay[i..], b"pg_advisory_lock")
                     || starts_ci(&hay[i..], b"pg_try_advisory_lock")
             }
-            b's' => config |= starts_ci(&hay[i..], b"set_config"),
+            b's' => m.set_config |= starts_ci(&hay[i..], b"set_config"),
+            b'i' => m.into |= starts_ci(&hay[i..], b"into"),
             _ => {}
         }
     }
-    (lock, config)
+    m
 }
 
 /// Words of a statement, skipping comments and punctuation.
@@ -184,6 +210,14 @@ mod tests {
                 false,
             ),
             ("DISCARD ALL", false),
+            ("SELECT 1 AS x INTO TEMP t", true),
+            (
+                "with a as (select 1) select * into temporary table t from a",
+                true,
+            ),
+            ("SELECT * INTO t FROM a", false),
+            ("INSERT INTO temp (x) VALUES (1)", false),
+            ("SELECT 1 INTO /* c */ TEMP t", true),
         ] {
             assert_eq!(session_effect(sql).pins.is_some(), pins, "{sql}");
         }
