@@ -25,8 +25,12 @@ pub struct Effect {
 /// Statements that only clear state (RESET, UNLISTEN, DISCARD, CLOSE,
 /// advisory unlocks — what pools like asyncpg's send on release) don't pin.
 pub fn session_effect(sql: &str) -> Effect {
-    let mut e = Effect::default();
     let m = mentions(sql.as_bytes());
+    // Runs on every statement; nearly all are done here.
+    if !m.any() {
+        return Effect::default();
+    }
+    let mut e = Effect::default();
     for stmt in sql.split(';') {
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
@@ -35,8 +39,6 @@ pub fn session_effect(sql: &str) -> Effect {
         if m.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
             e.pins = e.pins.or(Some("temporary table"));
         }
-        // Runs on every statement: most start with a word that has no
-        // session effect and are done here.
         if !has_effect_word(first) {
             continue;
         }
@@ -111,17 +113,53 @@ fn has_effect_word(first: &str) -> bool {
 /// What [`mentions`] found.
 #[derive(Default)]
 struct Mentions {
+    /// A statement starts with a word of [`has_effect_word`].
+    effect_word: bool,
+    /// A statement starts with something other than a word (a comment, a
+    /// parenthesis): only the full reading knows its first word.
+    odd_start: bool,
     /// `pg_advisory_lock` or `pg_try_advisory_lock`.
     advisory_lock: bool,
     set_config: bool,
-    /// The word `into` (then a SELECT may create a temporary table).
+    /// `into` in a statement that starts with SELECT or WITH (which may
+    /// then create a temporary table).
     into: bool,
+}
+
+impl Mentions {
+    /// Anything that needs the full reading.
+    fn any(&self) -> bool {
+        self.effect_word || self.odd_start || self.advisory_lock || self.set_config || self.into
+    }
 }
 
 /// One pass over the text, in any case: runs on every statement.
 fn mentions(hay: &[u8]) -> Mentions {
     let mut m = Mentions::default();
-    for (i, &c) in hay.iter().enumerate() {
+    let mut at_start = true; // of a statement: at the text's start or after `;`
+    let mut selects = false; // this statement starts with SELECT or WITH
+    let mut i = 0;
+    while i < hay.len() {
+        let c = hay[i];
+        if at_start && !c.is_ascii_whitespace() && c != b';' {
+            at_start = false;
+            if c.is_ascii_alphabetic() {
+                let end = hay[i..]
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                    .map_or(hay.len(), |n| i + n);
+                // ASCII letters and digits: always UTF-8.
+                let word = std::str::from_utf8(&hay[i..end]).unwrap_or("set");
+                m.effect_word |= has_effect_word(word);
+                selects = word.eq_ignore_ascii_case("select") || word.eq_ignore_ascii_case("with");
+            } else {
+                m.odd_start = true;
+            }
+        }
+        if c == b';' {
+            at_start = true;
+            selects = false;
+        }
         // `| 0x20` folds ASCII case; other bytes that land on p/s/i only
         // cost a comparison.
         match c | 0x20 {
@@ -130,9 +168,10 @@ fn mentions(hay: &[u8]) -> Mentions {
                     || starts_ci(&hay[i..], b"pg_try_advisory_lock")
             }
             b's' => m.set_config |= starts_ci(&hay[i..], b"set_config"),
-            b'i' => m.into |= starts_ci(&hay[i..], b"into"),
+            b'i' => m.into |= selects && starts_ci(&hay[i..], b"into"),
             _ => {}
         }
+        i += 1;
     }
     m
 }
@@ -220,6 +259,33 @@ mod tests {
             ("SELECT 1 INTO /* c */ TEMP t", true),
         ] {
             assert_eq!(session_effect(sql).pins.is_some(), pins, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_one_pass_flags_what_the_full_reading_needs() {
+        for sql in [
+            "SET x = 1",
+            "select 1; listen c",
+            " \n\tprepare p as select 1",
+            "/* c */ SELECT 1",
+            "(SELECT 1)",
+            "SELECT 1 INTO TEMP t",
+            "SELECT pg_advisory_lock(1)",
+            "SELECT set_config('a.b', '1', false)",
+        ] {
+            let m = mentions(sql.as_bytes());
+            assert!(m.any(), "{sql}");
+        }
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "INSERT INTO t VALUES (1); UPDATE t SET x = 2",
+            "  begin ;  commit ; ",
+            "",
+        ] {
+            let m = mentions(sql.as_bytes());
+            assert!(!m.any(), "{sql}");
+            assert_eq!(session_effect(sql), Effect::default(), "{sql}");
         }
     }
 
