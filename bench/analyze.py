@@ -73,6 +73,8 @@ def cmd_run(a):
     if a.cpu_ticks is not None and a.cpu_ticks >= 0 and rec.get("txs"):
         rec["cpu_us_per_tx"] = a.cpu_ticks * 1e6 / a.clk_tck / rec["txs"]
         rec["cpu_s"] = a.cpu_ticks / a.clk_tck
+        if a.user_ticks is not None and a.user_ticks >= 0:
+            rec["user_us_per_tx"] = a.user_ticks * 1e6 / a.clk_tck / rec["txs"]
     ok = a.rc == 0 and rec.get("tps") is not None and (rec.get("txs") or 0) > 0
     if ok and (rec.get("failed_txs") or 0) > 0:
         ok = False
@@ -98,6 +100,15 @@ def load_runs(path):
     return runs
 
 
+def cpu_cell(x):
+    """CPU µs per transaction, with its user-space part: the kernel's share
+    (TCP, wake-ups) is much the same for any proxy; user space is its code."""
+    if not x or x.cpu is None:
+        return "–"
+    user = f" (user {x.user:.1f})" if x.user is not None else ""
+    return f"{x.cpu:.1f} µs{user}"
+
+
 class Cell:
     """Median of the repetitions of one (kind, script, mode, clients, target)."""
 
@@ -116,6 +127,7 @@ class Cell:
         self.mean = med("lat_mean_ms")
         self.p99 = med("lat_p99_ms")
         self.cpu = med("cpu_us_per_tx")
+        self.user = med("user_us_per_tx")
         self.conn_ms = med("conn_ms")
         self.tps_spread = None
         vals = [r["tps"] for r in ok if r.get("tps")]
@@ -207,7 +219,8 @@ def report(a):
     w("- All targets share one PostgreSQL (fsync off, tuned for benchmarking) and one machine; ")
     w("  pgbench, PostgreSQL and the proxy compete for the same cores, so compare ratios within one run.")
     w("- *added µs* = mean latency through the target − mean latency direct (same script, -M, clients).")
-    w("- *CPU µs/tx* = the proxy process's utime+stime (/proc/PID/stat) over the run ÷ transactions.")
+    w("- *CPU µs/tx* = the proxy process's utime+stime (/proc/PID/stat) over the run ÷ transactions;")
+    w("  *user* = utime alone: the proxy's own code (the kernel's TCP and wake-up work is the rest).")
     w("- *pgt/pgb* ratios compare pgtenant with PgBouncer in the same pool mode and protocol:")
     w("  tps (≥ 1 is better), added latency and CPU (≤ 1 is better). Medians over repetitions.")
     if machine.get("notes"):
@@ -243,7 +256,7 @@ def report(a):
             for m in modes:
                 x, y = cs.get((s, m, 16, t)), cs.get((s, m, 16, p))
                 r = ratio(x.cpu if x else None, y.cpu if y else None)
-                w(f"| CPU/tx ≤ 1.0× | {s} -M {m} 16 clients, {pool} | {fmt(x.cpu if x else None, 1, ' µs')} | {fmt(y.cpu if y else None, 1, ' µs')} | {fmt_ratio(r)} | {verdict(r, True, 1.0)} |")
+                w(f"| CPU/tx ≤ 1.0× | {s} -M {m} 16 clients, {pool} | {cpu_cell(x)} | {cpu_cell(y)} | {fmt_ratio(r)} | {verdict(r, True, 1.0)} |")
     for pool in ["session", "tx"]:
         t, p = f"pgt-{pool}", f"pgb-{pool}"
         for s in scripts:
@@ -292,8 +305,8 @@ def report(a):
     # ---- full table
     w("## Full table")
     w("")
-    w("| script | -M | clients | target | tps | mean ms | p99 ms | added µs | CPU µs/tx | pgt/pgb tps | pgt/pgb added | pgt/pgb CPU | note |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| script | -M | clients | target | tps | mean ms | p99 ms | added µs | CPU µs/tx | user µs/tx | pgt/pgb tps | pgt/pgb added | pgt/pgb CPU | note |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in scripts:
         for m in modes:
             for c in clients:
@@ -318,6 +331,7 @@ def report(a):
                     w(
                         f"| {s} | {m} | {c} | {t} | {fmt(x.tps)} | {fmt(x.mean, 3)} | {fmt(x.p99, 3)} | "
                         f"{'' if t == 'direct' else fmt(add, 1)} | {'' if t == 'direct' else fmt(x.cpu, 1)} | "
+                        f"{'' if t == 'direct' else fmt(x.user, 1)} | "
                         f"{fmt_ratio(rt) if t in PEER else ''} | {fmt_ratio(ra) if t in PEER else ''} | {fmt_ratio(rc) if t in PEER else ''} | {note} |"
                     )
     w("")
@@ -395,6 +409,7 @@ def main():
     r.add_argument("--err", required=True)
     r.add_argument("--logdir")
     r.add_argument("--cpu-ticks", type=int)
+    r.add_argument("--user-ticks", type=int)
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--rc", type=int, default=0)
     q = sub.add_parser("report")

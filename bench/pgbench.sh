@@ -16,7 +16,8 @@
 # Knobs (environment): REPS DURATION QUICK SCALE CLIENTS MODES SCRIPTS
 # TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") IDLE(0) IDLE_STAGE(auth)
 # PROFILE(0) PROFILE_SECONDS(10) PROFILE_TARGET POOL_SIZE TX_POOL_SIZE(16) PGT_EXTRA_ENV
-# FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) HOLD(0) OUT(results file)
+# FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) HOLD(0: 1 keeps the targets up for
+# profiling by hand; Ctrl-C or kill -TERM stops) OUT(results file)
 # IDLE_WRAPPER: command prefix for the idle-footprint instance only, for
 # diagnosis, e.g. IDLE_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/m.out"
 set -euo pipefail
@@ -292,6 +293,7 @@ ctx_switches() {  # voluntary + involuntary context switches of all threads of P
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
 }
 cpu_ticks() { if alive "${1:-}"; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo -1; fi; }
+user_ticks() { if alive "${1:-}"; then awk '{print $14}' "/proc/$1/stat"; else echo -1; fi; }
 RUNS=$WORK/runs.jsonl
 : >"$RUNS"
 role_psql() { PGPASSWORD=$ROLEPW "$PSQL" -X -q -h 127.0.0.1 -p "$PGPORT" -U "$ROLE" -d bench "$@"; }
@@ -329,15 +331,15 @@ run_pgbench() {
   fi
   local pid=${PIDS[$t]:-} logf=${LOGS[$t]:-/dev/null} off=0
   [ -f "$logf" ] && off=$(stat -c %s "$logf")
-  local t0 t1 rc=0
-  t0=$(cpu_ticks "$pid")
+  local t0 t1 u0 u1 rc=0
+  t0=$(cpu_ticks "$pid"); u0=$(user_ticks "$pid")
   env $(target_env "$t") timeout -k 5 $((DURATION + 60)) "$PGBENCH" "${args[@]}" >"$dir/out" 2>"$dir/err" || rc=$?
-  t1=$(cpu_ticks "$pid")
-  local ticks=-1
-  [ "$t" != direct ] && [ "$t0" -ge 0 ] && [ "$t1" -ge 0 ] && ticks=$((t1 - t0))
+  t1=$(cpu_ticks "$pid"); u1=$(user_ticks "$pid")
+  local ticks=-1 uticks=-1
+  [ "$t" != direct ] && [ "$t0" -ge 0 ] && [ "$t1" -ge 0 ] && ticks=$((t1 - t0)) && uticks=$((u1 - u0))
   local line
   line=$(python3 bench/analyze.py run --meta "$meta" --out "$dir/out" --err "$dir/err" --logdir "$dir" \
-    --cpu-ticks "$ticks" --clk-tck "$CLK_TCK" --rc "$rc")
+    --cpu-ticks "$ticks" --user-ticks "$uticks" --clk-tck "$CLK_TCK" --rc "$rc")
   if [[ $line == *'"status": "fail"'* ]] && [ -f "$logf" ]; then
     line=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["proxy_log"]=open(sys.argv[2],errors="replace").read()[int(sys.argv[3]):][-3000:]; print(json.dumps(r))' \
       "$line" "$logf" "$off")
@@ -350,7 +352,7 @@ import json, sys
 r = json.loads(sys.argv[1])
 f = lambda k, d=0: ("%.*f" % (d, r[k])) if r.get(k) is not None else "-"
 print(f"    {r['kind']:7} {r['target']:11} {r['script']:6} {r['mode']:8} c={r['clients']:<3} "
-      f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us {r['status']}")
+      f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us user={f('user_us_per_tx', 1)}us {r['status']}")
 EOF
   rm -rf "$dir"
 }
