@@ -290,12 +290,11 @@ async fn startup_settings_follow_each_client_over_one_connection() {
     let key = reg.issue_key(&t);
     for mode in ["session", "transaction"] {
         let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
-        let connect = |app: &str, timeout: &str| {
+        // DateStyle is a list setting (`SQL,DMY` reads back as `SQL, DMY`).
+        let connect = |app: &str, timeout: &str, style: &str| {
             let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
-            // DateStyle is a list; the DMY/YMD part makes each client's differ.
-            let order = if timeout == "1111" { "DMY" } else { "YMD" };
             cfg.application_name(app).options(format!(
-                "-c statement_timeout={timeout} -c DateStyle=SQL,{order}"
+                "-c statement_timeout={timeout} -c DateStyle={style}"
             ));
             async move {
                 let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
@@ -303,7 +302,7 @@ async fn startup_settings_follow_each_client_over_one_connection() {
                 Ok::<_, tokio_postgres::Error>((client, conn))
             }
         };
-        let Err(err) = connect("bad", "soon").await else {
+        let Err(err) = connect("bad", "soon", "SQL,DMY").await else {
             panic!("{mode}: a bad value must fail the login");
         };
         assert_eq!(support::sqlstate(&err), "22023", "{mode}: {err:?}");
@@ -311,10 +310,10 @@ async fn startup_settings_follow_each_client_over_one_connection() {
         for round in 0..3 {
             // Quotes and backslashes must arrive as sent.
             for (app, timeout, shown, style) in [
-                (r"al'p\ha", "1111", "1111ms", "SQL, DMY"),
-                ("beta", "2s", "2s", "SQL, YMD"),
+                (r"al'p\ha", "1111", "1111ms", "SQL,DMY"),
+                ("beta", "2s", "2s", "SQL,YMD"),
             ] {
-                let (c, conn) = connect(app, timeout).await.unwrap_or_else(|e| {
+                let (c, conn) = connect(app, timeout, style).await.unwrap_or_else(|e| {
                     panic!("{mode} round {round} {app}: {e:?}\n{}", proxy.log())
                 });
                 let row = c
@@ -329,7 +328,7 @@ async fn startup_settings_follow_each_client_over_one_connection() {
                 let got: (String, String, String) = (row.get(0), row.get(1), row.get(3));
                 assert_eq!(
                     got,
-                    (app.to_owned(), shown.to_owned(), style.to_owned()),
+                    (app.to_owned(), shown.to_owned(), style.replace(',', ", ")),
                     "{mode} round {round}"
                 );
                 pids.insert(row.get::<_, i32>(2));

@@ -14,26 +14,43 @@ pub struct Meters(OnceLock<Handles>);
 
 pub struct Handles {
     pub clients_active: Gauge,
-    logins: [Counter; LOGIN_OUTCOMES.len()],
+    /// `pgtenant_logins_total`, one per [`LoginOutcome`], in `ALL` order.
+    logins: [Counter; LoginOutcome::ALL.len()],
 }
 
-/// `outcome` label values of `pgtenant_logins_total` for tenant clients.
-const LOGIN_OUTCOMES: [&str; 4] = ["ok", "invalid_key", "tenant_inactive", "registry_error"];
-
-#[derive(Debug, Clone, Copy)]
+/// How a tenant client's login ended (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
-    Ok = 0,
-    InvalidKey = 1,
-    TenantInactive = 2,
-    RegistryError = 3,
+    Ok,
+    InvalidKey,
+    TenantInactive,
+    RegistryError,
+}
+
+impl LoginOutcome {
+    const ALL: [LoginOutcome; 4] = [
+        LoginOutcome::Ok,
+        LoginOutcome::InvalidKey,
+        LoginOutcome::TenantInactive,
+        LoginOutcome::RegistryError,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            LoginOutcome::Ok => "ok",
+            LoginOutcome::InvalidKey => "invalid_key",
+            LoginOutcome::TenantInactive => "tenant_inactive",
+            LoginOutcome::RegistryError => "registry_error",
+        }
+    }
 }
 
 impl Meters {
     pub fn get(&self) -> &Handles {
         self.0.get_or_init(|| Handles {
             clients_active: metrics::gauge!("pgtenant_clients_active"),
-            logins: LOGIN_OUTCOMES
-                .map(|outcome| metrics::counter!("pgtenant_logins_total", "outcome" => outcome)),
+            logins: LoginOutcome::ALL
+                .map(|o| metrics::counter!("pgtenant_logins_total", "outcome" => o.label())),
         })
     }
 }
@@ -49,14 +66,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_outcome_has_its_own_label() {
-        let names = [
-            LoginOutcome::Ok,
-            LoginOutcome::InvalidKey,
-            LoginOutcome::TenantInactive,
-            LoginOutcome::RegistryError,
-        ]
-        .map(|o| LOGIN_OUTCOMES[o as usize]);
-        assert_eq!(names, LOGIN_OUTCOMES);
+    fn each_outcome_indexes_its_own_counter() {
+        for (i, o) in LoginOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o as usize, i, "{o:?} must sit at its own index in ALL");
+        }
     }
 }

@@ -302,9 +302,11 @@ pub(crate) fn function_class(name: &str) -> Option<FuncClass> {
     if let Ok(i) = FUNCTIONS.binary_search_by(|(n, _)| (*n).cmp(name)) {
         return Some(FUNCTIONS[i].1);
     }
+    // The first byte before the whole prefix: most words fail on it.
+    let first = name.as_bytes().first();
     FUNCTION_PREFIXES
         .iter()
-        .find(|(p, _)| name.starts_with(p))
+        .find(|(p, _)| p.as_bytes().first() == first && name.starts_with(p))
         .map(|(_, c)| *c)
 }
 
@@ -382,12 +384,7 @@ pub(crate) fn is_sensitive_word(word: &str) -> bool {
     // Every catalog object, and most dangerous functions, start with pg_;
     // so do the relations refused, so those need no lookup of their own.
     may_be_sensitive(first, second)
-        && (word.starts_with("pg_")
-            || FUNCTIONS.binary_search_by(|(n, _)| (*n).cmp(word)).is_ok()
-            || FUNCTION_PREFIXES
-                .iter()
-                .any(|(p, _)| p.as_bytes()[0] == first && word.starts_with(p))
-            || reg_type(word).is_some())
+        && (word.starts_with("pg_") || function_class(word).is_some() || reg_type(word).is_some())
 }
 
 /// Statements refused outright: (rule, what to call them in the message).
