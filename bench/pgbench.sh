@@ -20,6 +20,9 @@
 # profiling by hand; Ctrl-C or kill -TERM stops) OUT(results file)
 # IDLE_WRAPPER: command prefix for the idle-footprint instance only, for
 # diagnosis, e.g. IDLE_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/m.out"
+# PGT_WRAPPER / PGB_WRAPPER: command prefix for the measured pgtenant /
+# PgBouncer instances (bench/instructions.sh runs them under callgrind).
+# HOLD_FILE: with HOLD=1, where to write the targets' pids and env.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -124,6 +127,7 @@ cleanup() {
   set +e
   [ -n "${BG_PGBENCH:-}" ] && kill -- "$BG_PGBENCH" 2>/dev/null
   [ -n "${BG_STRACE:-}" ] && kill -INT "$BG_STRACE" 2>/dev/null
+  [ -n "${HOLD_SLEEP:-}" ] && kill "$HOLD_SLEEP" 2>/dev/null
   local i
   for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do stop_proc "${ORDER[$i]}"; done
   if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
@@ -207,11 +211,15 @@ start_pgtenant() {  # NAME MODE POOL [VAR=VALUE...]
   local name=$1 mode=$2 pool=$3; shift 3
   PORT[$name]=$(free_port)
   local wrap=()
-  [ "$name" = pgt-idle ] && [ -n "${IDLE_WRAPPER:-}" ] && read -r -a wrap <<<"$IDLE_WRAPPER"
-  spawn "$name" TERM "$WORK/$name.log" "${wrap[@]}" env \
+  if [ "$name" = pgt-idle ]; then
+    [ -n "${IDLE_WRAPPER:-}" ] && read -r -a wrap <<<"$IDLE_WRAPPER"
+  elif [ -n "${PGT_WRAPPER:-}" ]; then
+    read -r -a wrap <<<"$PGT_WRAPPER"
+  fi
+  spawn "$name" TERM "$WORK/$name.log" env \
     PGTENANT_LISTEN_ADDR="127.0.0.1:${PORT[$name]}" \
     PGTENANT_POOL_MODE="$mode" PGTENANT_POOL_SIZE="$pool" \
-    PGTENANT_MAX_BACKEND_CONNECTIONS=$((pool + 8)) $PGT_EXTRA_ENV "$@" "$BIN" serve
+    PGTENANT_MAX_BACKEND_CONNECTIONS=$((pool + 8)) $PGT_EXTRA_ENV "$@" "${wrap[@]}" "$BIN" serve
   wait_port "$name" "${PORT[$name]}"
 }
 
@@ -274,7 +282,9 @@ start_pgbouncer() {  # NAME MODE POOL
   } >"$dir/pgbouncer.ini"
   chmod 600 "$dir/users.txt"
   [ $IS_ROOT = 1 ] && chown -R postgres: "$dir"
-  spawn "$name" TERM "$dir/pgbouncer.log" "${AS_PG[@]}" "$PGBOUNCER" "$dir/pgbouncer.ini"
+  local wrap=()
+  [ -n "${PGB_WRAPPER:-}" ] && read -r -a wrap <<<"$PGB_WRAPPER"
+  spawn "$name" TERM "$dir/pgbouncer.log" "${AS_PG[@]}" "${wrap[@]}" "$PGBOUNCER" "$dir/pgbouncer.ini"
   wait_port "$name" "${PORT[$name]}" || { tail -5 "$dir/pgbouncer.log" >&2; die "pgbouncer ($mode) did not start"; }
 }
 has_target pgb-session && start_pgbouncer pgb-session session "$POOL_SIZE"
@@ -366,10 +376,17 @@ rotated() {  # rotated OFFSET: the targets starting at OFFSET
 # HOLD=1: keep everything running for hands-on profiling; prints how to
 # reach each target and waits for Ctrl-C.
 if [ "${HOLD:-0}" = 1 ]; then
-  for t in "${TGT[@]}"; do echo "$t pid=${PIDS[$t]:-} env: $(target_env "$t")"; done >"$WORK/hold.env"
-  log "holding; targets in $WORK/hold.env; Ctrl-C stops"
-  cat "$WORK/hold.env" >&2
-  while :; do sleep 3600 & wait $!; done
+  HOLD_FILE=${HOLD_FILE:-$WORK/hold.env}
+  for t in "${TGT[@]}"; do echo "$t pid=${PIDS[$t]:-} env: $(target_env "$t")"; done >"$HOLD_FILE.tmp"
+  mv "$HOLD_FILE.tmp" "$HOLD_FILE"
+  log "holding; targets in $HOLD_FILE; Ctrl-C stops"
+  cat "$HOLD_FILE" >&2
+  # The sleep must not keep our stdout open after we are stopped.
+  while :; do
+    sleep 3600 >/dev/null 2>&1 </dev/null &
+    HOLD_SLEEP=$!
+    wait $HOLD_SLEEP
+  done
 fi
 
 log "warm-up"

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# User-space instructions per transaction and per connection, pgtenant vs
+# PgBouncer, counted by callgrind.
+#
+#   bench/instructions.sh                           # -S, 16 clients, ~6 min
+#   MODES=simple TARGETS="pgb-tx pgt-tx" bench/instructions.sh
+#
+# CPU time per transaction moves by ±8 % between runs on a shared machine;
+# an instruction count does not, so a change of 1 % in the proxy's own work
+# shows. It does not see the kernel (about 80 % of a proxy's CPU here, and
+# equal for both) nor cache misses: pair it with bench/pgbench.sh.
+#
+# Starts everything through `HOLD=1 bench/pgbench.sh` with both proxies
+# under callgrind, then for each target and -M runs pgbench twice with
+# SHORT and LONG transactions per client (after a warm-up) and counts the
+# proxy's instructions in each:
+#   per transaction = (Ir(LONG) - Ir(SHORT)) / ((LONG - SHORT) x clients)
+#   per connection  = (Ir(SHORT) - SHORT x clients x per-tx) / clients
+# (login, first statements and the goodbye, the backend already pooled).
+# Writes bench/results/<date>-<host>-instructions.md with each target's
+# most expensive functions.
+#
+# Knobs: CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
+# TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+CLIENTS=${CLIENTS:-16}
+SHORT=${SHORT:-50}
+LONG=${LONG:-550}
+MODES=${MODES:-"simple extended prepared"}
+TARGETS=${TARGETS:-"pgb-session pgt-session pgb-tx pgt-tx"}
+TOP=${TOP:-25}
+KEEP=${KEEP:-0}
+OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-instructions.md}
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+need_packages valgrind
+
+WORK=$(mktemp -d /tmp/pgtenant-instr.XXXXXX)
+# PgBouncer runs as postgres when we are root and writes its dumps here.
+chmod 777 "$WORK"
+HOLD_PID=
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$HOLD_PID" ]; then
+    kill -TERM "$HOLD_PID" 2>/dev/null || true
+    wait "$HOLD_PID" 2>/dev/null || true
+  fi
+  if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The instruction count does not depend on the data size: the smallest
+# data set loads fastest under callgrind.
+# The vgdb FIFOs live in the work dir: in /tmp (sticky), root may not open
+# a FIFO that PgBouncer's user created (fs.protected_fifos).
+VGDB_PREFIX=$WORK/vgdb
+VG="env -u USER -u LOGNAME valgrind --tool=callgrind --vgdb=yes --vgdb-prefix=$VGDB_PREFIX --dump-instr=no --callgrind-out-file=$WORK/cg.%p"
+log "starting targets under callgrind (log: $WORK/bench.log)"
+HOLD=1 HOLD_FILE=$WORK/hold.env SCALE=1 CONNECT=0 TARGETS="$TARGETS" \
+  PGT_WRAPPER="$VG" PGB_WRAPPER="$VG" bench/pgbench.sh 2>"$WORK/bench.log" &
+HOLD_PID=$!
+for _ in $(seq 600); do
+  [ -s "$WORK/hold.env" ] && break
+  kill -0 "$HOLD_PID" 2>/dev/null || { tail -20 "$WORK/bench.log" >&2; exit 1; }
+  sleep 1
+done
+[ -s "$WORK/hold.env" ] || { tail -20 "$WORK/bench.log" >&2; log "targets did not come up"; exit 1; }
+
+pid_of() { awk -v t="$1" '$1 == t {sub("pid=", "", $2); print $2}' "$WORK/hold.env"; }
+env_of() { awk -v t="$1" '$1 == t {sub(/^.* env: /, ""); print}' "$WORK/hold.env"; }
+
+AS_TARGET=()
+# ir PID: instructions since the last call (callgrind dumps and zeroes).
+dumps() { find "$WORK" -maxdepth 1 -name "cg.$1.*" -printf '%f\n' | sort -t. -k3 -n; }
+ir() {
+  local pid=$1 before f
+  before=$(dumps "$pid" | wc -l)
+  # As the target's user, with the user name valgrind saw (none): vgdb
+  # finds the FIFOs by both.
+  timeout 60 "${AS_TARGET[@]}" env -u USER -u LOGNAME \
+    callgrind_control --vgdb-prefix="$VGDB_PREFIX" -d "$pid" >/dev/null \
+    || { log "callgrind_control -d $pid failed"; exit 1; }
+  for _ in $(seq 100); do
+    [ "$(dumps "$pid" | wc -l)" -gt "$before" ] && break
+    sleep 0.1
+  done
+  f=$WORK/$(dumps "$pid" | tail -1)
+  awk '/^(summary|totals):/ {print $2; exit}' "$f"
+}
+
+# run TARGET MODE TX: pgbench with TX transactions per client; fails loudly.
+run() {
+  local t=$1 m=$2 n=$3
+  # shellcheck disable=SC2046
+  env $(env_of "$t") pgbench -n -S -M "$m" -c "$CLIENTS" -j 2 -t "$n" >"$WORK/pgbench.out" 2>&1 \
+    || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t failed"; exit 1; }
+  grep -q "number of transactions actually processed: $((n * CLIENTS))/" "$WORK/pgbench.out" \
+    || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t lost transactions"; exit 1; }
+}
+
+ROWS=$WORK/rows
+: >"$ROWS"
+for m in $MODES; do
+  for t in $TARGETS; do
+    pid=$(pid_of "$t")
+    [ -n "$pid" ] || continue
+    AS_TARGET=()
+    if [ "$(id -u)" -eq 0 ] && [[ $t == pgb-* ]]; then
+      AS_TARGET=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+    fi
+    if [ "$t" = pgb-tx ] && [ "$m" = prepared ] && grep -q "no prepared statements" "$WORK/bench.log"; then
+      continue
+    fi
+    # Warm-up: the pool fills (each new server login costs PgBouncer a
+    # SCRAM key derivation), caches settle.
+    run "$t" "$m" "$LONG"
+    ir "$pid" >/dev/null
+    run "$t" "$m" "$SHORT"
+    a=$(ir "$pid")
+    run "$t" "$m" "$LONG"
+    b=$(ir "$pid")
+    # The dump of the long run, for the function table.
+    cp "$WORK/$(dumps "$pid" | tail -1)" "$WORK/long.$t.$m"
+    per_tx=$(((b - a) / ((LONG - SHORT) * CLIENTS)))
+    per_conn=$(((a - SHORT * CLIENTS * per_tx) / CLIENTS))
+    log "$t -M $m: $per_tx instructions per transaction, $per_conn per connection"
+    echo "$m $t $per_tx $per_conn" >>"$ROWS"
+  done
+done
+
+{
+  echo "# User-space instructions per transaction (callgrind)"
+  echo
+  echo "\`CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
+  echo "\`pgbench -S -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
+  echo
+  echo "| -M | target | instructions / tx | instructions / connection |"
+  echo "|---|---|---|---|"
+  while read -r m t tx conn; do
+    printf '| %s | %s | %s | %s |\n' "$m" "$t" "$(printf "%'d" "$tx")" "$(printf "%'d" "$conn")"
+  done <"$ROWS"
+  # PgBouncer's binary is stripped: its table would show addresses only.
+  for f in "$WORK"/long.pgt-*.simple; do
+    [ -f "$f" ] || continue
+    echo
+    echo "## Top functions, ${f##*/long.} (the $LONG-transaction run, self cost)"
+    echo
+    echo '```'
+    # Self cost; the (100%) lines are the frames everything runs under.
+    callgrind_annotate --inclusive=no --threshold=100 --auto=no "$f" 2>/dev/null \
+      | sed -n '/file:function/,$p' | grep -v '(100.0%)' | grep -v '^-' | head -"$TOP" | cut -c1-220
+    echo '```'
+  done
+} >"$OUT"
+log "wrote $OUT"
+cat "$OUT"
