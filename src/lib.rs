@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod firewall;
+pub mod keyword;
 pub mod listen;
 pub mod pool;
 pub mod protocol;

@@ -16,10 +16,11 @@
 //! and strings included), so a dangerous name cannot hide inside a token.
 
 use super::rules;
+use crate::keyword::{contains, keyword_set, pack};
 
 /// First words of statements that are plain DML, SELECT, SHOW or
 /// transaction control.
-const PLAIN_FIRST_WORDS: &[&str] = &[
+const PLAIN_FIRST_WORDS: [u128; 17] = keyword_set(&[
     "abort",
     "begin",
     "commit",
@@ -37,10 +38,10 @@ const PLAIN_FIRST_WORDS: &[&str] = &[
     "update",
     "values",
     "with",
-];
+]);
 
 /// Every other word that can start a statement.
-const OTHER_FIRST_WORDS: &[&str] = &[
+const OTHER_FIRST_WORDS: [u128; 36] = keyword_set(&[
     "alter",
     "analyze",
     "analyse",
@@ -77,7 +78,7 @@ const OTHER_FIRST_WORDS: &[&str] = &[
     "truncate",
     "unlisten",
     "vacuum",
-];
+]);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lead {
@@ -97,19 +98,26 @@ struct Scan {
     second_statement: bool,
 }
 
-fn classify(word: &str) -> Lead {
-    // The usual first words, before the lists.
-    if matches!(
-        word,
-        "select" | "insert" | "update" | "delete" | "begin" | "commit"
-    ) || PLAIN_FIRST_WORDS.contains(&word)
-    {
+/// `word`: packed by [`pack`].
+fn classify(word: u128) -> Lead {
+    if contains(&PLAIN_FIRST_WORDS, word) {
         Lead::Plain
-    } else if OTHER_FIRST_WORDS.contains(&word) {
+    } else if contains(&OTHER_FIRST_WORDS, word) {
         Lead::Other
     } else {
         Lead::Unknown
     }
+}
+
+/// Whether a word the cheap filter let through names anything sensitive.
+fn is_sensitive(word: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    let len = word.len().min(buf.len());
+    for (d, c) in buf.iter_mut().zip(&word[..len]) {
+        *d = c.to_ascii_lowercase();
+    }
+    // ASCII only, so always valid UTF-8.
+    rules::is_sensitive_word(std::str::from_utf8(&buf[..len]).unwrap_or("pg_"))
 }
 
 fn worse(a: Lead, b: Lead) -> Lead {
@@ -172,27 +180,15 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
                     s.suspicious_char = true;
                 }
                 let word = &b[start..i];
-                // Lower-case only words that can matter (the first word of a
-                // statement, or one whose first two letters start a sensitive name).
-                let first = word[0].to_ascii_lowercase();
-                let second = word.get(1).map_or(0, u8::to_ascii_lowercase);
-                if expect_lead || rules::may_be_sensitive(first, second) {
-                    let mut buf = [0u8; 64];
-                    let len = word.len().min(buf.len());
-                    for (d, c) in buf.iter_mut().zip(&word[..len]) {
-                        *d = c.to_ascii_lowercase();
-                    }
-                    // ASCII only, so always valid UTF-8.
-                    let word = std::str::from_utf8(&buf[..len]).unwrap_or("pg_");
-                    let lead = expect_lead.then(|| classify(word));
-                    // No plain first word (SELECT, UPDATE, …) names anything.
-                    if lead != Some(Lead::Plain) && rules::is_sensitive_word(word) {
-                        s.sensitive_word = true;
-                    }
-                    if let Some(lead) = lead {
-                        s.lead = worse(s.lead, lead);
-                        expect_lead = false;
-                    }
+                let lead = expect_lead.then(|| classify(pack(word)));
+                if let Some(lead) = lead {
+                    s.lead = worse(s.lead, lead);
+                    expect_lead = false;
+                }
+                // No plain first word (SELECT, UPDATE, …) names anything.
+                if lead != Some(Lead::Plain) && rules::may_be_sensitive(word) && is_sensitive(word)
+                {
+                    s.sensitive_word = true;
                 }
                 if after_semicolon {
                     s.second_statement = true;

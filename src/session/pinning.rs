@@ -8,6 +8,8 @@
 //! function body is not seen; it stays within the tenant (pools are per
 //! tenant), and `DISCARD ALL` clears it when the client leaves.
 
+use crate::keyword::{contains, keyword, keyword_set, pack};
+
 /// What a statement does to session state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Effect {
@@ -24,12 +26,15 @@ pub struct Effect {
 /// Reads the session effects of a (possibly multi-statement) SQL text.
 /// Statements that only clear state (RESET, UNLISTEN, DISCARD, CLOSE,
 /// advisory unlocks — what pools like asyncpg's send on release) don't pin.
-pub fn session_effect(sql: &str) -> Effect {
-    let m = mentions(sql.as_bytes());
+/// Takes the raw bytes: nearly every text is decided by one pass over
+/// them, and only the rest is decoded (lossily: this reading is lexical).
+pub fn session_effect(sql: &[u8]) -> Effect {
+    let m = mentions(sql);
     // Runs on every statement; nearly all are done here.
     if !m.any() {
         return Effect::default();
     }
+    let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
     for stmt in sql.split(';') {
         let mut words = words(stmt);
@@ -39,7 +44,7 @@ pub fn session_effect(sql: &str) -> Effect {
         if m.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
             e.pins = e.pins.or(Some("temporary table"));
         }
-        if !has_effect_word(first) {
+        if !has_effect_word(first.as_bytes()) {
             continue;
         }
         let second = words.next().unwrap_or("");
@@ -94,20 +99,24 @@ fn selects_into_temp(stmt: &str) -> bool {
 }
 
 /// First words of statements that can have a session effect.
-fn has_effect_word(first: &str) -> bool {
-    [
-        "set",
-        "listen",
-        "prepare",
-        "load",
-        "declare",
-        "create",
-        "discard",
-        "deallocate",
-        "reset",
-    ]
-    .iter()
-    .any(|k| k.len() == first.len() && k.eq_ignore_ascii_case(first))
+const EFFECT_WORDS: [u128; 9] = keyword_set(&[
+    "set",
+    "listen",
+    "prepare",
+    "load",
+    "declare",
+    "create",
+    "discard",
+    "deallocate",
+    "reset",
+]);
+const SELECT: u128 = keyword("select");
+const WITH: u128 = keyword("with");
+const SET_CONFIG: u128 = keyword("set_config");
+const INTO: u128 = keyword("into");
+
+fn has_effect_word(first: &[u8]) -> bool {
+    contains(&EFFECT_WORDS, pack(first))
 }
 
 /// What [`mentions`] found.
@@ -133,7 +142,22 @@ impl Mentions {
     }
 }
 
-/// One pass over the text, in any case: runs on every statement.
+/// Bytes that continue an identifier: ASCII letters and digits, `_`, `$`,
+/// and every non-ASCII byte (identifiers may hold any letter).
+static IDENT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+        b += 1;
+    }
+    t
+};
+
+/// One pass over the text, word by word, in any case: runs on every
+/// statement. The names it looks for are identifiers, so only whole words
+/// are compared (`xpg_advisory_lock` is another function).
 fn mentions(hay: &[u8]) -> Mentions {
     let mut m = Mentions::default();
     let mut at_start = true; // of a statement: at the text's start or after `;`
@@ -141,37 +165,43 @@ fn mentions(hay: &[u8]) -> Mentions {
     let mut i = 0;
     while i < hay.len() {
         let c = hay[i];
-        if at_start && !c.is_ascii_whitespace() && c != b';' {
+        if !IDENT[c as usize] {
+            if c == b';' {
+                at_start = true;
+                selects = false;
+            } else if at_start && !c.is_ascii_whitespace() {
+                at_start = false;
+                m.odd_start = true;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < hay.len() && IDENT[hay[i] as usize] {
+            i += 1;
+        }
+        let w = &hay[start..i];
+        if at_start {
             at_start = false;
             if c.is_ascii_alphabetic() {
-                let end = hay[i..]
-                    .iter()
-                    .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
-                    .map_or(hay.len(), |n| i + n);
-                // ASCII letters and digits: always UTF-8.
-                let word = std::str::from_utf8(&hay[i..end]).unwrap_or("set");
-                m.effect_word |= has_effect_word(word);
-                selects = word.eq_ignore_ascii_case("select") || word.eq_ignore_ascii_case("with");
+                let k = pack(w);
+                m.effect_word |= contains(&EFFECT_WORDS, k);
+                selects = k == SELECT || k == WITH;
             } else {
                 m.odd_start = true;
             }
+            continue;
         }
-        if c == b';' {
-            at_start = true;
-            selects = false;
-        }
-        // `| 0x20` folds ASCII case; other bytes that land on p/s/i only
-        // cost a comparison.
-        match c | 0x20 {
-            b'p' => {
-                m.advisory_lock |= starts_ci(&hay[i..], b"pg_advisory_lock")
-                    || starts_ci(&hay[i..], b"pg_try_advisory_lock")
+        // Length first: most words fail on it.
+        match (c | 0x20, w.len()) {
+            (b'p', 16..) => {
+                m.advisory_lock |=
+                    starts_ci(w, b"pg_advisory_lock") || starts_ci(w, b"pg_try_advisory_lock")
             }
-            b's' => m.set_config |= starts_ci(&hay[i..], b"set_config"),
-            b'i' => m.into |= selects && starts_ci(&hay[i..], b"into"),
+            (b's', 10) => m.set_config |= pack(w) == SET_CONFIG,
+            (b'i', 4) => m.into |= selects && pack(w) == INTO,
             _ => {}
         }
-        i += 1;
     }
     m
 }
@@ -257,8 +287,16 @@ mod tests {
             ("SELECT * INTO t FROM a", false),
             ("INSERT INTO temp (x) VALUES (1)", false),
             ("SELECT 1 INTO /* c */ TEMP t", true),
+            // Whole words only, however they are delimited.
+            ("SELECT pg_catalog.pg_advisory_lock(1)", true),
+            ("SELECT \"pg_advisory_lock\"(1)", true),
+            ("SELECT pg_advisory_lock_shared(1)", true),
+            (
+                "SELECT xpg_advisory_lock(1), my_pg_try_advisory_lock(2)",
+                false,
+            ),
         ] {
-            assert_eq!(session_effect(sql).pins.is_some(), pins, "{sql}");
+            assert_eq!(session_effect(sql.as_bytes()).pins.is_some(), pins, "{sql}");
         }
     }
 
@@ -285,30 +323,33 @@ mod tests {
         ] {
             let m = mentions(sql.as_bytes());
             assert!(!m.any(), "{sql}");
-            assert_eq!(session_effect(sql), Effect::default(), "{sql}");
+            assert_eq!(session_effect(sql.as_bytes()), Effect::default(), "{sql}");
         }
     }
 
     #[test]
     fn clearing_statements_are_noticed() {
-        let e = session_effect("select 1; RESET ALL");
+        let e = session_effect(b"select 1; RESET ALL");
         assert!(e.changes_settings && !e.drops_statements);
-        let e = session_effect("DISCARD ALL");
+        let e = session_effect(b"DISCARD ALL");
         assert!(e.changes_settings && e.drops_statements);
-        let e = session_effect("DEALLOCATE ALL");
+        let e = session_effect(b"DEALLOCATE ALL");
         assert!(!e.changes_settings && e.drops_statements);
-        assert!(session_effect("SET TIME ZONE 'UTC'").changes_settings);
-        assert!(!session_effect("SET LOCAL work_mem = '1MB'").changes_settings);
-        assert!(session_effect("SELECT set_config('jit', $1, false)").changes_settings);
-        assert!(session_effect("select SET_CONFIG('jit', 'off', false)").changes_settings);
+        assert!(session_effect(b"SET TIME ZONE 'UTC'").changes_settings);
+        assert!(!session_effect(b"SET LOCAL work_mem = '1MB'").changes_settings);
+        assert!(session_effect(b"SELECT set_config('jit', $1, false)").changes_settings);
+        assert!(session_effect(b"select SET_CONFIG('jit', 'off', false)").changes_settings);
         assert!(
-            session_effect("SELECT PG_TRY_ADVISORY_LOCK(7)")
+            session_effect(b"SELECT PG_TRY_ADVISORY_LOCK(7)")
                 .pins
                 .is_some()
         );
         assert_eq!(
-            session_effect("select pg_sleep(1), 'set_confi'"),
+            session_effect(b"select pg_sleep(1), 'set_confi'"),
             Effect::default()
         );
+        // Text in another encoding is still read.
+        assert!(session_effect(b"SET application_name = '\xe9t\xe9'").changes_settings);
+        assert!(session_effect(b"SELECT '\xff'; LISTEN c").pins.is_some());
     }
 }

@@ -153,9 +153,7 @@ impl Upstream {
                         return Ok(false);
                     };
                     let sql = cstr(rest);
-                    if name.is_empty()
-                        || session_effect(&String::from_utf8_lossy(sql)) != Effect::default()
-                    {
+                    if name.is_empty() || session_effect(sql) != Effect::default() {
                         return Ok(false);
                     }
                     parses += 1;
@@ -376,7 +374,7 @@ impl Upstream {
         if !self.rename {
             return;
         }
-        let e = session_effect(&String::from_utf8_lossy(sql));
+        let e = session_effect(sql);
         if let Some(why) = e.pins
             && self.pinned.is_none()
         {
