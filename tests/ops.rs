@@ -206,6 +206,13 @@ async fn metrics_count_each_tenants_transactions_and_refusals() {
         metric(&body, "pgtenant_client_connections", &active),
         Some(0.0)
     );
+    // A's and C's sessions got a connection each (B's logins were
+    // refused); none had to wait for one.
+    assert_eq!(
+        metric(&body, "pgtenant_pool_checkouts_total", &[]),
+        Some(2.0),
+        "{body}"
+    );
     assert!(body.contains("pgtenant_pool_wait_seconds_bucket"), "{body}");
     for k in [&ka, &kb, &kc] {
         assert!(!body.contains(k.as_str()) && !proxy.log().contains(k.as_str()));

@@ -147,13 +147,13 @@ fn describe() {
         SERVERS,
         "Backend connections by tenant and state (active, idle)."
     );
-    describe_histogram!(
-        "pgtenant_pool_wait_seconds",
-        "Time a client waited for a backend connection."
+    describe_counter!(
+        "pgtenant_pool_checkouts_total",
+        "Backend connections lent to clients (per transaction in transaction mode)."
     );
     describe_histogram!(
-        "pgtenant_query_duration_seconds",
-        "Time from a query's first message to its ReadyForQuery."
+        "pgtenant_pool_wait_seconds",
+        "Time clients waited for a free connection of their tenant's pool (checkouts that found one at once are not sampled)."
     );
     describe_counter!("pgtenant_transactions_total", "Transactions by tenant.");
     describe_counter!("pgtenant_queries_total", "Queries by tenant.");

@@ -41,7 +41,10 @@ struct TenantPool {
     checkout: Resizable,
     /// Connected clients of this tenant (`max_client_connections`).
     clients: Resizable,
-    idle: Mutex<Vec<ServerConn>>,
+    /// Boxed: a connection changes hands on every transaction in
+    /// transaction mode, and a pointer moves cheaper than the struct.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<ServerConn>>>,
     /// Shared by all tenants: signalled whenever a connection goes idle.
     returned: Arc<Notify>,
     /// Clients in `acquire` now (admin console, metrics).
@@ -49,7 +52,7 @@ struct TenantPool {
 }
 
 impl TenantPool {
-    fn put_back(&self, mut conn: ServerConn) {
+    fn put_back(&self, mut conn: Box<ServerConn>) {
         conn.idle_since = Instant::now();
         self.idle.lock().expect("poisoned").push(conn);
         self.returned.notify_waiters();
@@ -61,7 +64,7 @@ pub struct Pools {
     secret: String,
     cfg: ArcSwap<PoolConfig>,
     /// Registered on first use, once the metrics recorder is installed.
-    wait_histogram: std::sync::OnceLock<metrics::Histogram>,
+    meters: std::sync::OnceLock<Meters>,
     budget: Resizable,
     returned: Arc<Notify>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
@@ -70,6 +73,13 @@ pub struct Pools {
     /// Client settings (name, value) the server has accepted before; see
     /// [`Pools::settings_accepted_before`].
     accepted: Mutex<HashSet<(String, String)>>,
+}
+
+/// Checkouts are counted; only those that waited for a permit are timed (a
+/// histogram sample per transaction would cost more than the checkout).
+struct Meters {
+    checkouts: metrics::Counter,
+    waits: metrics::Histogram,
 }
 
 /// Bounds [`Pools::accepted`]: a client sending ever new values only loses
@@ -85,7 +95,7 @@ pub struct Admission {
 
 /// A connection lent to one client, with the right to hold it.
 pub struct Checkout {
-    pub conn: ServerConn,
+    pub conn: Box<ServerConn>,
     pool: Arc<TenantPool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -98,7 +108,7 @@ impl Pools {
             budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Notify::new()),
             cfg: ArcSwap::from_pointee(cfg),
-            wait_histogram: std::sync::OnceLock::new(),
+            meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
             pause: gate::PauseGate::default(),
             accepted: Mutex::default(),
@@ -197,7 +207,7 @@ impl Pools {
         let password = role_password(&self.secret, &tenant.role);
         let cache = self.cfg.load().prepared_statements_per_connection;
         match ServerConn::connect(&self.endpoint, tenant.clone(), &password, budget, cache).await {
-            Ok(conn) => pool.put_back(conn),
+            Ok(conn) => pool.put_back(Box::new(conn)),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
             }
@@ -216,7 +226,7 @@ impl Pools {
             && let Some(permit) = pool.checkout.try_acquire()
         {
             if let Some(conn) = self.pop_idle(pool) {
-                self.wait_histogram().record(0.0);
+                self.meters().checkouts.increment(1);
                 return Ok(Checkout {
                     conn,
                     pool: pool.clone(),
@@ -228,9 +238,11 @@ impl Pools {
         self.acquire_slow(tenant, pool.clone(), None).await
     }
 
-    fn wait_histogram(&self) -> &metrics::Histogram {
-        self.wait_histogram
-            .get_or_init(|| metrics::histogram!("pgtenant_pool_wait_seconds"))
+    fn meters(&self) -> &Meters {
+        self.meters.get_or_init(|| Meters {
+            checkouts: metrics::counter!("pgtenant_pool_checkouts_total"),
+            waits: metrics::histogram!("pgtenant_pool_wait_seconds"),
+        })
     }
 
     /// Waiting at PAUSE, for a permit, or for budget; or opening a connection.
@@ -242,7 +254,8 @@ impl Pools {
     ) -> Result<Checkout, ClientError> {
         let _waiting = pool.waiters.enter();
         self.pause.wait(&tenant.name).await;
-        let wait_histogram = self.wait_histogram();
+        let meters = self.meters();
+        meters.checkouts.increment(1);
         let cfg = self.cfg.load_full();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
@@ -251,16 +264,13 @@ impl Pools {
             waited_ms: cfg.query_wait_timeout_ms,
         };
         let permit = match permit.or_else(|| pool.checkout.try_acquire()) {
-            Some(p) => {
-                wait_histogram.record(0.0);
-                p
-            }
+            Some(p) => p,
             None => {
                 let started = Instant::now();
                 let p = tokio::time::timeout_at(deadline, pool.checkout.acquire())
                     .await
                     .map_err(|_| timed_out())?;
-                wait_histogram.record(started.elapsed().as_secs_f64());
+                meters.waits.record(started.elapsed().as_secs_f64());
                 p
             }
         };
@@ -311,14 +321,14 @@ impl Pools {
         .await?;
         metrics::counter!("pgtenant_server_connects_total").increment(1);
         Ok(Checkout {
-            conn,
+            conn: Box::new(conn),
             pool,
             _permit: permit,
         })
     }
 
     /// The newest idle connection that is still healthy and young enough.
-    fn pop_idle(&self, pool: &TenantPool) -> Option<ServerConn> {
+    fn pop_idle(&self, pool: &TenantPool) -> Option<Box<ServerConn>> {
         let now = Instant::now();
         let mut idle = pool.idle.lock().expect("poisoned");
         while let Some(conn) = idle.pop() {

@@ -184,7 +184,7 @@ async fn relay(
         let watch_kill = kill_order.is_none().then_some(killed.as_mut());
         match next_event(
             client,
-            server.as_mut().map(|c| &mut c.conn),
+            server.as_mut().map(|c| &mut *c.conn),
             up,
             down,
             watch_kill,
