@@ -167,16 +167,19 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
     };
     let mut expect_lead = true; // next word starts a statement
     let mut after_semicolon = false;
+    // Whether the fast path is already lost (checked only where it can be).
+    let lost = |s: &Scan| s.suspicious_char || s.sensitive_word || s.lead != Lead::Plain;
     let mut i = 0;
     while i < b.len() {
         match CLASS[b[i] as usize] {
             WORD => {
                 let start = i;
-                while i < b.len() && CLASS[b[i] as usize] == WORD {
-                    i += 1;
-                }
+                i += b[i..]
+                    .iter()
+                    .position(|&c| CLASS[c as usize] != WORD)
+                    .unwrap_or(b.len() - i);
                 // U&'...' / U&"...": unicode escapes can produce any character.
-                if i < b.len() && b[i] == b'&' && b[i - 1].eq_ignore_ascii_case(&b'u') {
+                if b.get(i) == Some(&b'&') && b[i - 1].eq_ignore_ascii_case(&b'u') {
                     s.suspicious_char = true;
                 }
                 let word = &b[start..i];
@@ -190,12 +193,16 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
                 {
                     s.sensitive_word = true;
                 }
-                if after_semicolon {
-                    s.second_statement = true;
+                s.second_statement |= after_semicolon;
+                if stop_early && lost(&s) {
+                    return s;
                 }
             }
             SUSPICIOUS => {
                 s.suspicious_char = true;
+                if stop_early {
+                    return s;
+                }
                 i += 1;
             }
             SEMICOLON => {
@@ -209,15 +216,13 @@ fn scan(sql: &str, stop_early: bool) -> Scan {
                 if expect_lead {
                     s.lead = worse(s.lead, Lead::Unknown);
                     expect_lead = false;
+                    if stop_early {
+                        return s;
+                    }
                 }
-                if after_semicolon {
-                    s.second_statement = true;
-                }
+                s.second_statement |= after_semicolon;
                 i += 1;
             }
-        }
-        if stop_early && (s.suspicious_char || s.sensitive_word || s.lead != Lead::Plain) {
-            return s;
         }
     }
     s

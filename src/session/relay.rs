@@ -9,6 +9,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
@@ -80,16 +81,24 @@ pub async fn run(
     if let Some(sql) = settings {
         up.hidden_query(sql, &wanted);
     }
-    let error = relay(
-        s,
-        client,
-        &mut server,
-        &mut up,
-        &mut down,
-        &mut stats,
-        &mut wanted,
-    )
-    .await;
+    let polls = AtomicU64::new(0);
+    let error = {
+        let relayed = std::pin::pin!(relay(
+            s,
+            client,
+            &mut server,
+            &mut up,
+            &mut down,
+            &mut stats,
+            &mut wanted,
+            &polls,
+        ));
+        Counted {
+            polls: &polls,
+            fut: relayed,
+        }
+        .await
+    };
     stats.transactions = down.transactions;
     stats.queries = down.queries;
     if let Some(co) = server.take() {
@@ -98,6 +107,7 @@ pub async fn run(
     Outcome { error, stats }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     s: &Session<'_>,
     client: &mut ClientStream,
@@ -106,11 +116,13 @@ async fn relay(
     down: &mut Downstream,
     stats: &mut Stats,
     wanted: &mut Vec<(String, String)>,
+    polls: &AtomicU64,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
     let killed = s.kill.killed();
     tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
+    let mut parked = Parked::default();
     loop {
         if let Some((mode, reason)) = kill_order
             && (*mode == KillMode::Now || idle(up, down))
@@ -138,6 +150,7 @@ async fn relay(
                     Ok(co) => *server = Some(co),
                     Err(e) => return Some(e),
                 }
+                parked.server_read = 0; // another socket
             }
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
@@ -173,6 +186,7 @@ async fn relay(
             // next one gets them computed afresh.
             up.drop_hidden();
             detach(s, co, up, down, false).await;
+            parked.server_read = 0;
         }
         // Room to read into: the server side only while attached; the client
         // side small while nothing is going on, a full chunk once busy.
@@ -188,6 +202,8 @@ async fn relay(
             up,
             down,
             watch_kill,
+            &mut parked,
+            polls,
         )
         .await
         {
@@ -325,6 +341,34 @@ enum Event {
     ServerWriteFailed,
 }
 
+/// Counts the task's polls of the relay (see [`Parked`]).
+struct Counted<'a, F> {
+    polls: &'a AtomicU64,
+    fut: F,
+}
+
+impl<F: Future + Unpin> Future for Counted<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        // Only this task touches the counter: no read-modify-write needed.
+        let n = self.polls.load(Ordering::Relaxed);
+        self.polls.store(n + 1, Ordering::Relaxed);
+        Pin::new(&mut self.fut).poll(cx)
+    }
+}
+
+/// The task poll in which a read last returned Pending (0: none). Such a
+/// socket holds this task's waker, and its readiness only changes when the
+/// I/O driver runs, which is between task polls: polling it again in the
+/// same task poll would cost a lock and find nothing. The relay loop
+/// usually handles two or three events per wake-up.
+#[derive(Default)]
+struct Parked {
+    server_read: u64,
+    client_read: u64,
+}
+
 /// Polls every I/O operation that can make progress and returns the first
 /// that completes. Successful writes to the server need no decision and
 /// are applied in place.
@@ -334,18 +378,22 @@ async fn next_event(
     up: &mut Upstream,
     down: &mut Downstream,
     mut killed: Option<Pin<&mut Killed<'_>>>,
+    parked: &mut Parked,
+    polls: &AtomicU64,
 ) -> Event {
     poll_fn(|cx| {
+        let poll_no = polls.load(Ordering::Relaxed);
         if let Some(k) = killed.as_mut()
             && k.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Event::Killed);
         }
         if let Some(srv) = server.as_deref_mut() {
-            if down.buf.len() < HIGH_WATER
-                && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
-            {
-                return Poll::Ready(Event::ServerRead(r));
+            if down.buf.len() < HIGH_WATER && parked.server_read != poll_no {
+                match poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf) {
+                    Poll::Ready(r) => return Poll::Ready(Event::ServerRead(r)),
+                    Poll::Pending => parked.server_read = poll_no,
+                }
             }
             let wrote = !up.out.is_empty();
             while !up.out.is_empty() {
@@ -367,10 +415,13 @@ async fn next_event(
         // loop must attach one first.
         if !up.terminated
             && up.inbuf.len() < HIGH_WATER
+            && parked.client_read != poll_no
             && (server.is_some() || !up.has_message(usize::MAX))
-            && let Poll::Ready(r) = poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
         {
-            return Poll::Ready(Event::ClientRead(r));
+            match poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf) {
+                Poll::Ready(r) => return Poll::Ready(Event::ClientRead(r)),
+                Poll::Pending => parked.client_read = poll_no,
+            }
         }
         if down.scanned > 0
             && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
