@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod firewall;
 pub mod keyword;
+pub mod lexical;
 pub mod listen;
 pub mod pool;
 pub mod protocol;

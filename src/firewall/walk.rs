@@ -285,7 +285,7 @@ impl Walker<'_> {
     /// (no qualified names, quoted identifiers, escapes or sensitive words),
     /// because the server's grammar may be older or newer than pg_query's.
     pub(crate) fn unparsed(&mut self, sql: &str, f: Failure) {
-        if precheck::inert_on_parse_failure(sql) {
+        if precheck::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), false)) {
             return;
         }
         match f {

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use super::upstream::Inspector;
 use crate::config::FirewallMode;
 use crate::firewall::Firewall;
+use crate::lexical::Lexed;
 use crate::protocol::{self, Severity};
 
 pub struct TenantFirewall<'a> {
@@ -16,7 +17,11 @@ pub struct TenantFirewall<'a> {
 }
 
 impl Inspector for TenantFirewall<'_> {
-    fn inspect(&self, sql: &[u8]) -> Result<(), Bytes> {
+    fn reads_text(&self) -> bool {
+        self.mode != FirewallMode::Off
+    }
+
+    fn inspect(&self, sql: &[u8], lexed: &Lexed) -> Result<(), Bytes> {
         if self.mode == FirewallMode::Off {
             return Ok(());
         }
@@ -25,7 +30,7 @@ impl Inspector for TenantFirewall<'_> {
         let verdict = match std::str::from_utf8(sql) {
             Ok(sql) => self
                 .firewall
-                .check(sql, self.schema)
+                .check_lexed(sql, lexed, self.schema)
                 .map_err(|r| (r.rule, r.message.clone(), r.hint.clone())),
             Err(_) => Err((
                 "encoding",

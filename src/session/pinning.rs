@@ -8,7 +8,8 @@
 //! function body is not seen; it stays within the tenant (pools are per
 //! tenant), and `DISCARD ALL` clears it when the client leaves.
 
-use crate::keyword::{contains, keyword, keyword_set, pack};
+use crate::keyword::{contains, pack};
+use crate::lexical::{EFFECT_WORDS, Lexed};
 
 /// What a statement does to session state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +27,14 @@ pub struct Effect {
 /// Reads the session effects of a (possibly multi-statement) SQL text.
 /// Statements that only clear state (RESET, UNLISTEN, DISCARD, CLOSE,
 /// advisory unlocks — what pools like asyncpg's send on release) don't pin.
-/// Takes the raw bytes: nearly every text is decided by one pass over
-/// them, and only the rest is decoded (lossily: this reading is lexical).
-pub fn session_effect(sql: &[u8]) -> Effect {
-    let m = mentions(sql);
-    // Runs on every statement; nearly all are done here.
-    if !m.any() {
+/// `lexed`: the text's words, read once for this and the firewall; nearly
+/// every text is decided by them, and only the rest is decoded (lossily:
+/// this reading is lexical).
+pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
+    if !lexed.may_have_session_effect() {
         return Effect::default();
     }
+    let m = lexed;
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
     for stmt in sql.split(';') {
@@ -98,112 +99,8 @@ fn selects_into_temp(stmt: &str) -> bool {
     false
 }
 
-/// First words of statements that can have a session effect.
-const EFFECT_WORDS: [u128; 9] = keyword_set(&[
-    "set",
-    "listen",
-    "prepare",
-    "load",
-    "declare",
-    "create",
-    "discard",
-    "deallocate",
-    "reset",
-]);
-const SELECT: u128 = keyword("select");
-const WITH: u128 = keyword("with");
-const SET_CONFIG: u128 = keyword("set_config");
-const INTO: u128 = keyword("into");
-
 fn has_effect_word(first: &[u8]) -> bool {
     contains(&EFFECT_WORDS, pack(first))
-}
-
-/// What [`mentions`] found.
-#[derive(Default)]
-struct Mentions {
-    /// A statement starts with a word of [`has_effect_word`].
-    effect_word: bool,
-    /// A statement starts with something other than a word (a comment, a
-    /// parenthesis): only the full reading knows its first word.
-    odd_start: bool,
-    /// `pg_advisory_lock` or `pg_try_advisory_lock`.
-    advisory_lock: bool,
-    set_config: bool,
-    /// `into` in a statement that starts with SELECT or WITH (which may
-    /// then create a temporary table).
-    into: bool,
-}
-
-impl Mentions {
-    /// Anything that needs the full reading.
-    fn any(&self) -> bool {
-        self.effect_word || self.odd_start || self.advisory_lock || self.set_config || self.into
-    }
-}
-
-/// Bytes that continue an identifier: ASCII letters and digits, `_`, `$`,
-/// and every non-ASCII byte (identifiers may hold any letter).
-static IDENT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-        b += 1;
-    }
-    t
-};
-
-/// One pass over the text, word by word, in any case: runs on every
-/// statement. The names it looks for are identifiers, so only whole words
-/// are compared (`xpg_advisory_lock` is another function).
-fn mentions(hay: &[u8]) -> Mentions {
-    let mut m = Mentions::default();
-    let mut at_start = true; // of a statement: at the text's start or after `;`
-    let mut selects = false; // this statement starts with SELECT or WITH
-    let mut i = 0;
-    while i < hay.len() {
-        let c = hay[i];
-        if !IDENT[c as usize] {
-            if c == b';' {
-                at_start = true;
-                selects = false;
-            } else if at_start && !c.is_ascii_whitespace() {
-                at_start = false;
-                m.odd_start = true;
-            }
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < hay.len() && IDENT[hay[i] as usize] {
-            i += 1;
-        }
-        let w = &hay[start..i];
-        if at_start {
-            at_start = false;
-            if c.is_ascii_alphabetic() {
-                let k = pack(w);
-                m.effect_word |= contains(&EFFECT_WORDS, k);
-                selects = k == SELECT || k == WITH;
-            } else {
-                m.odd_start = true;
-            }
-            continue;
-        }
-        // Length first: most words fail on it.
-        match (c | 0x20, w.len()) {
-            (b'p', 16..) => {
-                m.advisory_lock |=
-                    starts_ci(w, b"pg_advisory_lock") || starts_ci(w, b"pg_try_advisory_lock")
-            }
-            (b's', 10) => m.set_config |= pack(w) == SET_CONFIG,
-            (b'i', 4) => m.into |= selects && pack(w) == INTO,
-            _ => {}
-        }
-    }
-    m
 }
 
 /// Words of a statement, skipping comments and punctuation.
@@ -244,13 +141,14 @@ fn contains_word(stmt: &str, w: &str) -> bool {
     words(stmt).any(|x| x.eq_ignore_ascii_case(w))
 }
 
-fn starts_ci(hay: &[u8], prefix: &[u8]) -> bool {
-    hay.len() >= prefix.len() && hay[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lexical::scan;
+
+    fn session_effect(sql: &[u8]) -> Effect {
+        super::session_effect(sql, &scan(sql, true))
+    }
 
     #[test]
     fn pins_session_state_only() {
@@ -312,8 +210,10 @@ mod tests {
             "SELECT pg_advisory_lock(1)",
             "SELECT set_config('a.b', '1', false)",
         ] {
-            let m = mentions(sql.as_bytes());
-            assert!(m.any(), "{sql}");
+            assert!(
+                scan(sql.as_bytes(), true).may_have_session_effect(),
+                "{sql}"
+            );
         }
         for sql in [
             "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
@@ -321,8 +221,10 @@ mod tests {
             "  begin ;  commit ; ",
             "",
         ] {
-            let m = mentions(sql.as_bytes());
-            assert!(!m.any(), "{sql}");
+            assert!(
+                !scan(sql.as_bytes(), true).may_have_session_effect(),
+                "{sql}"
+            );
             assert_eq!(session_effect(sql.as_bytes()), Effect::default(), "{sql}");
         }
     }

@@ -71,7 +71,7 @@ pub async fn run(
     first: Checkout,
     settings: Option<String>,
 ) -> Outcome {
-    let mut up = Upstream::new(s.mode == PoolMode::Transaction);
+    let mut up = Upstream::new(s.mode == PoolMode::Transaction, s.inspector.reads_text());
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.to_vec();
     // Buffers grow on first use: an idle client costs little memory.

@@ -14,6 +14,7 @@ use super::expect::{Expect, Reply};
 use super::pinning::{Effect, session_effect};
 use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
 use crate::error::ClientError;
+use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
 use crate::protocol::startup::StartupError;
 use crate::protocol::{self, TxStatus, read_cstr, tag};
@@ -28,15 +29,26 @@ const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
 /// Decides whether SQL may reach the server; `Err` holds the ErrorResponse.
 /// Gets the raw text: SQL that is not valid UTF-8 is the inspector's call.
 pub trait Inspector: Send + Sync {
-    fn inspect(&self, sql: &[u8]) -> Result<(), Bytes>;
+    /// `lexed`: the text's words (see [`Inspector::reads_text`]).
+    fn inspect(&self, sql: &[u8], lexed: &Lexed) -> Result<(), Bytes>;
+
+    /// False when [`Inspector::inspect`] ignores the text: then its words
+    /// are read only if the session-effect check needs them.
+    fn reads_text(&self) -> bool {
+        true
+    }
 }
 
 /// Lets everything through (firewall off).
 pub struct AllowAll;
 
 impl Inspector for AllowAll {
-    fn inspect(&self, _: &[u8]) -> Result<(), Bytes> {
+    fn inspect(&self, _: &[u8], _: &Lexed) -> Result<(), Bytes> {
         Ok(())
+    }
+
+    fn reads_text(&self) -> bool {
+        false
     }
 }
 
@@ -54,13 +66,16 @@ pub struct Upstream {
     pub settings_changed: bool,
     /// Transaction mode renames named statements; session mode passes them.
     rename: bool,
+    /// Whether statements' words are read (for the inspector or `rename`'s
+    /// session-effect check).
+    lex: bool,
     statements: ClientStatements,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Upstream {
-    pub fn new(rename: bool) -> Upstream {
+    pub fn new(rename: bool, inspector_reads: bool) -> Upstream {
         Upstream {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
@@ -69,6 +84,7 @@ impl Upstream {
             pinned: None,
             settings_changed: false,
             rename,
+            lex: rename || inspector_reads,
             statements: ClientStatements::new(),
             hidden: None,
         }
@@ -153,7 +169,9 @@ impl Upstream {
                         return Ok(false);
                     };
                     let sql = cstr(rest);
-                    if name.is_empty() || session_effect(sql) != Effect::default() {
+                    if name.is_empty()
+                        || session_effect(sql, &lexical::scan(sql, true)) != Effect::default()
+                    {
                         return Ok(false);
                     }
                     parses += 1;
@@ -170,7 +188,8 @@ impl Upstream {
                 continue;
             };
             // As the server would: the first refusal skips the rest up to Sync.
-            if let Err(err) = inspector.inspect(cstr(rest)) {
+            let sql = cstr(rest);
+            if let Err(err) = inspector.inspect(sql, &lexical::scan(sql, true)) {
                 down.buf.extend_from_slice(&err);
                 break;
             }
@@ -198,6 +217,15 @@ impl Upstream {
         self.hidden = None;
     }
 
+    /// The words of `sql`, when anyone reads them (one pass for both).
+    fn lex(&self, sql: &[u8]) -> Lexed {
+        if self.lex {
+            lexical::scan(sql, self.rename)
+        } else {
+            Lexed::default()
+        }
+    }
+
     fn message(
         &mut self,
         t: u8,
@@ -211,26 +239,28 @@ impl Upstream {
         match t {
             tag::QUERY => {
                 let sql = cstr(body);
-                if let Err(err) = inspector.inspect(sql) {
+                let lexed = self.lex(sql);
+                if let Err(err) = inspector.inspect(sql, &lexed) {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
                 }
-                self.note_session_effect(sql, server);
+                self.note_session_effect(sql, &lexed, server);
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::UntilReady));
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
                 let sql = cstr(rest);
-                if let Err(err) = inspector.inspect(sql) {
+                let lexed = self.lex(sql);
+                if let Err(err) = inspector.inspect(sql, &lexed) {
                     frontend::parse("", REFUSED_SQL, [], &mut self.out)
                         .expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::Parse, err));
                     self.discard_until_sync = true;
                     return;
                 }
-                self.note_session_effect(sql, server);
+                self.note_session_effect(sql, &lexed, server);
                 if self.rename && !name.is_empty() {
                     let st = Statement::from_parse_body(rest);
                     self.statements
@@ -370,11 +400,11 @@ impl Upstream {
 
     /// Transaction mode: pins the client on statements with session
     /// effects, and forgets what a clearing statement wipes on the server.
-    fn note_session_effect(&mut self, sql: &[u8], server: &mut ServerConn) {
+    fn note_session_effect(&mut self, sql: &[u8], lexed: &Lexed, server: &mut ServerConn) {
         if !self.rename {
             return;
         }
-        let e = session_effect(sql);
+        let e = session_effect(sql, lexed);
         if let Some(why) = e.pins
             && self.pinned.is_none()
         {
