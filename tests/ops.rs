@@ -220,6 +220,38 @@ async fn metrics_count_each_tenants_transactions_and_refusals() {
 }
 
 #[tokio::test]
+async fn pool_waits_are_timed() {
+    let reg = registry();
+    let t = reg.create_tenant("met_wait");
+    let key = reg.issue_key(&t);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_METRICS_ADDR", &maddr),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    // Session mode, one connection: the second client waits for the first
+    // to leave, and only that checkout is timed.
+    let first = proxy.client_ok(&key).await;
+    first.simple_query("SELECT 1").await.unwrap();
+    let (second, ()) = tokio::join!(proxy.client_ok(&key), async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(first);
+    });
+    second.simple_query("SELECT 1").await.unwrap();
+    let body = scrape_until(&maddr, "the second checkout", |t| {
+        metric(t, "pgtenant_pool_checkouts_total", &[]) == Some(2.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&body, "pgtenant_pool_wait_seconds_count", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    let waited = metric(&body, "pgtenant_pool_wait_seconds_sum", &[]).unwrap();
+    assert!((0.1..5.0).contains(&waited), "waited {waited} s:\n{body}");
+}
+
+#[tokio::test]
 async fn health_and_readiness() {
     let reg = registry();
     let maddr = metrics_addr();
