@@ -145,11 +145,13 @@ done
   echo "\`CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
   echo "\`pgbench -S -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
   echo
-  echo "| -M | target | instructions / tx | instructions / connection |"
-  echo "|---|---|---|---|"
-  while read -r m t tx conn; do
-    printf '| %s | %s | %s | %s |\n' "$m" "$t" "$(printf "%'d" "$tx")" "$(printf "%'d" "$conn")"
-  done <"$ROWS"
+  echo "| -M | target | instructions / tx | instructions / connection | pgt/pgb per tx |"
+  echo "|---|---|---|---|---|"
+  # pgtenant's rows get the ratio to PgBouncer's in the same mode.
+  awk '{ tx[$1 " " $2] = $3 }
+    { other = $2; sub(/^pgt-/, "pgb-", other)
+      ratio = ($2 ~ /^pgt-/ && (($1 " " other) in tx)) ? sprintf("%.2fx", $3 / tx[$1 " " other]) : ""
+      printf "| %s | %s | %d | %d | %s |\n", $1, $2, $3, $4, ratio }' "$ROWS"
   # PgBouncer's binary is stripped: its table would show addresses only.
   for f in "$WORK"/long.pgt-*.simple; do
     [ -f "$f" ] || continue
@@ -159,7 +161,8 @@ done
     echo '```'
     # Self cost; the (100%) lines are the frames everything runs under.
     callgrind_annotate --inclusive=no --threshold=100 --auto=no "$f" 2>/dev/null \
-      | sed -n '/file:function/,$p' | grep -v '(100.0%)' | grep -v '^-' | head -"$TOP" | cut -c1-220
+      | sed -n '/file:function/,$p' | grep -v '(100.0%)' | grep -v '^-' | head -"$TOP" | cut -c1-220 \
+      || true # head closes the pipe early (pipefail)
     echo '```'
   done
 } >"$OUT"
