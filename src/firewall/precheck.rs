@@ -20,13 +20,14 @@ use crate::lexical::{Lead, Lexed};
 /// escapes and no sensitive words: the walker could not refuse it, so the
 /// parse can be skipped.
 pub(crate) fn trivially_safe(l: &Lexed) -> bool {
-    !l.suspicious_char && !l.sensitive_word && l.lead == Lead::Plain && !l.second_statement
+    l.firewall_fast_path()
 }
 
 /// For text that does not parse: true when forwarding it cannot reach
 /// another schema even if the server's grammar accepts it (it may be an
 /// older or newer PostgreSQL than pg_query's). Typos in plain statements
 /// stay forwarded so the client sees the server's own syntax error.
+/// `l` must come from a whole-text scan (`session_facts`).
 pub(crate) fn inert_on_parse_failure(l: &Lexed) -> bool {
     !l.suspicious_char && !l.sensitive_word && l.lead != Lead::Other
 }
@@ -38,7 +39,7 @@ mod tests {
     }
 
     fn inert_on_parse_failure(sql: &str) -> bool {
-        super::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), false))
+        super::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), true))
     }
 
     #[test]

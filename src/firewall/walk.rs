@@ -285,7 +285,8 @@ impl Walker<'_> {
     /// (no qualified names, quoted identifiers, escapes or sensitive words),
     /// because the server's grammar may be older or newer than pg_query's.
     pub(crate) fn unparsed(&mut self, sql: &str, f: Failure) {
-        if precheck::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), false)) {
+        // A whole-text scan: the early-stopping one decides the fast path only.
+        if precheck::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), true)) {
             return;
         }
         match f {
