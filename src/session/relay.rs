@@ -359,10 +359,12 @@ impl<F: Future + Unpin> Future for Counted<'_, F> {
 }
 
 /// The task poll in which a read last returned Pending (0: none). Such a
-/// socket holds this task's waker, and its readiness only changes when the
-/// I/O driver runs, which is between task polls: polling it again in the
-/// same task poll would cost a lock and find nothing. The relay loop
-/// usually handles two or three events per wake-up.
+/// socket holds this task's waker: when it becomes readable the task is
+/// polled again, so polling it again within the same task poll would cost
+/// a lock in tokio and, on the default single-thread runtime, find nothing
+/// (its I/O driver runs between task polls; on a multi-thread one a
+/// readiness that arrives meanwhile is seen one poll later). The relay
+/// loop usually handles two or three events per wake-up.
 #[derive(Default)]
 struct Parked {
     server_read: u64,
