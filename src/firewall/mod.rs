@@ -234,7 +234,7 @@ impl Firewall {
         tenant_schema: &str,
     ) -> Result<(), Arc<Refusal>> {
         let counters = self.counters.get_or_init(Counters::new);
-        if self.precheck && precheck::trivially_safe(lexed) {
+        if self.precheck && lexed.firewall_fast_path() {
             counters.fastpath.increment(1);
             return Ok(());
         }

@@ -16,13 +16,6 @@
 
 use crate::lexical::{Lead, Lexed};
 
-/// True when the text is plain DML with no qualified or quoted names, no
-/// escapes and no sensitive words: the walker could not refuse it, so the
-/// parse can be skipped.
-pub(crate) fn trivially_safe(l: &Lexed) -> bool {
-    l.firewall_fast_path()
-}
-
 /// For text that does not parse: true when forwarding it cannot reach
 /// another schema even if the server's grammar accepts it (it may be an
 /// older or newer PostgreSQL than pg_query's). Typos in plain statements
@@ -35,7 +28,7 @@ pub(crate) fn inert_on_parse_failure(l: &Lexed) -> bool {
 #[cfg(test)]
 mod tests {
     fn trivially_safe(sql: &str) -> bool {
-        super::trivially_safe(&crate::lexical::scan(sql.as_bytes(), false))
+        crate::lexical::scan(sql.as_bytes(), false).firewall_fast_path()
     }
 
     fn inert_on_parse_failure(sql: &str) -> bool {

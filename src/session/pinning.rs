@@ -34,7 +34,6 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     if !lexed.may_have_session_effect() {
         return Effect::default();
     }
-    let m = lexed;
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
     for stmt in sql.split(';') {
@@ -42,7 +41,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         let Some(first) = words.next() else { continue };
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
         // SELECT … INTO TEMP t creates a temporary table too.
-        if m.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
+        if lexed.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
             e.pins = e.pins.or(Some("temporary table"));
         }
         if !has_effect_word(first.as_bytes()) {
@@ -80,10 +79,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             e.changes_settings = true;
         }
     }
-    if m.advisory_lock {
+    if lexed.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
-    e.changes_settings |= m.set_config;
+    e.changes_settings |= lexed.set_config;
     e
 }
 
