@@ -110,6 +110,9 @@ pub enum Lead {
 pub struct Lexed {
     /// `.`, `"`, `\`, NUL or `U&` somewhere.
     pub suspicious_char: bool,
+    /// A byte outside ASCII somewhere (complete when the firewall's fast
+    /// path holds: reading may stop early otherwise).
+    pub non_ascii: bool,
     /// A word the firewall's rules name (every `pg_` word, the functions
     /// and reg types in `firewall::rules`), first words of plain
     /// statements excepted.
@@ -153,7 +156,8 @@ impl Lexed {
 
 /// `word`: packed by [`pack`].
 fn classify(word: u128) -> Lead {
-    if contains(&PLAIN_FIRST_WORDS, word) {
+    // SELECT first: most statements are.
+    if word == SELECT || contains(&PLAIN_FIRST_WORDS, word) {
         Lead::Plain
     } else if contains(&OTHER_FIRST_WORDS, word) {
         Lead::Other
@@ -228,48 +232,47 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
     let mut after_semicolon = false;
     let mut selects = false; // this statement starts with SELECT or WITH
     let mut i = 0;
+    // Words and spaces are nearly every byte: they come first, and a word
+    // that is not a statement's first costs one table test of its first
+    // three bytes. Every flag is set where it can change, and only there is
+    // the early stop checked.
     while i < b.len() {
-        match CLASS[b[i] as usize] {
-            WORD => {
-                let start = i;
-                i += b[i..]
-                    .iter()
-                    .position(|&c| CLASS[c as usize] != WORD)
-                    .unwrap_or(b.len() - i);
-                // U&'...' / U&"...": unicode escapes can produce any character.
-                if b.get(i) == Some(&b'&') && b[i - 1].eq_ignore_ascii_case(&b'u') {
-                    s.suspicious_char = true;
-                }
-                let word = &b[start..i];
+        let class = CLASS[b[i] as usize];
+        if class == WORD {
+            let start = i;
+            i += 1;
+            while i < b.len() && CLASS[b[i] as usize] == WORD {
+                i += 1;
+            }
+            let word = &b[start..i];
+            if expect_lead {
+                expect_lead = false;
+                // Whatever came between a `;` and this word set it already.
                 s.second_statement |= after_semicolon;
-                if expect_lead {
-                    expect_lead = false;
-                    let k = pack(word);
-                    let lead = classify(k);
-                    s.lead = worse(s.lead, lead);
-                    if SESSION_FACTS {
-                        s.effect_word |= contains(&EFFECT_WORDS, k);
-                        s.odd_start |= !word[0].is_ascii_alphabetic();
-                        selects = k == SELECT || k == WITH;
-                    }
-                    // No plain first word (SELECT, UPDATE, …) names anything.
-                    if lead != Lead::Plain && rules::may_be_sensitive(word) && is_sensitive(word) {
-                        s.sensitive_word = true;
-                    }
-                    if !SESSION_FACTS && !s.firewall_fast_path() {
-                        return s;
-                    }
-                    continue;
+                let k = pack(word);
+                let lead = classify(k);
+                s.lead = worse(s.lead, lead);
+                if SESSION_FACTS {
+                    s.effect_word |= contains(&EFFECT_WORDS, k);
+                    s.odd_start |= !word[0].is_ascii_alphabetic();
+                    selects = k == SELECT || k == WITH;
                 }
-                if rules::may_be_sensitive(word) && is_sensitive(word) {
+                // No plain first word (SELECT, UPDATE, …) names anything.
+                if lead != Lead::Plain && rules::may_be_sensitive(word) && is_sensitive(word) {
                     s.sensitive_word = true;
                 }
-                if !SESSION_FACTS {
-                    if !s.firewall_fast_path() {
-                        return s;
-                    }
-                    continue;
+                if !SESSION_FACTS && !s.firewall_fast_path() {
+                    return s;
                 }
+                continue;
+            }
+            if rules::may_be_sensitive(word) && is_sensitive(word) {
+                s.sensitive_word = true;
+                if !SESSION_FACTS {
+                    return s;
+                }
+            }
+            if SESSION_FACTS {
                 // Length first: most words fail on it.
                 match (word[0] | 0x20, word.len()) {
                     (b'p', 16..) => {
@@ -281,28 +284,34 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
                     _ => {}
                 }
             }
-            SEMICOLON => {
-                expect_lead = true;
-                after_semicolon = true;
-                selects = false;
-                i += 1;
-            }
-            SPACE => i += 1,
-            class => {
-                s.odd_start |= SESSION_FACTS && expect_lead;
-                if class == SUSPICIOUS {
-                    s.suspicious_char = true;
-                } else if expect_lead {
-                    // Punctuation before any word: `(SELECT`, `/* */`, `--`.
-                    s.lead = worse(s.lead, Lead::Unknown);
-                    expect_lead = false;
-                }
-                s.second_statement |= after_semicolon;
-                i += 1;
-                if !SESSION_FACTS && !s.firewall_fast_path() {
-                    return s;
-                }
-            }
+            continue;
+        }
+        if class == SPACE {
+            i += 1;
+            continue;
+        }
+        if class == SEMICOLON {
+            expect_lead = true;
+            after_semicolon = true;
+            selects = false;
+            i += 1;
+            continue;
+        }
+        // Punctuation, suspicious and non-ASCII bytes.
+        s.odd_start |= SESSION_FACTS && expect_lead;
+        s.non_ascii |= !b[i].is_ascii();
+        // U&'...' / U&"...": unicode escapes can produce any character.
+        if class == SUSPICIOUS || (b[i] == b'&' && i > 0 && b[i - 1] | 0x20 == b'u') {
+            s.suspicious_char = true;
+        } else if expect_lead {
+            // Punctuation before any word: `(SELECT`, `/* */`, `--`.
+            s.lead = worse(s.lead, Lead::Unknown);
+            expect_lead = false;
+        }
+        s.second_statement |= after_semicolon;
+        i += 1;
+        if !SESSION_FACTS && !s.firewall_fast_path() {
+            return s;
         }
     }
     s
@@ -340,6 +349,8 @@ mod tests {
         assert!(!scan_all(b"select 1; insert into t values (1)").into);
         // Words end at every byte outside [A-Za-z0-9_].
         assert!(scan_all(b"SELECT \xc3\xa9pg_read_file('x')").sensitive_word);
+        assert!(scan_all(b"SELECT '\xff'").non_ascii && !scan_all(b"SELECT 'x'").non_ascii);
+        assert!(scan_all(b"SELECT menu&1").suspicious_char);
         assert!(scan_all(b"SELECT 1 $$SET_CONFIG$$").set_config);
         assert_eq!(scan_all(b""), Lexed::default());
         // Without the session facts: the same fast-path verdict, reached

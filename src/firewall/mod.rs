@@ -233,11 +233,10 @@ impl Firewall {
         lexed: &Lexed,
         tenant_schema: &str,
     ) -> Result<(), Arc<Refusal>> {
-        let counters = self.counters.get_or_init(Counters::new);
-        if self.precheck && lexed.firewall_fast_path() {
-            counters.fastpath.increment(1);
+        if self.clears(lexed) {
             return Ok(());
         }
+        let counters = self.counters.get_or_init(Counters::new);
         let verdict = self.analysis(sql, counters).verdict(tenant_schema);
         if let Err(r) = &verdict {
             metrics::counter!(
@@ -248,6 +247,20 @@ impl Firewall {
             .increment(1);
         }
         verdict
+    }
+
+    /// Whether the pre-check alone accepts a text with these words (see
+    /// `precheck`), without reading the text again.
+    pub fn clears(&self, lexed: &Lexed) -> bool {
+        if self.precheck && lexed.firewall_fast_path() {
+            self.counters
+                .get_or_init(Counters::new)
+                .fastpath
+                .increment(1);
+            true
+        } else {
+            false
+        }
     }
 
     /// The cached analysis of a text the precheck could not clear.

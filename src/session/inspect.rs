@@ -25,6 +25,10 @@ impl Inspector for TenantFirewall<'_> {
         if self.mode == FirewallMode::Off {
             return Ok(());
         }
+        // ASCII is valid UTF-8: the pre-check's verdict needs no decoding.
+        if !lexed.non_ascii && self.firewall.clears(lexed) {
+            return Ok(());
+        }
         // The firewall reads UTF-8; text in another client encoding can't
         // be checked, so it is refused rather than waved through.
         let verdict = match std::str::from_utf8(sql) {
@@ -50,5 +54,40 @@ impl Inspector for TenantFirewall<'_> {
         let mut buf = BytesMut::new();
         protocol::error_response(&mut buf, Severity::Error, "42501", &message, Some(&hint));
         Err(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::Policy;
+    use crate::lexical::scan;
+
+    fn inspect(mode: FirewallMode, sql: &[u8]) -> Result<(), Bytes> {
+        let firewall = Firewall::new(Policy::default(), 10);
+        let fw = TenantFirewall {
+            firewall: &firewall,
+            schema: "tenant_a",
+            mode,
+        };
+        // Both ways the relay reads words: session and transaction mode.
+        let (session, tx) = (
+            fw.inspect(sql, &scan(sql, false)),
+            fw.inspect(sql, &scan(sql, true)),
+        );
+        assert_eq!(session, tx, "{sql:?}");
+        session
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_even_on_the_fast_path() {
+        let enforce = FirewallMode::Enforce;
+        assert!(inspect(enforce, b"SELECT abalance FROM t WHERE aid = 1").is_ok());
+        assert!(inspect(enforce, "SELECT 'é' FROM t".as_bytes()).is_ok());
+        let err = inspect(enforce, b"SELECT '\xff' FROM t").unwrap_err();
+        assert!(err.windows(5).any(|w| w == b"UTF-8"), "{err:?}");
+        assert!(inspect(enforce, b"SELECT x FROM tenant_b.t").is_err());
+        assert!(inspect(FirewallMode::Monitor, b"SELECT '\xff' FROM t").is_ok());
+        assert!(inspect(FirewallMode::Off, b"SELECT '\xff' FROM t").is_ok());
     }
 }
