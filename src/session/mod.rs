@@ -10,6 +10,7 @@ pub mod prepared;
 mod relay;
 pub mod startup;
 pub mod upstream;
+mod wakes;
 
 use std::net::SocketAddr;
 use std::time::Instant;

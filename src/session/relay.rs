@@ -9,7 +9,7 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
@@ -19,6 +19,7 @@ use tokio_util::io::poll_read_buf;
 use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch, Killed};
 use super::upstream::{Inspector, Upstream};
+use super::wakes::{Reads, Side, Task};
 use crate::cancel::{BackendKey, CancelKey};
 use crate::config::PoolMode;
 use crate::context::Context;
@@ -81,7 +82,8 @@ pub async fn run(
     if let Some(sql) = settings {
         up.hidden_query(sql, &wanted);
     }
-    let polls = AtomicU64::new(0);
+    let task = Arc::new(Task::default());
+    let mut reads = Reads::new(&task);
     let error = {
         let relayed = std::pin::pin!(relay(
             s,
@@ -91,10 +93,10 @@ pub async fn run(
             &mut down,
             &mut stats,
             &mut wanted,
-            &polls,
+            &mut reads,
         ));
-        Counted {
-            polls: &polls,
+        Registered {
+            task: &task,
             fut: relayed,
         }
         .await
@@ -116,13 +118,12 @@ async fn relay(
     down: &mut Downstream,
     stats: &mut Stats,
     wanted: &mut Vec<(String, String)>,
-    polls: &AtomicU64,
+    reads: &mut Reads,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
     let killed = s.kill.killed();
     tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
-    let mut parked = Parked::default();
     loop {
         if let Some((mode, reason)) = kill_order
             && (*mode == KillMode::Now || idle(up, down))
@@ -150,7 +151,7 @@ async fn relay(
                     Ok(co) => *server = Some(co),
                     Err(e) => return Some(e),
                 }
-                parked.server_read = 0; // another socket
+                reads.disarm(Side::Server); // another socket
             }
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
@@ -186,7 +187,6 @@ async fn relay(
             // next one gets them computed afresh.
             up.drop_hidden();
             detach(s, co, up, down, false).await;
-            parked.server_read = 0;
         }
         // Room to read into: the server side only while attached; the client
         // side small while nothing is going on, a full chunk once busy.
@@ -202,8 +202,7 @@ async fn relay(
             up,
             down,
             watch_kill,
-            &mut parked,
-            polls,
+            reads,
         )
         .await
         {
@@ -341,34 +340,19 @@ enum Event {
     ServerWriteFailed,
 }
 
-/// Counts the task's polls of the relay (see [`Parked`]).
-struct Counted<'a, F> {
-    polls: &'a AtomicU64,
+/// Registers the task's waker for [`Reads`] at each poll of the relay.
+struct Registered<'a, F> {
+    task: &'a Task,
     fut: F,
 }
 
-impl<F: Future + Unpin> Future for Counted<'_, F> {
+impl<F: Future + Unpin> Future for Registered<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
-        // Only this task touches the counter: no read-modify-write needed.
-        let n = self.polls.load(Ordering::Relaxed);
-        self.polls.store(n + 1, Ordering::Relaxed);
+        self.task.register(cx);
         Pin::new(&mut self.fut).poll(cx)
     }
-}
-
-/// The task poll in which a read last returned Pending (0: none). Such a
-/// socket holds this task's waker: when it becomes readable the task is
-/// polled again, so polling it again within the same task poll would cost
-/// a lock in tokio and, on the default single-thread runtime, find nothing
-/// (its I/O driver runs between task polls; on a multi-thread one a
-/// readiness that arrives meanwhile is seen one poll later). The relay
-/// loop usually handles two or three events per wake-up.
-#[derive(Default)]
-struct Parked {
-    server_read: u64,
-    client_read: u64,
 }
 
 /// Polls every I/O operation that can make progress and returns the first
@@ -380,22 +364,21 @@ async fn next_event(
     up: &mut Upstream,
     down: &mut Downstream,
     mut killed: Option<Pin<&mut Killed<'_>>>,
-    parked: &mut Parked,
-    polls: &AtomicU64,
+    reads: &mut Reads,
 ) -> Event {
     poll_fn(|cx| {
-        let poll_no = polls.load(Ordering::Relaxed);
         if let Some(k) = killed.as_mut()
             && k.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Event::Killed);
         }
         if let Some(srv) = server.as_deref_mut() {
-            if down.buf.len() < HIGH_WATER && parked.server_read != poll_no {
-                match poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf) {
-                    Poll::Ready(r) => return Poll::Ready(Event::ServerRead(r)),
-                    Poll::Pending => parked.server_read = poll_no,
-                }
+            if down.buf.len() < HIGH_WATER
+                && let Poll::Ready(r) = reads.poll(Side::Server, |cx| {
+                    poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
+                })
+            {
+                return Poll::Ready(Event::ServerRead(r));
             }
             let wrote = !up.out.is_empty();
             while !up.out.is_empty() {
@@ -417,13 +400,12 @@ async fn next_event(
         // loop must attach one first.
         if !up.terminated
             && up.inbuf.len() < HIGH_WATER
-            && parked.client_read != poll_no
             && (server.is_some() || !up.has_message(usize::MAX))
+            && let Poll::Ready(r) = reads.poll(Side::Client, |cx| {
+                poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
+            })
         {
-            match poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf) {
-                Poll::Ready(r) => return Poll::Ready(Event::ClientRead(r)),
-                Poll::Pending => parked.client_read = poll_no,
-            }
+            return Poll::Ready(Event::ClientRead(r));
         }
         if down.scanned > 0
             && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
