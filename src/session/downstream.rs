@@ -77,8 +77,24 @@ impl Downstream {
                 Ok(None) => break,
                 Err(_) => return Err(ClientError::BackendLost),
             };
-            let whole = self.buf.len() - pos >= h.frame_len;
             let tag = h.tag;
+            // Nearly every message: part of a reply that passes through, with
+            // nothing to record, replace or drop (rows, descriptions, tags).
+            if let Some(Expect::Pass(reply)) = self.expect.front()
+                && !matches!(tag, b'E' | b'S' | b'Z')
+            {
+                if tag == b'C' {
+                    self.queries += 1;
+                }
+                if reply.ended_by(tag) {
+                    self.expect.pop_front();
+                }
+                self.last_tag = tag;
+                pos += HEADER_LEN;
+                self.remaining = h.frame_len - HEADER_LEN;
+                continue;
+            }
+            let whole = self.buf.len() - pos >= h.frame_len;
             let head = if is_async(tag) {
                 None
             } else {

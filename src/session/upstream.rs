@@ -6,7 +6,7 @@
 //! small, and it keeps rewriting simple. The large direction (results) is
 //! zero-copy in [`super::downstream`].
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
@@ -103,15 +103,39 @@ impl Upstream {
         down: &mut Downstream,
         server: &mut ServerConn,
     ) -> Result<(), ClientError> {
-        while let Some(h) = protocol::header(&self.inbuf, max)? {
-            if self.inbuf.len() < h.frame_len {
+        // Messages are read where they lie and the buffer advanced once.
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let read = self.frames(&inbuf, max, inspector, down, server);
+        if self.terminated {
+            inbuf.clear();
+        } else if let Ok(n) = read {
+            inbuf.advance(n);
+        }
+        self.inbuf = inbuf;
+        read?;
+        down.flush_synth(&mut server.statements, &mut server.params)
+    }
+
+    /// Handles the whole messages at the start of `inbuf`; returns the
+    /// bytes they took.
+    fn frames(
+        &mut self,
+        inbuf: &[u8],
+        max: usize,
+        inspector: &dyn Inspector,
+        down: &mut Downstream,
+        server: &mut ServerConn,
+    ) -> Result<usize, ClientError> {
+        let mut pos = 0;
+        while let Some(h) = protocol::header(&inbuf[pos..], max)? {
+            if inbuf.len() - pos < h.frame_len {
                 break;
             }
-            let frame = self.inbuf.split_to(h.frame_len);
+            let frame = &inbuf[pos..pos + h.frame_len];
+            pos += h.frame_len;
             if h.tag == tag::TERMINATE {
                 // Never forwarded: the server connection outlives the client.
                 self.terminated = true;
-                self.inbuf.clear();
                 break;
             }
             if self.discard_until_sync && h.tag != tag::SYNC {
@@ -125,9 +149,9 @@ impl Upstream {
                 down.expect.push_back(Expect::Hidden);
                 server.settings_applied(&settings);
             }
-            self.message(h.tag, &frame, inspector, down, server);
+            self.message(h.tag, frame, inspector, down, server);
         }
-        down.flush_synth(&mut server.statements, &mut server.params)
+        Ok(pos)
     }
 
     /// Transaction mode, no connection attached, no transaction open: a
