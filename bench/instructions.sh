@@ -22,6 +22,8 @@
 #
 # Knobs: CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
 # TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
+# CACHE_SIM(unset; 1: simulate the caches too, so that the dumps kept with
+# KEEP=1 carry D1/LL misses for callgrind_annotate --sort=D1mr)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -61,7 +63,7 @@ trap 'exit 143' TERM
 # The vgdb FIFOs live in the work dir: in /tmp (sticky), root may not open
 # a FIFO that PgBouncer's user created (fs.protected_fifos).
 VGDB_PREFIX=$WORK/vgdb
-VG="env -u USER -u LOGNAME valgrind --tool=callgrind --vgdb=yes --vgdb-prefix=$VGDB_PREFIX --dump-instr=no --callgrind-out-file=$WORK/cg.%p"
+VG="env -u USER -u LOGNAME valgrind --tool=callgrind --vgdb=yes --vgdb-prefix=$VGDB_PREFIX --dump-instr=no ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file=$WORK/cg.%p"
 log "starting targets under callgrind (log: $WORK/bench.log)"
 HOLD=1 HOLD_FILE=$WORK/hold.env SCALE=1 CONNECT=0 TARGETS="$TARGETS" \
   PGT_WRAPPER="$VG" PGB_WRAPPER="$VG" bench/pgbench.sh 2>"$WORK/bench.log" &
