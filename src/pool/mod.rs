@@ -13,6 +13,7 @@
 
 mod gate;
 pub mod resizable;
+mod returned;
 pub mod server;
 mod settings;
 pub mod tls;
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::config::PoolConfig;
@@ -31,6 +32,7 @@ use crate::protocol::TxStatus;
 use crate::registry::Tenant;
 use crate::registry::admin::role_password;
 use resizable::Resizable;
+use returned::Returned;
 pub use server::{Endpoint, ServerConn};
 
 /// Idle connections older than this are probed before being handed out.
@@ -46,7 +48,7 @@ struct TenantPool {
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<ServerConn>>>,
     /// Shared by all tenants: signalled whenever a connection goes idle.
-    returned: Arc<Notify>,
+    returned: Arc<Returned>,
     /// Clients in `acquire` now (admin console, metrics).
     waiters: Arc<gate::Waiters>,
 }
@@ -55,7 +57,7 @@ impl TenantPool {
     fn put_back(&self, mut conn: Box<ServerConn>) {
         conn.idle_since = Instant::now();
         self.idle.lock().expect("poisoned").push(conn);
-        self.returned.notify_waiters();
+        self.returned.signal();
     }
 }
 
@@ -66,7 +68,7 @@ pub struct Pools {
     /// Registered on first use, once the metrics recorder is installed.
     meters: std::sync::OnceLock<Meters>,
     budget: Resizable,
-    returned: Arc<Notify>,
+    returned: Arc<Returned>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
     /// Admin `PAUSE`/`RESUME`.
     pause: gate::PauseGate,
@@ -106,7 +108,7 @@ impl Pools {
             endpoint,
             secret,
             budget: Resizable::new(cfg.max_backend_connections),
-            returned: Arc::new(Notify::new()),
+            returned: Arc::new(Returned::default()),
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
@@ -284,9 +286,10 @@ impl Pools {
                     _permit: permit,
                 });
             }
-            // Registered before looking again, so a connection returned
-            // meanwhile is not missed.
-            let returned = self.returned.notified();
+            // Counted and registered before looking again, so a connection
+            // returned meanwhile is not missed.
+            let counted = self.returned.count_waiter();
+            let returned = counted.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
             if let Some(conn) = self.pop_idle(&pool) {
