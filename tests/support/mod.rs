@@ -11,6 +11,7 @@
 
 mod client;
 mod cluster;
+pub mod metrics;
 mod pg_binaries;
 mod proxy;
 pub mod raw;
