@@ -5,7 +5,10 @@
 
 mod support;
 
+use support::metrics::{metric, metrics_addr, scrape_until};
 use support::registry;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 struct Two {
@@ -402,4 +405,54 @@ async fn the_whole_corpus_through_a_real_proxy() {
         reached.is_empty(),
         "refused statements reached PostgreSQL: {reached:?}"
     );
+}
+
+/// A session that sends the same unnamed Parse again (what drivers do for
+/// every execution) gets the verdict it got last without a new look, but
+/// only for a text that was cleared and has no session effect: a refused
+/// text is refused every time, and in transaction mode a text that changes
+/// settings is read every time.
+#[tokio::test]
+async fn only_a_cleared_parse_is_remembered() {
+    let two = two_tenants().await;
+    let reg = registry();
+    let allowed = "SELECT secret FROM t WHERE secret LIKE $1";
+    let refused = fill("SELECT secret FROM {B}.t WHERE secret LIKE $1", &two);
+    let setting = "SELECT set_config('application_name', $1, false)";
+    // Session mode doesn't track session effects: the setting's text is
+    // remembered there too.
+    for (mode, repeats) in [("session", 3.0), ("transaction", 2.0)] {
+        let maddr = metrics_addr();
+        let proxy = reg.proxy(&[
+            ("PGTENANT_FIREWALL_MODE", "enforce"),
+            ("PGTENANT_POOL_MODE", mode),
+            ("PGTENANT_METRICS_ADDR", &maddr),
+        ]);
+        let c = proxy.client_ok(&two.key_a).await;
+        let like = [(&"marker%" as &(dyn ToSql + Sync), Type::TEXT)];
+        for round in 0..3 {
+            let rows = c.query_typed(allowed, &like).await.unwrap();
+            let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            assert_eq!(got.len(), 1, "{mode}, round {round}: {got:?}");
+            assert!(got[0].starts_with("marker-a-"), "{mode}: {got:?}");
+            let e = c.query_typed(&refused, &like).await.expect_err(&refused);
+            assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
+        }
+        for name in ["one", "two"] {
+            c.query_typed(setting, &[(&name, Type::TEXT)])
+                .await
+                .unwrap();
+        }
+        let shown = rows(&c.simple_query("SHOW application_name").await.unwrap());
+        assert_eq!(shown, vec![vec![Some("two".into())]], "{mode}");
+        let body = scrape_until(&maddr, "the repeats counter", |t| {
+            metric(t, "pgtenant_firewall_repeats_total", &[]).is_some()
+        })
+        .await;
+        assert_eq!(
+            metric(&body, "pgtenant_firewall_repeats_total", &[]),
+            Some(repeats),
+            "{mode}"
+        );
+    }
 }

@@ -155,6 +155,7 @@ pub struct Firewall {
 
 struct Counters {
     fastpath: metrics::Counter,
+    repeat: metrics::Counter,
     hit: metrics::Counter,
     miss: metrics::Counter,
 }
@@ -163,6 +164,7 @@ impl Counters {
     fn new() -> Counters {
         Counters {
             fastpath: metrics::counter!("pgtenant_firewall_fastpath_total"),
+            repeat: metrics::counter!("pgtenant_firewall_repeats_total"),
             hit: metrics::counter!("pgtenant_firewall_cache_total", "result" => "hit"),
             miss: metrics::counter!("pgtenant_firewall_cache_total", "result" => "miss"),
         }
@@ -261,6 +263,12 @@ impl Firewall {
         } else {
             false
         }
+    }
+
+    /// A session sent the text it had cleared last again (see
+    /// `session::upstream`): counted, not looked at.
+    pub fn note_repeat(&self) {
+        self.counters.get_or_init(Counters::new).repeat.increment(1);
     }
 
     /// The cached analysis of a text the precheck could not clear.

@@ -21,6 +21,18 @@ impl Inspector for TenantFirewall<'_> {
         self.mode != FirewallMode::Off
     }
 
+    fn repeat(&self) -> bool {
+        match self.mode {
+            FirewallMode::Off => true,
+            // Each statement that would be refused is logged and counted.
+            FirewallMode::Monitor => false,
+            FirewallMode::Enforce => {
+                self.firewall.note_repeat();
+                true
+            }
+        }
+    }
+
     fn inspect(&self, sql: &[u8], lexed: &Lexed) -> Result<(), Bytes> {
         if self.mode == FirewallMode::Off {
             return Ok(());

@@ -37,6 +37,13 @@ pub trait Inspector: Send + Sync {
     fn reads_text(&self) -> bool {
         true
     }
+
+    /// The session sends again the text it cleared last: may it pass on
+    /// that verdict without a new look? (Verdicts depend on the text and
+    /// the session's fixed policy only.) Counts the repeat when it may.
+    fn repeat(&self) -> bool {
+        true
+    }
 }
 
 /// Lets everything through (firewall off).
@@ -72,7 +79,14 @@ pub struct Upstream {
     statements: ClientStatements,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Vec<(String, String)>)>,
+    /// The last Parse text the inspector cleared that has no session
+    /// effect (see [`Upstream::check`]).
+    cleared: Vec<u8>,
 }
+
+/// Longer texts are not remembered: the copy would cost more than it saves
+/// and every session would hold it.
+const MAX_REMEMBERED: usize = 4096;
 
 impl Upstream {
     pub fn new(rename: bool, inspector_reads: bool) -> Upstream {
@@ -87,6 +101,7 @@ impl Upstream {
             lex: rename || inspector_reads,
             statements: ClientStatements::new(),
             hidden: None,
+            cleared: Vec::new(),
         }
     }
 
@@ -241,15 +256,6 @@ impl Upstream {
         self.hidden = None;
     }
 
-    /// The words of `sql`, when anyone reads them (one pass for both).
-    fn lex(&self, sql: &[u8]) -> Lexed {
-        if self.lex {
-            lexical::scan(sql, self.rename)
-        } else {
-            Lexed::default()
-        }
-    }
-
     fn message(
         &mut self,
         t: u8,
@@ -263,28 +269,24 @@ impl Upstream {
         match t {
             tag::QUERY => {
                 let sql = cstr(body);
-                let lexed = self.lex(sql);
-                if let Err(err) = inspector.inspect(sql, &lexed) {
+                if let Err(err) = self.check(sql, false, inspector, server) {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
                 }
-                self.note_session_effect(sql, &lexed, server);
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::UntilReady));
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
                 let sql = cstr(rest);
-                let lexed = self.lex(sql);
-                if let Err(err) = inspector.inspect(sql, &lexed) {
+                if let Err(err) = self.check(sql, true, inspector, server) {
                     frontend::parse("", REFUSED_SQL, [], &mut self.out)
                         .expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::Parse, err));
                     self.discard_until_sync = true;
                     return;
                 }
-                self.note_session_effect(sql, &lexed, server);
                 if self.rename && !name.is_empty() {
                     let st = Statement::from_parse_body(rest);
                     self.statements
@@ -422,13 +424,49 @@ impl Upstream {
         q.push_back(Expect::Evict);
     }
 
+    /// Asks the inspector about `sql` and notes its session effects.
+    /// `parse`: the text of a Parse, which is remembered when it is cleared
+    /// and has no session effect, and then passes again without a look:
+    /// drivers send the same unnamed Parse for every execution of a
+    /// statement. Query texts mostly differ in their literals, so they are
+    /// not remembered (the copy would cost more than the hits save).
+    fn check(
+        &mut self,
+        sql: &[u8],
+        parse: bool,
+        inspector: &dyn Inspector,
+        server: &mut ServerConn,
+    ) -> Result<(), Bytes> {
+        if !self.lex {
+            // Nobody reads the text.
+            return inspector.inspect(sql, &Lexed::default());
+        }
+        if parse && self.cleared == sql && inspector.repeat() {
+            return Ok(());
+        }
+        let lexed = lexical::scan(sql, self.rename);
+        inspector.inspect(sql, &lexed)?;
+        let inert = self.note_session_effect(sql, &lexed, server);
+        if parse {
+            self.cleared.clear();
+            if inert && sql.len() <= MAX_REMEMBERED {
+                self.cleared.extend_from_slice(sql);
+            }
+        }
+        Ok(())
+    }
+
     /// Transaction mode: pins the client on statements with session
     /// effects, and forgets what a clearing statement wipes on the server.
-    fn note_session_effect(&mut self, sql: &[u8], lexed: &Lexed, server: &mut ServerConn) {
+    /// True when the statement has none.
+    fn note_session_effect(&mut self, sql: &[u8], lexed: &Lexed, server: &mut ServerConn) -> bool {
         if !self.rename {
-            return;
+            return true;
         }
         let e = session_effect(sql, lexed);
+        if e == Effect::default() {
+            return true;
+        }
         if let Some(why) = e.pins
             && self.pinned.is_none()
         {
@@ -442,6 +480,7 @@ impl Upstream {
         if e.changes_settings {
             self.settings_changed = true;
         }
+        false
     }
 }
 
