@@ -365,8 +365,10 @@ impl<F: Future + Unpin> Future for Registered<'_, F> {
 }
 
 /// Polls every I/O operation that can make progress and returns the first
-/// that completes. Successful writes to the server need no decision and
-/// are applied in place.
+/// that completes. Writes come first: what was just relayed leaves before
+/// any read is looked at, and a transaction-mode reply reaches the client
+/// without another poll of the server it is about to leave. Successful
+/// writes to the server need no decision and are applied in place.
 async fn next_event(
     client: &mut ClientStream,
     mut server: Option<&mut ServerConn>,
@@ -381,15 +383,9 @@ async fn next_event(
         {
             return Poll::Ready(Event::Killed);
         }
-        if let Some(srv) = server.as_deref_mut() {
-            if down.buf.len() < HIGH_WATER
-                && let Poll::Ready(r) = reads.poll(Side::Server, |cx| {
-                    poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
-                })
-            {
-                return Poll::Ready(Event::ServerRead(r));
-            }
-            let wrote = !up.out.is_empty();
+        if let Some(srv) = server.as_deref_mut()
+            && !up.out.is_empty()
+        {
             while !up.out.is_empty() {
                 match Pin::new(&mut srv.stream).poll_write(cx, &up.out) {
                     Poll::Ready(Ok(n)) if n > 0 => up.out.advance(n),
@@ -398,12 +394,27 @@ async fn next_event(
                 }
             }
             // TLS buffers records: push them out (a no-op on plain TCP).
-            if wrote
-                && up.out.is_empty()
+            if up.out.is_empty()
                 && let Poll::Ready(Err(_)) = Pin::new(&mut srv.stream).poll_flush(cx)
             {
                 return Poll::Ready(Event::ServerWriteFailed);
             }
+        }
+        if down.scanned > 0
+            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
+        {
+            return Poll::Ready(match r {
+                Ok(n) if n > 0 => Event::ClientWrote(n),
+                _ => Event::ClientWriteFailed,
+            });
+        }
+        if let Some(srv) = server.as_deref_mut()
+            && down.buf.len() < HIGH_WATER
+            && let Poll::Ready(r) = reads.poll(Side::Server, |cx| {
+                poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
+            })
+        {
+            return Poll::Ready(Event::ServerRead(r));
         }
         // Without a server, read only while no whole message waits: the
         // loop must attach one first.
@@ -415,14 +426,6 @@ async fn next_event(
             })
         {
             return Poll::Ready(Event::ClientRead(r));
-        }
-        if down.scanned > 0
-            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
-        {
-            return Poll::Ready(match r {
-                Ok(n) if n > 0 => Event::ClientWrote(n),
-                _ => Event::ClientWriteFailed,
-            });
         }
         Poll::Pending
     })
