@@ -78,6 +78,10 @@ pub fn header(buf: &[u8], max_len: usize) -> Result<Option<Header>, FrameError> 
 
 /// Splits a NUL-terminated string off the front of `buf`.
 pub fn read_cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    // Names are mostly empty (unnamed statements and portals): no search.
+    if buf.first() == Some(&0) {
+        return Some((&[], &buf[1..]));
+    }
     let nul = memchr::memchr(0, buf)?;
     Some((&buf[..nul], &buf[nul + 1..]))
 }

@@ -189,6 +189,13 @@ impl Upstream {
         {
             return Ok(false);
         }
+        // Most batches are ruled out by their first bytes: not a Parse, or
+        // one of the unnamed statement (its name is empty).
+        if self.inbuf.first() != Some(&tag::PARSE)
+            || self.inbuf.get(protocol::HEADER_LEN).is_none_or(|&b| b == 0)
+        {
+            return Ok(false);
+        }
         // Parse(named)+ then Sync, all whole, none with session effects.
         let mut pos = 0;
         let mut parses = 0;
