@@ -19,6 +19,7 @@ mod settings;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,10 @@ pub struct Pools {
     /// Client settings (name, value) the server has accepted before; see
     /// [`Pools::settings_accepted_before`].
     accepted: Mutex<HashSet<(String, String)>>,
+    /// `server_lifetime_ms` and `server_idle_timeout_ms`, read at every
+    /// checkout: two integers instead of a load of the whole config.
+    lifetime_ms: AtomicU64,
+    idle_timeout_ms: AtomicU64,
 }
 
 /// Checkouts are counted; only those that waited for a permit are timed (a
@@ -109,6 +114,8 @@ impl Pools {
             secret,
             budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Returned::default()),
+            lifetime_ms: AtomicU64::new(cfg.server_lifetime_ms),
+            idle_timeout_ms: AtomicU64::new(cfg.server_idle_timeout_ms),
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
@@ -183,6 +190,10 @@ impl Pools {
             p.checkout.resize(t.pool_size);
             p.clients.resize(client_limit(t.max_client_connections));
         }
+        self.lifetime_ms
+            .store(cfg.server_lifetime_ms, Ordering::Relaxed);
+        self.idle_timeout_ms
+            .store(cfg.server_idle_timeout_ms, Ordering::Relaxed);
         self.cfg.store(Arc::new(cfg));
     }
 
@@ -338,8 +349,9 @@ impl Pools {
             // A connection used within the last second is not probed (one
             // syscall per transaction saved); if it died meanwhile, its
             // client gets the server's own error, as with PgBouncer.
-            let probe = now.saturating_duration_since(conn.idle_since) >= PROBE_AFTER;
-            if self.expired(&conn, now) || (probe && conn.is_broken()) {
+            let idle_for = now.saturating_duration_since(conn.idle_since);
+            let probe = idle_for >= PROBE_AFTER;
+            if self.too_old(&conn, now, idle_for) || (probe && conn.is_broken()) {
                 continue; // dropping it closes the socket and frees its budget
             }
             return Some(conn);
@@ -348,10 +360,14 @@ impl Pools {
     }
 
     fn expired(&self, conn: &ServerConn, now: Instant) -> bool {
-        let cfg = self.cfg.load();
-        now.saturating_duration_since(conn.created) >= Duration::from_millis(cfg.server_lifetime_ms)
-            || now.saturating_duration_since(conn.idle_since)
-                >= Duration::from_millis(cfg.server_idle_timeout_ms)
+        self.too_old(conn, now, now.saturating_duration_since(conn.idle_since))
+    }
+
+    /// Past `server_idle_timeout` (idle for `idle_for`) or `server_lifetime`.
+    fn too_old(&self, conn: &ServerConn, now: Instant, idle_for: Duration) -> bool {
+        let ms = |limit: &AtomicU64| Duration::from_millis(limit.load(Ordering::Relaxed));
+        idle_for >= ms(&self.idle_timeout_ms)
+            || now.saturating_duration_since(conn.created) >= ms(&self.lifetime_ms)
     }
 
     /// Closes the longest-idle connection of some other tenant; false if
