@@ -139,8 +139,10 @@ async fn relay(
                     Err(e) => return Some(e),
                 }
                 // A client waiting for a connection (or behind PAUSE) can
-                // still be killed.
+                // still be killed. Biased: a connection that is there at
+                // once costs no look at the kill switch and no random pick.
                 let attached = tokio::select! {
+                    biased;
                     r = attach(s, wanted, up) => r,
                     _ = s.kill.killed() => {
                         let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
