@@ -80,11 +80,26 @@ impl Downstream {
             let tag = h.tag;
             // Nearly every message: part of a reply that passes through, with
             // nothing to record, replace or drop (rows, descriptions, tags).
-            if let Some(Expect::Pass(reply)) = self.expect.front()
-                && !matches!(tag, b'E' | b'S' | b'Z')
+            if let Some(&Expect::Pass(reply)) = self.expect.front()
+                && match tag {
+                    b'E' | b'S' => false,
+                    b'Z' => reply == Reply::UntilReady,
+                    _ => true,
+                }
             {
-                if tag == b'C' {
-                    self.queries += 1;
+                match tag {
+                    b'C' => self.queries += 1,
+                    // The end of a Query's or Sync's reply.
+                    b'Z' => {
+                        let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
+                            break;
+                        };
+                        self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
+                        if self.status == TxStatus::Idle {
+                            self.transactions += 1;
+                        }
+                    }
+                    _ => {}
                 }
                 if reply.ended_by(tag) {
                     self.expect.pop_front();
