@@ -408,12 +408,13 @@ async fn the_whole_corpus_through_a_real_proxy() {
 }
 
 /// A session that sends the same unnamed Parse again (what drivers do for
-/// every execution) gets the verdict it got last without a new look, but
-/// only for a text that was cleared and has no session effect: a refused
-/// text is refused every time, and in transaction mode a text that changes
-/// settings is read every time.
+/// every execution), or a simple query that differs only in its numbers,
+/// gets the verdict it got last without a new look, but only for a text
+/// that was cleared and has no session effect: a refused text is refused
+/// every time, and in transaction mode a text that changes settings is
+/// read every time.
 #[tokio::test]
-async fn only_a_cleared_parse_is_remembered() {
+async fn only_cleared_texts_are_remembered() {
     let two = two_tenants().await;
     let reg = registry();
     let allowed = "SELECT secret FROM t WHERE secret LIKE $1";
@@ -421,7 +422,7 @@ async fn only_a_cleared_parse_is_remembered() {
     let setting = "SELECT set_config('application_name', $1, false)";
     // Session mode doesn't track session effects: the setting's text is
     // remembered there too.
-    for (mode, repeats) in [("session", 3.0), ("transaction", 2.0)] {
+    for (mode, repeats) in [("session", 5.0), ("transaction", 4.0)] {
         let maddr = metrics_addr();
         let proxy = reg.proxy(&[
             ("PGTENANT_FIREWALL_MODE", "enforce"),
@@ -436,6 +437,17 @@ async fn only_a_cleared_parse_is_remembered() {
             assert_eq!(got.len(), 1, "{mode}, round {round}: {got:?}");
             assert!(got[0].starts_with("marker-a-"), "{mode}: {got:?}");
             let e = c.query_typed(&refused, &like).await.expect_err(&refused);
+            assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
+        }
+        // Simple queries that differ only in their numbers.
+        for n in [1, 22, 333] {
+            let sql = format!("SELECT secret FROM t WHERE length(secret) > 1 LIMIT {n}");
+            assert_eq!(rows(&c.simple_query(&sql).await.unwrap()).len(), 1, "{sql}");
+            let sql = fill(
+                &format!("SELECT secret FROM {{B}}.t WHERE length(secret) > {n}"),
+                &two,
+            );
+            let e = c.simple_query(&sql).await.expect_err(&sql);
             assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e:?}");
         }
         for name in ["one", "two"] {

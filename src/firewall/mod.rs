@@ -265,8 +265,13 @@ impl Firewall {
         }
     }
 
-    /// A session sent the text it had cleared last again (see
-    /// `session::upstream`): counted, not looked at.
+    /// Whether texts the lexical pre-check clears skip the parse.
+    pub fn prechecks(&self) -> bool {
+        self.precheck
+    }
+
+    /// A session repeated a text it had cleared (see `session::repeats`):
+    /// counted, not looked at.
     pub fn note_repeat(&self) {
         self.counters.get_or_init(Counters::new).repeat.increment(1);
     }

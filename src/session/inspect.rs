@@ -21,11 +21,13 @@ impl Inspector for TenantFirewall<'_> {
         self.mode != FirewallMode::Off
     }
 
-    fn repeat(&self) -> bool {
+    fn repeat(&self, lexical: bool) -> bool {
         match self.mode {
             FirewallMode::Off => true,
             // Each statement that would be refused is logged and counted.
             FirewallMode::Monitor => false,
+            // A firewall that parses everything (tests) parses repeats too.
+            FirewallMode::Enforce if lexical && !self.firewall.prechecks() => false,
             FirewallMode::Enforce => {
                 self.firewall.note_repeat();
                 true

@@ -8,6 +8,7 @@ pub mod live;
 pub mod pinning;
 pub mod prepared;
 mod relay;
+mod repeats;
 pub mod startup;
 pub mod upstream;
 mod wakes;

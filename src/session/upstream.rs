@@ -13,6 +13,7 @@ use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
 use super::pinning::{Effect, session_effect};
 use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
+use super::repeats::Repeats;
 use crate::error::ClientError;
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
@@ -38,10 +39,11 @@ pub trait Inspector: Send + Sync {
         true
     }
 
-    /// The session sends again the text it cleared last: may it pass on
-    /// that verdict without a new look? (Verdicts depend on the text and
-    /// the session's fixed policy only.) Counts the repeat when it may.
-    fn repeat(&self) -> bool {
+    /// The session repeats a text it had cleared (see
+    /// [`super::repeats`]): may it pass without a new look? `lexical`: the
+    /// earlier text was cleared by the lexical facts alone, and this one
+    /// differs from it in its numbers. Counts the repeat when it may pass.
+    fn repeat(&self, _lexical: bool) -> bool {
         true
     }
 }
@@ -79,14 +81,9 @@ pub struct Upstream {
     statements: ClientStatements,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Vec<(String, String)>)>,
-    /// The last Parse text the inspector cleared that has no session
-    /// effect (see [`Upstream::check`]).
-    cleared: Vec<u8>,
+    /// Texts cleared before, whose repeats pass unread.
+    repeats: Repeats,
 }
-
-/// Longer texts are not remembered: the copy would cost more than it saves
-/// and every session would hold it.
-const MAX_REMEMBERED: usize = 4096;
 
 impl Upstream {
     pub fn new(rename: bool, inspector_reads: bool) -> Upstream {
@@ -101,7 +98,7 @@ impl Upstream {
             lex: rename || inspector_reads,
             statements: ClientStatements::new(),
             hidden: None,
-            cleared: Vec::new(),
+            repeats: Repeats::default(),
         }
     }
 
@@ -431,12 +428,9 @@ impl Upstream {
         q.push_back(Expect::Evict);
     }
 
-    /// Asks the inspector about `sql` and notes its session effects.
-    /// `parse`: the text of a Parse, which is remembered when it is cleared
-    /// and has no session effect, and then passes again without a look:
-    /// drivers send the same unnamed Parse for every execution of a
-    /// statement. Query texts mostly differ in their literals, so they are
-    /// not remembered (the copy would cost more than the hits save).
+    /// Asks the inspector about `sql` and notes its session effects, unless
+    /// it repeats a text cleared before (see [`super::repeats`]).
+    /// `parse`: the text of a Parse, else of a Query.
     fn check(
         &mut self,
         sql: &[u8],
@@ -448,17 +442,26 @@ impl Upstream {
             // Nobody reads the text.
             return inspector.inspect(sql, &Lexed::default());
         }
-        if parse && self.cleared == sql && inspector.repeat() {
+        let seen = if parse {
+            self.repeats.parse_seen(sql)
+        } else {
+            self.repeats.query_seen(sql)
+        };
+        if seen && inspector.repeat(!parse) {
             return Ok(());
         }
         let lexed = lexical::scan(sql, self.rename);
         inspector.inspect(sql, &lexed)?;
         let inert = self.note_session_effect(sql, &lexed, server);
         if parse {
-            self.cleared.clear();
-            if inert && sql.len() <= MAX_REMEMBERED {
-                self.cleared.extend_from_slice(sql);
-            }
+            self.repeats.parse_cleared(sql, inert);
+        } else if lexed.firewall_fast_path()
+            && !lexed.non_ascii
+            && (!self.rename || !lexed.may_have_session_effect())
+        {
+            // Cleared from the lexical facts alone, which its numbers don't
+            // change.
+            self.repeats.query_cleared(sql);
         }
         Ok(())
     }

@@ -1,0 +1,259 @@
+//! Texts a session sent before, so that their repeats pass without being
+//! read again.
+//!
+//! A verdict depends only on the text and the session's fixed policy, and
+//! clients repeat themselves: drivers send the same unnamed Parse for every
+//! execution, and an application's simple queries differ from one run to
+//! the next only in their numbers (`… WHERE aid = 4711`). Two kinds are
+//! remembered, only once cleared and only without session effects:
+//! - the last Parse text, matched exactly;
+//! - a few Query texts that the firewall's lexical fast path cleared,
+//!   matched up to the digits of numbers that stand alone as words.
+//!
+//! Why the second is sound: a number that stands alone (a maximal run of
+//! digits between bytes that are not `[A-Za-z0-9_]`) is a whole word to
+//! [`crate::lexical`], and a word of digits is never a keyword, a sensitive
+//! name or a statement's plain first word, so two such texts get the same
+//! [`crate::lexical::Lexed`] facts, from which the fast path and the
+//! session-effect check decide.
+
+/// Longer Parse texts are not remembered: the copy would cost more than it
+/// saves and every session would hold it.
+const MAX_PARSE: usize = 4096;
+/// Query texts remembered per session, and their length at most: short
+/// OLTP statements are what repeats.
+const QUERIES: usize = 8;
+const MAX_QUERY: usize = 512;
+
+#[derive(Default)]
+pub struct Repeats {
+    parse: Vec<u8>,
+    queries: Vec<Vec<u8>>,
+    /// The slot the next Query text replaces once all are taken.
+    next: usize,
+}
+
+impl Repeats {
+    /// `sql` is the Parse text remembered last.
+    pub fn parse_seen(&self, sql: &[u8]) -> bool {
+        !self.parse.is_empty() && self.parse == sql
+    }
+
+    /// Remembers a cleared Parse text without session effects, or forgets
+    /// the last one (`inert` false: the next repeat must be read).
+    pub fn parse_cleared(&mut self, sql: &[u8], inert: bool) {
+        self.parse.clear();
+        if inert && sql.len() <= MAX_PARSE {
+            self.parse.extend_from_slice(sql);
+        }
+    }
+
+    /// `sql` is a remembered Query text but for its numbers.
+    pub fn query_seen(&self, sql: &[u8]) -> bool {
+        self.queries.iter().any(|q| same_but_numbers(q, sql))
+    }
+
+    /// Remembers a Query text the lexical fast path cleared, with no
+    /// session effect.
+    pub fn query_cleared(&mut self, sql: &[u8]) {
+        if sql.is_empty() || sql.len() > MAX_QUERY {
+            return;
+        }
+        if self.queries.len() < QUERIES {
+            self.queries.push(sql.to_vec());
+            return;
+        }
+        let slot = &mut self.queries[self.next];
+        slot.clear();
+        slot.extend_from_slice(sql);
+        self.next = (self.next + 1) % QUERIES;
+    }
+}
+
+/// A byte of a word to the lexical pass.
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// `a` and `b` are the same text but for the digits of numbers that stand
+/// alone as words. Equal stretches are skipped eight bytes at a time; only
+/// where they differ is a number looked for.
+pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
+    loop {
+        let n = common_prefix(a, b);
+        if n == a.len() && n == b.len() {
+            return true;
+        }
+        // They differ at `n`: that must be inside a number in both, which
+        // starts where the digits before `n` (equal in both) start.
+        let start = n - a[..n]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if start > 0 && is_word(a[start - 1]) {
+            return false; // digits inside a word: a name
+        }
+        let (ea, eb) = (start + digits(&a[start..]), start + digits(&b[start..]));
+        // `12abc` is one word with `abc`: not a number.
+        if ea == start
+            || eb == start
+            || a.get(ea).is_some_and(|&c| is_word(c))
+            || b.get(eb).is_some_and(|&c| is_word(c))
+        {
+            return false;
+        }
+        (a, b) = (&a[ea..], &b[eb..]);
+    }
+}
+
+/// How many bytes `a` and `b` start with in common.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let len = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= len {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < len && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+fn digits(s: &[u8]) -> usize {
+    s.iter().take_while(|c| c.is_ascii_digit()).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexical::scan;
+
+    /// The definition: equal once every number that stands alone (a
+    /// maximal run of digits with no word byte on either side) is 0.
+    fn reference(a: &[u8], b: &[u8]) -> bool {
+        fn normalize(s: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < s.len() {
+                let end = i + digits(&s[i..]);
+                let alone = end > i
+                    && (i == 0 || !is_word(s[i - 1]))
+                    && s.get(end).is_none_or(|&c| !is_word(c));
+                if alone {
+                    out.push(b'0');
+                    i = end;
+                } else {
+                    // A run that does not stand alone is copied whole.
+                    let stop = end.max(i + 1);
+                    out.extend_from_slice(&s[i..stop]);
+                    i = stop;
+                }
+            }
+            out
+        }
+        normalize(a) == normalize(b)
+    }
+
+    #[test]
+    fn numbers_that_stand_alone_may_differ_nothing_else() {
+        let same = |a: &str, b: &str| {
+            let got = same_but_numbers(a.as_bytes(), b.as_bytes());
+            assert_eq!(got, reference(a.as_bytes(), b.as_bytes()), "{a:?} / {b:?}");
+            got
+        };
+        assert!(same(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 4711;",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 12;"
+        ));
+        assert!(same(
+            "UPDATE t SET x = x + -5 WHERE id IN (1,2)",
+            "UPDATE t SET x = x + -50 WHERE id IN (31,2)"
+        ));
+        assert!(same("1", "22") && same("SELECT $1", "SELECT $2") && same("", ""));
+        // Digits inside words are names.
+        assert!(!same("SELECT * FROM t1", "SELECT * FROM t2"));
+        assert!(!same("SELECT x_1 FROM t", "SELECT x_2 FROM t"));
+        assert!(!same("SELECT 1e5", "SELECT 2e5"));
+        assert!(!same("SELECT 1 FROM t", "SELECT 1 FROM u"));
+        assert!(!same("SELECT 1", "SELECT 1 "));
+        assert!(!same("SELECT 1", "SELECT x"));
+        assert!(!same("SELECT 1.5", "SELECT 1x5"));
+    }
+
+    #[test]
+    fn texts_alike_but_for_numbers_have_the_same_lexical_facts() {
+        // Pseudo-random texts over every byte class, and the same texts
+        // with each standalone number replaced (fixed seed: failures
+        // reproduce).
+        let alphabet = b"selctfromwhp_gadvisory   0123456789 \t\n;.\"\\&()$'=,+-\x00\xc3\xa9";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut differing = 0;
+        for _ in 0..20_000 {
+            let len = (rand() % 60) as usize;
+            let a: Vec<u8> = (0..len)
+                .map(|_| alphabet[(rand() % alphabet.len() as u64) as usize])
+                .collect();
+            // Each digit becomes another, or a run grows by one digit.
+            let mut b = Vec::new();
+            for (k, &c) in a.iter().enumerate() {
+                if c.is_ascii_digit() {
+                    b.push(b'0' + (rand() % 10) as u8);
+                    if rand() % 4 == 0 && a.get(k + 1).is_none_or(|d| !d.is_ascii_digit()) {
+                        b.push(b'7');
+                    }
+                } else {
+                    b.push(c);
+                }
+            }
+            // …and with one byte replaced by any other.
+            if !a.is_empty() {
+                let mut c = a.clone();
+                let k = (rand() % a.len() as u64) as usize;
+                c[k] = alphabet[(rand() % alphabet.len() as u64) as usize];
+                let same = same_but_numbers(&a, &c);
+                assert_eq!(same, reference(&a, &c), "{a:?} / {c:?}");
+                if same {
+                    assert_eq!(scan(&a, true), scan(&c, true), "{a:?} / {c:?}");
+                }
+            }
+            let same = same_but_numbers(&a, &b);
+            assert_eq!(same, reference(&a, &b), "{a:?} / {b:?}");
+            if same {
+                differing += usize::from(a != b);
+                assert_eq!(scan(&a, true), scan(&b, true), "{a:?} / {b:?}");
+                let (fa, fb) = (scan(&a, false), scan(&b, false));
+                assert_eq!(fa.firewall_fast_path(), fb.firewall_fast_path());
+            }
+        }
+        assert!(differing > 1_000, "only {differing} differing pairs");
+    }
+
+    #[test]
+    fn a_few_query_texts_and_the_last_parse_are_kept() {
+        let mut r = Repeats::default();
+        assert!(!r.parse_seen(b""));
+        r.parse_cleared(b"SELECT $1", true);
+        assert!(r.parse_seen(b"SELECT $1") && !r.parse_seen(b"SELECT $2"));
+        r.parse_cleared(b"SELECT set_config($1, $2, false)", false);
+        assert!(!r.parse_seen(b"SELECT $1"));
+        for n in 0..=QUERIES {
+            r.query_cleared(format!("SELECT {n} FROM t{n}").as_bytes());
+        }
+        assert!(r.query_seen(b"SELECT 99 FROM t8"));
+        // The oldest went to make room.
+        assert!(!r.query_seen(b"SELECT 0 FROM t0"));
+        assert!(r.query_seen(b"SELECT 1 FROM t1"));
+    }
+}
