@@ -4,11 +4,12 @@
 //! A verdict depends only on the text and the session's fixed policy, and
 //! clients repeat themselves: drivers send the same unnamed Parse for every
 //! execution, and an application's simple queries differ from one run to
-//! the next only in their numbers (`… WHERE aid = 4711`). Two kinds are
-//! remembered, only once cleared and only without session effects:
-//! - the last Parse text, matched exactly;
-//! - a few Query texts that the firewall's lexical fast path cleared,
-//!   matched up to the digits of numbers that stand alone as words.
+//! the next only in their numbers (`… WHERE aid = 4711`). A few texts of
+//! each kind are remembered, only once cleared and only without session
+//! effects:
+//! - Parse texts, matched exactly;
+//! - Query texts that the firewall's lexical fast path cleared, matched up
+//!   to the digits of numbers that stand alone as words.
 //!
 //! Why the second is sound: a number that stands alone (a maximal run of
 //! digits between bytes that are not `[A-Za-z0-9_]`) is a whole word to
@@ -16,57 +17,68 @@
 //! name or a statement's plain first word, so two such texts get the same
 //! [`crate::lexical::Lexed`] facts, from which the fast path and the
 //! session-effect check decide.
+//!
+//! A remembered text's verdict never changes within the session, so texts
+//! are only ever replaced to make room, oldest first.
 
-/// Longer Parse texts are not remembered: the copy would cost more than it
-/// saves and every session would hold it.
-const MAX_PARSE: usize = 4096;
-/// Query texts remembered per session, and their length at most: short
-/// OLTP statements are what repeats.
-const QUERIES: usize = 8;
+/// Texts remembered per kind and session (a transaction of a few
+/// statements fits), and their length at most: short OLTP statements are
+/// what repeats, and every session holds what it remembers.
+const TEXTS: usize = 8;
+const MAX_PARSE: usize = 1024;
 const MAX_QUERY: usize = 512;
 
 #[derive(Default)]
 pub struct Repeats {
-    parse: Vec<u8>,
-    queries: Vec<Vec<u8>>,
-    /// The slot the next Query text replaces once all are taken.
-    next: usize,
+    parses: Texts,
+    queries: Texts,
 }
 
 impl Repeats {
-    /// `sql` is the Parse text remembered last.
+    /// `sql` is a remembered Parse text.
     pub fn parse_seen(&self, sql: &[u8]) -> bool {
-        !self.parse.is_empty() && self.parse == sql
+        self.parses.0.iter().any(|p| p.as_slice() == sql)
     }
 
-    /// Remembers a cleared Parse text without session effects, or forgets
-    /// the last one (`inert` false: the next repeat must be read).
-    pub fn parse_cleared(&mut self, sql: &[u8], inert: bool) {
-        self.parse.clear();
-        if inert && sql.len() <= MAX_PARSE {
-            self.parse.extend_from_slice(sql);
+    /// Remembers a cleared Parse text without session effects.
+    pub fn parse_cleared(&mut self, sql: &[u8]) {
+        if sql.len() <= MAX_PARSE {
+            self.parses.insert(sql);
         }
     }
 
     /// `sql` is a remembered Query text but for its numbers.
     pub fn query_seen(&self, sql: &[u8]) -> bool {
-        self.queries.iter().any(|q| same_but_numbers(q, sql))
+        self.queries.0.iter().any(|q| same_but_numbers(q, sql))
     }
 
     /// Remembers a Query text the lexical fast path cleared, with no
     /// session effect.
     pub fn query_cleared(&mut self, sql: &[u8]) {
-        if sql.is_empty() || sql.len() > MAX_QUERY {
+        if sql.len() <= MAX_QUERY {
+            self.queries.insert(sql);
+        }
+    }
+}
+
+/// Up to [`TEXTS`] texts, and the slot the next one replaces once all are
+/// taken.
+#[derive(Default)]
+struct Texts(Vec<Vec<u8>>, usize);
+
+impl Texts {
+    fn insert(&mut self, sql: &[u8]) {
+        if sql.is_empty() {
             return;
         }
-        if self.queries.len() < QUERIES {
-            self.queries.push(sql.to_vec());
+        if self.0.len() < TEXTS {
+            self.0.push(sql.to_vec());
             return;
         }
-        let slot = &mut self.queries[self.next];
+        let slot = &mut self.0[self.1];
         slot.clear();
         slot.extend_from_slice(sql);
-        self.next = (self.next + 1) % QUERIES;
+        self.1 = (self.1 + 1) % TEXTS;
     }
 }
 
@@ -241,19 +253,21 @@ mod tests {
     }
 
     #[test]
-    fn a_few_query_texts_and_the_last_parse_are_kept() {
+    fn a_few_texts_of_each_kind_are_kept() {
         let mut r = Repeats::default();
         assert!(!r.parse_seen(b""));
-        r.parse_cleared(b"SELECT $1", true);
-        assert!(r.parse_seen(b"SELECT $1") && !r.parse_seen(b"SELECT $2"));
-        r.parse_cleared(b"SELECT set_config($1, $2, false)", false);
-        assert!(!r.parse_seen(b"SELECT $1"));
-        for n in 0..=QUERIES {
+        r.parse_cleared(b"SELECT $1");
+        r.parse_cleared(b"UPDATE t SET x = $1");
+        assert!(r.parse_seen(b"SELECT $1") && r.parse_seen(b"UPDATE t SET x = $1"));
+        assert!(!r.parse_seen(b"SELECT $2") && !r.query_seen(b"SELECT $1"));
+        for n in 0..=TEXTS {
             r.query_cleared(format!("SELECT {n} FROM t{n}").as_bytes());
         }
         assert!(r.query_seen(b"SELECT 99 FROM t8"));
         // The oldest went to make room.
         assert!(!r.query_seen(b"SELECT 0 FROM t0"));
         assert!(r.query_seen(b"SELECT 1 FROM t1"));
+        r.query_cleared(&[b'x'; MAX_QUERY + 1]);
+        assert!(!r.query_seen(&[b'x'; MAX_QUERY + 1]));
     }
 }

@@ -454,7 +454,9 @@ impl Upstream {
         inspector.inspect(sql, &lexed)?;
         let inert = self.note_session_effect(sql, &lexed, server);
         if parse {
-            self.repeats.parse_cleared(sql, inert);
+            if inert {
+                self.repeats.parse_cleared(sql);
+            }
         } else if lexed.firewall_fast_path()
             && !lexed.non_ascii
             && (!self.rename || !lexed.may_have_session_effect())
