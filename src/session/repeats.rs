@@ -9,14 +9,15 @@
 //! effects:
 //! - Parse texts, matched exactly;
 //! - Query texts that the firewall's lexical fast path cleared, matched up
-//!   to the digits of numbers that stand alone as words.
+//!   to the numbers that stand alone as words, signs included.
 //!
 //! Why the second is sound: a number that stands alone (a maximal run of
 //! digits between bytes that are not `[A-Za-z0-9_]`) is a whole word to
 //! [`crate::lexical`], and a word of digits is never a keyword, a sensitive
-//! name or a statement's plain first word, so two such texts get the same
-//! [`crate::lexical::Lexed`] facts, from which the fast path and the
-//! session-effect check decide.
+//! name or a statement's plain first word; a `-` is punctuation, which
+//! counts only where a statement starts, and there a word of digits counts
+//! the same. So two such texts get the same [`crate::lexical::Lexed`]
+//! facts, from which the fast path and the session-effect check decide.
 //!
 //! A remembered text's verdict never changes within the session, so texts
 //! are only ever replaced to make room, oldest first.
@@ -87,9 +88,10 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
-/// `a` and `b` are the same text but for the digits of numbers that stand
-/// alone as words. Equal stretches are skipped eight bytes at a time; only
-/// where they differ is a number looked for.
+/// `a` and `b` are the same text but for the numbers that stand alone as
+/// words, each with or without a `-` right before it. Equal stretches are
+/// skipped eight bytes at a time; only where they differ is a number
+/// looked for.
 pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
     loop {
         let n = common_prefix(a, b);
@@ -97,26 +99,32 @@ pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
             return true;
         }
         // They differ at `n`: that must be inside a number in both, which
-        // starts where the digits before `n` (equal in both) start.
-        let start = n - a[..n]
+        // starts where the digits before `n` (equal in both) start, or at
+        // the `-` before them.
+        let mut start = n - a[..n]
             .iter()
             .rev()
             .take_while(|c| c.is_ascii_digit())
             .count();
-        if start > 0 && is_word(a[start - 1]) {
-            return false; // digits inside a word: a name
+        if start > 0 && a[start - 1] == b'-' {
+            start -= 1;
         }
-        let (ea, eb) = (start + digits(&a[start..]), start + digits(&b[start..]));
-        // `12abc` is one word with `abc`: not a number.
-        if ea == start
-            || eb == start
-            || a.get(ea).is_some_and(|&c| is_word(c))
-            || b.get(eb).is_some_and(|&c| is_word(c))
-        {
-            return false;
+        match (number_at(a, start), number_at(b, start)) {
+            (Some(ea), Some(eb)) => (a, b) = (&a[ea..], &b[eb..]),
+            _ => return false,
         }
-        (a, b) = (&a[ea..], &b[eb..]);
     }
+}
+
+/// Where the number that stands alone at `s[at..]` ends: `-`, then digits
+/// with no word byte right before them (a `-` is none) or after them.
+fn number_at(s: &[u8], at: usize) -> Option<usize> {
+    let signed = s.get(at) == Some(&b'-');
+    let first = at + usize::from(signed);
+    let end = first + digits(&s[first..]);
+    let alone_before = signed || at == 0 || !is_word(s[at - 1]);
+    let alone_after = s.get(end).is_none_or(|&c| !is_word(c));
+    (end > first && alone_before && alone_after).then_some(end)
 }
 
 /// How many bytes `a` and `b` start with in common.
@@ -147,23 +155,27 @@ mod tests {
     use crate::lexical::scan;
 
     /// The definition: equal once every number that stands alone (a
-    /// maximal run of digits with no word byte on either side) is 0.
+    /// maximal run of digits with no word byte on either side, and the `-`
+    /// right before it if there is one) is one token, read from left to right.
     fn reference(a: &[u8], b: &[u8]) -> bool {
-        fn normalize(s: &[u8]) -> Vec<u8> {
+        // A number becomes None: no byte of a text can stand for it.
+        fn normalize(s: &[u8]) -> Vec<Option<u8>> {
             let mut out = Vec::new();
             let mut i = 0;
             while i < s.len() {
-                let end = i + digits(&s[i..]);
-                let alone = end > i
-                    && (i == 0 || !is_word(s[i - 1]))
+                let signed = s[i] == b'-';
+                let first = i + usize::from(signed);
+                let end = first + digits(&s[first..]);
+                let alone = end > first
+                    && (signed || i == 0 || !is_word(s[i - 1]))
                     && s.get(end).is_none_or(|&c| !is_word(c));
                 if alone {
-                    out.push(b'0');
+                    out.push(None);
                     i = end;
                 } else {
                     // A run that does not stand alone is copied whole.
                     let stop = end.max(i + 1);
-                    out.extend_from_slice(&s[i..stop]);
+                    out.extend(s[i..stop].iter().copied().map(Some));
                     i = stop;
                 }
             }
@@ -188,6 +200,13 @@ mod tests {
             "UPDATE t SET x = x + -50 WHERE id IN (31,2)"
         ));
         assert!(same("1", "22") && same("SELECT $1", "SELECT $2") && same("", ""));
+        // Signs come and go with the numbers (pgbench's deltas).
+        assert!(same(
+            "SET x = x + -5 WHERE id = 1",
+            "SET x = x + 4 WHERE id = 1"
+        ));
+        assert!(same("-1", "1") && same("x-1", "x-2") && !same("a-1", "a1"));
+        assert!(!same("SELECT --1", "SELECT -1"));
         // Digits inside words are names.
         assert!(!same("SELECT * FROM t1", "SELECT * FROM t2"));
         assert!(!same("SELECT x_1 FROM t", "SELECT x_2 FROM t"));
@@ -220,6 +239,16 @@ mod tests {
             // Each digit becomes another, or a run grows by one digit.
             let mut b = Vec::new();
             for (k, &c) in a.iter().enumerate() {
+                // A sign appears or goes before a number.
+                if c.is_ascii_digit() && a[..k].last().is_none_or(|d| !d.is_ascii_digit()) {
+                    match (b.last() == Some(&b'-'), rand() % 3) {
+                        (true, 0) => {
+                            b.pop();
+                        }
+                        (false, 0) => b.push(b'-'),
+                        _ => {}
+                    }
+                }
                 if c.is_ascii_digit() {
                     b.push(b'0' + (rand() % 10) as u8);
                     if rand() % 4 == 0 && a.get(k + 1).is_none_or(|d| !d.is_ascii_digit()) {
