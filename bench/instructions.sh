@@ -4,6 +4,7 @@
 #
 #   bench/instructions.sh                           # -S, 16 clients, ~6 min
 #   MODES=simple TARGETS="pgb-tx pgt-tx" bench/instructions.sh
+#   BUILTIN=tpcb-like SHORT=20 LONG=120 MODES=simple bench/instructions.sh
 #
 # CPU time per transaction moves by ±8 % between runs on a shared machine;
 # an instruction count does not, so a change of 1 % in the proxy's own work
@@ -20,7 +21,7 @@
 # Writes bench/results/<date>-<host>-instructions.md with each target's
 # most expensive functions.
 #
-# Knobs: CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
+# Knobs: BUILTIN(select-only: pgbench's built-in script) CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
 # TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
 # CACHE_SIM(unset; 1: simulate the caches too, so that the dumps kept with
 # KEEP=1 carry D1/LL misses for callgrind_annotate --sort=D1mr)
@@ -28,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+BUILTIN=${BUILTIN:-select-only}
 CLIENTS=${CLIENTS:-16}
 SHORT=${SHORT:-50}
 LONG=${LONG:-550}
@@ -101,7 +103,7 @@ ir() {
 run() {
   local t=$1 m=$2 n=$3
   # shellcheck disable=SC2046
-  env $(env_of "$t") pgbench -n -S -M "$m" -c "$CLIENTS" -j 2 -t "$n" >"$WORK/pgbench.out" 2>&1 \
+  env $(env_of "$t") pgbench -n -b "$BUILTIN" -M "$m" -c "$CLIENTS" -j 2 -t "$n" >"$WORK/pgbench.out" 2>&1 \
     || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t failed"; exit 1; }
   grep -q "number of transactions actually processed: $((n * CLIENTS))/" "$WORK/pgbench.out" \
     || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t lost transactions"; exit 1; }
@@ -144,8 +146,8 @@ done
 {
   echo "# User-space instructions per transaction (callgrind)"
   echo
-  echo "\`CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
-  echo "\`pgbench -S -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
+  echo "\`BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
+  echo "\`pgbench -b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
   echo
   echo "| -M | target | instructions / tx | instructions / connection | pgt/pgb per tx |"
   echo "|---|---|---|---|---|"
