@@ -212,6 +212,12 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// A byte of a word: the words this pass reads are maximal runs of these.
+#[inline]
+pub fn is_word_byte(c: u8) -> bool {
+    CLASS[c as usize] == WORD
+}
+
 /// Reads the text once. `session_facts`: also look for what the
 /// session-effect check needs (transaction mode), and read the whole
 /// text. Without them, those fields stay false and reading stops as soon

@@ -89,16 +89,9 @@ impl Downstream {
             {
                 match tag {
                     b'C' => self.queries += 1,
-                    // The end of a Query's or Sync's reply.
-                    b'Z' => {
-                        let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
-                            break;
-                        };
-                        self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
-                        if self.status == TxStatus::Idle {
-                            self.transactions += 1;
-                        }
-                    }
+                    // The end of a Query's or Sync's reply; its status
+                    // byte may not be here yet.
+                    b'Z' if !self.read_status(pos)? => break,
                     _ => {}
                 }
                 if reply.ended_by(tag) {
@@ -136,14 +129,8 @@ impl Downstream {
                 splice(&mut self.buf, pos, h.frame_len, &[]);
                 continue;
             }
-            if tag == b'Z' {
-                let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
-                    break;
-                };
-                self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
-                if self.status == TxStatus::Idle {
-                    self.transactions += 1;
-                }
+            if tag == b'Z' && !self.read_status(pos)? {
+                break;
             }
             if tag == b'C' {
                 self.queries += 1;
@@ -192,6 +179,19 @@ impl Downstream {
         }
         self.scanned = pos;
         Ok(())
+    }
+
+    /// Takes the transaction status from the ReadyForQuery at `pos`;
+    /// false while its status byte has not arrived.
+    fn read_status(&mut self, pos: usize) -> Result<bool, ClientError> {
+        let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
+            return Ok(false);
+        };
+        self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
+        if self.status == TxStatus::Idle {
+            self.transactions += 1;
+        }
+        Ok(true)
     }
 
     /// An error in the extended protocol: the server skips everything up

@@ -22,6 +22,8 @@
 //! A remembered text's verdict never changes within the session, so texts
 //! are only ever replaced to make room, oldest first.
 
+use crate::lexical::is_word_byte;
+
 /// Texts remembered per kind and session (a transaction of a few
 /// statements fits), and their length at most: short OLTP statements are
 /// what repeats, and every session holds what it remembers.
@@ -38,7 +40,7 @@ pub struct Repeats {
 impl Repeats {
     /// `sql` is a remembered Parse text.
     pub fn parse_seen(&self, sql: &[u8]) -> bool {
-        self.parses.0.iter().any(|p| p.as_slice() == sql)
+        self.parses.texts.iter().any(|p| p.as_slice() == sql)
     }
 
     /// Remembers a cleared Parse text without session effects.
@@ -50,7 +52,7 @@ impl Repeats {
 
     /// `sql` is a remembered Query text but for its numbers.
     pub fn query_seen(&self, sql: &[u8]) -> bool {
-        self.queries.0.iter().any(|q| same_but_numbers(q, sql))
+        self.queries.texts.iter().any(|q| same_but_numbers(q, sql))
     }
 
     /// Remembers a Query text the lexical fast path cleared, with no
@@ -62,30 +64,28 @@ impl Repeats {
     }
 }
 
-/// Up to [`TEXTS`] texts, and the slot the next one replaces once all are
-/// taken.
+/// Up to [`TEXTS`] texts.
 #[derive(Default)]
-struct Texts(Vec<Vec<u8>>, usize);
+struct Texts {
+    texts: Vec<Vec<u8>>,
+    /// The slot the next text replaces once all are taken.
+    next: usize,
+}
 
 impl Texts {
     fn insert(&mut self, sql: &[u8]) {
         if sql.is_empty() {
             return;
         }
-        if self.0.len() < TEXTS {
-            self.0.push(sql.to_vec());
+        if self.texts.len() < TEXTS {
+            self.texts.push(sql.to_vec());
             return;
         }
-        let slot = &mut self.0[self.1];
+        let slot = &mut self.texts[self.next];
         slot.clear();
         slot.extend_from_slice(sql);
-        self.1 = (self.1 + 1) % TEXTS;
+        self.next = (self.next + 1) % TEXTS;
     }
-}
-
-/// A byte of a word to the lexical pass.
-fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
 }
 
 /// `a` and `b` are the same text but for the numbers that stand alone as
@@ -122,8 +122,8 @@ fn number_at(s: &[u8], at: usize) -> Option<usize> {
     let signed = s.get(at) == Some(&b'-');
     let first = at + usize::from(signed);
     let end = first + digits(&s[first..]);
-    let alone_before = signed || at == 0 || !is_word(s[at - 1]);
-    let alone_after = s.get(end).is_none_or(|&c| !is_word(c));
+    let alone_before = signed || at == 0 || !is_word_byte(s[at - 1]);
+    let alone_after = s.get(end).is_none_or(|&c| !is_word_byte(c));
     (end > first && alone_before && alone_after).then_some(end)
 }
 
@@ -167,8 +167,8 @@ mod tests {
                 let first = i + usize::from(signed);
                 let end = first + digits(&s[first..]);
                 let alone = end > first
-                    && (signed || i == 0 || !is_word(s[i - 1]))
-                    && s.get(end).is_none_or(|&c| !is_word(c));
+                    && (signed || i == 0 || !is_word_byte(s[i - 1]))
+                    && s.get(end).is_none_or(|&c| !is_word_byte(c));
                 if alone {
                     out.push(None);
                     i = end;

@@ -453,6 +453,17 @@ impl Upstream {
         let lexed = lexical::scan(sql, self.rename);
         inspector.inspect(sql, &lexed)?;
         let inert = self.note_session_effect(sql, &lexed, server);
+        // A repeat read again by the inspector's choice (monitor mode) is
+        // remembered already.
+        if !seen {
+            self.remember(sql, parse, inert, &lexed);
+        }
+        Ok(())
+    }
+
+    /// Remembers a text [`Upstream::check`] cleared, if its repeats may
+    /// pass unread (see [`super::repeats`]).
+    fn remember(&mut self, sql: &[u8], parse: bool, inert: bool, lexed: &Lexed) {
         if parse {
             if inert {
                 self.repeats.parse_cleared(sql);
@@ -465,7 +476,6 @@ impl Upstream {
             // change.
             self.repeats.query_cleared(sql);
         }
-        Ok(())
     }
 
     /// Transaction mode: pins the client on statements with session
