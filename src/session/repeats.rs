@@ -21,6 +21,11 @@
 //!
 //! A remembered text's verdict never changes within the session, so texts
 //! are only ever replaced to make room, oldest first.
+//!
+//! A lookup first tries the text that came after the last match the time
+//! before: applications run the same few statements in the same order (a
+//! transaction's, or one statement in a loop), so a lookup usually costs
+//! one comparison instead of up to [`TEXTS`].
 
 use crate::lexical::is_word_byte;
 
@@ -39,8 +44,8 @@ pub struct Repeats {
 
 impl Repeats {
     /// `sql` is a remembered Parse text.
-    pub fn parse_seen(&self, sql: &[u8]) -> bool {
-        self.parses.texts.iter().any(|p| p.as_slice() == sql)
+    pub fn parse_seen(&mut self, sql: &[u8]) -> bool {
+        self.parses.find(|p| p == sql)
     }
 
     /// Remembers a cleared Parse text without session effects.
@@ -51,8 +56,8 @@ impl Repeats {
     }
 
     /// `sql` is a remembered Query text but for its numbers.
-    pub fn query_seen(&self, sql: &[u8]) -> bool {
-        self.queries.texts.iter().any(|q| same_but_numbers(q, sql))
+    pub fn query_seen(&mut self, sql: &[u8]) -> bool {
+        self.queries.find(|q| same_but_numbers(q, sql))
     }
 
     /// Remembers a Query text the lexical fast path cleared, with no
@@ -70,9 +75,28 @@ struct Texts {
     texts: Vec<Vec<u8>>,
     /// The slot the next text replaces once all are taken.
     next: usize,
+    /// The slot the last lookup matched.
+    last: usize,
+    /// For each slot, the slot that matched right after it last time.
+    after: [u8; TEXTS],
 }
 
 impl Texts {
+    /// Some remembered text `same` accepts: the predicted one first.
+    fn find(&mut self, same: impl Fn(&[u8]) -> bool) -> bool {
+        let n = self.texts.len();
+        let guess = usize::from(self.after[self.last]);
+        let found = if guess < n && same(&self.texts[guess]) {
+            Some(guess)
+        } else {
+            (0..n).find(|&i| i != guess && same(&self.texts[i]))
+        };
+        let Some(i) = found else { return false };
+        self.after[self.last] = i as u8;
+        self.last = i;
+        true
+    }
+
     fn insert(&mut self, sql: &[u8]) {
         if sql.is_empty() {
             return;
@@ -298,5 +322,35 @@ mod tests {
         assert!(r.query_seen(b"SELECT 1 FROM t1"));
         r.query_cleared(&[b'x'; MAX_QUERY + 1]);
         assert!(!r.query_seen(&[b'x'; MAX_QUERY + 1]));
+    }
+
+    #[test]
+    fn lookups_follow_the_order_statements_come_in() {
+        let mut t = Texts::default();
+        for sql in ["BEGIN", "UPDATE a", "SELECT b", "END"] {
+            t.insert(sql.as_bytes());
+        }
+        let tried = |t: &mut Texts, sql: &str| {
+            let seen = std::cell::RefCell::new(Vec::new());
+            let found = t.find(|q| {
+                seen.borrow_mut()
+                    .push(String::from_utf8(q.to_vec()).unwrap());
+                q == sql.as_bytes()
+            });
+            (found, seen.into_inner())
+        };
+        // The first round learns the order…
+        for sql in ["BEGIN", "UPDATE a", "SELECT b", "END"] {
+            assert!(tried(&mut t, sql).0);
+        }
+        // …then each lookup is one comparison.
+        for sql in ["BEGIN", "UPDATE a", "SELECT b", "END", "BEGIN"] {
+            assert_eq!(tried(&mut t, sql), (true, vec![sql.to_string()]));
+        }
+        // So is a statement run in a loop, from its second run on.
+        assert_eq!(tried(&mut t, "BEGIN").1.len(), 2);
+        assert_eq!(tried(&mut t, "BEGIN").1, ["BEGIN"]);
+        // Not there: every text once.
+        assert_eq!(tried(&mut t, "VACUUM").1.len(), 4);
     }
 }
