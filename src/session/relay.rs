@@ -124,6 +124,7 @@ async fn relay(
     let killed = s.kill.killed();
     tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
+    let mut writes = ClientWrites::default();
     loop {
         if let Some((mode, reason)) = kill_order
             && (*mode == KillMode::Now || idle(up, down))
@@ -198,6 +199,8 @@ async fn relay(
         let busy = server.is_some() || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         let watch_kill = kill_order.is_none().then_some(killed.as_mut());
+        // What the loop above decides once the client has all of the reply.
+        writes.report_done = up.terminated || (s.mode == PoolMode::Transaction && server.is_some());
         match next_event(
             client,
             server.as_mut().map(|c| &mut *c.conn),
@@ -205,6 +208,7 @@ async fn relay(
             down,
             watch_kill,
             reads,
+            &mut writes,
         )
         .await
         {
@@ -227,13 +231,7 @@ async fn relay(
             }
             Event::ClientRead(Ok(n)) if n > 0 => stats.bytes_in += n as u64,
             Event::ClientRead(_) | Event::ClientWriteFailed => return None,
-            Event::ClientWrote(n) => {
-                down.buf.advance(n);
-                down.scanned -= n;
-                if down.scanned == 0 && client.flush().await.is_err() {
-                    return None;
-                }
-            }
+            Event::ClientWritten => {}
         }
     }
 }
@@ -344,11 +342,20 @@ enum Event {
     Killed,
     ServerRead(std::io::Result<usize>),
     ClientRead(std::io::Result<usize>),
-    /// Bytes of `down.buf` written to the client.
-    ClientWrote(usize),
+    /// All of the reply reached the client, and the loop asked to know.
+    ClientWritten,
+    /// Successful writes are applied in place; only failure surfaces.
     ClientWriteFailed,
-    /// Successful server writes are applied in place; only failure surfaces.
     ServerWriteFailed,
+}
+
+/// The state of writes to the client between events.
+#[derive(Default)]
+struct ClientWrites {
+    /// Written but still in the client's TLS buffers.
+    unflushed: bool,
+    /// The loop decides something once the client has the whole reply.
+    report_done: bool,
 }
 
 /// Registers the task's waker for [`Reads`] at each poll of the relay.
@@ -370,7 +377,8 @@ impl<F: Future + Unpin> Future for Registered<'_, F> {
 /// that completes. Writes come first: what was just relayed leaves before
 /// any read is looked at, and a transaction-mode reply reaches the client
 /// without another poll of the server it is about to leave. Successful
-/// writes to the server need no decision and are applied in place.
+/// writes need no decision and are applied in place (one wake-up, one
+/// pass), but the end of a reply when the loop asked for it.
 async fn next_event(
     client: &mut ClientStream,
     mut server: Option<&mut ServerConn>,
@@ -378,6 +386,7 @@ async fn next_event(
     down: &mut Downstream,
     mut killed: Option<Pin<&mut Killed<'_>>>,
     reads: &mut Reads,
+    writes: &mut ClientWrites,
 ) -> Event {
     poll_fn(|cx| {
         if let Some(k) = killed.as_mut()
@@ -402,13 +411,29 @@ async fn next_event(
                 return Poll::Ready(Event::ServerWriteFailed);
             }
         }
-        if down.scanned > 0
-            && let Poll::Ready(r) = Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned])
-        {
-            return Poll::Ready(match r {
-                Ok(n) if n > 0 => Event::ClientWrote(n),
-                _ => Event::ClientWriteFailed,
-            });
+        if down.scanned > 0 || writes.unflushed {
+            while down.scanned > 0 {
+                match Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        down.buf.advance(n);
+                        down.scanned -= n;
+                    }
+                    Poll::Ready(_) => return Poll::Ready(Event::ClientWriteFailed),
+                    Poll::Pending => break,
+                }
+            }
+            if down.scanned == 0 {
+                // TLS buffers records: push them out (a no-op on plain
+                // TCP), again at each wake-up until they are out.
+                match Pin::new(&mut *client).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => writes.unflushed = false,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Event::ClientWriteFailed),
+                    Poll::Pending => writes.unflushed = true,
+                }
+                if writes.report_done && !writes.unflushed {
+                    return Poll::Ready(Event::ClientWritten);
+                }
+            }
         }
         if let Some(srv) = server.as_deref_mut()
             && down.buf.len() < HIGH_WATER
