@@ -199,8 +199,14 @@ async fn relay(
         let busy = server.is_some() || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         let watch_kill = kill_order.is_none().then_some(killed.as_mut());
-        // What the loop above decides once the client has all of the reply.
-        writes.report_done = up.terminated || (s.mode == PoolMode::Transaction && server.is_some());
+        // What the loop above decides once the client has the whole reply:
+        // the end after Terminate, or giving the connection back between
+        // transactions (not after each statement inside one).
+        writes.report_done = up.terminated
+            || (s.mode == PoolMode::Transaction
+                && server.is_some()
+                && up.pinned.is_none()
+                && down.status == TxStatus::Idle);
         match next_event(
             client,
             server.as_mut().map(|c| &mut *c.conn),
