@@ -10,7 +10,6 @@ use std::time::Duration;
 use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::labels::{self, tenant_label};
 use crate::context::Context;
 
 /// Latency buckets (seconds) for every `*_seconds` histogram.
@@ -61,7 +60,9 @@ pub fn render(ctx: &Context) -> String {
     let Some(h) = handle() else {
         return String::new();
     };
-    labels::set_cap(ctx.cfg().admin.metrics_max_tenants);
+    ctx.stats
+        .labels
+        .set_cap(ctx.cfg().admin.metrics_max_tenants);
     update_connection_gauges(ctx);
     h.render()
 }
@@ -79,14 +80,16 @@ fn update_connection_gauges(ctx: &Context) {
     let mut now: BTreeMap<Series, f64> = BTreeMap::new();
     let mut waiting: BTreeMap<SharedString, f64> = BTreeMap::new();
     for p in ctx.pools.stats() {
-        let l = tenant_label(&p.tenant.name);
+        let l = ctx.stats.labels.get(&p.tenant.name);
         *now.entry((SERVERS, l.clone(), "active")).or_default() += p.active as f64;
         *now.entry((SERVERS, l.clone(), "idle")).or_default() += p.idle as f64;
         *waiting.entry(l).or_default() += p.waiting as f64;
     }
     let mut clients: BTreeMap<SharedString, f64> = BTreeMap::new();
     for s in ctx.sessions.snapshot() {
-        *clients.entry(tenant_label(&s.tenant.name)).or_default() += 1.0;
+        *clients
+            .entry(ctx.stats.labels.get(&s.tenant.name))
+            .or_default() += 1.0;
     }
     for (l, w) in waiting {
         // A waiting client is a live session too: active = the others.

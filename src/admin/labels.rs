@@ -9,45 +9,53 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use metrics::SharedString;
 
 /// The label of every tenant past the cap.
 pub const OTHER: &str = "other";
 
-struct Labels {
+/// The labels given so far; one per process, in [`super::stats::Stats`].
+pub struct TenantLabels {
     cap: AtomicUsize,
     names: RwLock<HashMap<String, SharedString>>,
 }
 
-static LABELS: LazyLock<Labels> = LazyLock::new(|| Labels {
-    cap: AtomicUsize::new(100),
-    names: RwLock::new(HashMap::new()),
-});
-
-/// Sets the cap (from `admin.metrics_max_tenants`); called once at start.
-/// Tenants labelled before keep their label.
-pub fn set_cap(cap: usize) {
-    LABELS.cap.store(cap, Ordering::Relaxed);
+impl Default for TenantLabels {
+    fn default() -> Self {
+        TenantLabels {
+            cap: AtomicUsize::new(crate::config::AdminConfig::default().metrics_max_tenants),
+            names: RwLock::new(HashMap::new()),
+        }
+    }
 }
 
-/// The metric label of tenant `name`: its name, or `other` past the cap.
-/// Cheap after the first call for a tenant (a read lock and an Arc clone).
-pub fn tenant_label(name: &str) -> SharedString {
-    if let Some(l) = LABELS.names.read().expect("poisoned").get(name) {
-        return l.clone();
+impl TenantLabels {
+    /// Sets the cap (from `admin.metrics_max_tenants`, at start and on
+    /// reload). Tenants labelled before keep their label.
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
     }
-    let mut names = LABELS.names.write().expect("poisoned");
-    if let Some(l) = names.get(name) {
-        return l.clone();
+
+    /// The metric label of tenant `name`: its name, or `other` past the
+    /// cap. Cheap after the first call for a tenant (a read lock and an
+    /// Arc clone).
+    pub fn get(&self, name: &str) -> SharedString {
+        if let Some(l) = self.names.read().expect("poisoned").get(name) {
+            return l.clone();
+        }
+        let mut names = self.names.write().expect("poisoned");
+        if let Some(l) = names.get(name) {
+            return l.clone();
+        }
+        if names.len() >= self.cap.load(Ordering::Relaxed) {
+            return SharedString::const_str(OTHER);
+        }
+        let label = SharedString::from_shared(Arc::<str>::from(name));
+        names.insert(name.to_owned(), label.clone());
+        label
     }
-    if names.len() >= LABELS.cap.load(Ordering::Relaxed) {
-        return SharedString::const_str(OTHER);
-    }
-    let label = SharedString::from_shared(Arc::<str>::from(name));
-    names.insert(name.to_owned(), label.clone());
-    label
 }
 
 #[cfg(test)]
@@ -56,14 +64,14 @@ mod tests {
 
     #[test]
     fn tenants_past_the_cap_fold_into_other() {
-        // One process-wide table: this is the only test that sets the cap.
-        set_cap(2);
-        let first = tenant_label("lbl_a");
-        let second = tenant_label("lbl_b");
+        let labels = TenantLabels::default();
+        labels.set_cap(2);
+        let first = labels.get("lbl_a");
+        let second = labels.get("lbl_b");
         assert_eq!((&*first, &*second), ("lbl_a", "lbl_b"));
-        assert_eq!(&*tenant_label("lbl_c"), OTHER);
-        assert_eq!(&*tenant_label("lbl_a"), "lbl_a", "a label is kept");
-        set_cap(100);
-        assert_eq!(&*tenant_label("lbl_c"), "lbl_c");
+        assert_eq!(&*labels.get("lbl_c"), OTHER);
+        assert_eq!(&*labels.get("lbl_a"), "lbl_a", "a label is kept");
+        labels.set_cap(100);
+        assert_eq!(&*labels.get("lbl_c"), "lbl_c");
     }
 }

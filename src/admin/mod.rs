@@ -28,7 +28,7 @@ pub const CONSOLE_DB: &str = "pgtenant";
 /// listener: the console's `SHOW FIREWALL` reads its counts from it.
 pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<()> {
     let cfg = ctx.cfg();
-    labels::set_cap(cfg.admin.metrics_max_tenants);
+    ctx.stats.labels.set_cap(cfg.admin.metrics_max_tenants);
     if let Some(h) = exporter::install() {
         tokio::spawn(exporter::upkeep(h));
     }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use metrics::Counter;
 
-use super::labels::tenant_label;
+use super::labels::TenantLabels;
 
 /// Traffic of one session, or one part of it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct TenantTotals {
 #[derive(Default)]
 pub struct Stats {
     tenants: Mutex<HashMap<String, Entry>>,
+    /// The tenant label of every metric, these counters' and the gauges'.
+    pub labels: TenantLabels,
 }
 
 struct Entry {
@@ -44,8 +46,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(tenant: &str) -> Entry {
-        let label = tenant_label(tenant);
+    fn new(tenant: &str, labels: &TenantLabels) -> Entry {
+        let label = labels.get(tenant);
         let count = |name: &'static str| metrics::counter!(name, "tenant" => label.clone());
         let bytes = |direction: &'static str| {
             metrics::counter!(
@@ -74,7 +76,7 @@ impl Stats {
         }
         f(map
             .entry(tenant.to_owned())
-            .or_insert_with(|| Entry::new(tenant)))
+            .or_insert_with(|| Entry::new(tenant, &self.labels)))
     }
 
     /// Adds traffic of a running or ended session of `tenant`.
