@@ -52,6 +52,20 @@ impl KillSwitch {
     pub fn order(&self) -> Option<&(KillMode, String)> {
         self.order.get()
     }
+
+    /// Ready once an order was given; else `cx`'s waker is woken by the
+    /// order. The relay polls it only after that waker fired (see
+    /// [`super::wakes`]).
+    pub fn poll_order(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.order.get().is_none() {
+            self.waker.register(cx.waker());
+            // An order given between the check and the registration woke nobody.
+            if self.order.get().is_none() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 /// See [`KillSwitch::killed`].

@@ -17,7 +17,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::io::poll_read_buf;
 
 use super::downstream::Downstream;
-use super::live::{KillMode, KillSwitch, Killed};
+use super::live::{KillMode, KillSwitch};
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Reads, Side, Task};
 use crate::cancel::{BackendKey, CancelKey};
@@ -121,8 +121,6 @@ async fn relay(
     reads: &mut Reads,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
-    let killed = s.kill.killed();
-    tokio::pin!(killed);
     let mut kill_order: Option<&(KillMode, String)> = None;
     let mut writes = ClientWrites::default();
     loop {
@@ -155,6 +153,7 @@ async fn relay(
                     Err(e) => return Some(e),
                 }
                 reads.disarm(Side::Server); // another socket
+                reads.disarm(Side::Kill); // the select's waker replaced ours
             }
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
@@ -198,7 +197,7 @@ async fn relay(
         }
         let busy = server.is_some() || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
-        let watch_kill = kill_order.is_none().then_some(killed.as_mut());
+        let watch_kill = kill_order.is_none().then_some(s.kill);
         // What the loop above decides once the client has the whole reply:
         // the end after Terminate, or giving the connection back between
         // transactions (not after each statement inside one).
@@ -390,13 +389,13 @@ async fn next_event(
     mut server: Option<&mut ServerConn>,
     up: &mut Upstream,
     down: &mut Downstream,
-    mut killed: Option<Pin<&mut Killed<'_>>>,
+    watch_kill: Option<&KillSwitch>,
     reads: &mut Reads,
     writes: &mut ClientWrites,
 ) -> Event {
     poll_fn(|cx| {
-        if let Some(k) = killed.as_mut()
-            && k.as_mut().poll(cx).is_ready()
+        if let Some(kill) = watch_kill
+            && reads.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
         {
             return Poll::Ready(Event::Killed);
         }

@@ -1,12 +1,12 @@
-//! Which of the relay's two reads can make progress.
+//! Which of the relay's waits can make progress.
 //!
-//! The relay task waits on a client socket and a server socket at once.
-//! Polling a read that has nothing costs a lock in tokio (the waker is
-//! stored again) and finds nothing, so each read gets its own waker: after
-//! a read returns Pending it is *armed*, and it is polled again only once
-//! its waker fired. A wake-up from the server then costs no poll of the
-//! client's read, and the other way round, the way an event loop on epoll
-//! only touches the sockets that reported.
+//! The relay task waits on a client socket, a server socket and its kill
+//! switch at once. Polling a read that has nothing costs a lock in tokio
+//! (the waker is stored again) and finds nothing, so each wait gets its own
+//! waker: after it returns Pending it is *armed*, and it is polled again
+//! only once its waker fired. A wake-up from the server then costs no poll
+//! of the client's read nor of the kill switch, the way an event loop on
+//! epoll only touches the sockets that reported.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -14,14 +14,17 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
 
-/// One of the two reads.
+/// One of the waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     Server = 0,
     Client = 1,
+    Kill = 2,
 }
 
-/// What the reads' wakers share: which fired, and the task to wake.
+const SIDES: usize = 3;
+
+/// What the waits' wakers share: which fired, and the task to wake.
 #[derive(Default)]
 pub struct Task {
     woken: AtomicU8,
@@ -35,7 +38,7 @@ impl Task {
     }
 }
 
-/// The waker one read registers with its socket.
+/// The waker one wait registers with its socket or switch.
 struct ReadWaker {
     task: Arc<Task>,
     bit: u8,
@@ -54,8 +57,8 @@ impl Wake for ReadWaker {
 
 pub struct Reads {
     task: Arc<Task>,
-    wakers: [Waker; 2],
-    armed: [bool; 2],
+    wakers: [Waker; SIDES],
+    armed: [bool; SIDES],
 }
 
 impl Reads {
@@ -68,8 +71,8 @@ impl Reads {
         };
         Reads {
             task: task.clone(),
-            wakers: [waker(Side::Server), waker(Side::Client)],
-            armed: [false; 2],
+            wakers: [waker(Side::Server), waker(Side::Client), waker(Side::Kill)],
+            armed: [false; SIDES],
         }
     }
 
@@ -84,8 +87,9 @@ impl Reads {
         if woken != 0 {
             // Taken once for both: a wake after this swap sets it again.
             let woken = self.task.woken.swap(0, Ordering::AcqRel);
-            self.armed[0] &= woken & 1 == 0;
-            self.armed[1] &= woken & 2 == 0;
+            for (i, armed) in self.armed.iter_mut().enumerate() {
+                *armed &= woken & (1 << i) == 0;
+            }
         }
         let i = side as usize;
         if self.armed[i] {
@@ -96,8 +100,8 @@ impl Reads {
         r
     }
 
-    /// `side`'s socket was replaced or read elsewhere: its waker may not be
-    /// registered any more.
+    /// `side`'s socket was replaced or waited on elsewhere: its waker may
+    /// not be registered any more.
     pub fn disarm(&mut self, side: Side) {
         self.armed[side as usize] = false;
     }
