@@ -37,7 +37,8 @@ MODES=${MODES:-"simple extended prepared"}
 TARGETS=${TARGETS:-"pgb-session pgt-session pgb-tx pgt-tx"}
 TOP=${TOP:-25}
 KEEP=${KEEP:-0}
-OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-instructions.md}
+# The script in the name: two runs in one minute (-S, then TPC-B) keep both.
+OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-$BUILTIN-instructions.md}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 need_packages valgrind
