@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
@@ -24,9 +23,9 @@ pub enum KillMode {
     WhenIdle,
 }
 
-/// Shared between a session and whoever may end it. The relay polls it on
-/// every event, so a poll is one atomic load (no lock): only the session's
-/// own task ever waits on it, which one `AtomicWaker` serves.
+/// Shared between a session and whoever may end it. Only the session's own
+/// task ever waits on it, which one `AtomicWaker` serves; the relay polls
+/// it only after that waker fired (see [`super::wakes`]).
 #[derive(Default)]
 pub struct KillSwitch {
     order: OnceLock<(KillMode, String)>,
@@ -42,11 +41,8 @@ impl KillSwitch {
     }
 
     /// Resolves once an order was given.
-    pub fn killed(&self) -> Killed<'_> {
-        Killed {
-            switch: self,
-            registered: None,
-        }
+    pub fn killed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_order(cx))
     }
 
     pub fn order(&self) -> Option<&(KillMode, String)> {
@@ -54,8 +50,7 @@ impl KillSwitch {
     }
 
     /// Ready once an order was given; else `cx`'s waker is woken by the
-    /// order. The relay polls it only after that waker fired (see
-    /// [`super::wakes`]).
+    /// order.
     pub fn poll_order(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.order.get().is_none() {
             self.waker.register(cx.waker());
@@ -65,39 +60,6 @@ impl KillSwitch {
             }
         }
         Poll::Ready(())
-    }
-}
-
-/// See [`KillSwitch::killed`].
-pub struct Killed<'a> {
-    switch: &'a KillSwitch,
-    /// The waker already registered: polling again with the same task's
-    /// waker (the relay's case, every event) costs one atomic load.
-    registered: Option<Waker>,
-}
-
-impl Future for Killed<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.switch.order.get().is_some() {
-            return Poll::Ready(());
-        }
-        if self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            return Poll::Pending;
-        }
-        self.switch.waker.register(cx.waker());
-        self.registered = Some(cx.waker().clone());
-        // An order given between the check and the registration woke nobody.
-        if self.switch.order.get().is_some() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::io::poll_read_buf;
 use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch};
 use super::upstream::{Inspector, Upstream};
-use super::wakes::{Reads, Side, Task};
+use super::wakes::{Side, Task, Waits};
 use crate::cancel::{BackendKey, CancelKey};
 use crate::config::PoolMode;
 use crate::context::Context;
@@ -83,7 +83,7 @@ pub async fn run(
         up.hidden_query(sql, &wanted);
     }
     let task = Arc::new(Task::default());
-    let mut reads = Reads::new(&task);
+    let mut waits = Waits::new(&task);
     let error = {
         let relayed = std::pin::pin!(relay(
             s,
@@ -93,7 +93,7 @@ pub async fn run(
             &mut down,
             &mut stats,
             &mut wanted,
-            &mut reads,
+            &mut waits,
         ));
         Registered {
             task: &task,
@@ -118,11 +118,11 @@ async fn relay(
     down: &mut Downstream,
     stats: &mut Stats,
     wanted: &mut Vec<(String, String)>,
-    reads: &mut Reads,
+    waits: &mut Waits,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
     let mut kill_order: Option<&(KillMode, String)> = None;
-    let mut writes = ClientWrites::default();
+    let mut writes = Writes::default();
     loop {
         if let Some((mode, reason)) = kill_order
             && (*mode == KillMode::Now || idle(up, down))
@@ -152,8 +152,9 @@ async fn relay(
                     Ok(co) => *server = Some(co),
                     Err(e) => return Some(e),
                 }
-                reads.disarm(Side::Server); // another socket
-                reads.disarm(Side::Kill); // the select's waker replaced ours
+                waits.disarm(Side::Server); // another socket
+                writes.server_unflushed = false;
+                waits.disarm(Side::Kill); // the select's waker replaced ours
             }
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
@@ -212,7 +213,7 @@ async fn relay(
             up,
             down,
             watch_kill,
-            reads,
+            waits,
             &mut writes,
         )
         .await
@@ -354,16 +355,18 @@ enum Event {
     ServerWriteFailed,
 }
 
-/// The state of writes to the client between events.
+/// The state of writes between events.
 #[derive(Default)]
-struct ClientWrites {
+struct Writes {
     /// Written but still in the client's TLS buffers.
-    unflushed: bool,
+    client_unflushed: bool,
+    /// Written but still in the server connection's TLS buffers.
+    server_unflushed: bool,
     /// The loop decides something once the client has the whole reply.
     report_done: bool,
 }
 
-/// Registers the task's waker for [`Reads`] at each poll of the relay.
+/// Registers the task's waker for [`Waits`] at each poll of the relay.
 struct Registered<'a, F> {
     task: &'a Task,
     fut: F,
@@ -390,59 +393,39 @@ async fn next_event(
     up: &mut Upstream,
     down: &mut Downstream,
     watch_kill: Option<&KillSwitch>,
-    reads: &mut Reads,
-    writes: &mut ClientWrites,
+    waits: &mut Waits,
+    writes: &mut Writes,
 ) -> Event {
     poll_fn(|cx| {
         if let Some(kill) = watch_kill
-            && reads.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
+            && waits.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
         {
             return Poll::Ready(Event::Killed);
         }
         if let Some(srv) = server.as_deref_mut()
-            && !up.out.is_empty()
+            && (!up.out.is_empty() || writes.server_unflushed)
         {
-            while !up.out.is_empty() {
-                match Pin::new(&mut srv.stream).poll_write(cx, &up.out) {
-                    Poll::Ready(Ok(n)) if n > 0 => up.out.advance(n),
-                    Poll::Ready(_) => return Poll::Ready(Event::ServerWriteFailed),
-                    Poll::Pending => break,
-                }
-            }
-            // TLS buffers records: push them out (a no-op on plain TCP).
-            if up.out.is_empty()
-                && let Poll::Ready(Err(_)) = Pin::new(&mut srv.stream).poll_flush(cx)
-            {
-                return Poll::Ready(Event::ServerWriteFailed);
+            match send_ready(&mut srv.stream, cx, &up.out, &mut writes.server_unflushed) {
+                Ok(n) => up.out.advance(n),
+                Err(_) => return Poll::Ready(Event::ServerWriteFailed),
             }
         }
-        if down.scanned > 0 || writes.unflushed {
-            while down.scanned > 0 {
-                match Pin::new(&mut *client).poll_write(cx, &down.buf[..down.scanned]) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        down.buf.advance(n);
-                        down.scanned -= n;
-                    }
-                    Poll::Ready(_) => return Poll::Ready(Event::ClientWriteFailed),
-                    Poll::Pending => break,
+        if down.scanned > 0 || writes.client_unflushed {
+            let reply = &down.buf[..down.scanned];
+            match send_ready(&mut *client, cx, reply, &mut writes.client_unflushed) {
+                Ok(n) => {
+                    down.buf.advance(n);
+                    down.scanned -= n;
                 }
+                Err(_) => return Poll::Ready(Event::ClientWriteFailed),
             }
-            if down.scanned == 0 {
-                // TLS buffers records: push them out (a no-op on plain
-                // TCP), again at each wake-up until they are out.
-                match Pin::new(&mut *client).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => writes.unflushed = false,
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::ClientWriteFailed),
-                    Poll::Pending => writes.unflushed = true,
-                }
-                if writes.report_done && !writes.unflushed {
-                    return Poll::Ready(Event::ClientWritten);
-                }
+            if down.scanned == 0 && !writes.client_unflushed && writes.report_done {
+                return Poll::Ready(Event::ClientWritten);
             }
         }
         if let Some(srv) = server.as_deref_mut()
             && down.buf.len() < HIGH_WATER
-            && let Poll::Ready(r) = reads.poll(Side::Server, |cx| {
+            && let Poll::Ready(r) = waits.poll(Side::Server, |cx| {
                 poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
             })
         {
@@ -453,7 +436,7 @@ async fn next_event(
         if !up.terminated
             && up.inbuf.len() < HIGH_WATER
             && (server.is_some() || !up.has_message(usize::MAX))
-            && let Poll::Ready(r) = reads.poll(Side::Client, |cx| {
+            && let Poll::Ready(r) = waits.poll(Side::Client, |cx| {
                 poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
             })
         {
@@ -462,4 +445,105 @@ async fn next_event(
         Poll::Pending
     })
     .await
+}
+
+/// Writes as much of `buf` as `w` takes now and returns how much. Once all
+/// of it went, pushes out what TLS buffered (a no-op on plain TCP), again
+/// at each call while that is pending (`unflushed`).
+fn send_ready<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    cx: &mut std::task::Context<'_>,
+    buf: &[u8],
+    unflushed: &mut bool,
+) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match Pin::new(&mut *w).poll_write(cx, &buf[n..]) {
+            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(k)) => n += k,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(n),
+        }
+    }
+    *unflushed = match Pin::new(&mut *w).poll_flush(cx) {
+        Poll::Ready(r) => r.map(|()| false)?,
+        Poll::Pending => true,
+    };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// Takes `room` bytes, three per write, and buffers them like TLS: the
+    /// first flush is Pending.
+    struct Buffered {
+        room: usize,
+        written: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Buffered {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(3).min(self.room);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            self.room -= n;
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.flushes += 1;
+            if self.flushes == 1 {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn sends_what_fits_and_flushes_until_out() {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut w = Buffered {
+            room: 5,
+            written: Vec::new(),
+            flushes: 0,
+        };
+        let mut unflushed = false;
+        // Full socket after five bytes: no flush of a partial write.
+        assert_eq!(
+            send_ready(&mut w, &mut cx, b"1234567", &mut unflushed).unwrap(),
+            5
+        );
+        assert_eq!((w.flushes, unflushed), (0, false));
+        w.room = 10;
+        assert_eq!(
+            send_ready(&mut w, &mut cx, b"67", &mut unflushed).unwrap(),
+            2
+        );
+        assert_eq!(w.written, b"1234567");
+        // All written, TLS still holds records: flushed again next time.
+        assert!(unflushed);
+        assert_eq!(send_ready(&mut w, &mut cx, b"", &mut unflushed).unwrap(), 0);
+        assert_eq!((w.flushes, unflushed), (2, false));
+    }
 }

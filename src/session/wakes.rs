@@ -39,12 +39,12 @@ impl Task {
 }
 
 /// The waker one wait registers with its socket or switch.
-struct ReadWaker {
+struct WaitWaker {
     task: Arc<Task>,
     bit: u8,
 }
 
-impl Wake for ReadWaker {
+impl Wake for WaitWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -55,21 +55,21 @@ impl Wake for ReadWaker {
     }
 }
 
-pub struct Reads {
+pub struct Waits {
     task: Arc<Task>,
     wakers: [Waker; SIDES],
     armed: [bool; SIDES],
 }
 
-impl Reads {
-    pub fn new(task: &Arc<Task>) -> Reads {
+impl Waits {
+    pub fn new(task: &Arc<Task>) -> Waits {
         let waker = |side: Side| {
-            Waker::from(Arc::new(ReadWaker {
+            Waker::from(Arc::new(WaitWaker {
                 task: task.clone(),
                 bit: 1 << side as u8,
             }))
         };
-        Reads {
+        Waits {
             task: task.clone(),
             wakers: [waker(Side::Server), waker(Side::Client), waker(Side::Kill)],
             armed: [false; SIDES],
@@ -85,7 +85,7 @@ impl Reads {
     ) -> Poll<T> {
         let woken = self.task.woken.load(Ordering::Acquire);
         if woken != 0 {
-            // Taken once for both: a wake after this swap sets it again.
+            // Taken once for all: a wake after this swap sets it again.
             let woken = self.task.woken.swap(0, Ordering::AcqRel);
             for (i, armed) in self.armed.iter_mut().enumerate() {
                 *armed &= woken & (1 << i) == 0;
@@ -126,7 +126,7 @@ mod tests {
         let task_waker = Waker::from(counter.clone());
         let task = Arc::new(Task::default());
         task.register(&Context::from_waker(&task_waker));
-        let mut reads = Reads::new(&task);
+        let mut waits = Waits::new(&task);
         let stored = std::cell::RefCell::new(None);
         let polls = std::cell::Cell::new(0);
         let pending = |cx: &mut Context<'_>| {
@@ -134,20 +134,20 @@ mod tests {
             *stored.borrow_mut() = Some(cx.waker().clone());
             Poll::<()>::Pending
         };
-        assert!(reads.poll(Side::Server, pending).is_pending());
-        assert!(reads.poll(Side::Server, pending).is_pending());
+        assert!(waits.poll(Side::Server, pending).is_pending());
+        assert!(waits.poll(Side::Server, pending).is_pending());
         assert_eq!(polls.get(), 1, "armed: not polled again");
         // The client's read is its own.
-        assert!(reads.poll(Side::Client, pending).is_pending());
+        assert!(waits.poll(Side::Client, pending).is_pending());
         assert_eq!(polls.get(), 2);
         // The client's socket fires: the task wakes, the server stays armed.
         stored.take().unwrap().wake();
         assert_eq!(counter.0.load(Ordering::Relaxed), 1);
-        assert!(reads.poll(Side::Server, |_| Poll::Ready(())).is_pending());
-        assert!(reads.poll(Side::Client, |_| Poll::Ready(())).is_ready());
+        assert!(waits.poll(Side::Server, |_| Poll::Ready(())).is_pending());
+        assert!(waits.poll(Side::Client, |_| Poll::Ready(())).is_ready());
         // Ready leaves a read unarmed; disarm does so explicitly.
-        assert!(reads.poll(Side::Client, |_| Poll::Ready(())).is_ready());
-        reads.disarm(Side::Server);
-        assert!(reads.poll(Side::Server, |_| Poll::Ready(())).is_ready());
+        assert!(waits.poll(Side::Client, |_| Poll::Ready(())).is_ready());
+        waits.disarm(Side::Server);
+        assert!(waits.poll(Side::Server, |_| Poll::Ready(())).is_ready());
     }
 }
