@@ -40,10 +40,13 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
         match ctx.clients.try_acquire() {
             Some(permit) => {
                 let ctx = ctx.clone();
-                tokio::spawn(async move {
+                // Boxed: the task then holds a pointer, not the session's
+                // future, which tokio would copy at spawn and at each
+                // change of the task's stage (a few KiB each time).
+                tokio::spawn(Box::pin(async move {
                     session::serve_client(&ctx, tcp, peer).await;
                     drop(permit);
-                });
+                }));
             }
             None => {
                 metrics::counter!("pgtenant_clients_refused_total").increment(1);

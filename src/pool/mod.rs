@@ -246,9 +246,9 @@ impl Pools {
                     _permit: permit,
                 });
             }
-            return self.acquire_slow(tenant, pool.clone(), Some(permit)).await;
+            return Box::pin(self.acquire_slow(tenant, pool.clone(), Some(permit))).await;
         }
-        self.acquire_slow(tenant, pool.clone(), None).await
+        Box::pin(self.acquire_slow(tenant, pool.clone(), None)).await
     }
 
     fn meters(&self) -> &Meters {
@@ -259,6 +259,8 @@ impl Pools {
     }
 
     /// Waiting at PAUSE, for a permit, or for budget; or opening a connection.
+    /// Boxed by the caller: its state (timers, a server login) would
+    /// otherwise sit in every session's future, idle or not.
     async fn acquire_slow(
         &self,
         tenant: &Arc<Tenant>,

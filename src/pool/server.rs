@@ -387,6 +387,12 @@ impl ServerConn {
     /// Runs each query as its own Query message, all in one write, and
     /// reads until every one has been answered.
     async fn simple(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
+        // Boxed: the exchange's state would otherwise sit in the future of
+        // every session that may reset or configure a connection.
+        Box::pin(self.exchange(queries)).await
+    }
+
+    async fn exchange(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
         let mut out = BytesMut::new();
         for q in queries {
             frontend::query(q, &mut out)?;

@@ -217,6 +217,18 @@ impl Registry {
             cache.generation
         };
         self.cache_counter(false).increment(1);
+        // Boxed: a query's state would otherwise sit in every session's
+        // future, cache hit or not.
+        Box::pin(self.fetch(hash, generation)).await
+    }
+
+    /// A cache miss: asks the database, caches what it finds unless the
+    /// cache was invalidated meanwhile (`generation`).
+    async fn fetch(
+        &self,
+        hash: &KeyHash,
+        generation: u64,
+    ) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(LOOKUP).await?;
         let row = client.query_opt(&stmt, &[&hex::encode(hash)]).await?;

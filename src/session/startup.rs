@@ -46,23 +46,33 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
                     tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
                     continue;
                 };
-                tcp.write_all(b"S").await.map_err(|_| Failed::Silent)?;
-                let tls = acceptor.accept(tcp).await.map_err(|e| {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    Failed::Silent
-                })?;
-                let mut stream = ClientStream::Tls(Box::new(tls));
-                return match read_startup(&mut stream).await {
-                    Ok(p) => finish(ctx, stream, p).await,
-                    Err(StartupError::Io(_)) => Err(Failed::Silent),
-                    Err(e) => Err(Failed::Tell(stream, e.into())),
-                };
+                // Boxed: the handshake's state would otherwise sit in every
+                // session's future for as long as it lives.
+                return Box::pin(start_tls(ctx, tcp, acceptor)).await;
             }
             StartupPacket::GssEncRequest => {
                 tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
             }
             p => return finish(ctx, ClientStream::Plain(tcp), p).await,
         }
+    }
+}
+
+async fn start_tls(
+    ctx: &Context,
+    mut tcp: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<Hello, Failed> {
+    tcp.write_all(b"S").await.map_err(|_| Failed::Silent)?;
+    let tls = acceptor.accept(tcp).await.map_err(|e| {
+        tracing::debug!(error = %e, "TLS handshake failed");
+        Failed::Silent
+    })?;
+    let mut stream = ClientStream::Tls(Box::new(tls));
+    match read_startup(&mut stream).await {
+        Ok(p) => finish(ctx, stream, p).await,
+        Err(StartupError::Io(_)) => Err(Failed::Silent),
+        Err(e) => Err(Failed::Tell(stream, e.into())),
     }
 }
 
