@@ -1,5 +1,11 @@
 use clap::Parser;
 
+// A connection's life allocates a few dozen small objects (startup
+// parameters, settings, the session's task and buffers): mimalloc serves
+// them from per-size free lists without glibc's consolidation passes.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = pgtenant::cli::Cli::parse();
     // The runtime is sized before the config is used for anything else; a
