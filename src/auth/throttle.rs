@@ -154,7 +154,12 @@ impl Throttle {
         let key = source(ip);
         let mut guard = self.inner.lock().expect("poisoned");
         let b = &mut *guard;
-        if !b.map.contains_key(&key) && b.map.len() >= self.cap {
+        // The common case, a source seen before: one lookup.
+        if let Some(bucket) = b.map.get_mut(&key) {
+            bucket.refill(now, &p);
+            return f(bucket, &p);
+        }
+        if b.map.len() >= self.cap {
             // Sweep at most once a second: a sweep walks the whole map.
             if b.swept
                 .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
@@ -171,7 +176,7 @@ impl Throttle {
             inflight: 0,
             at: now,
         };
-        let bucket = if b.map.contains_key(&key) || b.map.len() < self.cap {
+        let bucket = if b.map.len() < self.cap {
             b.map.entry(key).or_insert(full)
         } else {
             b.overflow.get_or_insert(full)
@@ -220,11 +225,10 @@ impl Drop for Ticket<'_> {
 /// `auth.throttle_delay_ms` and fails as a wrong key would.
 pub async fn gate<'a>(ctx: &'a Context, peer: SocketAddr) -> Result<Ticket<'a>, ClientError> {
     let throttle = &ctx.throttle;
+    let settled = throttle.settled.notified();
+    tokio::pin!(settled);
+    let mut registered = false;
     loop {
-        // Registered before looking, so a settle in between is not missed.
-        let settled = throttle.settled.notified();
-        tokio::pin!(settled);
-        settled.as_mut().enable();
         let cfg = ctx.cfg().auth.clone();
         match throttle.admit(peer.ip(), &cfg) {
             Admission::Go => {
@@ -235,7 +239,17 @@ pub async fn gate<'a>(ctx: &'a Context, peer: SocketAddr) -> Result<Ticket<'a>, 
                     settled: false,
                 });
             }
-            Admission::Wait => settled.await,
+            // Registered, then looked at again: a settle in between is not
+            // missed. A source that need not wait never registers.
+            Admission::Wait if !registered => {
+                settled.as_mut().enable();
+                registered = true;
+            }
+            Admission::Wait => {
+                settled.as_mut().await;
+                settled.set(throttle.settled.notified());
+                registered = false;
+            }
             Admission::Refuse => {
                 metrics::counter!("pgtenant_logins_throttled_total").increment(1);
                 tokio::time::sleep(Duration::from_millis(cfg.throttle_delay_ms)).await;
