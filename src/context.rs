@@ -43,6 +43,8 @@ pub struct Context {
     pub meters: crate::admin::meters::Meters,
     /// Failed-login throttling per source address.
     pub throttle: crate::auth::throttle::Throttle,
+    /// Server-reply buffers lent to sessions while they hold a connection.
+    pub buffers: crate::session::buffers::Buffers,
     log_reload: Option<LogReload>,
 }
 
@@ -90,6 +92,7 @@ impl Context {
             stats: Default::default(),
             meters: Default::default(),
             throttle: Default::default(),
+            buffers: Default::default(),
             cfg: ArcSwap::from_pointee(cfg),
             config_path,
             log_reload,

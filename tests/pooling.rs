@@ -516,3 +516,48 @@ async fn a_bare_prepare_is_answered_without_a_connection() {
     raw::query(&mut s, "SELECT 1").await;
     assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
 }
+
+#[tokio::test]
+async fn large_statements_and_results_cross_lent_buffers_intact_in_transaction_mode() {
+    let reg = registry();
+    let t = reg.create_tenant("bulk");
+    let key = reg.issue_key(&t);
+    // One server connection: both clients' transactions take turns on it,
+    // and each takes and gives back a reply buffer every time.
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    let text = "x".repeat(200_000);
+    for round in 0..3i32 {
+        // A statement far larger than an idle client's read buffer.
+        let n: i32 = a
+            .query_one(&format!("SELECT length('{text}') + {round}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 200_000 + round);
+        // A result far larger than a reply buffer, a query pipelined behind it.
+        let (rows, small) = tokio::join!(
+            a.query(
+                "SELECT i, repeat('y', 100) FROM generate_series(1, 20000) i",
+                &[]
+            ),
+            a.query_one("SELECT 42", &[]),
+        );
+        let rows = rows.unwrap();
+        assert_eq!(rows.len(), 20_000);
+        assert_eq!(rows[19_999].get::<_, i32>(0), 20_000);
+        assert_eq!(rows[0].get::<_, &str>(1), "y".repeat(100));
+        assert_eq!(small.unwrap().get::<_, i32>(0), 42);
+        // The other client, on the same server connection in between.
+        let m: i64 = b
+            .query_one("SELECT count(*) FROM generate_series(1, 10)", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(m, 10);
+    }
+}

@@ -1,6 +1,7 @@
 //! One client connection from accept to close:
 //! startup → auth → tenant's pool → relay → release.
 
+pub mod buffers;
 mod downstream;
 mod expect;
 mod inspect;

@@ -31,7 +31,7 @@ use crate::tls::ClientStream;
 /// Stop reading a peer while this much is still waiting to be written to
 /// the other one: backpressure instead of unbounded buffering.
 const HIGH_WATER: usize = 256 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = super::buffers::CHUNK;
 /// Transaction mode: replies up to this size are written to the client
 /// before the connection goes back to the pool.
 const WRITE_BEFORE_RELEASE: usize = 16 * 1024;
@@ -106,6 +106,7 @@ pub async fn run(
     if let Some(co) = server.take() {
         detach(s, co, &up, &down, true).await;
     }
+    s.ctx.buffers.give(down.buf);
     Outcome { error, stats }
 }
 
@@ -190,13 +191,26 @@ async fn relay(
             // next one gets them computed afresh.
             up.drop_hidden();
             detach(s, co, up, down, false).await;
+            // A client between transactions holds no full-size buffers:
+            // ten thousand idle clients would keep 16 KiB or more each.
+            if down.buf.is_empty() {
+                s.ctx.buffers.give(std::mem::take(&mut down.buf));
+            }
+            if up.inbuf.is_empty() && up.inbuf.capacity() > 2 * IDLE_CHUNK {
+                up.inbuf = BytesMut::new();
+            }
         }
-        // Room to read into: the server side only while attached; the client
-        // side small while nothing is going on, a full chunk once busy.
+        // Room to read into: the server side only while attached. The
+        // client side small while no message is partly read, except in
+        // session mode, where a client holds its server and its buffers.
         if server.is_some() {
-            reserve(&mut down.buf, READ_CHUNK);
+            if down.buf.capacity() == 0 {
+                down.buf = s.ctx.buffers.take();
+            } else {
+                reserve(&mut down.buf, READ_CHUNK);
+            }
         }
-        let busy = server.is_some() || !up.inbuf.is_empty();
+        let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         let watch_kill = kill_order.is_none().then_some(s.kill);
         // What the loop above decides once the client has the whole reply:
@@ -324,9 +338,11 @@ fn reserve(buf: &mut BytesMut, chunk: usize) {
     // Consumed bytes are skipped, not reused: each read lands past the last
     // one and walks through the allocation, a cold cache line every few
     // messages (hundreds of sessions' buffers don't fit in a core's cache).
-    // An empty buffer that has walked an eighth of a chunk goes back to the
-    // front; asking for more than is left does that and never allocates.
-    if buf.is_empty() && buf.capacity() < chunk - chunk / 8 {
+    // An empty buffer that has walked an eighth of a chunk (half of the
+    // small idle one) goes back to the front; asking for more than is left
+    // does that and never allocates.
+    let walk = (chunk / 8).max(IDLE_CHUNK / 2);
+    if buf.is_empty() && buf.capacity() < chunk - walk {
         let _ = buf.try_reclaim(buf.capacity() + 1);
     }
     if buf.capacity() - buf.len() < chunk / 4 {
