@@ -188,6 +188,7 @@ async def main_async(a):
     await asyncio.sleep(a.hold)
     with_clients = rss_kib(a.pid)
     queried = None
+    after_query = None
     if a.query_all and a.stage == "auth" and conns:
         queried = 0
         sem = asyncio.Semaphore(a.concurrency)
@@ -203,6 +204,9 @@ async def main_async(a):
                     errors[k] = errors.get(k, 0) + 1
 
         await asyncio.gather(*(q(c) for c in conns))
+        # Still connected, idle again: what buffers a client keeps after use.
+        await asyncio.sleep(1.0)
+        after_query = rss_kib(a.pid)
     for c in conns:
         c.close()
     await asyncio.sleep(2.0)
@@ -215,6 +219,8 @@ async def main_async(a):
         "connect_seconds": round(connect_s, 2),
         "rss_before_kib": before,
         "rss_with_clients_kib": with_clients,
+        "rss_after_query_kib": after_query,
+        "kib_per_client_after_query": (after_query - before) / len(conns) if conns and before and after_query else None,
         "rss_after_close_kib": after,
         "kib_per_client": (with_clients - before) / len(conns) if conns and before and with_clients else None,
         "queried": queried,
