@@ -64,14 +64,23 @@ fn push_literal(sql: &mut String, s: &str) {
 /// `s` between `quote`s, each `quote` inside doubled (and each backslash
 /// if `backslashes`).
 fn push_quoted(sql: &mut String, quote: char, s: &str, backslashes: bool) {
+    debug_assert!(quote.is_ascii());
+    let q = quote as u8;
     sql.reserve(s.len() + 2);
     sql.push(quote);
-    for c in s.chars() {
-        if c == quote || (backslashes && c == '\\') {
-            sql.push(c);
-        }
-        sql.push(c);
+    // Runs between the characters to double are copied whole (once per
+    // login for each setting, so not char by char). Both are ASCII: the
+    // slices below end on character boundaries.
+    let mut rest = s;
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| b == q || (backslashes && b == b'\\'))
+    {
+        sql.push_str(&rest[..=i]);
+        sql.push(char::from(rest.as_bytes()[i]));
+        rest = &rest[i + 1..];
     }
+    sql.push_str(rest);
     sql.push(quote);
 }
 
@@ -117,6 +126,15 @@ mod tests {
             r#"SET "application_name" TO E'a\\''b';"#
         );
         assert_eq!(set(r#"we"ird"#, "v"), r#"SET "we""ird" TO 'v';"#);
+        // Several in a row, at the ends, between multi-byte characters.
+        assert_eq!(
+            set("application_name", "'ü''é'"),
+            r#"SET "application_name" TO '''ü''''é''';"#
+        );
+        assert_eq!(
+            set("application_name", r"é\"),
+            r#"SET "application_name" TO E'é\\';"#
+        );
         let mut s = String::new();
         push_reset(&mut s, "statement_timeout");
         assert_eq!(s, r#"RESET "statement_timeout";"#);
