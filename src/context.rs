@@ -45,6 +45,8 @@ pub struct Context {
     pub throttle: crate::auth::throttle::Throttle,
     /// Server-reply buffers lent to sessions while they hold a connection.
     pub buffers: crate::session::buffers::Buffers,
+    /// Metrics scrape state carried from one scrape to the next.
+    pub scrapes: crate::admin::exporter::Scrapes,
     log_reload: Option<LogReload>,
 }
 
@@ -93,6 +95,7 @@ impl Context {
             meters: Default::default(),
             throttle: Default::default(),
             buffers: Default::default(),
+            scrapes: Default::default(),
             cfg: ArcSwap::from_pointee(cfg),
             config_path,
             log_reload,

@@ -17,6 +17,7 @@ const BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The `metrics` crate's recorder is one per process, so is its handle.
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder (once per process) and returns its handle; None
@@ -69,9 +70,13 @@ pub fn render(ctx: &Context) -> String {
 
 type Series = (&'static str, SharedString, &'static str);
 
-/// Series set by the previous scrape, so that a tenant whose connections
-/// all went away reads 0 instead of its last value.
-static PREVIOUS: Mutex<BTreeSet<Series>> = Mutex::new(BTreeSet::new());
+/// What one scrape leaves for the next (in the context, per proxy).
+#[derive(Default)]
+pub struct Scrapes {
+    /// Series set by the previous scrape, so that a tenant whose
+    /// connections all went away reads 0 instead of its last value.
+    previous: Mutex<BTreeSet<Series>>,
+}
 
 const CLIENTS: &str = "pgtenant_client_connections";
 const SERVERS: &str = "pgtenant_server_connections";
@@ -101,7 +106,7 @@ fn update_connection_gauges(ctx: &Context) {
         now.insert((CLIENTS, l.clone(), "active"), n);
         now.insert((CLIENTS, l, "waiting"), 0.0);
     }
-    let mut prev = PREVIOUS.lock().expect("poisoned");
+    let mut prev = ctx.scrapes.previous.lock().expect("poisoned");
     for gone in prev.iter().filter(|s| !now.contains_key(*s)) {
         metrics::gauge!(gone.0, "tenant" => gone.1.clone(), "state" => gone.2).set(0.0);
     }
