@@ -211,6 +211,10 @@ async def main_async(a):
         c.close()
     await asyncio.sleep(2.0)
     after = rss_kib(a.pid)
+
+    def per_client(rss):
+        return (rss - before) / len(conns) if conns and before and rss else None
+
     res = {
         "label": a.label,
         "stage": a.stage,
@@ -220,9 +224,9 @@ async def main_async(a):
         "rss_before_kib": before,
         "rss_with_clients_kib": with_clients,
         "rss_after_query_kib": after_query,
-        "kib_per_client_after_query": (after_query - before) / len(conns) if conns and before and after_query else None,
+        "kib_per_client_after_query": per_client(after_query),
         "rss_after_close_kib": after,
-        "kib_per_client": (with_clients - before) / len(conns) if conns and before and with_clients else None,
+        "kib_per_client": per_client(with_clients),
         "queried": queried,
         "errors": errors,
         "note": a.note,

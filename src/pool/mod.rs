@@ -260,7 +260,9 @@ impl Pools {
 
     /// Waiting at PAUSE, for a permit, or for budget; or opening a connection.
     /// Boxed by the caller: its state (timers, a server login) would
-    /// otherwise sit in every session's future, idle or not.
+    /// otherwise sit in every session's future, idle or not. Under a full
+    /// pool this runs every transaction, and the allocation is small next
+    /// to the wait and wake-up it comes with.
     async fn acquire_slow(
         &self,
         tenant: &Arc<Tenant>,

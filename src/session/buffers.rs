@@ -48,7 +48,8 @@ impl Buffers {
     }
 
     /// Buffers waiting for reuse.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.free.lock().expect("poisoned").len()
     }
 }
