@@ -11,6 +11,7 @@
 //! tokio's semaphores are FIFO, so waiting clients are served in order.
 //! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
+mod clock;
 mod gate;
 pub mod resizable;
 mod returned;
@@ -32,12 +33,13 @@ use crate::error::ClientError;
 use crate::protocol::TxStatus;
 use crate::registry::Tenant;
 use crate::registry::admin::role_password;
+use clock::Stamp;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};
 
-/// Idle connections older than this are probed before being handed out.
-const PROBE_AFTER: Duration = Duration::from_secs(1);
+/// Idle connections older than this (ms) are probed before being handed out.
+const PROBE_AFTER_MS: u64 = 1000;
 
 struct TenantPool {
     tenant: Arc<Tenant>,
@@ -56,7 +58,7 @@ struct TenantPool {
 
 impl TenantPool {
     fn put_back(&self, mut conn: Box<ServerConn>) {
-        conn.idle_since = Instant::now();
+        conn.idle_since = Stamp::now();
         self.idle.lock().expect("poisoned").push(conn);
         self.returned.signal();
     }
@@ -347,14 +349,14 @@ impl Pools {
 
     /// The newest idle connection that is still healthy and young enough.
     fn pop_idle(&self, pool: &TenantPool) -> Option<Box<ServerConn>> {
-        let now = Instant::now();
+        let now = Stamp::now();
         let mut idle = pool.idle.lock().expect("poisoned");
         while let Some(conn) = idle.pop() {
             // A connection used within the last second is not probed (one
             // syscall per transaction saved); if it died meanwhile, its
             // client gets the server's own error, as with PgBouncer.
-            let idle_for = now.saturating_duration_since(conn.idle_since);
-            let probe = idle_for >= PROBE_AFTER;
+            let idle_for = now.ms_since(conn.idle_since);
+            let probe = idle_for >= PROBE_AFTER_MS;
             if self.too_old(&conn, now, idle_for) || (probe && conn.is_broken()) {
                 continue; // dropping it closes the socket and frees its budget
             }
@@ -363,15 +365,14 @@ impl Pools {
         None
     }
 
-    fn expired(&self, conn: &ServerConn, now: Instant) -> bool {
-        self.too_old(conn, now, now.saturating_duration_since(conn.idle_since))
+    fn expired(&self, conn: &ServerConn, now: Stamp) -> bool {
+        self.too_old(conn, now, now.ms_since(conn.idle_since))
     }
 
-    /// Past `server_idle_timeout` (idle for `idle_for`) or `server_lifetime`.
-    fn too_old(&self, conn: &ServerConn, now: Instant, idle_for: Duration) -> bool {
-        let ms = |limit: &AtomicU64| Duration::from_millis(limit.load(Ordering::Relaxed));
-        idle_for >= ms(&self.idle_timeout_ms)
-            || now.saturating_duration_since(conn.created) >= ms(&self.lifetime_ms)
+    /// Past `server_idle_timeout` (idle for `idle_for` ms) or `server_lifetime`.
+    fn too_old(&self, conn: &ServerConn, now: Stamp, idle_for: u64) -> bool {
+        idle_for >= self.idle_timeout_ms.load(Ordering::Relaxed)
+            || now.ms_since(conn.created) >= self.lifetime_ms.load(Ordering::Relaxed)
     }
 
     /// Closes the longest-idle connection of some other tenant; false if
@@ -384,7 +385,7 @@ impl Pools {
                 .map(|(_, p)| p.clone())
                 .collect()
         };
-        let mut oldest: Option<(Instant, &Arc<TenantPool>)> = None;
+        let mut oldest: Option<(Stamp, &Arc<TenantPool>)> = None;
         for p in &pools {
             if let Some(c) = p.idle.lock().expect("poisoned").first()
                 && oldest.is_none_or(|(t, _)| c.idle_since < t)
@@ -421,7 +422,7 @@ impl Pools {
     /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
     pub fn reap(&self) {
         let pools = self.all_pools();
-        let now = Instant::now();
+        let now = Stamp::now();
         for p in pools {
             p.idle
                 .lock()

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::clock::Stamp;
 use super::settings;
 use super::tls::{BackendStream, BackendTlsPolicy};
 use crate::config::BackendTls;
@@ -120,8 +121,8 @@ pub struct ServerConn {
     /// Last ParameterStatus value of each reported setting.
     pub params: Vec<(String, String)>,
     pub tenant: Arc<Tenant>,
-    pub created: Instant,
-    pub idle_since: Instant,
+    pub created: Stamp,
+    pub idle_since: Stamp,
     /// Client settings the proxy has SET on this session.
     applied: Vec<(String, String)>,
     /// Named statements prepared here (transaction mode).
@@ -162,8 +163,8 @@ impl ServerConn {
             secret: 0,
             params: Vec::new(),
             tenant,
-            created: Instant::now(),
-            idle_since: Instant::now(),
+            created: Stamp::now(),
+            idle_since: Stamp::now(),
             applied: Vec::new(),
             statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),

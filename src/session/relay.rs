@@ -138,15 +138,25 @@ async fn relay(
                     Ok(false) => {}
                     Err(e) => return Some(e),
                 }
-                // A client waiting for a connection (or behind PAUSE) can
-                // still be killed. Biased: a connection that is there at
-                // once costs no look at the kill switch and no random pick.
-                let attached = tokio::select! {
-                    biased;
-                    r = attach(s, wanted, up) => r,
-                    _ = s.kill.killed() => {
-                        let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
-                        return Some(ClientError::Terminated(reason));
+                let attached = {
+                    let mut attaching = std::pin::pin!(attach(s, wanted, up));
+                    // Usually a connection is there at once: the kill
+                    // switch then keeps the relay's waker and needs no look.
+                    match poll_fn(|cx| Poll::Ready(attaching.as_mut().poll(cx))).await {
+                        Poll::Ready(r) => r,
+                        // A client waiting for a connection (or behind
+                        // PAUSE) can still be killed.
+                        Poll::Pending => {
+                            waits.disarm(Side::Kill); // the task's waker replaces ours
+                            tokio::select! {
+                                biased;
+                                r = attaching => r,
+                                _ = s.kill.killed() => {
+                                    let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
+                                    return Some(ClientError::Terminated(reason));
+                                }
+                            }
+                        }
                     }
                 };
                 match attached {
@@ -155,7 +165,6 @@ async fn relay(
                 }
                 waits.disarm(Side::Server); // another socket
                 writes.server_unflushed = false;
-                waits.disarm(Side::Kill); // the select's waker replaced ours
             }
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
