@@ -11,6 +11,7 @@
 
 mod client;
 mod cluster;
+pub mod lifecycle;
 pub mod metrics;
 mod pg_binaries;
 mod proxy;
