@@ -247,7 +247,7 @@ def report(a):
     w("## Targets (issue 6)")
     w("")
     w("Ratio: of the medians, with the range of the ratio repetition by repetition")
-    w("(each repetition runs every target within a minute of the others).")
+    w("(each repetition runs every target back to back).")
     w("")
     w("| target | row | pgtenant | PgBouncer | ratio (per rep) | verdict |")
     w("|---|---|---|---|---|---|")

@@ -1,7 +1,7 @@
 //! Acceptance tests of the tenant lifecycle (issue 3) against a real
-//! PostgreSQL: the CLI, live effect of registry changes on every proxy,
-//! key expiry and rotation, last_used_at batching, legacy adoption, and a
-//! second registry in the same cluster.
+//! PostgreSQL: the live effect of registry changes on every proxy, key
+//! expiry and rotation, last_used_at batching. The admin CLI's own
+//! behaviour is in `tests/cli.rs`.
 //!
 //! Proxies here trust their cache for 10 minutes and refresh every 10
 //! minutes unless a test says otherwise, so anything that happens within a

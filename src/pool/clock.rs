@@ -3,7 +3,7 @@
 //! In transaction mode every checkout and return reads the clock (is this
 //! idle connection fresh, past its idle timeout, past its lifetime?). Those
 //! limits count in milliseconds to minutes, so a clock that advances once
-//! per kernel tick (1–4 ms) is precise enough, and reading it is a load from
+//! per kernel tick (1–10 ms) is precise enough, and reading it is a load from
 //! the vDSO page: no TSC read and no scaling (6 ns against 24 for
 //! `Instant::now` on the benchmark machine, 15 instructions against 70).
 
@@ -48,20 +48,22 @@ mod tests {
 
     #[test]
     fn advances_with_the_precise_clock() {
-        let (stamp, precise) = (Stamp::now(), std::time::Instant::now());
+        // The stamp is taken between two readings of the precise clock and
+        // read back between two more: being descheduled anywhere widens
+        // the bounds instead of failing the test.
+        let outer = std::time::Instant::now();
+        let stamp = Stamp::now();
+        let inner = std::time::Instant::now();
         std::thread::sleep(Duration::from_millis(30));
-        let (coarse, exact) = (stamp.elapsed(), precise.elapsed());
-        // The coarse clock lags by at most a kernel tick (4 ms at HZ=250)
-        // at each end.
-        assert!(
-            coarse + Duration::from_millis(10) >= exact,
-            "{coarse:?} vs {exact:?}"
-        );
-        assert!(
-            coarse <= exact + Duration::from_millis(10),
-            "{coarse:?} vs {exact:?}"
-        );
-        assert_eq!(Stamp::now().ms_since(Stamp::now().max(stamp)), 0);
-        assert!(Stamp::now().ms_since(stamp) >= 20);
+        let least = inner.elapsed();
+        let coarse = stamp.elapsed();
+        let most = outer.elapsed();
+        // Each coarse reading lags by less than a kernel tick (10 ms at
+        // HZ=100) and loses under a millisecond to truncation.
+        let tick = Duration::from_millis(12);
+        assert!(coarse + tick >= least, "{coarse:?} vs at least {least:?}");
+        assert!(coarse <= most + tick, "{coarse:?} vs at most {most:?}");
+        // Later stamps never count backwards.
+        assert_eq!(stamp.ms_since(Stamp::now()), 0);
     }
 }
