@@ -260,7 +260,8 @@ def report(a):
             return "n/a"
         meets = (lambda v: v <= bound) if good_if_le else (lambda v: v >= bound)
         ok = meets(r)
-        text = "met" if ok else ("**missed** by " + (f"{(r / bound - 1) * 100:.0f}%" if good_if_le else f"{(1 - r / bound) * 100:.0f}%"))
+        short = (r / bound - 1 if good_if_le else 1 - r / bound) * 100
+        text = "met" if ok else f"**missed** by {short:.0f}%" if short >= 1 else f"**missed** by {short:.1f}%"
         if reps and len(reps) > 1:
             agree = sum(1 for v in reps if meets(v) == ok)
             if agree < len(reps):
