@@ -47,6 +47,8 @@ pub struct Context {
     pub buffers: crate::session::buffers::Buffers,
     /// Metrics scrape state carried from one scrape to the next.
     pub scrapes: crate::admin::exporter::Scrapes,
+    /// Every timer of the proxy (the runtime has no time driver).
+    pub timers: crate::timer::Timers,
     log_reload: Option<LogReload>,
 }
 
@@ -77,6 +79,7 @@ impl Context {
             Duration::from_millis(cfg.backend.connect_timeout_ms),
             tls.clone(),
         );
+        let timers = crate::timer::Timers::new()?;
         Ok(Arc::new(Context {
             tls: ArcSwap::from_pointee(acceptor(&cfg)?),
             firewall: ArcSwap::from_pointee(firewall(&cfg)),
@@ -86,7 +89,7 @@ impl Context {
                 cfg.registry.pool_size,
                 Duration::from_millis(cfg.registry.cache_ttl_ms),
             ),
-            pools: Pools::new(endpoint, secret, cfg.pool.clone()),
+            pools: Pools::new(endpoint, secret, cfg.pool.clone(), timers.clone()),
             cancels: CancelMap::default(),
             sessions: LiveSessions::default(),
             clients: Resizable::new(cfg.max_client_connections),
@@ -96,6 +99,7 @@ impl Context {
             throttle: Default::default(),
             buffers: Default::default(),
             scrapes: Default::default(),
+            timers,
             cfg: ArcSwap::from_pointee(cfg),
             config_path,
             log_reload,

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod protocol;
 pub mod registry;
 pub mod session;
+pub mod timer;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = cfg.listen_addr;
     let ctx = context::Context::new(cfg, config_path, Some(log_reload))?;
+    tokio::spawn(ctx.timers.clone().drive());
     registry::watch::spawn(ctx.clone());
     admin::start(&ctx).await?;
     let listener = TcpListener::bind(addr)
@@ -87,8 +89,8 @@ pub async fn serve(
 
 /// Waits until no session is left or `timeout` passes.
 async fn drain(ctx: &context::Context, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !ctx.sessions.is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let deadline = std::time::Instant::now() + timeout;
+    while !ctx.sessions.is_empty() && std::time::Instant::now() < deadline {
+        ctx.timers.sleep(Duration::from_millis(20)).await;
     }
 }

@@ -16,7 +16,7 @@ use crate::session;
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
     let reaper = ctx.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut tick = reaper.timers.interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             reaper.pools.reap();
@@ -33,7 +33,7 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                ctx.timers.sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };

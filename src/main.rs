@@ -20,7 +20,14 @@ fn main() -> std::process::ExitCode {
         1 => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
     };
-    rt.enable_all();
+    // The proxy's timers run on a timerfd of its own (`pgtenant::timer`):
+    // without tokio's time driver, a wake-up does not walk a timer wheel.
+    // The admin commands use tokio-postgres' timers and keep it.
+    if matches!(cli.command, pgtenant::cli::Command::Serve) {
+        rt.enable_io();
+    } else {
+        rt.enable_all();
+    }
     if threads > 1 {
         rt.worker_threads(threads);
     }

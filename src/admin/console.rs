@@ -63,12 +63,14 @@ pub async fn serve(ctx: &Context, mut stream: ClientStream, params: Params, peer
     let span = tracing::Span::current();
     span.record("tenant", super::CONSOLE_DB);
     span.record("user", params.get("user").unwrap_or(""));
-    let login = tokio::time::timeout(
-        ctx.cfg().login_timeout(),
-        login(ctx, &mut stream, &params, peer),
-    )
-    .await
-    .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
+    let login = ctx
+        .timers
+        .timeout(
+            ctx.cfg().login_timeout(),
+            login(ctx, &mut stream, &params, peer),
+        )
+        .await
+        .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
     if let Err(e) = login {
         let outcome = match e {
             ConsoleError::TenantKey => "admin_tenant_key",

@@ -48,8 +48,8 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 
 /// Histograms are drained into their buckets by upkeep; without the
 /// exporter's own listener, someone has to run it.
-pub async fn upkeep(handle: &'static PrometheusHandle) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+pub async fn upkeep(handle: &'static PrometheusHandle, timers: crate::timer::Timers) {
+    let mut tick = timers.interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         handle.run_upkeep();

@@ -25,7 +25,7 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) {
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                ctx.timers.sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -49,7 +49,9 @@ fn text(status: &'static str, body: impl Into<String>) -> Response {
 }
 
 async fn respond(ctx: &Context, mut tcp: TcpStream) {
-    let Ok(Some((method, path))) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut tcp))
+    let Ok(Some((method, path))) = ctx
+        .timers
+        .timeout(READ_TIMEOUT, read_head(&mut tcp))
         .await
         .unwrap_or(Ok(None))
     else {
@@ -115,17 +117,19 @@ async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Option<(String, Strin
 /// connection (a login would need a tenant's role; the registry check
 /// already proves that logins work there).
 pub async fn ready(ctx: &Context) -> Result<(), String> {
-    match tokio::time::timeout(CHECK_TIMEOUT, ctx.registry.ping()).await {
+    match ctx.timers.timeout(CHECK_TIMEOUT, ctx.registry.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("registry: {e}")),
         Err(_) => return Err("registry: no answer within 2 s".into()),
     }
     let ep = ctx.pools.endpoint();
-    match tokio::time::timeout(
-        CHECK_TIMEOUT,
-        TcpStream::connect((ep.host.as_str(), ep.port)),
-    )
-    .await
+    match ctx
+        .timers
+        .timeout(
+            CHECK_TIMEOUT,
+            TcpStream::connect((ep.host.as_str(), ep.port)),
+        )
+        .await
     {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("backend {}:{}: {e}", ep.host, ep.port)),

@@ -30,7 +30,7 @@ pub async fn start(ctx: &Arc<Context>) -> anyhow::Result<()> {
     let cfg = ctx.cfg();
     ctx.stats.labels.set_cap(cfg.admin.metrics_max_tenants);
     if let Some(h) = exporter::install() {
-        tokio::spawn(exporter::upkeep(h));
+        tokio::spawn(exporter::upkeep(h, ctx.timers.clone()));
     }
     if let Some(addr) = cfg.admin.metrics_addr {
         let listener = TcpListener::bind(addr)

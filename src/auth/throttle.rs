@@ -252,7 +252,9 @@ pub async fn gate<'a>(ctx: &'a Context, peer: SocketAddr) -> Result<Ticket<'a>, 
             }
             Admission::Refuse => {
                 metrics::counter!("pgtenant_logins_throttled_total").increment(1);
-                tokio::time::sleep(Duration::from_millis(cfg.throttle_delay_ms)).await;
+                ctx.timers
+                    .sleep(Duration::from_millis(cfg.throttle_delay_ms))
+                    .await;
                 return Err(ClientError::InvalidKey);
             }
         }

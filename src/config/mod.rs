@@ -338,11 +338,22 @@ impl Config {
 
     pub fn backend_pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
         // The parser's own message may quote the URL; don't echo it.
-        self.backend
+        let pg = self
+            .backend
             .url
             .0
             .parse::<tokio_postgres::Config>()
-            .map_err(|_| invalid("backend.url", "is not a valid postgres:// URL"))
+            .map_err(|_| invalid("backend.url", "is not a valid postgres:// URL"))?;
+        // tokio-postgres would time the connect with tokio's timers, which
+        // the proxy's runtime does not have (see `crate::timer`).
+        if pg.get_connect_timeout().is_some() {
+            return Err(invalid(
+                "backend.url",
+                "sets connect_timeout: remove it and set backend.connect_timeout_ms \
+                 (PGTENANT_BACKEND_CONNECT_TIMEOUT_MS), which times every backend connect",
+            ));
+        }
+        Ok(pg)
     }
 
     pub fn login_timeout(&self) -> Duration {
@@ -415,6 +426,15 @@ mod tests {
         assert!(e.to_string().contains("backend.url"), "{e}");
         let e = load(URL, &[("PGTENANT_POOL_SIZE", "x")]).unwrap_err();
         assert!(e.to_string().contains("pool.pool_size"), "{e}");
+    }
+
+    #[test]
+    fn a_backend_url_with_its_own_connect_timeout_points_to_ours() {
+        let url = "postgres://u:p@127.0.0.1:5432/db?connect_timeout=10";
+        let e = load("", &[("PGTENANT_BACKEND_URL", url)]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("backend.connect_timeout_ms"), "{msg}");
+        assert!(!msg.contains("u:p@"), "the URL (a password) is not echoed: {msg}");
     }
 
     #[test]

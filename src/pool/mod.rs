@@ -33,6 +33,7 @@ use crate::error::ClientError;
 use crate::protocol::TxStatus;
 use crate::registry::Tenant;
 use crate::registry::admin::role_password;
+use crate::timer::Timers;
 use clock::Stamp;
 use resizable::Resizable;
 use returned::Returned;
@@ -82,6 +83,7 @@ pub struct Pools {
     /// checkout: two integers instead of a load of the whole config.
     lifetime_ms: AtomicU64,
     idle_timeout_ms: AtomicU64,
+    timers: Timers,
 }
 
 /// Checkouts are counted; only those that waited for a permit are timed (a
@@ -110,8 +112,9 @@ pub struct Checkout {
 }
 
 impl Pools {
-    pub fn new(endpoint: Endpoint, secret: String, cfg: PoolConfig) -> Pools {
+    pub fn new(endpoint: Endpoint, secret: String, cfg: PoolConfig, timers: Timers) -> Pools {
         Pools {
+            timers,
             endpoint,
             secret,
             budget: Resizable::new(cfg.max_backend_connections),
@@ -221,7 +224,16 @@ impl Pools {
         let pool = self.tenant_pool(tenant);
         let password = role_password(&self.secret, &tenant.role);
         let cache = self.cfg.load().prepared_statements_per_connection;
-        match ServerConn::connect(&self.endpoint, tenant.clone(), &password, budget, cache).await {
+        match ServerConn::connect(
+            &self.endpoint,
+            &self.timers,
+            tenant.clone(),
+            &password,
+            budget,
+            cache,
+        )
+        .await
+        {
             Ok(conn) => pool.put_back(Box::new(conn)),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
@@ -276,8 +288,7 @@ impl Pools {
         let meters = self.meters();
         meters.checkouts.increment(1);
         let cfg = self.cfg.load_full();
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
+        let deadline = Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
         let timed_out = || ClientError::PoolTimeout {
             tenant: tenant.name.clone(),
             waited_ms: cfg.query_wait_timeout_ms,
@@ -286,7 +297,9 @@ impl Pools {
             Some(p) => p,
             None => {
                 let started = Instant::now();
-                let p = tokio::time::timeout_at(deadline, pool.checkout.acquire())
+                let p = self
+                    .timers
+                    .timeout_at(deadline, pool.checkout.acquire())
                     .await
                     .map_err(|_| timed_out())?;
                 meters.waits.record(started.elapsed().as_secs_f64());
@@ -327,12 +340,13 @@ impl Pools {
             tokio::select! {
                 p = self.budget.acquire() => break p,
                 _ = returned => continue,
-                _ = tokio::time::sleep_until(deadline) => return Err(timed_out()),
+                _ = self.timers.sleep_until(deadline) => return Err(timed_out()),
             }
         };
         let password = role_password(&self.secret, &tenant.role);
         let conn = ServerConn::connect(
             &self.endpoint,
+            &self.timers,
             tenant.clone(),
             &password,
             budget,

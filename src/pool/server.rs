@@ -22,6 +22,7 @@ use crate::error::ClientError;
 use crate::protocol::{self, ErrorFields, TxStatus, read_cstr, tag};
 use crate::registry::Tenant;
 use crate::session::prepared::StatementCache;
+use crate::timer::Timers;
 
 /// Where backend connections go: the control plane's host, port and database.
 #[derive(Debug, Clone)]
@@ -134,13 +135,15 @@ pub struct ServerConn {
 impl ServerConn {
     pub async fn connect(
         ep: &Endpoint,
+        timers: &Timers,
         tenant: Arc<Tenant>,
         password: &str,
         budget: OwnedSemaphorePermit,
         statement_cache: usize,
     ) -> Result<ServerConn, ClientError> {
         let connect = TcpStream::connect((ep.host.as_str(), ep.port));
-        let stream = tokio::time::timeout(ep.connect_timeout, connect)
+        let stream = timers
+            .timeout(ep.connect_timeout, connect)
             .await
             .map_err(|_| {
                 ClientError::BackendConnect(format!(
@@ -153,7 +156,8 @@ impl ServerConn {
         let addr = stream
             .peer_addr()
             .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
-        let stream = tokio::time::timeout(ep.connect_timeout, negotiate_tls(ep, stream))
+        let stream = timers
+            .timeout(ep.connect_timeout, negotiate_tls(ep, stream))
             .await
             .map_err(|_| ClientError::BackendConnect("TLS negotiation timed out".into()))??;
         let mut conn = ServerConn {
@@ -171,7 +175,8 @@ impl ServerConn {
             _budget: budget,
         };
         let login = conn.login(&ep.dbname, password);
-        tokio::time::timeout(ep.connect_timeout, login)
+        timers
+            .timeout(ep.connect_timeout, login)
             .await
             .map_err(|_| ClientError::BackendConnect("login timed out".into()))??;
         conn.pin().await?;

@@ -21,12 +21,11 @@
 //! - `last_used_at` is flushed every `last_used_flush_ms`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until, timeout};
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
@@ -74,7 +73,7 @@ async fn listen_forever(ctx: Arc<Context>) {
         // Jitter keeps replicas from reconnecting in lockstep after a restart.
         let wait = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
         tracing::warn!(error = %crate::error::with_causes(&e), retry_in_ms = wait.as_millis() as u64, "registry watch interrupted");
-        sleep(wait).await;
+        ctx.timers.sleep(wait).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -87,10 +86,9 @@ async fn listen(ctx: &Context, backoff: &mut Duration) -> WatchError {
         Err(e) => return e.into(),
     };
     // Findable in pg_stat_activity, per replica.
-    pg.application_name(format!("pgtenant watch {}", std::process::id()))
-        .connect_timeout(connect_timeout);
+    pg.application_name(format!("pgtenant watch {}", std::process::id()));
     let (pg, tls) = ctx.pools.endpoint().tls.control_plane(pg);
-    let (client, mut conn) = match timeout(connect_timeout, pg.connect(tls)).await {
+    let (client, mut conn) = match ctx.timers.timeout(connect_timeout, pg.connect(tls)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return WatchError::Connect(e),
         Err(_) => return WatchError::ConnectTimeout,
@@ -122,7 +120,9 @@ async fn listen(ctx: &Context, backoff: &mut Duration) -> WatchError {
     // Whatever changed while nobody listened is caught up with here.
     resync(ctx).await;
 
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut ping = ctx
+        .timers
+        .interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -140,7 +140,11 @@ async fn listen(ctx: &Context, backoff: &mut Duration) -> WatchError {
                 }
             },
             _ = ping.tick() => {
-                match timeout(PING_TIMEOUT, client.simple_query("SELECT 1")).await {
+                match ctx
+                    .timers
+                    .timeout(PING_TIMEOUT, client.simple_query("SELECT 1"))
+                    .await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return WatchError::Ping(e.to_string()),
                     Err(_) => return WatchError::Ping("timed out".into()),
@@ -278,7 +282,7 @@ async fn recheck_sessions(ctx: &Context) {
     }
 }
 
-/// Tokio instant for a wall-clock time (now, if it has passed).
+/// Monotonic instant for a wall-clock time (now, if it has passed).
 fn instant_at(t: SystemTime) -> Instant {
     Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default()
 }
@@ -290,10 +294,13 @@ async fn housekeeping(ctx: Arc<Context>) {
         every(cfg.refresh_interval_ms),
         every(cfg.last_used_flush_ms),
     );
-    let mut refresh = interval_at(Instant::now() + refresh_every, refresh_every);
-    let mut flush = interval_at(Instant::now() + flush_every, flush_every);
-    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A late tick delays the next ones (no burst to catch up).
+    let mut refresh = ctx
+        .timers
+        .interval_at(Instant::now() + refresh_every, refresh_every);
+    let mut flush = ctx
+        .timers
+        .interval_at(Instant::now() + flush_every, flush_every);
     let mut last_expiry_check = Instant::now();
     loop {
         let next_expiry = ctx
@@ -304,7 +311,7 @@ async fn housekeeping(ctx: Arc<Context>) {
             .map(|t| instant_at(t).max(last_expiry_check + MIN_INTERVAL));
         let expiry = async {
             match next_expiry {
-                Some(at) => sleep_until(at).await,
+                Some(at) => ctx.timers.sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };

@@ -41,8 +41,10 @@ pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
     );
     async move {
         tcp.set_nodelay(true).ok();
-        let hello =
-            tokio::time::timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp)).await;
+        let hello = ctx
+            .timers
+            .timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp))
+            .await;
         match hello {
             Err(_) => tracing::debug!("startup timed out"),
             Ok(Err(Failed::Silent)) => {}
@@ -85,12 +87,14 @@ async fn run(
     params: &protocol::startup::Params,
     peer: SocketAddr,
 ) -> Result<(), ClientError> {
-    let login = tokio::time::timeout(
-        ctx.cfg().login_timeout(),
-        auth::authenticate(ctx, stream, params, peer),
-    )
-    .await
-    .map_err(|_| ClientError::LoginTimeout)?;
+    let login = ctx
+        .timers
+        .timeout(
+            ctx.cfg().login_timeout(),
+            auth::authenticate(ctx, stream, params, peer),
+        )
+        .await
+        .map_err(|_| ClientError::LoginTimeout)?;
     let login = match login {
         Ok(l) => l,
         Err(e) => {
