@@ -41,7 +41,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = cfg.listen_addr;
     let ctx = context::Context::new(cfg, config_path, Some(log_reload))?;
-    tokio::spawn(ctx.timers.clone().drive());
+    tokio::spawn(ctx.timers.driver()?);
     registry::watch::spawn(ctx.clone());
     admin::start(&ctx).await?;
     let listener = TcpListener::bind(addr)
