@@ -434,7 +434,10 @@ mod tests {
         let e = load("", &[("PGTENANT_BACKEND_URL", url)]).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("backend.connect_timeout_ms"), "{msg}");
-        assert!(!msg.contains("u:p@"), "the URL (a password) is not echoed: {msg}");
+        assert!(
+            !msg.contains("u:p@"),
+            "the URL (a password) is not echoed: {msg}"
+        );
     }
 
     #[test]
