@@ -88,6 +88,8 @@ impl Context {
                 &tls,
                 cfg.registry.pool_size,
                 Duration::from_millis(cfg.registry.cache_ttl_ms),
+                timers.clone(),
+                Duration::from_millis(cfg.backend.connect_timeout_ms),
             ),
             pools: Pools::new(endpoint, secret, cfg.pool.clone(), timers.clone()),
             cancels: CancelMap::default(),

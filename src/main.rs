@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     };
     // The proxy's timers run on a timerfd of its own (`pgtenant::timer`):
     // without tokio's time driver, a wake-up does not walk a timer wheel.
-    // The admin commands use tokio-postgres' timers and keep it.
+    // The admin commands are short-lived and keep tokio's.
     if matches!(cli.command, pgtenant::cli::Command::Serve) {
         rt.enable_io();
     } else {

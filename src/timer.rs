@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+/// How late a tick of an [`Interval`] may be and keep its schedule.
+const LATE: Duration = Duration::from_millis(5);
+
 /// A handle on the proxy's timers; clones share them.
 #[derive(Clone)]
 pub struct Timers(Arc<Shared>);
@@ -103,8 +106,8 @@ impl Timers {
         .await
     }
 
-    /// Ticks now, then every `period`; a late tick delays the next ones
-    /// (housekeeping wants spacing, not catching up).
+    /// Ticks now, then every `period`; a tick more than [`LATE`] late
+    /// delays the next ones (housekeeping wants spacing, not catching up).
     pub fn interval(&self, period: Duration) -> Interval {
         self.interval_at(Instant::now(), period)
     }
@@ -124,23 +127,24 @@ impl Timers {
     /// as the runtime does. Registered here, not in the task, so that a
     /// failure stops the start instead of every timeout.
     pub fn driver(&self) -> io::Result<impl Future<Output = ()> + Send + 'static> {
-        // SAFETY: the descriptor is owned by `Shared`, which the task below
-        // keeps alive (`timers`) for as long as it holds `fd`; it never changes.
+        // SAFETY: `Registered` holds the `Timers` that own the descriptor,
+        // so it stays open and the same until the AsyncFd has deregistered
+        // it (AsyncFd drops its inner value after deregistering).
         let fd = unsafe {
-            AsyncFd::register_with_interest(Raw(self.0.fd.as_raw_fd()), Interest::READABLE)
+            AsyncFd::register_with_interest(Registered(self.clone()), Interest::READABLE)
         }
         .map_err(|e| e.into_parts().1)?;
-        let timers = self.clone();
         Ok(async move {
             loop {
                 let Ok(mut ready) = fd.readable().await else {
                     return; // the runtime is shutting down
                 };
+                let timers = &fd.get_ref().0;
                 let mut expirations = [0u8; 8];
                 // SAFETY: reads 8 bytes into a buffer of 8. EAGAIN (a
                 // spurious readiness) is harmless: due timers are found by
                 // the clock.
-                unsafe { libc::read(fd.get_ref().0, expirations.as_mut_ptr().cast(), 8) };
+                unsafe { libc::read(timers.0.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
                 ready.clear_ready();
                 timers.fire_due();
             }
@@ -149,18 +153,21 @@ impl Timers {
 
     fn fire_due(&self) {
         let now = Instant::now();
-        let mut state = self.lock();
-        while let Some(entry) = state.waiting.first_entry() {
-            if entry.key().0 > now {
-                break;
+        let mut due = Vec::new();
+        {
+            let mut state = self.lock();
+            while let Some(entry) = state.waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
             }
-            // Waking only queues the task: no lock of ours is taken again.
-            entry.remove().wake();
+            let next = state.waiting.first_key_value().map(|(&(at, _), _)| at);
+            state.armed = next.filter(|&at| self.arm(at));
         }
-        state.armed = state.waiting.first_key_value().map(|(&(at, _), _)| at);
-        if let Some(at) = state.armed {
-            self.arm(at);
-        }
+        // Outside the lock: on a multi-thread runtime a wake may unpark a
+        // worker that polls a timer at once.
+        due.into_iter().for_each(Waker::wake);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -168,7 +175,9 @@ impl Timers {
         self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn arm(&self, at: Instant) {
+    /// Arms the timerfd for `at`; false if the kernel refused (then
+    /// nothing counts as armed, and the next timer registered tries again).
+    fn arm(&self, at: Instant) -> bool {
         // Relative: timerfd and Instant share CLOCK_MONOTONIC, and zero
         // would disarm.
         let left = at
@@ -187,7 +196,11 @@ impl Timers {
         // SAFETY: a valid descriptor and itimerspec; the old value is not wanted.
         let rc =
             unsafe { libc::timerfd_settime(self.0.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        debug_assert_eq!(rc, 0, "timerfd_settime: {}", io::Error::last_os_error());
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            tracing::error!(error = %e, "cannot arm the timers' timerfd");
+        }
+        rc == 0
     }
 
     #[cfg(test)]
@@ -196,12 +209,12 @@ impl Timers {
     }
 }
 
-/// The timerfd as the runtime's reactor sees it (owned by [`Shared`]).
-struct Raw(RawFd);
+/// The timerfd as the runtime's reactor sees it, with its owner.
+struct Registered(Timers);
 
-impl AsRawFd for Raw {
+impl AsRawFd for Registered {
     fn as_raw_fd(&self) -> RawFd {
-        self.0
+        self.0.0.fd.as_raw_fd()
     }
 }
 
@@ -245,9 +258,9 @@ impl Future for Sleep {
                     .waiting
                     .insert((this.deadline, id), cx.waker().clone());
                 this.id = Some(id);
-                if state.armed.is_none_or(|at| this.deadline < at) {
+                if state.armed.is_none_or(|at| this.deadline < at) && this.timers.arm(this.deadline)
+                {
                     state.armed = Some(this.deadline);
-                    this.timers.arm(this.deadline);
                 }
             }
         }
@@ -286,7 +299,12 @@ impl Interval {
         sleep.await;
         self.sleep = None;
         let ticked = self.next;
-        self.next = Instant::now() + self.period;
+        let now = Instant::now();
+        self.next = if now > ticked + LATE {
+            now + self.period
+        } else {
+            ticked + self.period
+        };
         ticked
     }
 }

@@ -350,7 +350,8 @@ impl Config {
             return Err(invalid(
                 "backend.url",
                 "sets connect_timeout: remove it and set backend.connect_timeout_ms \
-                 (PGTENANT_BACKEND_CONNECT_TIMEOUT_MS), which times every backend connect",
+                 (PGTENANT_BACKEND_CONNECT_TIMEOUT_MS) instead, which pgtenant applies to \
+                 its backend and registry connections",
             ));
         }
         Ok(pg)

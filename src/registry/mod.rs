@@ -42,6 +42,8 @@ pub enum RegistryError {
     Db(#[from] tokio_postgres::Error),
     #[error("registry connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("no registry connection within {0} ms (backend.connect_timeout_ms)")]
+    Timeout(u64),
 }
 
 /// What a re-check found about a key that a live session uses.
@@ -106,6 +108,9 @@ struct Usage {
 
 pub struct Registry {
     pool: Pool,
+    /// Bounds the wait for a pooled connection (and the connect behind it).
+    timers: crate::timer::Timers,
+    connect_timeout: Duration,
     ttl: Duration,
     cache: Mutex<Cache>,
     usage: Mutex<Usage>,
@@ -163,6 +168,8 @@ impl Registry {
         tls: &crate::pool::tls::BackendTlsPolicy,
         size: usize,
         ttl: Duration,
+        timers: crate::timer::Timers,
+        connect_timeout: Duration,
     ) -> Registry {
         let (pg, tls) = tls.control_plane(pg);
         let mgr = Manager::from_config(
@@ -178,6 +185,8 @@ impl Registry {
             .expect("deadpool builder without runtime hooks cannot fail");
         Registry {
             pool,
+            timers,
+            connect_timeout,
             ttl,
             cache: Mutex::new(Cache {
                 map: HashMap::new(),
@@ -229,7 +238,7 @@ impl Registry {
         hash: &KeyHash,
         generation: u64,
     ) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
-        let client = self.pool.get().await?;
+        let client = self.get().await?;
         let stmt = client.prepare_cached(LOOKUP).await?;
         let row = client.query_opt(&stmt, &[&hex::encode(hash)]).await?;
         let mut cache = self.cache.lock().expect("poisoned");
@@ -337,7 +346,7 @@ impl Registry {
             return Ok(HashMap::new());
         }
         let (keys, tenants): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-        let client = self.pool.get().await?;
+        let client = self.get().await?;
         let stmt = client.prepare_cached(CHECK).await?;
         let rows = client.query(&stmt, &[&keys, &tenants]).await?;
         Ok(rows
@@ -364,7 +373,7 @@ impl Registry {
             return Ok(0);
         }
         let result = async {
-            let client = self.pool.get().await?;
+            let client = self.get().await?;
             let n = client
                 .execute(
                     "UPDATE pgtenant.api_keys SET last_used_at = now() \
@@ -399,7 +408,23 @@ impl Registry {
     /// A control-plane connection from the pool, for the admin console's
     /// read-only queries (`SHOW TENANTS`).
     pub async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
-        Ok(self.pool.get().await?)
+        self.get().await
+    }
+
+    /// A pooled connection, or a new one, within `backend.connect_timeout_ms`:
+    /// an unreachable registry fails housekeeping and admin queries instead
+    /// of holding them for the kernel's connect timeout.
+    async fn get(&self) -> Result<deadpool_postgres::Object, RegistryError> {
+        match self
+            .timers
+            .timeout(self.connect_timeout, self.pool.get())
+            .await
+        {
+            Ok(got) => Ok(got?),
+            Err(_) => Err(RegistryError::Timeout(
+                self.connect_timeout.as_millis() as u64
+            )),
+        }
     }
 }
 
@@ -437,7 +462,15 @@ mod tests {
         let pg: tokio_postgres::Config = "postgres://u@127.0.0.1:1/db".parse().unwrap();
         let tls = crate::pool::tls::BackendTlsPolicy::new(crate::config::BackendTls::Disable, None)
             .unwrap();
-        let r = Registry::new(pg, &tls, 1, Duration::from_secs(60));
+        let timers = crate::timer::Timers::new().unwrap();
+        let r = Registry::new(
+            pg,
+            &tls,
+            1,
+            Duration::from_secs(60),
+            timers,
+            Duration::from_secs(5),
+        );
         {
             let mut c = r.cache.lock().unwrap();
             for (h, i) in entries {
