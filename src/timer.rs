@@ -4,11 +4,11 @@
 //! parks, whether a timer is due or not: two clock reads, two locks and
 //! walks of the wheel, ~570 instructions per wake-up in callgrind, and a
 //! proxy wakes up about once per statement relayed (7 times per TPC-B
-//! transaction at 16 clients). The proxy's timers are few and rarely due: login and
-//! connect deadlines, a pool wait, housekeeping ticks. Here they sit in an
-//! ordered map and a single `timerfd`, armed for the earliest deadline,
-//! is one more file descriptor in the runtime's epoll set: a wake-up costs
-//! nothing until a timer is due. `serve` builds its runtime without a time
+//! transaction at 16 clients). The proxy's timers are few and rarely due:
+//! login and connect deadlines, a pool wait, housekeeping ticks. Here they
+//! sit in an ordered map and a single `timerfd`, armed for the earliest
+//! deadline, is one more file descriptor in the runtime's epoll set: a
+//! wake-up costs nothing until a timer is due. `serve` builds its runtime without a time
 //! driver, so every timer of the proxy goes through [`Timers`].
 //!
 //! A timer registers only when first polled and still not due: a timeout
@@ -217,12 +217,6 @@ pub struct Sleep {
     id: Option<u64>,
 }
 
-impl Sleep {
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-}
-
 impl Future for Sleep {
     type Output = ();
 
@@ -419,8 +413,10 @@ mod tests {
             start.elapsed() < Duration::from_millis(20),
             "first tick at once"
         );
-        // A tick dropped halfway (a select! taking another branch) keeps its place.
+        // A tick dropped halfway (a select! taking another branch) keeps its
+        // registered timer: the next tick waits on it, not on a new one.
         assert!(futures_util::poll!(std::pin::pin!(every.tick())).is_pending());
+        assert_eq!(t.waiting(), 1);
         every.tick().await;
         every.tick().await;
         assert!(start.elapsed() >= Duration::from_millis(40));
