@@ -125,11 +125,10 @@ pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
         // They differ at `n`: that must be inside a number in both, which
         // starts where the digits before `n` (equal in both) start, or at
         // the `-` before them.
-        let mut start = n - a[..n]
-            .iter()
-            .rev()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
+        let mut start = n;
+        while start > 0 && a[start - 1].is_ascii_digit() {
+            start -= 1;
+        }
         if start > 0 && a[start - 1] == b'-' {
             start -= 1;
         }
@@ -142,12 +141,18 @@ pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
 
 /// Where the number that stands alone at `s[at..]` ends: `-`, then digits
 /// with no word byte right before them (a `-` is none) or after them.
+/// (Plain index loops: iterator adapters here cost a few times more, and
+/// this runs for every number of every repeated simple query.)
+#[inline]
 fn number_at(s: &[u8], at: usize) -> Option<usize> {
     let signed = s.get(at) == Some(&b'-');
     let first = at + usize::from(signed);
-    let end = first + digits(&s[first..]);
+    let mut end = first;
+    while end < s.len() && s[end].is_ascii_digit() {
+        end += 1;
+    }
     let alone_before = signed || at == 0 || !is_word_byte(s[at - 1]);
-    let alone_after = s.get(end).is_none_or(|&c| !is_word_byte(c));
+    let alone_after = end == s.len() || !is_word_byte(s[end]);
     (end > first && alone_before && alone_after).then_some(end)
 }
 
@@ -169,14 +174,14 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-fn digits(s: &[u8]) -> usize {
-    s.iter().take_while(|c| c.is_ascii_digit()).count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lexical::scan;
+
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
 
     /// The definition: equal once every number that stands alone (a
     /// maximal run of digits with no word byte on either side, and the `-`
