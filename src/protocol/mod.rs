@@ -78,11 +78,14 @@ pub fn header(buf: &[u8], max_len: usize) -> Result<Option<Header>, FrameError> 
 
 /// Splits a NUL-terminated string off the front of `buf`.
 pub fn read_cstr(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    // Names are mostly empty (unnamed statements and portals): no search.
-    if buf.first() == Some(&0) {
-        return Some((&[], &buf[1..]));
-    }
-    let nul = memchr::memchr(0, buf)?;
+    // Names are short, mostly empty (unnamed statements and portals): a
+    // plain loop finds their NUL before memchr has set up; long texts go
+    // to memchr.
+    const SHORT: usize = 16;
+    let nul = match buf.iter().take(SHORT).position(|&b| b == 0) {
+        Some(i) => i,
+        None => SHORT + memchr::memchr(0, buf.get(SHORT..)?)?,
+    };
     Some((&buf[..nul], &buf[nul + 1..]))
 }
 
@@ -147,6 +150,27 @@ impl ErrorFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cstr_ends_at_its_first_nul_short_or_long() {
+        assert_eq!(read_cstr(b"\0rest"), Some((&b""[..], &b"rest"[..])));
+        assert_eq!(read_cstr(b"P0_1\0\0"), Some((&b"P0_1"[..], &b"\0"[..])));
+        assert_eq!(read_cstr(b""), None);
+        assert_eq!(read_cstr(b"no nul"), None);
+        // Around the end of the short loop.
+        for len in 14..20 {
+            let mut b = vec![b'x'; len];
+            assert_eq!(read_cstr(&b), None, "{len}");
+            b.extend_from_slice(b"\0y\0");
+            let (s, rest) = read_cstr(&b).unwrap();
+            assert_eq!((s.len(), rest), (len, &b"y\0"[..]), "{len}");
+        }
+        let long = [&[b'x'; 300][..], b"\0"].concat();
+        assert_eq!(
+            read_cstr(&long).map(|(s, r)| (s.len(), r.len())),
+            Some((300, 0))
+        );
+    }
 
     #[test]
     fn header_needs_five_bytes() {

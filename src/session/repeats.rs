@@ -43,9 +43,11 @@ pub struct Repeats {
 }
 
 impl Repeats {
-    /// `sql` is a remembered Parse text.
-    pub fn parse_seen(&mut self, sql: &[u8]) -> bool {
-        self.parses.find(|p| p == sql)
+    /// `rest` (of a Parse message) starts with a remembered text and the
+    /// NUL that ends it.
+    pub fn parse_seen(&mut self, rest: &[u8]) -> bool {
+        self.parses
+            .find(|p| rest.get(p.len()) == Some(&0) && rest.starts_with(p))
     }
 
     /// Remembers a cleared Parse text without session effects.
@@ -55,7 +57,8 @@ impl Repeats {
         }
     }
 
-    /// `sql` is a remembered Query text but for its numbers.
+    /// `sql` is a remembered Query text but for its numbers. (A NUL in
+    /// `sql` matches nothing: no remembered text holds one.)
     pub fn query_seen(&mut self, sql: &[u8]) -> bool {
         self.queries.find(|q| same_but_numbers(q, sql))
     }
@@ -98,6 +101,8 @@ impl Texts {
     }
 
     fn insert(&mut self, sql: &[u8]) {
+        // Lookups rely on it (see `parse_seen`, `query_seen`).
+        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
         if sql.is_empty() {
             return;
         }
@@ -316,12 +321,18 @@ mod tests {
         assert!(!r.parse_seen(b""));
         r.parse_cleared(b"SELECT $1");
         r.parse_cleared(b"UPDATE t SET x = $1");
-        assert!(r.parse_seen(b"SELECT $1") && r.parse_seen(b"UPDATE t SET x = $1"));
-        assert!(!r.parse_seen(b"SELECT $2") && !r.query_seen(b"SELECT $1"));
+        // A Parse's text is followed by its NUL and the parameter types.
+        assert!(r.parse_seen(b"SELECT $1\0\0\0") && r.parse_seen(b"UPDATE t SET x = $1\0"));
+        assert!(!r.parse_seen(b"SELECT $2\0") && !r.query_seen(b"SELECT $1"));
+        // The same start with more text before the NUL, or no NUL: another text.
+        assert!(!r.parse_seen(b"SELECT $1; DROP TABLE t\0") && !r.parse_seen(b"SELECT $1"));
         for n in 0..=TEXTS {
             r.query_cleared(format!("SELECT {n} FROM t{n}").as_bytes());
         }
         assert!(r.query_seen(b"SELECT 99 FROM t8"));
+        // A Query body with a NUL inside (malformed) is no repeat.
+        assert!(!r.query_seen(b"SELECT 99 FROM t8\0DROP TABLE t8"));
+        assert!(!r.query_seen(b"SELECT 99\0FROM t8"));
         // The oldest went to make room.
         assert!(!r.query_seen(b"SELECT 0 FROM t0"));
         assert!(r.query_seen(b"SELECT 1 FROM t1"));

@@ -272,8 +272,12 @@ impl Upstream {
         let q = &mut down.expect;
         match t {
             tag::QUERY => {
-                let sql = cstr(body);
-                if let Err(err) = self.check(sql, false, inspector, server) {
+                // The text and its NUL; a malformed body may hold more.
+                let raw = match body.split_last() {
+                    Some((0, text)) => text,
+                    _ => body,
+                };
+                if let Err(err) = self.check(raw, false, inspector, server) {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
@@ -283,8 +287,7 @@ impl Upstream {
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
-                let sql = cstr(rest);
-                if let Err(err) = self.check(sql, true, inspector, server) {
+                if let Err(err) = self.check(rest, true, inspector, server) {
                     frontend::parse("", REFUSED_SQL, [], &mut self.out)
                         .expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::Parse, err));
@@ -428,28 +431,35 @@ impl Upstream {
         q.push_back(Expect::Evict);
     }
 
-    /// Asks the inspector about `sql` and notes its session effects, unless
-    /// it repeats a text cleared before (see [`super::repeats`]).
-    /// `parse`: the text of a Parse, else of a Query.
+    /// Asks the inspector about the text that starts `raw` and ends at its
+    /// first NUL (or with `raw`), and notes its session effects, unless it
+    /// repeats a text cleared before (see [`super::repeats`]).
+    /// `parse`: `raw` is the rest of a Parse, else a Query's body without
+    /// its final NUL.
+    ///
+    /// A repeat is looked for before the NUL is: remembered texts hold no
+    /// NUL, so a match is the whole text (the search for the NUL costs as
+    /// much as the lookup, on every statement).
     fn check(
         &mut self,
-        sql: &[u8],
+        raw: &[u8],
         parse: bool,
         inspector: &dyn Inspector,
         server: &mut ServerConn,
     ) -> Result<(), Bytes> {
         if !self.lex {
             // Nobody reads the text.
-            return inspector.inspect(sql, &Lexed::default());
+            return inspector.inspect(cstr(raw), &Lexed::default());
         }
         let seen = if parse {
-            self.repeats.parse_seen(sql)
+            self.repeats.parse_seen(raw)
         } else {
-            self.repeats.query_seen(sql)
+            self.repeats.query_seen(raw)
         };
         if seen && inspector.repeat(!parse) {
             return Ok(());
         }
+        let sql = cstr(raw);
         let lexed = lexical::scan(sql, self.rename);
         inspector.inspect(sql, &lexed)?;
         let inert = self.note_session_effect(sql, &lexed, server);
