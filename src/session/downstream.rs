@@ -187,7 +187,11 @@ impl Downstream {
         let Some(&b) = self.buf.get(pos + HEADER_LEN) else {
             return Ok(false);
         };
-        self.status = TxStatus::from_byte(b).ok_or(ClientError::BackendLost)?;
+        // Not `ok_or`: an error built for nothing costs a drop per reply.
+        let Some(status) = TxStatus::from_byte(b) else {
+            return Err(ClientError::BackendLost);
+        };
+        self.status = status;
         if self.status == TxStatus::Idle {
             self.transactions += 1;
         }

@@ -242,7 +242,7 @@ async fn relay(
         .await
         {
             Event::Killed => kill_order = s.kill.order(),
-            Event::ServerRead(Ok(n)) if n > 0 => {
+            Event::ServerRead(n) if n > 0 => {
                 stats.bytes_out += n as u64;
                 let co = server.as_mut().expect("read from an attached server");
                 if let Err(e) = down.scan(&mut co.conn.statements, &mut co.conn.params) {
@@ -258,7 +258,7 @@ async fn relay(
                 }
                 return (down.last_tag != tag::ERROR_RESPONSE).then_some(ClientError::BackendLost);
             }
-            Event::ClientRead(Ok(n)) if n > 0 => stats.bytes_in += n as u64,
+            Event::ClientRead(n) if n > 0 => stats.bytes_in += n as u64,
             Event::ClientRead(_) | Event::ClientWriteFailed => return None,
             Event::ClientWritten => {}
         }
@@ -371,8 +371,10 @@ async fn flush_rest(client: &mut ClientStream, down: &mut Downstream) {
 
 enum Event {
     Killed,
-    ServerRead(std::io::Result<usize>),
-    ClientRead(std::io::Result<usize>),
+    /// Bytes read; 0: the peer closed or the read failed (either ends the
+    /// relay, and no io::Error rides along to be dropped at every event).
+    ServerRead(usize),
+    ClientRead(usize),
     /// All of the reply reached the client, and the loop asked to know.
     ClientWritten,
     /// Successful writes are applied in place; only failure surfaces.
@@ -454,7 +456,7 @@ async fn next_event(
                 poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
             })
         {
-            return Poll::Ready(Event::ServerRead(r));
+            return Poll::Ready(Event::ServerRead(r.unwrap_or(0)));
         }
         // Without a server, read only while no whole message waits: the
         // loop must attach one first.
@@ -465,7 +467,7 @@ async fn next_event(
                 poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
             })
         {
-            return Poll::Ready(Event::ClientRead(r));
+            return Poll::Ready(Event::ClientRead(r.unwrap_or(0)));
         }
         Poll::Pending
     })
