@@ -468,3 +468,77 @@ async fn only_cleared_texts_are_remembered() {
         );
     }
 }
+
+/// Repeats are looked up on a message's raw bytes, before its NUL is
+/// searched for: a Query whose text before an inner NUL repeats a
+/// remembered one, or a Parse whose remembered text runs on before its
+/// NUL, is no repeat. What follows an inner NUL never runs: PostgreSQL
+/// refuses such a message whole.
+#[tokio::test]
+async fn a_nul_inside_a_message_never_makes_a_repeat() {
+    use bytes::BufMut;
+    use postgres_protocol::message::frontend;
+    use support::raw;
+
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &two.key_a).await;
+    // An ErrorResponse's SQLSTATE and message.
+    let fields = |e: Option<String>| {
+        let e = e.unwrap_or_default();
+        let field = |k: char| {
+            e.split('\0')
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or("")
+                .to_string()
+        };
+        (field('C'), field('M'))
+    };
+
+    // Remembered: a cleared simple query and a cleared Parse.
+    raw::query(&mut s, "SELECT secret FROM t LIMIT 1").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    let parse = "SELECT secret FROM t WHERE secret LIKE $1";
+    raw::send(&mut s, |b| {
+        frontend::parse("", parse, [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+
+    // The remembered query but for its number, a NUL, then a statement
+    // on the other tenant: refused by PostgreSQL as a whole.
+    let body = fill("SELECT secret FROM t LIMIT 2\0DELETE FROM {B}.t", &two);
+    raw::send(&mut s, |b| {
+        b.put_u8(b'Q');
+        b.put_i32(4 + body.len() as i32 + 1);
+        b.put_slice(body.as_bytes());
+        b.put_u8(0);
+    })
+    .await;
+    let (code, message) = fields(raw::until_ready(&mut s).await);
+    assert_eq!(code, "08P01", "{message}");
+
+    // The remembered Parse text running on before its NUL: read, and
+    // refused by the firewall (not only by the backend role).
+    let longer = fill(&format!("{parse} UNION SELECT secret FROM {{B}}.t"), &two);
+    raw::send(&mut s, |b| {
+        frontend::parse("", &longer, [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    let (code, message) = fields(raw::until_ready(&mut s).await);
+    assert_eq!(code, "42501", "{message}");
+    assert!(message.starts_with("pgtenant: "), "{message}");
+
+    // The session goes on, and the other tenant's row is still there.
+    raw::query(&mut s, "SELECT 1").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    let b = direct_as(&two.b).await;
+    let left = b
+        .query(&fill("SELECT secret FROM {B}.t", &two), &[])
+        .await
+        .unwrap();
+    let left: Vec<String> = left.iter().map(|r| r.get(0)).collect();
+    assert_eq!(left, vec![two.marker_b.clone()]);
+}
