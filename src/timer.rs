@@ -8,8 +8,9 @@
 //! login and connect deadlines, a pool wait, housekeeping ticks. Here they
 //! sit in an ordered map and a single `timerfd`, armed for the earliest
 //! deadline, is one more file descriptor in the runtime's epoll set: a
-//! wake-up costs nothing until a timer is due. `serve` builds its runtime without a time
-//! driver, so every timer of the proxy goes through [`Timers`].
+//! wake-up costs nothing until a timer is due. `serve` builds its runtime
+//! without a time driver, so every timer of the proxy goes through
+//! [`Timers`].
 //!
 //! A timer registers only when first polled and still not due: a timeout
 //! around a future that completes at once touches nothing but the clock.

@@ -146,8 +146,9 @@ pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
 
 /// Where the number that stands alone at `s[at..]` ends: `-`, then digits
 /// with no word byte right before them (a `-` is none) or after them.
-/// (Plain index loops: iterator adapters here cost a few times more, and
-/// this runs for every number of every repeated simple query.)
+/// (Plain index loops: ~10 % cheaper in callgrind than the iterator
+/// adapters they replaced, and this runs for every number of every
+/// repeated simple query.)
 #[inline]
 fn number_at(s: &[u8], at: usize) -> Option<usize> {
     let signed = s.get(at) == Some(&b'-');
