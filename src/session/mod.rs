@@ -10,6 +10,7 @@ pub mod pinning;
 pub mod prepared;
 mod relay;
 mod repeats;
+mod socket;
 pub mod startup;
 pub mod upstream;
 mod wakes;

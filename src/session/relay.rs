@@ -10,14 +10,14 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, ready};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_util::io::poll_read_buf;
+use tokio::io::AsyncWriteExt;
 
 use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch};
+use super::socket::{Wire, send_ready};
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Side, Task, Waits};
 use crate::cancel::{BackendKey, CancelKey};
@@ -427,153 +427,58 @@ async fn next_event(
     writes: &mut Writes,
 ) -> Event {
     poll_fn(|cx| {
-        if let Some(kill) = watch_kill
-            && waits.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
-        {
-            return Poll::Ready(Event::Killed);
-        }
-        if let Some(srv) = server.as_deref_mut()
-            && (!up.out.is_empty() || writes.server_unflushed)
-        {
-            match send_ready(&mut srv.stream, cx, &up.out, &mut writes.server_unflushed) {
-                Ok(n) => up.out.advance(n),
-                Err(_) => return Poll::Ready(Event::ServerWriteFailed),
+        // The socket calls skip tokio's cooperative budget (see
+        // `super::socket`): a unit per event keeps a relay that always has
+        // data (a long COPY) from starving the runtime's other tasks.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let event = 'event: {
+            if let Some(kill) = watch_kill
+                && waits.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
+            {
+                break 'event Event::Killed;
             }
-        }
-        if down.scanned > 0 || writes.client_unflushed {
-            let reply = &down.buf[..down.scanned];
-            match send_ready(&mut *client, cx, reply, &mut writes.client_unflushed) {
-                Ok(n) => {
-                    down.buf.advance(n);
-                    down.scanned -= n;
+            if let Some(srv) = server.as_deref_mut()
+                && (!up.out.is_empty() || writes.server_unflushed)
+            {
+                match send_ready(&mut srv.stream, cx, &up.out, &mut writes.server_unflushed) {
+                    Ok(n) => up.out.advance(n),
+                    Err(_) => break 'event Event::ServerWriteFailed,
                 }
-                Err(_) => return Poll::Ready(Event::ClientWriteFailed),
             }
-            if down.scanned == 0 && !writes.client_unflushed && writes.report_done {
-                return Poll::Ready(Event::ClientWritten);
+            if down.scanned > 0 || writes.client_unflushed {
+                let reply = &down.buf[..down.scanned];
+                match send_ready(&mut *client, cx, reply, &mut writes.client_unflushed) {
+                    Ok(n) => {
+                        down.buf.advance(n);
+                        down.scanned -= n;
+                    }
+                    Err(_) => break 'event Event::ClientWriteFailed,
+                }
+                if down.scanned == 0 && !writes.client_unflushed && writes.report_done {
+                    break 'event Event::ClientWritten;
+                }
             }
-        }
-        if let Some(srv) = server.as_deref_mut()
-            && down.buf.len() < HIGH_WATER
-            && let Poll::Ready(r) = waits.poll(Side::Server, |cx| {
-                poll_read_buf(Pin::new(&mut srv.stream), cx, &mut down.buf)
-            })
-        {
-            return Poll::Ready(Event::ServerRead(r.unwrap_or(0)));
-        }
-        // Without a server, read only while no whole message waits: the
-        // loop must attach one first.
-        if !up.terminated
-            && up.inbuf.len() < HIGH_WATER
-            && (server.is_some() || !up.has_message(usize::MAX))
-            && let Poll::Ready(r) = waits.poll(Side::Client, |cx| {
-                poll_read_buf(Pin::new(&mut *client), cx, &mut up.inbuf)
-            })
-        {
-            return Poll::Ready(Event::ClientRead(r.unwrap_or(0)));
-        }
-        Poll::Pending
+            if let Some(srv) = server.as_deref_mut()
+                && down.buf.len() < HIGH_WATER
+                && let Poll::Ready(r) =
+                    waits.poll(Side::Server, |cx| srv.stream.poll_recv(cx, &mut down.buf))
+            {
+                break 'event Event::ServerRead(r.unwrap_or(0));
+            }
+            // Without a server, read only while no whole message waits: the
+            // loop must attach one first.
+            if !up.terminated
+                && up.inbuf.len() < HIGH_WATER
+                && (server.is_some() || !up.has_message(usize::MAX))
+                && let Poll::Ready(r) =
+                    waits.poll(Side::Client, |cx| client.poll_recv(cx, &mut up.inbuf))
+            {
+                break 'event Event::ClientRead(r.unwrap_or(0));
+            }
+            return Poll::Pending;
+        };
+        coop.made_progress();
+        Poll::Ready(event)
     })
     .await
-}
-
-/// Writes as much of `buf` as `w` takes now and returns how much. Once all
-/// of it went, pushes out what TLS buffered (a no-op on plain TCP), again
-/// at each call while that is pending (`unflushed`).
-fn send_ready<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    cx: &mut std::task::Context<'_>,
-    buf: &[u8],
-    unflushed: &mut bool,
-) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match Pin::new(&mut *w).poll_write(cx, &buf[n..]) {
-            Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(k)) => n += k,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => return Ok(n),
-        }
-    }
-    *unflushed = match Pin::new(&mut *w).poll_flush(cx) {
-        Poll::Ready(r) => r.map(|()| false)?,
-        Poll::Pending => true,
-    };
-    Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io;
-
-    /// Takes `room` bytes, three per write, and buffers them like TLS: the
-    /// first flush is Pending.
-    struct Buffered {
-        room: usize,
-        written: Vec<u8>,
-        flushes: usize,
-    }
-
-    impl AsyncWrite for Buffered {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let n = buf.len().min(3).min(self.room);
-            if n == 0 {
-                return Poll::Pending;
-            }
-            self.room -= n;
-            self.written.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_flush(
-            mut self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> Poll<io::Result<()>> {
-            self.flushes += 1;
-            if self.flushes == 1 {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(()))
-            }
-        }
-
-        fn poll_shutdown(
-            self: Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[test]
-    fn sends_what_fits_and_flushes_until_out() {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut w = Buffered {
-            room: 5,
-            written: Vec::new(),
-            flushes: 0,
-        };
-        let mut unflushed = false;
-        // Full socket after five bytes: no flush of a partial write.
-        assert_eq!(
-            send_ready(&mut w, &mut cx, b"1234567", &mut unflushed).unwrap(),
-            5
-        );
-        assert_eq!((w.flushes, unflushed), (0, false));
-        w.room = 10;
-        assert_eq!(
-            send_ready(&mut w, &mut cx, b"67", &mut unflushed).unwrap(),
-            2
-        );
-        assert_eq!(w.written, b"1234567");
-        // All written, TLS still holds records: flushed again next time.
-        assert!(unflushed);
-        assert_eq!(send_ready(&mut w, &mut cx, b"", &mut unflushed).unwrap(), 0);
-        assert_eq!((w.flushes, unflushed), (2, false));
-    }
 }
