@@ -87,6 +87,11 @@ IS_ROOT=0; [ "$(id -u)" -eq 0 ] && IS_ROOT=1
 # A private copy: a rebuild during the run must not change what is measured.
 cp target/release/pgtenant "$WORK/pgtenant"
 BIN=$WORK/pgtenant
+# What is measured, as of now: sources edited during the run are not in it.
+CODE=$(git rev-parse --short HEAD)
+[ -n "$(git status --porcelain -- src Cargo.toml)" ] && CODE="$CODE + uncommitted changes"
+[ -n "$(find src Cargo.toml -newer target/release/pgtenant -print -quit)" ] \
+  && CODE="$CODE (binary older than the sources: SKIP_BUILD=1)"
 
 declare -A PIDS=() STOPSIG=() LOGS=()
 ORDER=()
@@ -598,7 +603,7 @@ for v in QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS
   case "${!v:-}" in "" | 0) ;; *" "*) CMD+="$v=\"${!v}\" " ;; *) CMD+="$v=${!v} " ;; esac
 done
 CMD+="bench/pgbench.sh"
-export B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB_PREPARED=$PGB_PREPARED B_CMD=$CMD \
+export B_CODE=$CODE B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB_PREPARED=$PGB_PREPARED B_CMD=$CMD \
   B_TX_REASON=$PGT_TX_REASON B_SETTINGS="REPS=$REPS DURATION=${DURATION}s SCALE=$SCALE clients=[$CLIENTS] -M [$MODES] \
 scripts=[$SCRIPTS]; pgbench -n -j min(c,2) -l; session pools $POOL_SIZE, transaction pools $TX_POOL_SIZE (PgBouncer and \
 pgtenant alike); PgBouncer auth_type=plain, pgtenant key as cleartext password, direct as the tenant role (SCRAM); \
@@ -620,7 +625,7 @@ json.dump({
   "date": sh("date -u '+%Y-%m-%d %H:%M UTC'"), "host": E["B_HOST"], "cpu": cpu, "nproc": sh("nproc"), "mem": mem,
   "kernel": platform.release(), "os": sh(". /etc/os-release; echo $PRETTY_NAME"),
   "postgres": sh(f"'{E['B_PGBIN']}/postgres' --version"), "pgbouncer": E["B_PGB_VERSION"],
-  "pgtenant": sh("git rev-parse --short HEAD") + (" + uncommitted changes" if sh("git status --porcelain -- src Cargo.toml") else ""),
+  "pgtenant": E["B_CODE"],
   "rustc": sh("rustc --version"), "command": E["B_CMD"], "settings": E["B_SETTINGS"], "notes": notes,
 }, open(sys.argv[1], "w"))
 EOF
