@@ -75,7 +75,7 @@ fn poll_plain(
     mut op: impl FnMut() -> io::Result<usize>,
 ) -> Poll<io::Result<usize>> {
     loop {
-        let mut done = 0;
+        let (mut tried, mut done) = (false, 0);
         // The outer try_io is there for its readiness tick, taken before
         // the operation: a short read has drained the socket (a short write
         // filled it), and reporting that as WouldBlock makes tokio forget
@@ -83,6 +83,7 @@ fn poll_plain(
         // and poll_write do, so that the next call waits for epoll instead
         // of making a syscall that finds nothing.
         let r = s.try_io(interest, || {
+            tried = true;
             done = op()?;
             if done > 0 && done < full {
                 Err(ErrorKind::WouldBlock.into())
@@ -93,7 +94,10 @@ fn poll_plain(
         match r {
             Ok(()) => return Poll::Ready(Ok(done)),
             Err(_) if done > 0 => return Poll::Ready(Ok(done)),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+            // Not ready as far as tokio knew (no syscall made; the common
+            // case, told apart without `io::Error::kind`), or the syscall
+            // found nothing.
+            Err(e) if !tried || e.kind() == ErrorKind::WouldBlock => {
                 ready!(if interest == Interest::READABLE {
                     s.poll_read_ready(cx)
                 } else {
