@@ -8,8 +8,6 @@
 //! One read and one write per batch in each direction.
 
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Poll, ready};
 
 use bytes::{Buf, BytesMut};
@@ -19,7 +17,7 @@ use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch};
 use super::socket::{Wire, send_ready};
 use super::upstream::{Inspector, Upstream};
-use super::wakes::{Side, Task, Waits};
+use super::wakes::{Side, Waits};
 use crate::cancel::{BackendKey, CancelKey};
 use crate::config::PoolMode;
 use crate::context::Context;
@@ -82,25 +80,18 @@ pub async fn run(
     if let Some(sql) = settings {
         up.hidden_query(sql, &wanted);
     }
-    let task = Arc::new(Task::default());
-    let mut waits = Waits::new(&task);
-    let error = {
-        let relayed = std::pin::pin!(relay(
-            s,
-            client,
-            &mut server,
-            &mut up,
-            &mut down,
-            &mut stats,
-            &mut wanted,
-            &mut waits,
-        ));
-        Registered {
-            task: &task,
-            fut: relayed,
-        }
-        .await
-    };
+    let mut waits = Waits::default();
+    let error = relay(
+        s,
+        client,
+        &mut server,
+        &mut up,
+        &mut down,
+        &mut stats,
+        &mut wanted,
+        &mut waits,
+    )
+    .await;
     stats.transactions = down.transactions;
     stats.queries = down.queries;
     if let Some(co) = server.take() {
@@ -147,7 +138,6 @@ async fn relay(
                         // A client waiting for a connection (or behind
                         // PAUSE) can still be killed.
                         Poll::Pending => {
-                            waits.disarm(Side::Kill); // the task's waker replaces ours
                             tokio::select! {
                                 biased;
                                 r = attaching => r,
@@ -396,21 +386,6 @@ struct Writes {
     report_done: bool,
 }
 
-/// Registers the task's waker for [`Waits`] at each poll of the relay.
-struct Registered<'a, F> {
-    task: &'a Task,
-    fut: F,
-}
-
-impl<F: Future + Unpin> Future for Registered<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
-        self.task.register(cx);
-        Pin::new(&mut self.fut).poll(cx)
-    }
-}
-
 /// Polls every I/O operation that can make progress and returns the first
 /// that completes. Writes come first: what was just relayed leaves before
 /// any read is looked at, and a transaction-mode reply reaches the client
@@ -433,7 +408,8 @@ async fn next_event(
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let event = 'event: {
             if let Some(kill) = watch_kill
-                && waits.poll(Side::Kill, |cx| kill.poll_order(cx)).is_ready()
+                && waits.worth_polling(Side::Kill, || kill.order().is_some())
+                && waits.polled(Side::Kill, kill.poll_order(cx)).is_ready()
             {
                 break 'event Event::Killed;
             }
@@ -460,8 +436,9 @@ async fn next_event(
             }
             if let Some(srv) = server.as_deref_mut()
                 && down.buf.len() < HIGH_WATER
+                && waits.worth_polling(Side::Server, || srv.stream.maybe_readable())
                 && let Poll::Ready(r) =
-                    waits.poll(Side::Server, |cx| srv.stream.poll_recv(cx, &mut down.buf))
+                    waits.polled(Side::Server, srv.stream.poll_recv(cx, &mut down.buf))
             {
                 break 'event Event::ServerRead(r.unwrap_or(0));
             }
@@ -470,8 +447,9 @@ async fn next_event(
             if !up.terminated
                 && up.inbuf.len() < HIGH_WATER
                 && (server.is_some() || !up.has_message(usize::MAX))
+                && waits.worth_polling(Side::Client, || client.maybe_readable())
                 && let Poll::Ready(r) =
-                    waits.poll(Side::Client, |cx| client.poll_recv(cx, &mut up.inbuf))
+                    waits.polled(Side::Client, client.poll_recv(cx, &mut up.inbuf))
             {
                 break 'event Event::ClientRead(r.unwrap_or(0));
             }

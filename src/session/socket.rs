@@ -26,6 +26,9 @@ pub trait Wire {
     fn poll_send(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
     /// Pushes out what the stream buffered (TLS records).
     fn poll_push(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// After `poll_recv` was Pending: false only if nothing can have come
+    /// since (see [`super::wakes`]).
+    fn maybe_readable(&self) -> bool;
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Wire for MaybeTls<T> {
@@ -50,6 +53,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Wire for MaybeTls<T> {
         match self {
             MaybeTls::Plain(_) => Poll::Ready(Ok(())), // TCP buffers nothing of ours
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    #[inline]
+    fn maybe_readable(&self) -> bool {
+        match self {
+            // tokio sets the readiness before it wakes the reader; the
+            // closure runs only if it is set, and does nothing.
+            MaybeTls::Plain(s) => s.try_io(Interest::READABLE, || Ok(())).is_ok(),
+            // A TLS read may wait on the socket's writability too (rustls
+            // flushing its own records): always worth a poll.
+            MaybeTls::Tls(_) => true,
         }
     }
 }
@@ -163,6 +178,10 @@ mod tests {
             Poll::Ready(Ok(n))
         }
 
+        fn maybe_readable(&self) -> bool {
+            true
+        }
+
         fn poll_push(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             self.flushes += 1;
             if self.flushes == 1 {
@@ -222,7 +241,15 @@ mod tests {
         // Nothing there: Pending, and woken when the peer writes.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(ours.poll_recv(&mut cx, &mut buf).is_pending());
+        assert!(!ours.maybe_readable(), "drained");
         peer.write_all(b" world").await.unwrap();
+        std::future::poll_fn(|cx| match &ours {
+            MaybeTls::Plain(s) => s.poll_read_ready(cx),
+            MaybeTls::Tls(_) => unreachable!(),
+        })
+        .await
+        .unwrap();
+        assert!(ours.maybe_readable(), "the peer wrote");
         let n = std::future::poll_fn(|cx| ours.poll_recv(cx, &mut buf))
             .await
             .unwrap();

@@ -1,18 +1,19 @@
 //! Which of the relay's waits can make progress.
 //!
 //! The relay task waits on a client socket, a server socket and its kill
-//! switch at once. Polling a read that has nothing costs a lock in tokio
-//! (the waker is stored again) and finds nothing, so each wait gets its own
-//! waker: after it returns Pending it is *armed*, and it is polled again
-//! only once its waker fired. A wake-up from the server then costs no poll
-//! of the client's read nor of the kill switch, the way an event loop on
-//! epoll only touches the sockets that reported.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
+//! switch at once, all with the task's own waker. Polling a read that has
+//! nothing costs a lock in tokio (the waker is stored again) and finds
+//! nothing, so a wait that returned Pending is *armed*: its waker is
+//! registered, and it is polled again only once it shows that it fired
+//! (tokio has seen its socket readable, the switch holds an order). A
+//! wake-up from the server then costs no poll of the client's read nor of
+//! the kill switch, the way an event loop on epoll only touches the sockets
+//! that reported.
+//!
+//! The previous design gave each wait a waker of its own that recorded
+//! which one fired; looking at what tokio already knows instead saves that
+//! waker's reference counting and a second waker registration per wake-up
+//! (−3 to −4 % instructions per transaction in callgrind).
 
 /// One of the waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,79 +25,24 @@ pub enum Side {
 
 const SIDES: usize = 3;
 
-/// What the waits' wakers share: which fired, and the task to wake.
 #[derive(Default)]
-pub struct Task {
-    woken: AtomicU8,
-    waker: AtomicWaker,
-}
-
-impl Task {
-    /// Once per poll of the relay's task, before the relay runs.
-    pub fn register(&self, cx: &Context<'_>) {
-        self.waker.register(cx.waker());
-    }
-}
-
-/// The waker one wait registers with its socket or switch.
-struct WaitWaker {
-    task: Arc<Task>,
-    bit: u8,
-}
-
-impl Wake for WaitWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.task.woken.fetch_or(self.bit, Ordering::AcqRel);
-        self.task.waker.wake();
-    }
-}
-
 pub struct Waits {
-    task: Arc<Task>,
-    wakers: [Waker; SIDES],
     armed: [bool; SIDES],
 }
 
 impl Waits {
-    pub fn new(task: &Arc<Task>) -> Waits {
-        let waker = |side: Side| {
-            Waker::from(Arc::new(WaitWaker {
-                task: task.clone(),
-                bit: 1 << side as u8,
-            }))
-        };
-        Waits {
-            task: task.clone(),
-            wakers: [waker(Side::Server), waker(Side::Client), waker(Side::Kill)],
-            armed: [false; SIDES],
-        }
+    /// Whether `side` is worth a poll: it is not armed, or `fired` says
+    /// that what it waits for happened. `fired` must be true whenever the
+    /// wait's registered waker has been woken since it returned Pending.
+    #[inline]
+    pub fn worth_polling(&self, side: Side, fired: impl FnOnce() -> bool) -> bool {
+        !self.armed[side as usize] || fired()
     }
 
-    /// Polls `side`'s read with its own waker, unless it is armed and its
-    /// waker has not fired since (then it is Pending without a poll).
-    pub fn poll<T>(
-        &mut self,
-        side: Side,
-        read: impl FnOnce(&mut Context<'_>) -> Poll<T>,
-    ) -> Poll<T> {
-        let woken = self.task.woken.load(Ordering::Acquire);
-        if woken != 0 {
-            // Taken once for all: a wake after this swap sets it again.
-            let woken = self.task.woken.swap(0, Ordering::AcqRel);
-            for (i, armed) in self.armed.iter_mut().enumerate() {
-                *armed &= woken & (1 << i) == 0;
-            }
-        }
-        let i = side as usize;
-        if self.armed[i] {
-            return Poll::Pending;
-        }
-        let r = read(&mut Context::from_waker(&self.wakers[i]));
-        self.armed[i] = r.is_pending();
+    /// Records the outcome of polling `side`: Pending arms it.
+    #[inline]
+    pub fn polled<T>(&mut self, side: Side, r: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.armed[side as usize] = r.is_pending();
         r
     }
 
@@ -110,44 +56,29 @@ impl Waits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use std::cell::Cell;
+    use std::task::Poll;
 
     #[test]
-    fn an_armed_read_is_polled_again_only_after_its_waker_fired() {
-        let counter = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let task_waker = Waker::from(counter.clone());
-        let task = Arc::new(Task::default());
-        task.register(&Context::from_waker(&task_waker));
-        let mut waits = Waits::new(&task);
-        let stored = std::cell::RefCell::new(None);
-        let polls = std::cell::Cell::new(0);
-        let pending = |cx: &mut Context<'_>| {
+    fn an_armed_wait_is_polled_again_only_once_it_fired() {
+        let mut waits = Waits::default();
+        let polls = Cell::new(0);
+        let pending = || {
             polls.set(polls.get() + 1);
-            *stored.borrow_mut() = Some(cx.waker().clone());
             Poll::<()>::Pending
         };
-        assert!(waits.poll(Side::Server, pending).is_pending());
-        assert!(waits.poll(Side::Server, pending).is_pending());
-        assert_eq!(polls.get(), 1, "armed: not polled again");
-        // The client's read is its own.
-        assert!(waits.poll(Side::Client, pending).is_pending());
+        assert!(waits.worth_polling(Side::Server, || false), "new: polled");
+        assert!(waits.polled(Side::Server, pending()).is_pending());
+        assert!(!waits.worth_polling(Side::Server, || false), "armed");
+        assert!(waits.worth_polling(Side::Server, || true), "fired");
+        // The client's wait is its own.
+        assert!(waits.worth_polling(Side::Client, || false));
+        // Ready leaves a wait unarmed: the next poll registers the waker.
+        assert!(waits.polled(Side::Server, Poll::Ready(())).is_ready());
+        assert!(waits.worth_polling(Side::Server, || false));
+        assert!(waits.polled(Side::Kill, pending()).is_pending());
+        waits.disarm(Side::Kill);
+        assert!(waits.worth_polling(Side::Kill, || false));
         assert_eq!(polls.get(), 2);
-        // The client's socket fires: the task wakes, the server stays armed.
-        stored.take().unwrap().wake();
-        assert_eq!(counter.0.load(Ordering::Relaxed), 1);
-        assert!(waits.poll(Side::Server, |_| Poll::Ready(())).is_pending());
-        assert!(waits.poll(Side::Client, |_| Poll::Ready(())).is_ready());
-        // Ready leaves a read unarmed; disarm does so explicitly.
-        assert!(waits.poll(Side::Client, |_| Poll::Ready(())).is_ready());
-        waits.disarm(Side::Server);
-        assert!(waits.poll(Side::Server, |_| Poll::Ready(())).is_ready());
     }
 }
