@@ -275,6 +275,35 @@ mod tests {
         assert_eq!(n, 0, "end of stream");
     }
 
+    /// A wait that tokio refused for want of budget registered no waker:
+    /// it must not count as armed, or the relay would never look again.
+    #[tokio::test]
+    async fn a_read_refused_for_want_of_budget_is_polled_again() {
+        use super::super::wakes::{Side, Waits};
+        let (mut ours, mut peer) = pair().await;
+        let mut buf = BytesMut::with_capacity(64);
+        let mut waits = Waits::default();
+        std::future::poll_fn(|cx| {
+            // Use up the task's budget, as a long stretch of events does.
+            while let Poll::Ready(c) = tokio::task::coop::poll_proceed(cx) {
+                c.made_progress();
+            }
+            let r = ours.poll_recv(cx, &mut buf);
+            assert!(waits.polled(Side::Server, r).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert!(
+            waits.worth_polling(Side::Server, || ours.maybe_readable()),
+            "no waker is registered with the socket"
+        );
+        peer.write_all(b"x").await.unwrap();
+        let n = std::future::poll_fn(|cx| ours.poll_recv(cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!((n, &buf[..]), (1, &b"x"[..]));
+    }
+
     /// Writes until the socket is full (Pending), then all of it arrives.
     #[tokio::test]
     async fn plain_writes_wait_for_room() {

@@ -8,7 +8,9 @@
 //! (tokio has seen its socket readable, the switch holds an order). A
 //! wake-up from the server then costs no poll of the client's read nor of
 //! the kill switch, the way an event loop on epoll only touches the sockets
-//! that reported.
+//! that reported. (Arming relies on the task's waker staying the same
+//! from poll to poll, which holds for a spawned tokio task: the relay runs
+//! in its client's.)
 //!
 //! The previous design gave each wait a waker of its own that recorded
 //! which one fired; looking at what tokio already knows instead saves that
@@ -33,16 +35,21 @@ pub struct Waits {
 impl Waits {
     /// Whether `side` is worth a poll: it is not armed, or `fired` says
     /// that what it waits for happened. `fired` must be true whenever the
-    /// wait's registered waker has been woken since it returned Pending.
+    /// wait's registered waker has been woken since it returned Pending
+    /// (see [`Waits::polled`] for a Pending that registered none).
     #[inline]
     pub fn worth_polling(&self, side: Side, fired: impl FnOnce() -> bool) -> bool {
         !self.armed[side as usize] || fired()
     }
 
-    /// Records the outcome of polling `side`: Pending arms it.
+    /// Records the outcome of polling `side`: Pending arms it, unless it
+    /// was tokio refusing for want of the task's cooperative budget. That
+    /// Pending registered no waker with the socket (tokio only re-schedules
+    /// the task), so the next poll must look again. A Pending that did
+    /// register had a unit of budget, and gave it back.
     #[inline]
     pub fn polled<T>(&mut self, side: Side, r: std::task::Poll<T>) -> std::task::Poll<T> {
-        self.armed[side as usize] = r.is_pending();
+        self.armed[side as usize] = r.is_pending() && tokio::task::coop::has_budget_remaining();
         r
     }
 
