@@ -1,14 +1,14 @@
 //! Backend connections per tenant under one global budget.
 //!
-//! Two semaphores bound everything:
-//! - per tenant, `pool_size` checkout permits: a client holds one while it
-//!   holds a connection, so a tenant never has more than `pool_size`
-//!   connections (idle ones were all checked out once);
+//! Two limits bound everything:
+//! - per tenant, `pool_size` checkout slots ([`slots`]): a client holds one
+//!   while it holds a connection, so a tenant never has more than
+//!   `pool_size` connections (idle ones were all checked out once);
 //! - globally, `max_backend_connections` budget permits: every live
 //!   connection, idle or busy, owns one. When the budget is spent, an idle
 //!   connection of another tenant is closed to make room.
 //!
-//! tokio's semaphores are FIFO, so waiting clients are served in order.
+//! Both serve waiting clients in order.
 //! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
 mod clock;
@@ -17,6 +17,7 @@ pub mod resizable;
 mod returned;
 pub mod server;
 mod settings;
+mod slots;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -38,31 +39,19 @@ use clock::Stamp;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};
+use slots::{Permit, Slots};
 
 /// Idle connections older than this (ms) are probed before being handed out.
 const PROBE_AFTER_MS: u64 = 1000;
 
 struct TenantPool {
     tenant: Arc<Tenant>,
-    checkout: Resizable,
+    /// `pool_size` slots and the idle connections.
+    slots: Arc<Slots>,
     /// Connected clients of this tenant (`max_client_connections`).
     clients: Resizable,
-    /// Boxed: a connection changes hands on every transaction in
-    /// transaction mode, and a pointer moves cheaper than the struct.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<ServerConn>>>,
-    /// Shared by all tenants: signalled whenever a connection goes idle.
-    returned: Arc<Returned>,
     /// Clients in `acquire` now (admin console, metrics).
     waiters: Arc<gate::Waiters>,
-}
-
-impl TenantPool {
-    fn put_back(&self, mut conn: Box<ServerConn>) {
-        conn.idle_since = Stamp::now();
-        self.idle.lock().expect("poisoned").push(conn);
-        self.returned.signal();
-    }
 }
 
 pub struct Pools {
@@ -107,8 +96,7 @@ pub struct Admission {
 /// A connection lent to one client, with the right to hold it.
 pub struct Checkout {
     pub conn: Box<ServerConn>,
-    pool: Arc<TenantPool>,
-    _permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 impl Pools {
@@ -136,10 +124,8 @@ impl Pools {
                 let t = self.cfg.load().for_tenant(&tenant.name);
                 Arc::new(TenantPool {
                     tenant: tenant.clone(),
-                    checkout: Resizable::new(t.pool_size),
+                    slots: Slots::new(t.pool_size, self.returned.clone()),
                     clients: Resizable::new(client_limit(t.max_client_connections)),
-                    idle: Mutex::new(Vec::new()),
-                    returned: self.returned.clone(),
                     waiters: Arc::default(),
                 })
             })
@@ -192,7 +178,7 @@ impl Pools {
         self.budget.resize(cfg.max_backend_connections);
         for p in self.tenants.lock().expect("poisoned").values() {
             let t = cfg.for_tenant(&p.tenant.name);
-            p.checkout.resize(t.pool_size);
+            p.slots.resize(t.pool_size);
             p.clients.resize(client_limit(t.max_client_connections));
         }
         self.lifetime_ms
@@ -210,7 +196,8 @@ impl Pools {
         map.values()
             .filter_map(|p| {
                 let min = cfg.for_tenant(&p.tenant.name).min_idle;
-                let have = p.idle.lock().expect("poisoned").len() + p.checkout.in_use();
+                let (out, idle) = p.slots.counts();
+                let have = idle + out;
                 (have < min).then(|| (p.tenant.clone(), min - have))
             })
             .collect()
@@ -234,7 +221,7 @@ impl Pools {
         )
         .await
         {
-            Ok(conn) => pool.put_back(Box::new(conn)),
+            Ok(conn) => pool.slots.put_idle(Box::new(conn)),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
             }
@@ -250,15 +237,11 @@ impl Pools {
         // No map lookup, no waiter bookkeeping, no timer, no wake-up
         // registration.
         if !self.pause.holds(&tenant.name)
-            && let Some(permit) = pool.checkout.try_acquire()
+            && let Some((permit, conn)) = pool.slots.try_take(|c, now| self.usable(c, now))
         {
-            if let Some(conn) = self.pop_idle(pool) {
+            if let Some(conn) = conn {
                 self.meters().checkouts.increment(1);
-                return Ok(Checkout {
-                    conn,
-                    pool: pool.clone(),
-                    _permit: permit,
-                });
+                return Ok(Checkout { conn, permit });
             }
             return Box::pin(self.acquire_slow(tenant, pool.clone(), Some(permit))).await;
         }
@@ -281,7 +264,7 @@ impl Pools {
         &self,
         tenant: &Arc<Tenant>,
         pool: Arc<TenantPool>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Permit>,
     ) -> Result<Checkout, ClientError> {
         let _waiting = pool.waiters.enter();
         self.pause.wait(&tenant.name).await;
@@ -293,13 +276,13 @@ impl Pools {
             tenant: tenant.name.clone(),
             waited_ms: cfg.query_wait_timeout_ms,
         };
-        let permit = match permit.or_else(|| pool.checkout.try_acquire()) {
+        let permit = match permit {
             Some(p) => p,
             None => {
                 let started = Instant::now();
                 let p = self
                     .timers
-                    .timeout_at(deadline, pool.checkout.acquire())
+                    .timeout_at(deadline, pool.slots.acquire())
                     .await
                     .map_err(|_| timed_out())?;
                 meters.waits.record(started.elapsed().as_secs_f64());
@@ -309,12 +292,8 @@ impl Pools {
         let budget = loop {
             // Usually a connection came back with the permit: take it without
             // registering for wake-ups.
-            if let Some(conn) = self.pop_idle(&pool) {
-                return Ok(Checkout {
-                    conn,
-                    pool,
-                    _permit: permit,
-                });
+            if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
+                return Ok(Checkout { conn, permit });
             }
             // Counted and registered before looking again, so a connection
             // returned meanwhile is not missed.
@@ -322,12 +301,8 @@ impl Pools {
             let returned = counted.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if let Some(conn) = self.pop_idle(&pool) {
-                return Ok(Checkout {
-                    conn,
-                    pool,
-                    _permit: permit,
-                });
+            if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
+                return Ok(Checkout { conn, permit });
             }
             if let Some(p) = self.budget.try_acquire() {
                 break p;
@@ -356,27 +331,20 @@ impl Pools {
         metrics::counter!("pgtenant_server_connects_total").increment(1);
         Ok(Checkout {
             conn: Box::new(conn),
-            pool,
-            _permit: permit,
+            permit,
         })
     }
 
-    /// The newest idle connection that is still healthy and young enough.
-    fn pop_idle(&self, pool: &TenantPool) -> Option<Box<ServerConn>> {
-        let now = Stamp::now();
-        let mut idle = pool.idle.lock().expect("poisoned");
-        while let Some(conn) = idle.pop() {
-            // A connection used within the last second is not probed (one
-            // syscall per transaction saved); if it died meanwhile, its
-            // client gets the server's own error, as with PgBouncer.
-            let idle_for = now.ms_since(conn.idle_since);
-            let probe = idle_for >= PROBE_AFTER_MS;
-            if self.too_old(&conn, now, idle_for) || (probe && conn.is_broken()) {
-                continue; // dropping it closes the socket and frees its budget
-            }
-            return Some(conn);
-        }
-        None
+    /// Whether an idle connection is still healthy and young enough to
+    /// hand out.
+    #[inline]
+    fn usable(&self, conn: &ServerConn, now: Stamp) -> bool {
+        // A connection used within the last second is not probed (one
+        // syscall per transaction saved); if it died meanwhile, its client
+        // gets the server's own error, as with PgBouncer.
+        let idle_for = now.ms_since(conn.idle_since);
+        let probe = idle_for >= PROBE_AFTER_MS;
+        !(self.too_old(conn, now, idle_for) || (probe && conn.is_broken()))
     }
 
     fn expired(&self, conn: &ServerConn, now: Stamp) -> bool {
@@ -401,16 +369,18 @@ impl Pools {
         };
         let mut oldest: Option<(Stamp, &Arc<TenantPool>)> = None;
         for p in &pools {
-            if let Some(c) = p.idle.lock().expect("poisoned").first()
-                && oldest.is_none_or(|(t, _)| c.idle_since < t)
+            if let Some(since) = p.slots.with_idle(|idle| idle.first().map(|c| c.idle_since))
+                && oldest.is_none_or(|(t, _)| since < t)
             {
-                oldest = Some((c.idle_since, p));
+                oldest = Some((since, p));
             }
         }
         if let Some((_, p)) = oldest {
-            let mut idle = p.idle.lock().expect("poisoned");
-            if !idle.is_empty() {
-                drop(idle.remove(0));
+            // Closed outside the lock.
+            let evicted = p
+                .slots
+                .with_idle(|idle| (!idle.is_empty()).then(|| idle.remove(0)));
+            if evicted.is_some() {
                 metrics::counter!("pgtenant_server_evictions_total").increment(1);
                 return true;
             }
@@ -423,7 +393,7 @@ impl Pools {
     pub fn forget_tenant(&self, id: Uuid) {
         let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
         if let Some(p) = pool {
-            p.idle.lock().expect("poisoned").clear();
+            drop(p.slots.with_idle(std::mem::take));
         }
     }
 
@@ -438,10 +408,8 @@ impl Pools {
         let pools = self.all_pools();
         let now = Stamp::now();
         for p in pools {
-            p.idle
-                .lock()
-                .expect("poisoned")
-                .retain(|c| !self.expired(c, now));
+            p.slots
+                .with_idle(|idle| idle.retain(|c| !self.expired(c, now)));
         }
     }
 
@@ -465,22 +433,21 @@ impl Pools {
             .into_iter()
             .map(|p| {
                 let (waiting, max_wait) = p.waiters.now();
-                let idle_servers: Vec<IdleServer> = p
-                    .idle
-                    .lock()
-                    .expect("poisoned")
-                    .iter()
-                    .map(|c| IdleServer {
-                        pid: c.pid,
-                        addr: c.addr,
-                        age: c.age(),
-                        idle_for: c.idle_since.elapsed(),
-                    })
-                    .collect();
+                let (active, _) = p.slots.counts();
+                let idle_servers: Vec<IdleServer> = p.slots.with_idle(|idle| {
+                    idle.iter()
+                        .map(|c| IdleServer {
+                            pid: c.pid,
+                            addr: c.addr,
+                            age: c.age(),
+                            idle_for: c.idle_since.elapsed(),
+                        })
+                        .collect()
+                });
                 PoolStats {
                     mode: cfg.for_tenant(&p.tenant.name).mode,
-                    size: p.checkout.size(),
-                    active: p.checkout.in_use(),
+                    size: p.slots.size(),
+                    active,
                     idle: idle_servers.len(),
                     waiting,
                     max_wait,
@@ -536,7 +503,7 @@ impl Checkout {
     /// Puts the connection back as it is: transaction mode, between
     /// transactions, when the proxy knows nothing session-scoped was done.
     pub fn release_idle(self) {
-        self.pool.put_back(self.conn);
+        self.permit.give_back(self.conn);
     }
 
     /// Resets the connection and puts it back, or closes it.
@@ -546,7 +513,7 @@ impl Checkout {
             return; // dropped: socket closed, budget and permit freed
         };
         match self.conn.reset(status).await {
-            Ok(()) => self.pool.put_back(self.conn),
+            Ok(()) => self.permit.give_back(self.conn),
             Err(e) => {
                 metrics::counter!("pgtenant_server_discards_total", "reason" => "reset_failed")
                     .increment(1);
