@@ -18,6 +18,7 @@ mod returned;
 pub mod server;
 mod settings;
 mod slots;
+pub use settings::Settings;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +69,8 @@ pub struct Pools {
     /// Client settings (name, value) the server has accepted before; see
     /// [`Pools::settings_accepted_before`].
     accepted: Mutex<HashSet<(String, String)>>,
+    /// One shared copy of each set of client settings seen; see [`Settings`].
+    interned: Mutex<HashSet<Settings>>,
     /// `server_lifetime_ms` and `server_idle_timeout_ms`, read at every
     /// checkout: two integers instead of a load of the whole config.
     lifetime_ms: AtomicU64,
@@ -114,6 +117,7 @@ impl Pools {
             tenants: Mutex::new(HashMap::new()),
             pause: gate::PauseGate::default(),
             accepted: Mutex::default(),
+            interned: Mutex::default(),
         }
     }
 
@@ -159,6 +163,20 @@ impl Pools {
     pub fn settings_accepted_before(&self, settings: &[(String, String)]) -> bool {
         let known = self.accepted.lock().expect("poisoned");
         settings.iter().all(|s| known.contains(s))
+    }
+
+    /// The shared copy of `settings` (a new one once the table is full: a
+    /// client sending ever new values only loses the fast path).
+    pub fn intern(&self, settings: &[(String, String)]) -> Settings {
+        let mut known = self.interned.lock().expect("poisoned");
+        if let Some(s) = known.get(settings) {
+            return s.clone();
+        }
+        let s: Settings = settings.into();
+        if known.len() < MAX_ACCEPTED_SETTINGS {
+            known.insert(s.clone());
+        }
+        s
     }
 
     /// Records settings the server just accepted.

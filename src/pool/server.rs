@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::clock::Stamp;
-use super::settings;
+use super::settings::{self, Settings};
 use super::tls::{BackendStream, BackendTlsPolicy};
 use crate::config::BackendTls;
 use crate::error::ClientError;
@@ -125,7 +125,7 @@ pub struct ServerConn {
     pub created: Stamp,
     pub idle_since: Stamp,
     /// Client settings the proxy has SET on this session.
-    applied: Vec<(String, String)>,
+    applied: Settings,
     /// Named statements prepared here (transaction mode).
     pub statements: StatementCache,
     buf: BytesMut,
@@ -169,7 +169,7 @@ impl ServerConn {
             tenant,
             created: Stamp::now(),
             idle_since: Stamp::now(),
-            applied: Vec::new(),
+            applied: Settings::from([]),
             statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),
             _budget: budget,
@@ -280,17 +280,17 @@ impl ServerConn {
     /// [`super::settings`]), or None when they already are: the common
     /// case, the same settings as the last client. Once it has run (or is
     /// sent), call [`Self::settings_applied`].
-    pub fn settings_sql(&self, wanted: &[(String, String)]) -> Option<String> {
-        if self.applied == wanted {
+    pub fn settings_sql(&self, wanted: &Settings) -> Option<String> {
+        if Arc::ptr_eq(&self.applied, wanted) || self.applied == *wanted {
             return None;
         }
         let mut sql = String::new();
-        for (name, _) in &self.applied {
+        for (name, _) in self.applied.iter() {
             if !wanted.iter().any(|(n, _)| n == name) {
                 settings::push_reset(&mut sql, name);
             }
         }
-        for (name, value) in wanted {
+        for (name, value) in wanted.iter() {
             let reported = self
                 .params
                 .iter()
@@ -305,8 +305,8 @@ impl ServerConn {
         (!sql.is_empty()).then_some(sql)
     }
 
-    pub fn settings_applied(&mut self, wanted: &[(String, String)]) {
-        self.applied = wanted.to_vec();
+    pub fn settings_applied(&mut self, wanted: &Settings) {
+        self.applied = wanted.clone();
     }
 
     /// Runs SQL from [`Self::settings_sql`] and waits for the server's answer.
@@ -335,7 +335,7 @@ impl ServerConn {
             .into_iter()
             .map(|mut row| (std::mem::take(&mut row[0]), std::mem::take(&mut row[1])))
             .collect();
-        self.applied = got.clone();
+        self.applied = got.as_slice().into();
         Ok(got)
     }
 
@@ -375,7 +375,7 @@ impl ServerConn {
             return Err(bad("session is not back on its tenant's login role"));
         }
         // DISCARD ALL dropped every setting and prepared statement.
-        self.applied.clear();
+        self.applied = Settings::from([]);
         self.statements.clear();
         Ok(())
     }

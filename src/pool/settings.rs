@@ -7,6 +7,12 @@
 //! read a quoted string as ONE item, so those keep `set_config`, which
 //! parses the value the way the config file does.
 
+/// A client's settings (name, value), shared: sessions with the same
+/// settings hold one interned copy (see `Pools::intern`), so that a
+/// connection's settings are usually compared with the next client's by
+/// pointer, not by every name and value, at each transaction.
+pub type Settings = std::sync::Arc<[(String, String)]>;
+
 /// Settings that `SET name TO 'a, b'` would take as a single item.
 const LIST_OF_NAMES: &[&str] = &[
     "search_path",

@@ -121,7 +121,7 @@ async fn run(
         kill: kill.clone(),
     });
     let mut checkout = ctx.pools.acquire(&admitted).await?;
-    let wanted = &login.request.settings;
+    let wanted = &ctx.pools.intern(&login.request.settings);
     let pending = match relay::client_settings(ctx, &mut checkout, wanted).await {
         Ok(p) => p,
         Err(e) => {
@@ -161,7 +161,7 @@ async fn run(
     let session = relay::Session {
         ctx,
         admitted: &admitted,
-        settings: &login.request.settings,
+        settings: wanted,
         mode: ctx.cfg().pool.for_tenant(&tenant.name).mode,
         inspector: &inspect::TenantFirewall {
             firewall: &firewall,

@@ -22,7 +22,7 @@ use crate::cancel::{BackendKey, CancelKey};
 use crate::config::PoolMode;
 use crate::context::Context;
 use crate::error::ClientError;
-use crate::pool::{Admission, Checkout, Release, ServerConn};
+use crate::pool::{Admission, Checkout, Release, ServerConn, Settings};
 use crate::protocol::{TxStatus, tag};
 use crate::tls::ClientStream;
 
@@ -41,7 +41,7 @@ pub struct Session<'a> {
     pub ctx: &'a Context,
     /// The client's place in its tenant's pool.
     pub admitted: &'a Admission,
-    pub settings: &'a [(String, String)],
+    pub settings: &'a Settings,
     pub mode: PoolMode,
     pub inspector: &'a dyn Inspector,
     pub kill: &'a KillSwitch,
@@ -72,7 +72,7 @@ pub async fn run(
 ) -> Outcome {
     let mut up = Upstream::new(s.mode == PoolMode::Transaction, s.inspector.reads_text());
     // The client's settings: its startup ones, then whatever it SETs.
-    let mut wanted = s.settings.to_vec();
+    let mut wanted = s.settings.clone();
     // Buffers grow on first use: an idle client costs little memory.
     let mut down = Downstream::new(BytesMut::new());
     let mut server = Some(first);
@@ -109,7 +109,7 @@ async fn relay(
     up: &mut Upstream,
     down: &mut Downstream,
     stats: &mut Stats,
-    wanted: &mut Vec<(String, String)>,
+    wanted: &mut Settings,
     waits: &mut Waits,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
@@ -178,7 +178,7 @@ async fn relay(
             if up.settings_changed {
                 // SET/RESET/set_config ran: carry the result to the next connection.
                 match co.conn.capture_settings().await {
-                    Ok(now) => *wanted = now,
+                    Ok(now) => *wanted = s.ctx.pools.intern(&now),
                     Err(e) => {
                         co.release(Release::Dirty).await;
                         return Some(e.into());
@@ -258,7 +258,7 @@ async fn relay(
 /// A server connection for the next transaction, with the client's settings.
 async fn attach(
     s: &Session<'_>,
-    wanted: &[(String, String)],
+    wanted: &Settings,
     up: &mut Upstream,
 ) -> Result<Checkout, ClientError> {
     let mut co = s.ctx.pools.acquire(s.admitted).await?;
@@ -281,7 +281,7 @@ async fn attach(
 pub async fn client_settings(
     ctx: &Context,
     co: &mut Checkout,
-    wanted: &[(String, String)],
+    wanted: &Settings,
 ) -> Result<Option<String>, ClientError> {
     let Some(sql) = co.conn.settings_sql(wanted) else {
         return Ok(None); // the common case: what the last client had

@@ -16,7 +16,7 @@ use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
 use super::repeats::Repeats;
 use crate::error::ClientError;
 use crate::lexical::{self, Lexed};
-use crate::pool::ServerConn;
+use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
 use crate::protocol::{self, TxStatus, read_cstr, tag};
 
@@ -80,7 +80,7 @@ pub struct Upstream {
     lex: bool,
     statements: ClientStatements,
     /// See [`Upstream::hidden_query`].
-    hidden: Option<(String, Vec<(String, String)>)>,
+    hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
     repeats: Repeats,
 }
@@ -252,8 +252,8 @@ impl Upstream {
     /// client (see [`Expect::Hidden`]).
     /// `settings`: what the query applies, recorded on the connection once
     /// it is sent.
-    pub fn hidden_query(&mut self, sql: String, settings: &[(String, String)]) {
-        self.hidden = Some((sql, settings.to_vec()));
+    pub fn hidden_query(&mut self, sql: String, settings: &Settings) {
+        self.hidden = Some((sql, settings.clone()));
     }
 
     pub fn drop_hidden(&mut self) {
