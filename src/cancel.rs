@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -21,7 +22,19 @@ pub struct BackendKey {
 /// Where one client's queries run now. Shared between the map (for
 /// cancels) and the client's session (which re-points it per transaction
 /// without touching the map).
-type Slot = Arc<Mutex<Option<BackendKey>>>;
+type Slot = Arc<SlotInner>;
+
+/// In transaction mode a client attaches to and detaches from a server at
+/// every transaction: detaching is one atomic store, not a second lock.
+/// A cancel that races with the end of a transaction may still reach the
+/// server just left (it may already serve another client): a cancel is
+/// sent over a new connection after the lookup anyway, so no lookup can
+/// close that window; PgBouncer has the same one.
+#[derive(Default)]
+struct SlotInner {
+    attached: AtomicBool,
+    backend: Mutex<Option<BackendKey>>,
+}
 
 struct Entry {
     secret: i32,
@@ -44,7 +57,11 @@ pub struct CancelKey<'a> {
 impl CancelKey<'_> {
     /// Points this client's cancels at `backend` (None: nothing runs).
     pub fn set_backend(&self, backend: Option<BackendKey>) {
-        *self.backend.lock().expect("poisoned") = backend;
+        let attached = backend.is_some();
+        if attached {
+            *self.backend.backend.lock().expect("poisoned") = backend;
+        }
+        self.backend.attached.store(attached, Ordering::Release);
     }
 }
 
@@ -86,7 +103,10 @@ impl CancelMap {
         if (e.secret ^ secret) != 0 {
             return None;
         }
-        *e.backend.lock().expect("poisoned")
+        if !e.backend.attached.load(Ordering::Acquire) {
+            return None;
+        }
+        *e.backend.backend.lock().expect("poisoned")
     }
 }
 
