@@ -246,6 +246,21 @@ impl Pools {
         }
     }
 
+    /// The common case of [`Self::acquire`], without an await: not paused,
+    /// a free slot and an idle connection. None: call `acquire`.
+    pub fn acquire_now(&self, client: &Admission) -> Option<Checkout> {
+        let pool = &client.pool;
+        if self.pause.holds(&pool.tenant.name) {
+            return None;
+        }
+        let (permit, conn) = pool.slots.try_take(|c, now| self.usable(c, now))?;
+        // No idle connection: the slot is freed here and `acquire` takes
+        // one again to open a connection (nobody was queued for it).
+        let conn = conn?;
+        self.meters().checkouts.increment(1);
+        Some(Checkout { conn, permit })
+    }
+
     /// A clean connection of the admitted client's tenant role, waiting at
     /// most `query_wait_timeout` for one to become free.
     pub async fn acquire(&self, client: &Admission) -> Result<Checkout, ClientError> {

@@ -7,7 +7,7 @@
 //! client ran something with session effects (see [`super::pinning`]).
 //! One read and one write per batch in each direction.
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::task::{Poll, ready};
 
 use bytes::{Buf, BytesMut};
@@ -94,8 +94,10 @@ pub async fn run(
     .await;
     stats.transactions = down.transactions;
     stats.queries = down.queries;
-    if let Some(co) = server.take() {
-        detach(s, co, &up, &down, true).await;
+    if let Some(co) = server.take()
+        && let Some((co, how)) = detach(s, co, &up, &down, true)
+    {
+        finish_detach(co, how).await;
     }
     s.ctx.buffers.give(down.buf);
     Outcome { error, stats }
@@ -129,25 +131,11 @@ async fn relay(
                     Ok(false) => {}
                     Err(e) => return Some(e),
                 }
-                let attached = {
-                    let mut attaching = std::pin::pin!(attach(s, wanted, up));
-                    // Usually a connection is there at once: the kill
-                    // switch then keeps the relay's waker and needs no look.
-                    match poll_fn(|cx| Poll::Ready(attaching.as_mut().poll(cx))).await {
-                        Poll::Ready(r) => r,
-                        // A client waiting for a connection (or behind
-                        // PAUSE) can still be killed.
-                        Poll::Pending => {
-                            tokio::select! {
-                                biased;
-                                r = attaching => r,
-                                _ = s.kill.killed() => {
-                                    let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
-                                    return Some(ClientError::Terminated(reason));
-                                }
-                            }
-                        }
-                    }
+                // Usually a connection is idle and has the client's
+                // settings: no future to build and poll.
+                let attached = match attach_now(s, wanted, up) {
+                    Ok(co) => Ok(co),
+                    Err(got) => attach_killable(s, wanted, up, got).await,
                 };
                 match attached {
                     Ok(co) => *server = Some(co),
@@ -189,7 +177,9 @@ async fn relay(
             // Settings queued for this connection go with it unsent: the
             // next one gets them computed afresh.
             up.drop_hidden();
-            detach(s, co, up, down, false).await;
+            if let Some((co, how)) = detach(s, co, up, down, false) {
+                finish_detach(co, how).await;
+            }
             // A client between transactions holds no full-size buffers:
             // ten thousand idle clients would keep 16 KiB or more each.
             if down.buf.is_empty() {
@@ -255,13 +245,53 @@ async fn relay(
     }
 }
 
+/// [`attach`] when nothing needs waiting for: an idle connection, and the
+/// client's settings already on it or sent ahead. Otherwise what the
+/// wait starts from: the connection if there was one.
+fn attach_now(
+    s: &Session<'_>,
+    wanted: &Settings,
+    up: &mut Upstream,
+) -> Result<Checkout, Option<Checkout>> {
+    let co = s.ctx.pools.acquire_now(s.admitted).ok_or(None)?;
+    match settings_plan(s.ctx, &co, wanted) {
+        Plan::Nothing => {}
+        Plan::SendAhead(sql) => up.hidden_query(sql, wanted),
+        Plan::RunFirst(_) => return Err(Some(co)),
+    }
+    s.cancel.set_backend(Some(backend_key(&co.conn)));
+    Ok(co)
+}
+
+/// [`attach`] for a client that may have to wait (for a connection, at a
+/// PAUSE, for its settings to run): it can still be killed meanwhile.
+async fn attach_killable(
+    s: &Session<'_>,
+    wanted: &Settings,
+    up: &mut Upstream,
+    got: Option<Checkout>,
+) -> Result<Checkout, ClientError> {
+    tokio::select! {
+        biased;
+        r = attach(s, wanted, up, got) => r,
+        _ = s.kill.killed() => {
+            let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
+            Err(ClientError::Terminated(reason))
+        }
+    }
+}
+
 /// A server connection for the next transaction, with the client's settings.
 async fn attach(
     s: &Session<'_>,
     wanted: &Settings,
     up: &mut Upstream,
+    got: Option<Checkout>,
 ) -> Result<Checkout, ClientError> {
-    let mut co = s.ctx.pools.acquire(s.admitted).await?;
+    let mut co = match got {
+        Some(co) => co,
+        None => s.ctx.pools.acquire(s.admitted).await?,
+    };
     match client_settings(s.ctx, &mut co, wanted).await {
         Ok(Some(sql)) => up.hidden_query(sql, wanted),
         Ok(None) => {}
@@ -283,16 +313,31 @@ pub async fn client_settings(
     co: &mut Checkout,
     wanted: &Settings,
 ) -> Result<Option<String>, ClientError> {
-    let Some(sql) = co.conn.settings_sql(wanted) else {
-        return Ok(None); // the common case: what the last client had
+    let sql = match settings_plan(ctx, co, wanted) {
+        Plan::Nothing => return Ok(None),
+        Plan::SendAhead(sql) => return Ok(Some(sql)),
+        Plan::RunFirst(sql) => sql,
     };
-    if ctx.pools.settings_accepted_before(wanted) {
-        return Ok(Some(sql));
-    }
     co.conn.run_settings(&sql).await?;
     co.conn.settings_applied(wanted);
     ctx.pools.settings_accepted(wanted);
     Ok(None)
+}
+
+/// What giving a connection the client's settings takes.
+enum Plan {
+    /// The common case: what the last client had.
+    Nothing,
+    SendAhead(String),
+    RunFirst(String),
+}
+
+fn settings_plan(ctx: &Context, co: &Checkout, wanted: &Settings) -> Plan {
+    match co.conn.settings_sql(wanted) {
+        None => Plan::Nothing,
+        Some(sql) if ctx.pools.settings_accepted_before(wanted) => Plan::SendAhead(sql),
+        Some(sql) => Plan::RunFirst(sql),
+    }
 }
 
 pub fn backend_key(c: &ServerConn) -> BackendKey {
@@ -303,28 +348,42 @@ pub fn backend_key(c: &ServerConn) -> BackendKey {
     }
 }
 
-/// Returns the connection to the pool: as is between transactions, after a
-/// full reset when the client leaves, closed if it can't be proven clean.
-async fn detach(s: &Session<'_>, co: Checkout, up: &Upstream, down: &Downstream, leaving: bool) {
+/// Returns the connection to the pool: as is between transactions (done
+/// here, without an await), after a full reset when the client leaves,
+/// closed if it can't be proven clean. The last two are returned for
+/// [`finish_detach`].
+fn detach(
+    s: &Session<'_>,
+    co: Checkout,
+    up: &Upstream,
+    down: &Downstream,
+    leaving: bool,
+) -> Option<(Checkout, Release)> {
     s.cancel.set_backend(None);
-    let clean = up.out.is_empty() && down.settled();
-    if !clean {
-        // Something may still run on the server: stop it before closing.
-        let key = backend_key(&co.conn);
-        tokio::spawn(async move {
-            let _ = crate::cancel::send_cancel(key).await;
-        });
-        co.release(Release::Dirty).await;
-    } else if leaving
+    if !(up.out.is_empty() && down.settled()) {
+        return Some((co, Release::Dirty));
+    }
+    if leaving
         && (s.mode == PoolMode::Session
             || up.pinned.is_some()
             || up.settings_changed
             || down.status != TxStatus::Idle)
     {
-        co.release(Release::Ready(down.status)).await;
-    } else {
-        co.release_idle();
+        return Some((co, Release::Ready(down.status)));
     }
+    co.release_idle();
+    None
+}
+
+async fn finish_detach(co: Checkout, how: Release) {
+    if how == Release::Dirty {
+        // Something may still run on the server: stop it before closing.
+        let key = backend_key(&co.conn);
+        tokio::spawn(async move {
+            let _ = crate::cancel::send_cancel(key).await;
+        });
+    }
+    co.release(how).await;
 }
 
 /// Nothing in flight and no transaction open: a safe moment to end.
