@@ -22,6 +22,8 @@ use super::ServerConn;
 use super::clock::Stamp;
 use super::returned::Returned;
 
+const MIN_SWEEP: usize = 64;
+
 pub struct Slots {
     state: Mutex<State>,
     /// Shared by all tenants: signalled whenever a connection goes idle.
@@ -39,6 +41,10 @@ struct State {
     idle: Vec<Box<ServerConn>>,
     /// Oldest first.
     waiting: VecDeque<oneshot::Sender<Permit>>,
+    /// Queue length at which senders of waiters that gave up are swept out
+    /// (behind a live waiter they would otherwise stay until they reach the
+    /// front): doubles with the live ones, so a sweep is amortised O(1).
+    sweep_at: usize,
 }
 
 impl State {
@@ -95,6 +101,7 @@ impl Slots {
                 out: 0,
                 idle: Vec::new(),
                 waiting: VecDeque::new(),
+                sweep_at: MIN_SWEEP,
             }),
             returned,
         })
@@ -128,6 +135,10 @@ impl Slots {
                 if st.free_for_newcomer() {
                     st.out += 1;
                     return Permit(Some(self.clone()));
+                }
+                if st.waiting.len() >= st.sweep_at {
+                    st.waiting.retain(|w| !w.is_closed());
+                    st.sweep_at = MIN_SWEEP.max(2 * st.waiting.len());
                 }
                 let (tx, rx) = oneshot::channel();
                 st.waiting.push_back(tx);
@@ -309,6 +320,19 @@ mod tests {
         drop(p);
         assert_eq!(s.counts(), (0, 0));
         assert!(s.try_take(never).is_some());
+    }
+
+    #[tokio::test]
+    async fn waiters_that_gave_up_behind_a_live_one_are_swept() {
+        let (s, held, live) = one_held_one_queued().await;
+        for _ in 0..1000 {
+            let gave_up = tokio::time::timeout(Duration::ZERO, s.acquire()).await;
+            assert!(gave_up.is_err());
+        }
+        assert!(s.lock().waiting.len() <= MIN_SWEEP + 1);
+        drop(held);
+        drop(live.await.unwrap());
+        assert_eq!(s.counts(), (0, 0));
     }
 
     #[tokio::test]

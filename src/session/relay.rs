@@ -166,7 +166,10 @@ async fn relay(
             if up.settings_changed {
                 // SET/RESET/set_config ran: carry the result to the next connection.
                 match co.conn.capture_settings().await {
-                    Ok(now) => *wanted = s.ctx.pools.intern(&now),
+                    Ok(now) => {
+                        *wanted = s.ctx.pools.intern(&now);
+                        co.conn.settings_applied(wanted); // the shared copy
+                    }
                     Err(e) => {
                         co.release(Release::Dirty).await;
                         return Some(e.into());
