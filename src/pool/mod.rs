@@ -342,7 +342,8 @@ impl Pools {
             }
             // The budget is spent: close another tenant's idle connection,
             // or wait for one to become idle (or closed) and look again.
-            if self.evict_one_idle(tenant.id) {
+            if let Some(evicted) = self.evict_one_idle(tenant.id) {
+                evicted.close(&self.timers).await;
                 continue;
             }
             tokio::select! {
@@ -390,9 +391,9 @@ impl Pools {
             || now.ms_since(conn.created) >= self.lifetime_ms.load(Ordering::Relaxed)
     }
 
-    /// Closes the longest-idle connection of some other tenant; false if
-    /// there was none.
-    fn evict_one_idle(&self, except: Uuid) -> bool {
+    /// Takes the longest-idle connection of some other tenant off its idle
+    /// list, for the caller to close.
+    fn evict_one_idle(&self, except: Uuid) -> Option<Box<ServerConn>> {
         let pools: Vec<Arc<TenantPool>> = {
             let map = self.tenants.lock().expect("poisoned");
             map.iter()
@@ -408,17 +409,12 @@ impl Pools {
                 oldest = Some((since, p));
             }
         }
-        if let Some((_, p)) = oldest {
-            // Closed outside the lock.
-            let evicted = p
-                .slots
-                .with_idle(|idle| (!idle.is_empty()).then(|| idle.remove(0)));
-            if evicted.is_some() {
-                metrics::counter!("pgtenant_server_evictions_total").increment(1);
-                return true;
-            }
-        }
-        false
+        let (_, p) = oldest?;
+        let evicted = p
+            .slots
+            .with_idle(|idle| (!idle.is_empty()).then(|| idle.remove(0)))?;
+        metrics::counter!("pgtenant_server_evictions_total").increment(1);
+        Some(evicted)
     }
 
     /// Closes a tenant's idle connections (it was changed, deactivated or

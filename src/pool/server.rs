@@ -113,6 +113,8 @@ impl From<ServerError> for ClientError {
 /// The pinned identity a connection must show before it is handed out.
 const VERIFY: &str = "SELECT current_user, current_schema(), current_setting('search_path')";
 const MAX_CONTROL_MSG: usize = 1 << 20;
+/// How long [`ServerConn::close`] waits for the server's end to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 pub struct ServerConn {
     pub stream: BackendStream,
@@ -382,6 +384,25 @@ impl ServerConn {
 
     /// True when the server has closed the connection or sent something
     /// unprompted (a FATAL after pg_terminate_backend) while it sat idle.
+    /// Says goodbye (Terminate) and waits, at most `CLOSE_WAIT`, for the
+    /// server to close its end. A backend closes its socket only after it
+    /// has left Postgres' process table, so the budget this connection
+    /// frees when dropped is free on the server too: a connection opened
+    /// in its place can't find Postgres still counting the old one (and,
+    /// with the budget at the server's limit, refusing the new one).
+    pub async fn close(mut self: Box<Self>, timers: &Timers) {
+        let goodbye = async {
+            let mut terminate = BytesMut::with_capacity(5);
+            frontend::terminate(&mut terminate);
+            self.stream.write_all(&terminate).await?;
+            self.stream.flush().await?;
+            let mut sink = [0u8; 64];
+            while self.stream.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        };
+        let _ = timers.timeout(CLOSE_WAIT, goodbye).await;
+    }
+
     pub fn is_broken(&self) -> bool {
         self.stream.is_broken()
     }
