@@ -254,8 +254,8 @@ impl Pools {
             return None;
         }
         let (permit, conn) = pool.slots.try_take(|c, now| self.usable(c, now))?;
-        // No idle connection: the slot is freed here and `acquire` takes
-        // one again to open a connection (nobody was queued for it).
+        // No idle connection: the slot is freed here, and `acquire` takes
+        // one again to open a connection.
         let conn = conn?;
         self.meters().checkouts.increment(1);
         Some(Checkout { conn, permit })
@@ -264,21 +264,13 @@ impl Pools {
     /// A clean connection of the admitted client's tenant role, waiting at
     /// most `query_wait_timeout` for one to become free.
     pub async fn acquire(&self, client: &Admission) -> Result<Checkout, ClientError> {
-        let pool = &client.pool;
-        let tenant = &pool.tenant;
-        // The common case: not paused, a free permit, an idle connection.
-        // No map lookup, no waiter bookkeeping, no timer, no wake-up
-        // registration.
-        if !self.pause.holds(&tenant.name)
-            && let Some((permit, conn)) = pool.slots.try_take(|c, now| self.usable(c, now))
-        {
-            if let Some(conn) = conn {
-                self.meters().checkouts.increment(1);
-                return Ok(Checkout { conn, permit });
-            }
-            return Box::pin(self.acquire_slow(tenant, pool.clone(), Some(permit))).await;
+        // The common case needs no map lookup, no waiter bookkeeping, no
+        // timer, no wake-up registration.
+        if let Some(co) = self.acquire_now(client) {
+            return Ok(co);
         }
-        Box::pin(self.acquire_slow(tenant, pool.clone(), None)).await
+        let pool = &client.pool;
+        Box::pin(self.acquire_slow(&pool.tenant, pool.clone())).await
     }
 
     fn meters(&self) -> &Meters {
@@ -297,7 +289,6 @@ impl Pools {
         &self,
         tenant: &Arc<Tenant>,
         pool: Arc<TenantPool>,
-        permit: Option<Permit>,
     ) -> Result<Checkout, ClientError> {
         let _waiting = pool.waiters.enter();
         self.pause.wait(&tenant.name).await;
@@ -309,7 +300,7 @@ impl Pools {
             tenant: tenant.name.clone(),
             waited_ms: cfg.query_wait_timeout_ms,
         };
-        let permit = match permit {
+        let permit = match pool.slots.try_acquire() {
             Some(p) => p,
             None => {
                 let started = Instant::now();

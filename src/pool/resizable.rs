@@ -25,10 +25,6 @@ impl Resizable {
         self.size.load(Ordering::Relaxed)
     }
 
-    pub fn in_use(&self) -> usize {
-        self.size().saturating_sub(self.sem.available_permits())
-    }
-
     pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.sem.clone().try_acquire_owned().ok()
     }

@@ -382,8 +382,6 @@ impl ServerConn {
         Ok(())
     }
 
-    /// True when the server has closed the connection or sent something
-    /// unprompted (a FATAL after pg_terminate_backend) while it sat idle.
     /// Says goodbye (Terminate) and waits, at most `CLOSE_WAIT`, for the
     /// server to close its end. A backend closes its socket only after it
     /// has left Postgres' process table, so the budget this connection
@@ -403,6 +401,8 @@ impl ServerConn {
         let _ = timers.timeout(CLOSE_WAIT, goodbye).await;
     }
 
+    /// True when the server has closed the connection or sent something
+    /// unprompted (a FATAL after pg_terminate_backend) while it sat idle.
     pub fn is_broken(&self) -> bool {
         self.stream.is_broken()
     }

@@ -119,12 +119,24 @@ impl Slots {
     ) -> Option<(Permit, Option<Box<ServerConn>>)> {
         let now = Stamp::now();
         let mut st = self.lock();
+        let permit = self.claim(&mut st)?;
+        let conn = pop_usable(&mut st.idle, now, usable);
+        Some((permit, conn))
+    }
+
+    /// A slot if one is free now, without a connection.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        self.claim(&mut self.lock())
+    }
+
+    /// Takes a slot for a newcomer, if one is free for it. (The permit must
+    /// not be dropped while `st` is held: its drop takes the lock.)
+    fn claim(self: &Arc<Self>, st: &mut State) -> Option<Permit> {
         if !st.free_for_newcomer() {
             return None;
         }
         st.out += 1;
-        let conn = pop_usable(&mut st.idle, now, usable);
-        Some((Permit(Some(self.clone())), conn))
+        Some(Permit(Some(self.clone())))
     }
 
     /// Waits for a slot, in arrival order.
@@ -132,9 +144,8 @@ impl Slots {
         loop {
             let rx = {
                 let mut st = self.lock();
-                if st.free_for_newcomer() {
-                    st.out += 1;
-                    return Permit(Some(self.clone()));
+                if let Some(p) = self.claim(&mut st) {
+                    return p;
                 }
                 if st.waiting.len() >= st.sweep_at {
                     st.waiting.retain(|w| !w.is_closed());
