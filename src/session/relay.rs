@@ -154,13 +154,25 @@ async fn relay(
         }
         // Transaction mode: give the connection back between transactions.
         // A short reply is written to the client first: the client waits
-        // on that, not on this.
-        if s.mode == PoolMode::Transaction
+        // on that, not on this. Written here, in this pass, it usually goes
+        // at once, and the connection goes back in the same pass (no poll
+        // and event just to learn that the write is done).
+        let between = s.mode == PoolMode::Transaction
+            && server.is_some()
             && up.pinned.is_none()
             && up.out.is_empty()
             && down.settled()
+            && down.status == TxStatus::Idle;
+        if between
+            && down.scanned > 0
+            && down.scanned <= WRITE_BEFORE_RELEASE
+            && !writes.client_unflushed
+            && write_now(client, down, &mut writes).is_err()
+        {
+            return None; // the client is gone
+        }
+        if between
             && (down.scanned == 0 || down.scanned > WRITE_BEFORE_RELEASE)
-            && down.status == TxStatus::Idle
             && let Some(mut co) = server.take()
         {
             if up.settings_changed {
@@ -412,6 +424,22 @@ fn reserve(buf: &mut BytesMut, chunk: usize) {
     if buf.capacity() - buf.len() < chunk / 4 {
         buf.reserve(chunk);
     }
+}
+
+/// Writes what the client's reply socket takes now, without waiting: the
+/// rest (if any) waits in `next_event`, which polls the write again with
+/// the task's waker.
+fn write_now(
+    client: &mut ClientStream,
+    down: &mut Downstream,
+    writes: &mut Writes,
+) -> std::io::Result<()> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let reply = &down.buf[..down.scanned];
+    let n = send_ready(client, &mut cx, reply, &mut writes.client_unflushed)?;
+    down.buf.advance(n);
+    down.scanned -= n;
+    Ok(())
 }
 
 async fn flush_rest(client: &mut ClientStream, down: &mut Downstream) {
