@@ -23,8 +23,9 @@
 #
 # Knobs: BUILTIN(select-only: pgbench's built-in script) CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
 # TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
-# CACHE_SIM(unset; 1: simulate the caches too, so that the dumps kept with
-# KEEP=1 carry D1/LL misses for callgrind_annotate --sort=D1mr)
+# CACHE_SIM(unset; 1: simulate the caches too: the table gets first-level
+# misses per transaction, and the dumps kept with KEEP=1 carry them for
+# callgrind_annotate --sort=D1mr)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -82,7 +83,8 @@ pid_of() { awk -v t="$1" '$1 == t {sub("pid=", "", $2); print $2}' "$WORK/hold.e
 env_of() { awk -v t="$1" '$1 == t {sub(/^.* env: /, ""); print}' "$WORK/hold.env"; }
 
 AS_TARGET=()
-# ir PID: instructions since the last call (callgrind dumps and zeroes).
+# ir PID: the event totals since the last call (callgrind dumps and
+# zeroes): Ir, and with CACHE_SIM=1 then Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
 dumps() { find "$WORK" -maxdepth 1 -name "cg.$1.*" -printf '%f\n' | sort -t. -k3 -n; }
 ir() {
   local pid=$1 before f
@@ -92,13 +94,23 @@ ir() {
   timeout 60 "${AS_TARGET[@]}" env -u USER -u LOGNAME \
     callgrind_control --vgdb-prefix="$VGDB_PREFIX" -d "$pid" >/dev/null 2>&1 \
     || { log "callgrind_control -d $pid failed"; exit 1; }
-  for _ in $(seq 100); do
-    [ "$(dumps "$pid" | wc -l)" -gt "$before" ] && break
+  # The new dump, once callgrind has written its last line, the totals
+  # (the file appears before that; reading it early, or the previous dump,
+  # would be silently wrong). A dump can take seconds, longer with CACHE_SIM.
+  local line=""
+  for _ in $(seq 600); do
+    if [ "$(dumps "$pid" | wc -l)" -gt "$before" ]; then
+      f=$WORK/$(dumps "$pid" | tail -1)
+      line=$(awk '/^totals:/ {$1 = ""; print; exit}' "$f")
+      [ -n "$line" ] && break
+    fi
     sleep 0.1
   done
-  f=$WORK/$(dumps "$pid" | tail -1)
-  awk '/^(summary|totals):/ {print $2; exit}' "$f"
+  [ -n "$line" ] || { log "no complete callgrind dump from $pid in 60 s"; exit 1; }
+  echo "$line"
 }
+# ev LINE N: the Nth event (1-based) of an `ir` line, 0 if absent.
+ev() { awk -v i="$2" '{print ($i == "" ? 0 : $i)}' <<<"$1"; }
 
 # run TARGET MODE TX: pgbench with TX transactions per client; fails loudly.
 run() {
@@ -137,10 +149,13 @@ for m in $MODES; do
     b=$(ir "$pid")
     # The dump of the long run, for the function table.
     cp "$WORK/$(dumps "$pid" | tail -1)" "$WORK/long.$t.$m"
-    per_tx=$(((b - a) / ((LONG - SHORT) * CLIENTS)))
-    per_conn=$(((a - SHORT * CLIENTS * per_tx) / CLIENTS))
+    per_tx=$((($(ev "$b" 1) - $(ev "$a" 1)) / ((LONG - SHORT) * CLIENTS)))
+    per_conn=$((($(ev "$a" 1) - SHORT * CLIENTS * per_tx) / CLIENTS))
+    # Simulated L1 misses per transaction: data (reads + writes), code.
+    d1=$(((($(ev "$b" 5) + $(ev "$b" 6)) - ($(ev "$a" 5) + $(ev "$a" 6))) * 10 / ((LONG - SHORT) * CLIENTS)))
+    i1=$((($(ev "$b" 4) - $(ev "$a" 4)) * 10 / ((LONG - SHORT) * CLIENTS)))
     log "$t -M $m: $per_tx instructions per transaction, $per_conn per connection"
-    echo "$m $t $per_tx $per_conn" >>"$ROWS"
+    echo "$m $t $per_tx $per_conn $d1 $i1" >>"$ROWS"
   done
 done
 
@@ -150,13 +165,21 @@ done
   echo "\`BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
   echo "\`pgbench -b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
   echo
-  echo "| -M | target | instructions / tx | instructions / connection | pgt/pgb per tx |"
-  echo "|---|---|---|---|---|"
+  if [ -n "${CACHE_SIM:-}" ]; then
+    echo "CACHE_SIM=1: misses per transaction in callgrind's simulated first-level caches ($(grep -m1 -o 'D1 cache: [^,]*' "$WORK/long."* | head -1 | sed 's/.*: //') data, as this CPU reports; the kernel's own use of the caches is not simulated)."
+    echo
+    echo "| -M | target | instructions / tx | instructions / connection | pgt/pgb per tx | D1 misses / tx | I1 misses / tx |"
+    echo "|---|---|---|---|---|---|---|"
+  else
+    echo "| -M | target | instructions / tx | instructions / connection | pgt/pgb per tx |"
+    echo "|---|---|---|---|---|"
+  fi
   # pgtenant's rows get the ratio to PgBouncer's in the same mode.
-  awk '{ tx[$1 " " $2] = $3 }
+  awk -v cache="${CACHE_SIM:-}" '{ tx[$1 " " $2] = $3 }
     { other = $2; sub(/^pgt-/, "pgb-", other)
       ratio = ($2 ~ /^pgt-/ && (($1 " " other) in tx)) ? sprintf("%.2fx", $3 / tx[$1 " " other]) : ""
-      printf "| %s | %s | %d | %d | %s |\n", $1, $2, $3, $4, ratio }' "$ROWS"
+      misses = cache == "" ? "" : sprintf(" %.1f | %.1f |", $5 / 10, $6 / 10)
+      printf "| %s | %s | %d | %d | %s |%s\n", $1, $2, $3, $4, ratio, misses }' "$ROWS"
   # PgBouncer's binary is stripped: its table would show addresses only.
   for f in "$WORK"/long.pgt-*.simple; do
     [ -f "$f" ] || continue
