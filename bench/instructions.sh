@@ -188,7 +188,9 @@ done
     echo
     echo '```'
     # Self cost; the (100%) lines are the frames everything runs under.
-    callgrind_annotate --inclusive=no --threshold=100 --auto=no "$f" 2>/dev/null \
+    # With CACHE_SIM, the instructions and data-cache misses only: all
+    # nine columns leave no room for the function's name.
+    callgrind_annotate --inclusive=no --threshold=100 --auto=no ${CACHE_SIM:+--show=Ir,D1mr,D1mw} "$f" 2>/dev/null \
       | sed -n '/file:function/,$p' | grep -v '(100.0%)' | grep -v '^-' | head -"$TOP" | cut -c1-220 \
       || true # head closes the pipe early (pipefail)
     echo '```'
