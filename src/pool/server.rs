@@ -322,7 +322,9 @@ impl ServerConn {
 
     /// Reads back every setting changed in this session (by the client's
     /// SET/RESET/set_config or by the proxy), to replay on the client's
-    /// next connection. Names are lowercased, values in base units.
+    /// next connection. Names are lowercased, values in base units. The
+    /// caller records them with [`Self::settings_applied`] (as the shared
+    /// copy it keeps for the client).
     pub async fn capture_settings(&mut self) -> Result<Vec<(String, String)>, ServerError> {
         let r = self
             .simple(&[
@@ -332,13 +334,10 @@ impl ServerConn {
         if let Some(e) = r.errors.into_iter().next() {
             return Err(ServerError::Backend(e));
         }
-        let got: Vec<(String, String)> = r
-            .rows
+        Ok(r.rows
             .into_iter()
             .map(|mut row| (std::mem::take(&mut row[0]), std::mem::take(&mut row[1])))
-            .collect();
-        self.applied = got.as_slice().into();
-        Ok(got)
+            .collect())
     }
 
     /// Returns the session to the state of a fresh login: no transaction,

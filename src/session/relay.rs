@@ -435,8 +435,19 @@ fn write_now(
     writes: &mut Writes,
 ) -> std::io::Result<()> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let reply = &down.buf[..down.scanned];
-    let n = send_ready(client, &mut cx, reply, &mut writes.client_unflushed)?;
+    send_reply(client, &mut cx, down, &mut writes.client_unflushed)
+}
+
+/// Writes as much of the scanned reply as the client takes and drops it
+/// from the buffer.
+#[inline]
+fn send_reply(
+    client: &mut ClientStream,
+    cx: &mut std::task::Context<'_>,
+    down: &mut Downstream,
+    unflushed: &mut bool,
+) -> std::io::Result<()> {
+    let n = send_ready(client, cx, &down.buf[..down.scanned], unflushed)?;
     down.buf.advance(n);
     down.scanned -= n;
     Ok(())
@@ -512,13 +523,8 @@ async fn next_event(
                 }
             }
             if down.scanned > 0 || writes.client_unflushed {
-                let reply = &down.buf[..down.scanned];
-                match send_ready(&mut *client, cx, reply, &mut writes.client_unflushed) {
-                    Ok(n) => {
-                        down.buf.advance(n);
-                        down.scanned -= n;
-                    }
-                    Err(_) => break 'event Event::ClientWriteFailed,
+                if send_reply(client, cx, down, &mut writes.client_unflushed).is_err() {
+                    break 'event Event::ClientWriteFailed;
                 }
                 if down.scanned == 0 && !writes.client_unflushed && writes.report_done {
                     break 'event Event::ClientWritten;
