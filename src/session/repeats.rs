@@ -38,8 +38,8 @@ const MAX_QUERY: usize = 512;
 
 #[derive(Default)]
 pub struct Repeats {
-    parses: Texts,
-    queries: Texts,
+    parses: Texts<Box<[u8]>>,
+    queries: Texts<Template>,
 }
 
 impl Repeats {
@@ -52,30 +52,29 @@ impl Repeats {
 
     /// Remembers a cleared Parse text without session effects.
     pub fn parse_cleared(&mut self, sql: &[u8]) {
-        if sql.len() <= MAX_PARSE {
-            self.parses.insert(sql);
+        if sql.len() <= MAX_PARSE && !sql.is_empty() {
+            self.parses.insert(sql.into());
         }
     }
 
     /// `sql` is a remembered Query text but for its numbers. (A NUL in
     /// `sql` matches nothing: no remembered text holds one.)
     pub fn query_seen(&mut self, sql: &[u8]) -> bool {
-        self.queries.find(|q| same_but_numbers(q, sql))
+        self.queries.find(|q| q.matches(sql))
     }
 
     /// Remembers a Query text the lexical fast path cleared, with no
     /// session effect.
     pub fn query_cleared(&mut self, sql: &[u8]) {
-        if sql.len() <= MAX_QUERY {
-            self.queries.insert(sql);
+        if sql.len() <= MAX_QUERY && !sql.is_empty() {
+            self.queries.insert(Template::new(sql));
         }
     }
 }
 
 /// Up to [`TEXTS`] texts.
-#[derive(Default)]
-struct Texts {
-    texts: Vec<Vec<u8>>,
+struct Texts<T> {
+    texts: Vec<T>,
     /// The slot the next text replaces once all are taken.
     next: usize,
     /// The slot the last lookup matched.
@@ -84,9 +83,20 @@ struct Texts {
     after: [u8; TEXTS],
 }
 
-impl Texts {
+impl<T> Default for Texts<T> {
+    fn default() -> Self {
+        Texts {
+            texts: Vec::new(),
+            next: 0,
+            last: 0,
+            after: [0; TEXTS],
+        }
+    }
+}
+
+impl<T> Texts<T> {
     /// Some remembered text `same` accepts: the predicted one first.
-    fn find(&mut self, same: impl Fn(&[u8]) -> bool) -> bool {
+    fn find(&mut self, same: impl Fn(&T) -> bool) -> bool {
         let n = self.texts.len();
         let guess = usize::from(self.after[self.last]);
         let found = if guess < n && same(&self.texts[guess]) {
@@ -100,48 +110,92 @@ impl Texts {
         true
     }
 
-    fn insert(&mut self, sql: &[u8]) {
-        // Lookups rely on it (see `parse_seen`, `query_seen`).
-        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
-        if sql.is_empty() {
-            return;
-        }
+    /// A text is remembered once, when first seen: replacing a slot's
+    /// allocation is no cost worth avoiding.
+    fn insert(&mut self, text: T) {
         if self.texts.len() < TEXTS {
-            self.texts.push(sql.to_vec());
+            self.texts.push(text);
             return;
         }
-        let slot = &mut self.texts[self.next];
-        slot.clear();
-        slot.extend_from_slice(sql);
+        self.texts[self.next] = text;
         self.next = (self.next + 1) % TEXTS;
     }
 }
 
-/// `a` and `b` are the same text but for the numbers that stand alone as
-/// words, each with or without a `-` right before it. Equal stretches are
-/// skipped eight bytes at a time; only where they differ is a number
-/// looked for.
-pub fn same_but_numbers(mut a: &[u8], mut b: &[u8]) -> bool {
-    loop {
-        let n = common_prefix(a, b);
-        if n == a.len() && n == b.len() {
-            return true;
+/// A remembered Query text with its standalone numbers located once, so
+/// that a lookup compares the text between them and reads only the new
+/// text's numbers (half the work of comparing two texts afresh, which
+/// TPC-B's seven statements of two to four numbers each pay every time).
+struct Template {
+    text: Box<[u8]>,
+    /// `text[start..end]` of each number that stands alone, `-` included.
+    numbers: Box<[(u16, u16)]>,
+}
+
+impl Template {
+    fn new(sql: &[u8]) -> Template {
+        // Lookups rely on it (see `Repeats::query_seen`).
+        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
+        debug_assert!(sql.len() <= usize::from(u16::MAX));
+        let mut numbers = Vec::new();
+        let mut i = 0;
+        while i < sql.len() {
+            let c = sql[i];
+            if c != b'-' && !c.is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            if let Some(end) = number_at(sql, i) {
+                numbers.push((i as u16, end as u16));
+                i = end;
+                continue;
+            }
+            // Not alone: its digits are part of a word (`t1`, `1e5`), and
+            // none of them starts a number.
+            let mut end = i + usize::from(c == b'-');
+            while end < sql.len() && sql[end].is_ascii_digit() {
+                end += 1;
+            }
+            i = end.max(i + 1);
         }
-        // They differ at `n`: that must be inside a number in both, which
-        // starts where the digits before `n` (equal in both) start, or at
-        // the `-` before them.
-        let mut start = n;
-        while start > 0 && a[start - 1].is_ascii_digit() {
-            start -= 1;
-        }
-        if start > 0 && a[start - 1] == b'-' {
-            start -= 1;
-        }
-        match (number_at(a, start), number_at(b, start)) {
-            (Some(ea), Some(eb)) => (a, b) = (&a[ea..], &b[eb..]),
-            _ => return false,
+        Template {
+            text: sql.into(),
+            numbers: numbers.into(),
         }
     }
+
+    /// `b` is this text but for the numbers that stand alone as words,
+    /// each with or without a `-` right before it.
+    #[inline]
+    fn matches(&self, b: &[u8]) -> bool {
+        let a = &self.text[..];
+        let (mut ia, mut ib) = (0, 0);
+        for &(start, end) in &self.numbers[..] {
+            let lit = &a[ia..usize::from(start)];
+            if !starts_with(&b[ib..], lit) {
+                return false;
+            }
+            ib += lit.len();
+            // A `-` that ends the text before a signed number would be the
+            // sign of an unsigned one in `b`: another reading of the text.
+            if !lit.is_empty() && lit[lit.len() - 1] == b'-' && b.get(ib) != Some(&b'-') {
+                return false;
+            }
+            match number_at(b, ib) {
+                Some(e) => ib = e,
+                None => return false,
+            }
+            ia = usize::from(end);
+        }
+        b.len() - ib == a.len() - ia && starts_with(&b[ib..], &a[ia..])
+    }
+}
+
+/// `a` and `b` are the same text but for the numbers that stand alone as
+/// words (what a remembered Query text matches).
+#[cfg(test)]
+pub fn same_but_numbers(a: &[u8], b: &[u8]) -> bool {
+    Template::new(a).matches(b)
 }
 
 /// Where the number that stands alone at `s[at..]` ends: `-`, then digits
@@ -162,22 +216,33 @@ fn number_at(s: &[u8], at: usize) -> Option<usize> {
     (end > first && alone_before && alone_after).then_some(end)
 }
 
-/// How many bytes `a` and `b` start with in common.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let len = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= len {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        if x != y {
-            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+/// `s` starts with `prefix`. Inline, in word-sized loads, the last one
+/// overlapping the one before instead of a byte loop: the texts between
+/// numbers are short, and a call to `memcmp` or a byte-by-byte tail costs
+/// as much as the whole comparison.
+#[inline]
+fn starts_with(s: &[u8], prefix: &[u8]) -> bool {
+    let n = prefix.len();
+    if s.len() < n {
+        return false;
+    }
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    let half = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => s[0] == prefix[0] && s[n / 2] == prefix[n / 2] && s[n - 1] == prefix[n - 1],
+        4..=7 => half(s, 0) == half(prefix, 0) && half(s, n - 4) == half(prefix, n - 4),
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word(s, i) != word(prefix, i) {
+                    return false;
+                }
+                i += 8;
+            }
+            word(s, n - 8) == word(prefix, n - 8)
         }
-        i += 8;
     }
-    while i < len && a[i] == b[i] {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]
@@ -242,6 +307,9 @@ mod tests {
         ));
         assert!(same("-1", "1") && same("x-1", "x-2") && !same("a-1", "a1"));
         assert!(!same("SELECT --1", "SELECT -1"));
+        // A `-` before a signed number is text, not the sign of another.
+        assert!(same("x--5", "x--7") && !same("x--5", "x-7") && !same("x-7", "x--5"));
+        assert!(same("5-3", "7-9") && !same("5-3", "5 3") && !same("5-3", "53"));
         // Digits inside words are names.
         assert!(!same("SELECT * FROM t1", "SELECT * FROM t2"));
         assert!(!same("SELECT x_1 FROM t", "SELECT x_2 FROM t"));
@@ -317,6 +385,24 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_compare_at_every_length_and_position() {
+        let text: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=text.len() {
+            let prefix = &text[..n];
+            assert!(starts_with(&text, prefix) && starts_with(prefix, prefix));
+            assert!(
+                n == 0 || !starts_with(&text[..n - 1], prefix),
+                "shorter, {n}"
+            );
+            for k in 0..n {
+                let mut other = text.clone();
+                other[k] ^= 0x20;
+                assert!(!starts_with(&other, prefix), "byte {k} of {n}");
+            }
+        }
+    }
+
+    #[test]
     fn a_few_texts_of_each_kind_are_kept() {
         let mut r = Repeats::default();
         assert!(!r.parse_seen(b""));
@@ -343,16 +429,16 @@ mod tests {
 
     #[test]
     fn lookups_follow_the_order_statements_come_in() {
-        let mut t = Texts::default();
+        let mut t = Texts::<Box<[u8]>>::default();
         for sql in ["BEGIN", "UPDATE a", "SELECT b", "END"] {
-            t.insert(sql.as_bytes());
+            t.insert(sql.as_bytes().into());
         }
-        let tried = |t: &mut Texts, sql: &str| {
+        let tried = |t: &mut Texts<Box<[u8]>>, sql: &str| {
             let seen = std::cell::RefCell::new(Vec::new());
             let found = t.find(|q| {
                 seen.borrow_mut()
                     .push(String::from_utf8(q.to_vec()).unwrap());
-                q == sql.as_bytes()
+                &q[..] == sql.as_bytes()
             });
             (found, seen.into_inner())
         };
