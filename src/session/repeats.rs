@@ -112,7 +112,12 @@ impl<T> Texts<T> {
 
     /// A text is remembered once, when first seen: replacing a slot's
     /// allocation is no cost worth avoiding.
-    fn insert(&mut self, text: T) {
+    fn insert(&mut self, text: T)
+    where
+        T: AsRef<[u8]>,
+    {
+        // Lookups rely on it (see `parse_seen`, `query_seen`).
+        debug_assert!(!text.as_ref().contains(&0), "a text ends at its NUL");
         if self.texts.len() < TEXTS {
             self.texts.push(text);
             return;
@@ -132,10 +137,14 @@ struct Template {
     numbers: Box<[(u16, u16)]>,
 }
 
+impl AsRef<[u8]> for Template {
+    fn as_ref(&self) -> &[u8] {
+        &self.text
+    }
+}
+
 impl Template {
     fn new(sql: &[u8]) -> Template {
-        // Lookups rely on it (see `Repeats::query_seen`).
-        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
         debug_assert!(sql.len() <= usize::from(u16::MAX));
         let mut numbers = Vec::new();
         let mut i = 0;
