@@ -14,6 +14,9 @@ pub struct TenantFirewall<'a> {
     pub firewall: &'a Firewall,
     pub schema: &'a str,
     pub mode: FirewallMode,
+    /// The client's, named as the parent of what is logged here: the
+    /// relay runs outside it.
+    pub span: &'a tracing::Span,
 }
 
 impl Inspector for TenantFirewall<'_> {
@@ -60,11 +63,11 @@ impl Inspector for TenantFirewall<'_> {
             return Ok(());
         };
         if self.mode == FirewallMode::Monitor {
-            tracing::warn!(rule, "firewall (monitor): would refuse: {message}");
+            tracing::warn!(parent: self.span, rule, "firewall (monitor): would refuse: {message}");
             metrics::counter!("pgtenant_firewall_monitored_total", "rule" => rule).increment(1);
             return Ok(());
         }
-        tracing::info!(rule, "firewall refused a statement");
+        tracing::info!(parent: self.span, rule, "firewall refused a statement");
         let mut buf = BytesMut::new();
         protocol::error_response(&mut buf, Severity::Error, "42501", &message, Some(&hint));
         Err(buf.freeze())
@@ -83,6 +86,7 @@ mod tests {
             firewall: &firewall,
             schema: "tenant_a",
             mode,
+            span: &tracing::Span::none(),
         };
         // Both ways the relay reads words: session and transaction mode.
         let (session, tx) = (

@@ -12,6 +12,7 @@ use std::task::{Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch};
@@ -47,6 +48,9 @@ pub struct Session<'a> {
     pub kill: &'a KillSwitch,
     /// The client's cancel key, to point at whichever server it uses.
     pub cancel: &'a CancelKey<'a>,
+    /// The client's span: not entered while relaying (see
+    /// [`super::serve_client`]), only where something may log.
+    pub span: &'a tracing::Span,
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -70,7 +74,11 @@ pub async fn run(
     first: Checkout,
     settings: Option<String>,
 ) -> Outcome {
-    let mut up = Upstream::new(s.mode == PoolMode::Transaction, s.inspector.reads_text());
+    let mut up = Upstream::new(
+        s.mode == PoolMode::Transaction,
+        s.inspector.reads_text(),
+        s.span.clone(),
+    );
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.clone();
     // Buffers grow on first use: an idle client costs little memory.
@@ -97,7 +105,7 @@ pub async fn run(
     if let Some(co) = server.take()
         && let Some((co, how)) = detach(s, co, &up, &down, true)
     {
-        finish_detach(co, how).await;
+        finish_detach(co, how).instrument(s.span.clone()).await;
     }
     s.ctx.buffers.give(down.buf);
     Outcome { error, stats }
@@ -135,7 +143,11 @@ async fn relay(
                 // settings: no future to build and poll.
                 let attached = match attach_now(s, wanted, up) {
                     Ok(co) => Ok(co),
-                    Err(got) => attach_killable(s, wanted, up, got).await,
+                    Err(got) => {
+                        attach_killable(s, wanted, up, got)
+                            .instrument(s.span.clone())
+                            .await
+                    }
                 };
                 match attached {
                     Ok(co) => *server = Some(co),
@@ -193,7 +205,7 @@ async fn relay(
             // next one gets them computed afresh.
             up.drop_hidden();
             if let Some((co, how)) = detach(s, co, up, down, false) {
-                finish_detach(co, how).await;
+                finish_detach(co, how).instrument(s.span.clone()).await;
             }
             // A client between transactions holds no full-size buffers:
             // ten thousand idle clients would keep 16 KiB or more each.

@@ -83,10 +83,12 @@ pub struct Upstream {
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
     repeats: Repeats,
+    /// The client's, for what is logged here (see `relay::Session::span`).
+    span: tracing::Span,
 }
 
 impl Upstream {
-    pub fn new(rename: bool, inspector_reads: bool) -> Upstream {
+    pub fn new(rename: bool, inspector_reads: bool, span: tracing::Span) -> Upstream {
         Upstream {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
@@ -99,6 +101,7 @@ impl Upstream {
             statements: ClientStatements::new(),
             hidden: None,
             repeats: Repeats::default(),
+            span,
         }
     }
 
@@ -502,7 +505,7 @@ impl Upstream {
         if let Some(why) = e.pins
             && self.pinned.is_none()
         {
-            tracing::debug!(reason = why, "client pinned to its server connection");
+            tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
             metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
             self.pinned = Some(why);
         }
