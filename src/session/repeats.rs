@@ -52,6 +52,7 @@ impl Repeats {
 
     /// Remembers a cleared Parse text without session effects.
     pub fn parse_cleared(&mut self, sql: &[u8]) {
+        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
         if sql.len() <= MAX_PARSE && !sql.is_empty() {
             self.parses.insert(sql.into());
         }
@@ -66,6 +67,7 @@ impl Repeats {
     /// Remembers a Query text the lexical fast path cleared, with no
     /// session effect.
     pub fn query_cleared(&mut self, sql: &[u8]) {
+        debug_assert!(!sql.contains(&0), "a text ends at its NUL");
         if sql.len() <= MAX_QUERY && !sql.is_empty() {
             self.queries.insert(Template::new(sql));
         }
@@ -112,12 +114,7 @@ impl<T> Texts<T> {
 
     /// A text is remembered once, when first seen: replacing a slot's
     /// allocation is no cost worth avoiding.
-    fn insert(&mut self, text: T)
-    where
-        T: AsRef<[u8]>,
-    {
-        // Lookups rely on it (see `parse_seen`, `query_seen`).
-        debug_assert!(!text.as_ref().contains(&0), "a text ends at its NUL");
+    fn insert(&mut self, text: T) {
         if self.texts.len() < TEXTS {
             self.texts.push(text);
             return;
@@ -135,12 +132,6 @@ struct Template {
     text: Box<[u8]>,
     /// `text[start..end]` of each number that stands alone, `-` included.
     numbers: Box<[(u16, u16)]>,
-}
-
-impl AsRef<[u8]> for Template {
-    fn as_ref(&self) -> &[u8] {
-        &self.text
-    }
 }
 
 impl Template {
@@ -187,7 +178,7 @@ impl Template {
             ib += lit.len();
             // A `-` that ends the text before a signed number would be the
             // sign of an unsigned one in `b`: another reading of the text.
-            if !lit.is_empty() && lit[lit.len() - 1] == b'-' && b.get(ib) != Some(&b'-') {
+            if lit.last() == Some(&b'-') && b.get(ib) != Some(&b'-') {
                 return false;
             }
             match number_at(b, ib) {
