@@ -25,11 +25,6 @@ fn main() -> std::process::ExitCode {
     // The admin commands are short-lived and keep tokio's.
     if matches!(cli.command, pgtenant::cli::Command::Serve) {
         rt.enable_io();
-        // The blocking pool salts SCRAM passwords for backend logins
-        // (`pool::server`): a burst of logins may take every core but one,
-        // the one left for the thread that relays.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        rt.max_blocking_threads(cores.saturating_sub(1).max(1));
     } else {
         rt.enable_all();
     }

@@ -233,9 +233,9 @@ impl ServerConn {
                         }
                         11 => {
                             let s = scram
-                                .take()
+                                .as_mut()
                                 .ok_or_else(|| bad("SASL continue before start"))?;
-                            let s = scram.insert(salt_password(s, body).await?);
+                            s.update(&body)?;
                             frontend::sasl_response(s.message(), &mut out)?;
                         }
                         12 => {
@@ -520,20 +520,4 @@ pub fn record_param(params: &mut Vec<(String, String)>, body: &[u8]) {
         Some(p) => p.1 = value.into_owned(),
         None => params.push((name.into_owned(), value.into_owned())),
     }
-}
-
-/// The SCRAM step that salts the password: PBKDF2 over the server's
-/// iteration count (4096 by default: ~0.9 ms of CPU on the benchmark
-/// machine), run on the blocking pool. On the runtime's thread it stalled
-/// every relaying session for that long at each backend login: a pool
-/// growing by 60 connections at once (a cold start, a load spike, a reaped
-/// pool) spent ~55 ms there.
-async fn salt_password(
-    mut scram: ScramSha256,
-    server_first: BytesMut,
-) -> Result<ScramSha256, ServerError> {
-    tokio::task::spawn_blocking(move || scram.update(&server_first).map(|()| scram))
-        .await
-        .map_err(|e| ServerError::Unexpected(format!("SCRAM step failed: {e}")))?
-        .map_err(ServerError::from)
 }
