@@ -51,10 +51,7 @@ HOLD_PID=
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [ -n "$HOLD_PID" ]; then
-    kill -TERM "$HOLD_PID" 2>/dev/null || true
-    wait "$HOLD_PID" 2>/dev/null || true
-  fi
+  release_targets
   if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
   exit $rc
 }
@@ -69,15 +66,8 @@ trap 'exit 143' TERM
 VGDB_PREFIX=$WORK/vgdb
 VG="env -u USER -u LOGNAME valgrind --tool=callgrind --vgdb=yes --vgdb-prefix=$VGDB_PREFIX --dump-instr=no ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file=$WORK/cg.%p"
 log "starting targets under callgrind (log: $WORK/bench.log)"
-HOLD=1 HOLD_FILE=$WORK/hold.env SCALE=1 CONNECT=0 TARGETS="$TARGETS" \
-  PGT_WRAPPER="$VG" PGB_WRAPPER="$VG" bench/pgbench.sh 2>"$WORK/bench.log" &
-HOLD_PID=$!
-for _ in $(seq 600); do
-  [ -s "$WORK/hold.env" ] && break
-  kill -0 "$HOLD_PID" 2>/dev/null || { tail -20 "$WORK/bench.log" >&2; exit 1; }
-  sleep 1
-done
-[ -s "$WORK/hold.env" ] || { tail -20 "$WORK/bench.log" >&2; log "targets did not come up"; exit 1; }
+hold_targets "$WORK" TARGETS="$TARGETS" PGT_WRAPPER="$VG" PGB_WRAPPER="$VG" \
+  || { log "targets did not come up"; exit 1; }
 
 pid_of() { awk -v t="$1" '$1 == t {sub("pid=", "", $2); print $2}' "$WORK/hold.env"; }
 env_of() { awk -v t="$1" '$1 == t {sub(/^.* env: /, ""); print}' "$WORK/hold.env"; }

@@ -28,10 +28,7 @@ HOLD_PID=
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [ -n "$HOLD_PID" ]; then
-    kill -TERM "$HOLD_PID" 2>/dev/null || true
-    wait "$HOLD_PID" 2>/dev/null || true
-  fi
+  release_targets
   rm -rf "$WORK"
   exit $rc
 }
@@ -40,16 +37,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log "starting PostgreSQL and pgtenant (log: $WORK/bench.log)"
-HOLD=1 HOLD_FILE=$WORK/hold.env SCALE=1 CONNECT=0 TARGETS="pgt-session" \
+hold_targets "$WORK" TARGETS="pgt-session" \
   PGT_EXTRA_ENV="PGTENANT_SERVER_IDLE_TIMEOUT_MS=300 PGTENANT_POOL_MIN_IDLE=0" \
-  bench/pgbench.sh 2>"$WORK/bench.log" &
-HOLD_PID=$!
-for _ in $(seq 600); do
-  [ -s "$WORK/hold.env" ] && break
-  kill -0 "$HOLD_PID" 2>/dev/null || { tail -20 "$WORK/bench.log" >&2; exit 1; }
-  sleep 1
-done
-[ -s "$WORK/hold.env" ] || { log "pgtenant did not come up"; exit 1; }
+  || { log "pgtenant did not come up"; exit 1; }
 # shellcheck disable=SC2046 # the target's env: word-split on purpose
 export $(grep '^pgt-session ' "$WORK/hold.env" | sed 's/.*env: //')
 

@@ -22,8 +22,9 @@ import sys
 import time
 
 
-def read_until_ready(sock, buf):
-    """Consumes messages up to ReadyForQuery; raises on ErrorResponse."""
+def read_until_ready(sock, buf, refusal_expected=False):
+    """Consumes messages up to ReadyForQuery; raises on ErrorResponse
+    unless one is expected."""
     while True:
         while len(buf) >= 5:
             tag = buf[0:1]
@@ -32,7 +33,7 @@ def read_until_ready(sock, buf):
                 break
             body = bytes(buf[5 : 1 + length])
             del buf[: 1 + length]
-            if tag == b"E":
+            if tag == b"E" and not refusal_expected:
                 fields = dict(
                     (f[:1], f[1:].decode(errors="replace"))
                     for f in body.split(b"\0")

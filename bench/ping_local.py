@@ -17,21 +17,7 @@ import struct
 import sys
 import time
 
-
-def until_ready(sock, buf):
-    while True:
-        while len(buf) >= 5:
-            (n,) = struct.unpack("!i", buf[1:5])
-            if len(buf) < 1 + n:
-                break
-            tag = buf[0:1]
-            del buf[: 1 + n]
-            if tag == b"Z":
-                return
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("connection closed")
-        buf.extend(chunk)
+from login_latency import read_until_ready
 
 
 def main():
@@ -43,7 +29,7 @@ def main():
     body = struct.pack("!i", 196608) + params
     sock.sendall(struct.pack("!i", len(body) + 4) + body)
     buf = bytearray()
-    until_ready(sock, buf)
+    read_until_ready(sock, buf)
     q = b"SELECT * FROM other_tenant.secrets\0"
     msg = b"Q" + struct.pack("!i", len(q) + 4) + q
     lat = []
@@ -51,7 +37,7 @@ def main():
     while time.perf_counter() < end:
         t = time.perf_counter()
         sock.sendall(msg)
-        until_ready(sock, buf)
+        read_until_ready(sock, buf, refusal_expected=True)
         lat.append((time.perf_counter() - t) * 1e6)
     sock.sendall(b"X" + struct.pack("!i", 4))
     sock.close()

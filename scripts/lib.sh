@@ -39,3 +39,30 @@ need_python_drivers() {
     || python3 -m pip install --quiet --break-system-packages asyncpg 'psycopg[binary]'
   python3 -c 'import asyncpg, psycopg'
 }
+
+# Starts bench/pgbench.sh with HOLD=1 in the background (its pid in
+# HOLD_PID) and waits until its targets are up: their pids and env in
+# WORK/hold.env, its log in WORK/bench.log. VAR=VALUE arguments go to its
+# environment. Stop it with release_targets.
+hold_targets() {  # hold_targets WORK [VAR=VALUE...]
+  local work=$1
+  shift
+  env HOLD=1 HOLD_FILE="$work/hold.env" SCALE=1 CONNECT=0 "$@" \
+    bench/pgbench.sh 2>"$work/bench.log" &
+  HOLD_PID=$!
+  local _
+  for _ in $(seq 600); do
+    [ -s "$work/hold.env" ] && return 0
+    kill -0 "$HOLD_PID" 2>/dev/null || break
+    sleep 1
+  done
+  tail -20 "$work/bench.log" >&2
+  return 1
+}
+
+release_targets() {
+  [ -n "${HOLD_PID:-}" ] || return 0
+  kill -TERM "$HOLD_PID" 2>/dev/null || true
+  wait "$HOLD_PID" 2>/dev/null || true
+  HOLD_PID=
+}
