@@ -39,14 +39,17 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
         };
         match ctx.clients.try_acquire() {
             Some(permit) => {
-                let ctx = ctx.clone();
                 // Boxed: the task then holds a pointer, not the session's
                 // future, which tokio would copy at spawn and at each
-                // change of the task's stage (a few KiB each time).
-                tokio::spawn(Box::pin(async move {
-                    session::serve_client(&ctx, tcp, peer).await;
-                    drop(permit);
-                }));
+                // change of the task's stage (a few KiB each time). The
+                // session's own future, with no wrapper around it: each
+                // layer of futures is walked at every wake-up.
+                tokio::spawn(Box::pin(session::serve_client(
+                    ctx.clone(),
+                    tcp,
+                    peer,
+                    permit,
+                )));
             }
             None => {
                 metrics::counter!("pgtenant_clients_refused_total").increment(1);

@@ -16,11 +16,13 @@ pub mod upstream;
 mod wakes;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, field};
 
 use crate::auth;
@@ -32,7 +34,15 @@ use crate::protocol::{self, Severity, TxStatus};
 use crate::tls::ClientStream;
 use startup::{Failed, Hello};
 
-pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
+/// `_slot`: the client's place under `max_client_connections`, held until
+/// the end.
+pub async fn serve_client(
+    ctx: Arc<Context>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let ctx = &*ctx;
     let span = tracing::info_span!(
         "client",
         %peer,
@@ -71,9 +81,46 @@ pub async fn serve_client(ctx: &Context, tcp: TcpStream, peer: SocketAddr) {
     }
     .instrument(span.clone())
     .await;
-    if let Some((mut stream, params)) = started
-        && let Err(e) = run(ctx, &mut stream, &params, peer, &span).await
-    {
+    let Some((mut stream, params)) = started else {
+        return;
+    };
+    // Login, then the relay, polled at every wake-up: right here, under the
+    // task's own future, since each layer of futures above it is walked at
+    // every poll. The block ends the session (live list, cancel key, pool
+    // slot) before a last error is told.
+    let error = {
+        let open = match open(ctx, &mut stream, &params, peer)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Some(open)) => open,
+            Ok(None) => return, // the client left before its first query
+            Err(e) => return tell(&mut stream, &e).await,
+        };
+        let firewall = ctx.firewall.load_full();
+        let tenant = &open.tenant;
+        let session = relay::Session {
+            ctx,
+            admitted: &open.admitted,
+            settings: &open.wanted,
+            mode: ctx.cfg().pool.for_tenant(&tenant.name).mode,
+            inspector: &inspect::TenantFirewall {
+                firewall: &firewall,
+                schema: &tenant.schema,
+                mode: ctx.cfg().firewall.mode_for(&tenant.name),
+                span: &span,
+            },
+            kill: &open.kill,
+            cancel: &open.cancel,
+            span: &span,
+        };
+        let meters = ctx.meters.get();
+        meters.clients_active.increment(1.0);
+        let outcome = relay::run(&session, &mut stream, open.checkout, open.pending).await;
+        meters.clients_active.decrement(1.0);
+        ended(ctx, tenant, open.started, outcome, &span)
+    };
+    if let Some(e) = error {
         tell(&mut stream, &e).await;
     }
 }
@@ -90,44 +137,18 @@ async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
     }
 }
 
-async fn run(
+/// Logs and counts a session's end; returns the error to tell the client.
+fn ended(
     ctx: &Context,
-    stream: &mut ClientStream,
-    params: &protocol::startup::Params,
-    peer: SocketAddr,
+    tenant: &crate::registry::Tenant,
+    started: Instant,
+    outcome: relay::Outcome,
     span: &tracing::Span,
-) -> Result<(), ClientError> {
-    let Some(open) = open(ctx, stream, params, peer)
-        .instrument(span.clone())
-        .await?
-    else {
-        return Ok(()); // the client left before its first query
-    };
-    let meters = ctx.meters.get();
-    meters.clients_active.increment(1.0);
-    let firewall = ctx.firewall.load_full();
-    let tenant = &open.tenant;
-    let session = relay::Session {
-        ctx,
-        admitted: &open.admitted,
-        settings: &open.wanted,
-        mode: ctx.cfg().pool.for_tenant(&tenant.name).mode,
-        inspector: &inspect::TenantFirewall {
-            firewall: &firewall,
-            schema: &tenant.schema,
-            mode: ctx.cfg().firewall.mode_for(&tenant.name),
-            span,
-        },
-        kill: &open.kill,
-        cancel: &open.cancel,
-        span,
-    };
-    let outcome = relay::run(&session, stream, open.checkout, open.pending).await;
-    meters.clients_active.decrement(1.0);
+) -> Option<ClientError> {
     let s = outcome.stats;
     tracing::info!(
         parent: span,
-        duration_ms = open.started.elapsed().as_millis() as u64,
+        duration_ms = started.elapsed().as_millis() as u64,
         bytes_in = s.bytes_in,
         bytes_out = s.bytes_out,
         transactions = s.transactions,
@@ -143,10 +164,7 @@ async fn run(
             queries: s.queries,
         },
     );
-    match outcome.error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    outcome.error
 }
 
 /// A logged-in client with a server connection, told that it may start.
@@ -154,10 +172,10 @@ async fn run(
 /// its client slot last.)
 struct Opened<'c> {
     _live: live::Registration<'c>,
-    kill: std::sync::Arc<live::KillSwitch>,
+    kill: Arc<live::KillSwitch>,
     cancel: cancel::CancelKey<'c>,
     admitted: crate::pool::Admission,
-    tenant: std::sync::Arc<crate::registry::Tenant>,
+    tenant: Arc<crate::registry::Tenant>,
     checkout: crate::pool::Checkout,
     /// The client's startup settings, interned.
     wanted: crate::pool::Settings,
@@ -198,7 +216,7 @@ async fn open<'c>(
 
     let admitted = ctx.pools.admit(&tenant)?;
     let cancel = ctx.cancels.register();
-    let kill = std::sync::Arc::new(live::KillSwitch::default());
+    let kill = Arc::new(live::KillSwitch::default());
     let live = ctx.sessions.register(live::SessionInfo {
         tenant: tenant.clone(),
         key_id: login.key.key_id,
