@@ -8,7 +8,7 @@
 //! the allocator keeps a busy client's transactions allocation-free (a
 //! 16 KiB allocation costs a few hundred instructions; this costs a lock).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use bytes::BytesMut;
 
@@ -25,7 +25,7 @@ pub struct Buffers {
 impl Buffers {
     /// An empty buffer with room for at least half a [`CHUNK`].
     pub fn take(&self) -> BytesMut {
-        let reused = self.free.lock().expect("poisoned").pop();
+        let reused = self.free.lock().pop();
         reused.unwrap_or_else(|| BytesMut::with_capacity(CHUNK))
     }
 
@@ -41,7 +41,7 @@ impl Buffers {
         if buf.capacity() < CHUNK / 2 && !buf.try_reclaim(CHUNK) {
             return;
         }
-        let mut free = self.free.lock().expect("poisoned");
+        let mut free = self.free.lock();
         if free.len() < KEEP {
             free.push(buf);
         }
@@ -50,7 +50,7 @@ impl Buffers {
     /// Buffers waiting for reuse.
     #[cfg(test)]
     fn idle(&self) -> usize {
-        self.free.lock().expect("poisoned").len()
+        self.free.lock().len()
     }
 }
 
