@@ -58,7 +58,7 @@ done
 
 code=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo "+dirty")
 python3 - "$rows" "$OUT" "$code" "$REPS" "$CLIENTS" <<'PY'
-import json, statistics, sys, datetime
+import json, statistics, sys, datetime as dt
 rows = [json.loads(l) for l in open(sys.argv[1])]
 out, code, reps, clients = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 cols = ["p50_us", "p99_us", "p999_us", "max_us", "connect_ms"]
@@ -66,7 +66,7 @@ lines = [
     "# Pings during a burst of backend logins",
     "",
     f"`REPS={reps} CLIENTS={clients} bench/login_burst.sh`, "
-    f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, code {code}.",
+    f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, code {code}.",
     f"A local ping (refused by the firewall, no backend) while {clients} new clients "
     "log in at once on an empty session-mode pool; connect = pgbench's initial connection time.",
     "",

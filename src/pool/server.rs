@@ -239,7 +239,8 @@ impl ServerConn {
                             // a thread of its own it made the process
                             // multi-threaded, and glibc's socket calls slower
                             // for good (+5.5 % instructions per relayed
-                            // transaction; see bench/login_burst.sh's results).
+                            // transaction: bench/results/
+                            // 2026-12-05-1143-vm-login-burst.md).
                             s.update(&body)?;
                             frontend::sasl_response(s.message(), &mut out)?;
                         }
