@@ -4,14 +4,19 @@
   analyze.py run    --meta JSON --out FILE --err FILE --logdir DIR --cpu-ticks N --clk-tck N --rc N
       one pgbench run -> one JSON line on stdout (tps, mean/p99 latency from
       the per-transaction logs of `pgbench -l`, proxy CPU per transaction)
-  analyze.py report --runs runs.jsonl --machine machine.json [--idle idle.json] [--profile profile.md]
+  analyze.py report --runs runs.jsonl --machine machine.json [--idle idle.json] [--ab ab.jsonl] [--profile profile.md]
       all runs -> the Markdown report (medians over repetitions)
+  analyze.py pooled RUNS.jsonl...
+      the target rows over the repetitions of several runs: per row the
+      median of the per-repetition ratios, its bootstrap 95 % interval, and
+      whether that interval lies on the target's side of the bound
 """
 
 import argparse
 import glob
 import json
 import os
+import random
 import re
 import statistics
 import sys
@@ -210,9 +215,24 @@ def added_us(cs, s, m, c, t):
     return (x.mean - d.mean) * 1000.0
 
 
+def ab_sense(x):
+    """What the interval says about pgtenant's added latency against
+    PgBouncer's (bench/latency_ab.py: paired per round, direct cancels)."""
+    lo, hi = x["diff_ci95"]
+    n = f"{x['diff_us']:+.1f} µs, 95% CI {lo:+.1f} to {hi:+.1f}"
+    if hi < 0:
+        return f"lower, {n}"
+    if lo > 0:
+        return f"higher, {n}"
+    return f"no difference resolved, {n}"
+
+
 def report(a):
     runs = load_runs(a.runs)
     machine = json.load(open(a.machine)) if a.machine and os.path.exists(a.machine) else {}
+    ab = []
+    if a.ab and os.path.exists(a.ab):
+        ab = [json.loads(l) for l in open(a.ab) if l.strip()]
     idle = None
     if a.idle and os.path.exists(a.idle):
         idle = [json.loads(l) for l in open(a.idle) if l.strip()]
@@ -235,6 +255,10 @@ def report(a):
     w("  *user* = utime alone: the proxy's own code (the kernel's TCP and wake-up work is the rest).")
     w("- *pgt/pgb* ratios compare pgtenant with PgBouncer in the same pool mode and protocol:")
     w("  tps (≥ 1 is better), added latency and CPU (≤ 1 is better). Medians over repetitions.")
+    w("- *interleaved* rows (bench/latency_ab.py): one client process holds a connection to every target")
+    w("  and runs -S's statement on each in turn, 1,000 at a time, in a new random order every round;")
+    w("  each round gives one paired sample of pgtenant's latency minus PgBouncer's (direct cancels out),")
+    w("  with a bootstrap 95% interval over rounds, free of the drift between pgbench runs.")
     if machine.get("notes"):
         for n in machine["notes"]:
             w(f"- **note**: {n}")
@@ -283,6 +307,12 @@ def report(a):
             added = lambda c: {k: v - d[k] for k, v in by_rep(c, "lat_mean_ms").items() if k in d}
             reps = rep_ratios(added(cs.get(("select", m, 1, t))), added(cs.get(("select", m, 1, p))))
             w(f"| added latency ≤ 1.0× | -S -M {m} 1 client, {pool} | {fmt(a_, 1, ' µs')} | {fmt(b_, 1, ' µs')} | {ratio_cell(r, reps)} | {verdict(r, True, 1.0, reps)} |")
+    for rec in ab:
+        for pool, x in rec["ratios"].items():
+            t, p = rec["targets"][f"pgt-{pool}"], rec["targets"][f"pgb-{pool}"]
+            lo, hi = x["ratio_ci95"]
+            cell = f"{fmt_ratio(x['ratio'])} (95% CI {lo:.2f}–{hi:.2f})"
+            w(f"| added latency ≤ 1.0×, interleaved | -S -M {rec['mode']} 1 client, {pool} | {fmt(t['added_us'], 1, ' µs')} | {fmt(p['added_us'], 1, ' µs')} | {cell} | {verdict(x['ratio'], True, 1.0)}; {ab_sense(x)} |")
     for pool in ["session", "tx"]:
         t, p = f"pgt-{pool}", f"pgb-{pool}"
         for s in scripts:
@@ -443,6 +473,48 @@ def report(a):
     print("\n".join(out))
 
 
+def pooled(a):
+    """Per target row, the ratio within every repetition of every run."""
+    rows = {}
+    for path in a.files:
+        recs = {}
+        for r in load_runs(path):
+            if r["status"] == "ok":
+                recs[(r["kind"], r["script"], r["mode"], r["clients"], r["target"], r["rep"])] = r
+        for (kind, s, m, c, t, rep), r in recs.items():
+            if t not in PEER:
+                continue
+            p, pool = recs.get((kind, s, m, c, PEER[t], rep)), t[4:]
+            if not p:
+                continue
+            if kind == "connect":
+                rows.setdefault(("-C conn/s", f"{c} clients, {pool}", 0.9, False), []).append(r["tps"] / p["tps"])
+                continue
+            d = recs.get((kind, s, m, c, "direct", rep))
+            if c == 1 and s == "select" and d and p["lat_mean_ms"] > d["lat_mean_ms"]:
+                v = (r["lat_mean_ms"] - d["lat_mean_ms"]) / (p["lat_mean_ms"] - d["lat_mean_ms"])
+                rows.setdefault(("added latency", f"-S -M {m} 1 client, {pool}", 1.0, True), []).append(v)
+            if c == 16 and r.get("cpu_us_per_tx") and p.get("cpu_us_per_tx"):
+                v = r["cpu_us_per_tx"] / p["cpu_us_per_tx"]
+                rows.setdefault(("CPU/tx", f"{s} -M {m} 16 clients, {pool}", 1.0, True), []).append(v)
+            if c == 64:
+                rows.setdefault(("tps", f"{s} -M {m} 64 clients, {pool}", 1.0, False), []).append(r["tps"] / p["tps"])
+    rng = random.Random(1)
+    print(f"Pooled over {len(a.files)} runs: " + ", ".join(os.path.basename(f) for f in a.files))
+    print("")
+    print("| target | row | reps | median ratio | 95% CI | reps on target | pooled verdict |")
+    print("|---|---|---|---|---|---|---|")
+    order = ["added latency", "CPU/tx", "tps", "-C conn/s"]
+    for (kind, label, bound, le), v in sorted(rows.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1].endswith("tx"))):
+        meds = sorted(statistics.median(rng.choices(v, k=len(v))) for _ in range(2000))
+        lo, hi = meds[50], meds[1949]
+        good = (lambda x: x <= bound) if le else (lambda x: x >= bound)
+        sense = "met" if good(lo) and good(hi) else "**missed**" if not good(lo) and not good(hi) else "within noise"
+        op = "≤" if le else "≥"
+        print(f"| {kind} {op} {bound}× | {label} | {len(v)} | {statistics.median(v):.3f} | {lo:.3f}–{hi:.3f} "
+              f"| {sum(map(good, v))} of {len(v)} | {sense} |")
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -459,10 +531,15 @@ def main():
     q.add_argument("--runs", required=True)
     q.add_argument("--machine")
     q.add_argument("--idle")
+    q.add_argument("--ab")
     q.add_argument("--profile")
+    o = sub.add_parser("pooled")
+    o.add_argument("files", nargs="+")
     a = p.parse_args()
     if a.cmd == "run":
         cmd_run(a)
+    elif a.cmd == "pooled":
+        pooled(a)
     else:
         report(a)
 

@@ -14,7 +14,8 @@
 # or Ctrl-C. Traffic goes to 127.0.0.1 only. See bench/README.md.
 #
 # Knobs (environment): REPS DURATION QUICK SCALE CLIENTS MODES SCRIPTS
-# TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") IDLE(0) IDLE_STAGE(auth)
+# TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") AB_SECONDS(40: per -M, for the
+# interleaved 1-client latency of bench/latency_ab.py; 0 skips) IDLE(0) IDLE_STAGE(auth)
 # PROFILE(0) PROFILE_SECONDS(10) PROFILE_TARGET POOL_SIZE TX_POOL_SIZE(16) PGT_EXTRA_ENV
 # FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) HOLD(0: 1 keeps the targets up for
 # profiling by hand; Ctrl-C or kill -TERM stops) OUT(results file)
@@ -30,7 +31,7 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-  REPS=${REPS:-1}; DURATION=${DURATION:-2}; SCALE=${SCALE:-1}
+  REPS=${REPS:-1}; DURATION=${DURATION:-2}; SCALE=${SCALE:-1}; AB_SECONDS=${AB_SECONDS:-3}
 fi
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
@@ -41,6 +42,7 @@ SCRIPTS=${SCRIPTS:-"select tpcb"}
 TARGETS=${TARGETS:-"direct pgb-session pgb-tx pgt-session pgt-tx"}
 CONNECT=${CONNECT:-1}
 CONNECT_CLIENTS=${CONNECT_CLIENTS:-"1 16"}
+AB_SECONDS=${AB_SECONDS:-40}
 IDLE=${IDLE:-0}
 IDLE_STAGE=${IDLE_STAGE:-auth}
 PROFILE=${PROFILE:-0}
@@ -422,6 +424,23 @@ for ((rep = 1; rep <= REPS; rep++)); do
   fi
 done
 
+# ------------------------------------------- added latency, interleaved
+# pgbench's 1-client rows compare runs seconds apart, and at one client
+# the machine's drift between runs exceeds what one proxy adds over the
+# other; bench/latency_ab.py times every target within each second.
+AB_JSON=$WORK/ab.jsonl
+: >"$AB_JSON"
+if [ "$AB_SECONDS" -gt 0 ] && [[ " $CLIENTS " == *" 1 "* ]] && [[ " $SCRIPTS " == *" select "* ]] && has_target direct; then
+  for t in "${TGT[@]}"; do echo "$t env: $(target_env "$t")"; done >"$WORK/ab.env"
+  for m in $MODES; do
+    use=""
+    for t in "${TGT[@]}"; do [ -z "$(na_reason "$t" "$m")" ] && use+="$t,"; done
+    log "added latency, -M $m, targets interleaved for ${AB_SECONDS}s (bench/latency_ab.py)"
+    (cd bench && python3 latency_ab.py "$WORK/ab.env" "$m" "$AB_SECONDS" 1000 "${use%,}") >>"$AB_JSON" \
+      || log "latency_ab.py -M $m failed"
+  done
+fi
+
 # ------------------------------------------------------------- idle clients
 IDLE_JSON=$WORK/idle.jsonl
 : >"$IDLE_JSON"
@@ -599,7 +618,7 @@ HOST=$(hostname -s 2>/dev/null || hostname)
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 OUT=${OUT:-bench/results/$STAMP-$HOST.md}
 CMD=""
-for v in QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
+for v in QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS AB_SECONDS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
   case "${!v:-}" in "" | 0) ;; *" "*) CMD+="$v=\"${!v}\" " ;; *) CMD+="$v=${!v} " ;; esac
 done
 CMD+="bench/pgbench.sh"
@@ -629,7 +648,7 @@ json.dump({
   "rustc": sh("rustc --version"), "command": E["B_CMD"], "settings": E["B_SETTINGS"], "notes": notes,
 }, open(sys.argv[1], "w"))
 EOF
-python3 bench/analyze.py report --runs "$RUNS" --machine "$WORK/machine.json" --idle "$IDLE_JSON" --profile "$PROFILE_MD" >"$OUT"
+python3 bench/analyze.py report --runs "$RUNS" --machine "$WORK/machine.json" --idle "$IDLE_JSON" --ab "$AB_JSON" --profile "$PROFILE_MD" >"$OUT"
 cp "$RUNS" "${OUT%.md}.jsonl"
 cat "$OUT"
 log "report written to $OUT"
