@@ -2,10 +2,12 @@
 //! PAUSE gate that new checkouts wait at, and the clients waiting now
 //! (how many, and since when) for `SHOW POOLS` and the metrics.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use tokio::sync::watch;
 
@@ -45,7 +47,7 @@ impl PauseGate {
 
     /// Returns at once unless `tenant` (or everyone) is paused.
     pub async fn wait(&self, tenant: &str) {
-        if !self.0.borrow().holds(tenant) {
+        if !self.holds(tenant) {
             return;
         }
         let mut rx = self.0.subscribe();
@@ -85,9 +87,21 @@ impl PauseGate {
     }
 }
 
-/// Checkouts in progress, oldest first.
+/// Checkouts in progress, oldest first. Under a full pool in transaction
+/// mode every transaction passes through here, so it is a queue, not an
+/// ordered map: ids only grow, the queue stays sorted by id, a checkout
+/// that ends is found by binary search and blanked, and blanks leave from
+/// the front (checkouts mostly end in the order they began).
 #[derive(Default)]
-pub struct Waiters(Mutex<(u64, BTreeMap<u64, Instant>)>);
+pub struct Waiters(Mutex<Queue>);
+
+#[derive(Default)]
+struct Queue {
+    next_id: u64,
+    /// (id, since); `None` once that checkout has ended.
+    entries: VecDeque<(u64, Option<Instant>)>,
+    live: usize,
+}
 
 /// One checkout in progress; leaves the list when dropped, however the
 /// checkout ends.
@@ -95,24 +109,37 @@ pub struct Waiting(Arc<Waiters>, u64);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.0.lock().expect("poisoned").1.remove(&self.1);
+        let mut q = self.0.0.lock();
+        if let Ok(i) = q.entries.binary_search_by_key(&self.1, |e| e.0) {
+            q.entries[i].1 = None;
+            q.live -= 1;
+        }
+        while q.entries.front().is_some_and(|e| e.1.is_none()) {
+            q.entries.pop_front();
+        }
+        // Blanks behind a long wait at the front (a PAUSE) stay bounded.
+        if q.entries.len() > 2 * q.live + 64 {
+            q.entries.retain(|e| e.1.is_some());
+        }
     }
 }
 
 impl Waiters {
     pub fn enter(self: &Arc<Self>) -> Waiting {
-        let mut w = self.0.lock().expect("poisoned");
-        let id = w.0;
-        w.0 += 1;
-        w.1.insert(id, Instant::now());
+        let mut q = self.0.lock();
+        let id = q.next_id;
+        q.next_id += 1;
+        q.entries.push_back((id, Some(Instant::now())));
+        q.live += 1;
         Waiting(self.clone(), id)
     }
 
     /// How many wait now, and the longest wait.
     pub fn now(&self) -> (usize, Duration) {
-        let w = self.0.lock().expect("poisoned");
-        let longest = w.1.values().next().map(Instant::elapsed);
-        (w.1.len(), longest.unwrap_or_default())
+        let q = self.0.lock();
+        // The front is live: blanks never stay there.
+        let longest = q.entries.front().and_then(|e| e.1).map(|t| t.elapsed());
+        (q.live, longest.unwrap_or_default())
     }
 }
 
@@ -150,5 +177,31 @@ mod tests {
         assert!(w.now().1 < Duration::from_millis(5), "b is the oldest now");
         drop(b);
         assert_eq!(w.now(), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn waiters_leaving_out_of_order_are_forgotten() {
+        let w = Arc::new(Waiters::default());
+        let first = w.enter();
+        let mut rest: Vec<_> = (0..500).map(|_| w.enter()).collect();
+        // Every other one leaves behind a first that stays.
+        let mut i = 0;
+        rest.retain(|_| {
+            i += 1;
+            i % 2 == 0
+        });
+        assert_eq!(w.now().0, 251);
+        assert!(
+            w.0.lock().entries.len() <= 2 * 251 + 64,
+            "blanks stay bounded"
+        );
+        drop(first);
+        assert_eq!(
+            w.0.lock().entries.front().map(|e| e.1.is_some()),
+            Some(true)
+        );
+        rest.clear();
+        assert_eq!(w.now(), (0, Duration::ZERO));
+        assert!(w.0.lock().entries.is_empty());
     }
 }

@@ -294,16 +294,22 @@ impl Pools {
         self.pause.wait(&tenant.name).await;
         let meters = self.meters();
         meters.checkouts.increment(1);
-        let cfg = self.cfg.load_full();
-        let deadline = Instant::now() + Duration::from_millis(cfg.query_wait_timeout_ms);
+        let (wait_ms, statement_cache) = {
+            let cfg = self.cfg.load();
+            (
+                cfg.query_wait_timeout_ms,
+                cfg.prepared_statements_per_connection,
+            )
+        };
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(wait_ms);
         let timed_out = || ClientError::PoolTimeout {
             tenant: tenant.name.clone(),
-            waited_ms: cfg.query_wait_timeout_ms,
+            waited_ms: wait_ms,
         };
         let permit = match pool.slots.try_acquire() {
             Some(p) => p,
             None => {
-                let started = Instant::now();
                 let p = self
                     .timers
                     .timeout_at(deadline, pool.slots.acquire())
@@ -343,6 +349,20 @@ impl Pools {
                 _ = self.timers.sleep_until(deadline) => return Err(timed_out()),
             }
         };
+        // Boxed on its own: a login's state is large, and in this future
+        // it would be copied into the box at every wait for a permit
+        // (each transaction's, once the pool is full).
+        let conn = Box::pin(self.open(tenant, budget, statement_cache)).await?;
+        Ok(Checkout { conn, permit })
+    }
+
+    /// A new connection of `tenant`'s role, on `budget`.
+    async fn open(
+        &self,
+        tenant: &Arc<Tenant>,
+        budget: OwnedSemaphorePermit,
+        statement_cache: usize,
+    ) -> Result<Box<ServerConn>, ClientError> {
         let password = role_password(&self.secret, &tenant.role);
         let conn = ServerConn::connect(
             &self.endpoint,
@@ -350,14 +370,11 @@ impl Pools {
             tenant.clone(),
             &password,
             budget,
-            cfg.prepared_statements_per_connection,
+            statement_cache,
         )
         .await?;
         metrics::counter!("pgtenant_server_connects_total").increment(1);
-        Ok(Checkout {
-            conn: Box::new(conn),
-            permit,
-        })
+        Ok(Box::new(conn))
     }
 
     /// Whether an idle connection is still healthy and young enough to
