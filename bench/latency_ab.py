@@ -13,7 +13,8 @@ turn, BLOCK statements (default 100, a few ms) on each before moving to the
 next, in a new random order every round. Every round thus yields one
 paired sample of each target's added latency (its block's mean minus the
 direct block's), all taken within a second. TARGETS (comma-separated)
-picks some of HOLD_ENV's; direct is always one.
+picks some of HOLD_ENV's; direct is always one. SCALE (environment, 1 by
+default) is the data's pgbench scale: ids are drawn from all its rows.
 
 BLOCK: 1000 by default (~0.15 s). Much shorter blocks measure another
 regime: a target that has just been idle for a few ms answers its first
@@ -48,7 +49,9 @@ import time
 
 from login_latency import read_until_ready
 
-ACCOUNTS = 100_000  # pgbench_accounts rows per scale unit; the bench loads scale 1
+# pgbench -S draws aid from every row: 100,000 per scale unit. SCALE comes
+# from the environment (bench/pgbench.sh passes its own).
+ACCOUNTS = 100_000 * int(os.environ.get("SCALE", "1"))
 
 
 def msg(tag, body):

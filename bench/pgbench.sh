@@ -436,7 +436,7 @@ if [ "$AB_SECONDS" -gt 0 ] && [[ " $CLIENTS " == *" 1 "* ]] && [[ " $SCRIPTS " =
     use=""
     for t in "${TGT[@]}"; do [ -z "$(na_reason "$t" "$m")" ] && use+="$t,"; done
     log "added latency, -M $m, targets interleaved for ${AB_SECONDS}s (bench/latency_ab.py)"
-    (cd bench && python3 latency_ab.py "$WORK/ab.env" "$m" "$AB_SECONDS" 1000 "${use%,}") >>"$AB_JSON" \
+    (cd bench && SCALE=$SCALE python3 latency_ab.py "$WORK/ab.env" "$m" "$AB_SECONDS" 1000 "${use%,}") >>"$AB_JSON" \
       || log "latency_ab.py -M $m failed"
   done
 fi

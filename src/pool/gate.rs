@@ -184,12 +184,18 @@ mod tests {
         let w = Arc::new(Waiters::default());
         let first = w.enter();
         let mut rest: Vec<_> = (0..500).map(|_| w.enter()).collect();
-        // Every other one leaves behind a first that stays.
+        // Every other one leaves, out of order, behind a first that stays.
         let mut i = 0;
         rest.retain(|_| {
             i += 1;
             i % 2 == 0
         });
+        assert_eq!(w.now().0, 251);
+        // A long churn behind the first: without compaction every one of
+        // these would stay as a blank.
+        for _ in 0..1000 {
+            drop(w.enter());
+        }
         assert_eq!(w.now().0, 251);
         assert!(
             w.0.lock().entries.len() <= 2 * 251 + 64,
