@@ -1,5 +1,6 @@
-//! The accept loop: one task per client, a cap on clients, and a
-//! background reaper for idle server connections.
+//! The accept loop: one task per client, a cap on clients, and the
+//! background tasks: a reaper for idle server connections and the timer of
+//! clients waiting for one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use crate::protocol::{self, Severity};
 use crate::session;
 
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
+    let expiry = ctx.clone();
+    tokio::spawn(async move { expiry.pools.expire_waits().await });
     let reaper = ctx.clone();
     tokio::spawn(async move {
         let mut tick = reaper.timers.interval(Duration::from_secs(1));

@@ -5,7 +5,8 @@
 //! walks of the wheel, ~570 instructions per wake-up in callgrind, and a
 //! proxy wakes up about once per statement relayed (7 times per TPC-B
 //! transaction at 16 clients). The proxy's timers are few and rarely due:
-//! login and connect deadlines, a pool wait, housekeeping ticks. Here they
+//! login and connect deadlines, housekeeping ticks, the one timer of all
+//! waits for a pool slot (`pool::expiry`). Here they
 //! sit in an ordered map and a single `timerfd`, armed for the earliest
 //! deadline, is one more file descriptor in the runtime's epoll set: a
 //! wake-up costs nothing until a timer is due. `serve` builds its runtime

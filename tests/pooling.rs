@@ -561,3 +561,65 @@ async fn large_statements_and_results_cross_lent_buffers_intact_in_transaction_m
         assert_eq!(m, 10);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_a_connection_ends_at_query_wait_timeout_and_the_pool_goes_on() {
+    let reg = registry();
+    let t = reg.create_tenant("waits");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "300"),
+    ]);
+    // Logged in first: a login in transaction mode takes the connection
+    // for a moment too.
+    let holder = proxy.client_ok(&key).await;
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        queued.push(proxy.client_ok(&key).await);
+    }
+    let next = proxy.client_ok(&key).await;
+    let late = proxy.client_ok(&key).await;
+    // The one connection, held by an open transaction.
+    holder.batch_execute("BEGIN").await.unwrap();
+    // Two clients queue behind it; neither gets it in time.
+    let mut waiters = Vec::new();
+    for c in queued {
+        waiters.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let e = c.simple_query("SELECT 1").await.unwrap_err();
+            (e, started.elapsed())
+        }));
+    }
+    for w in waiters {
+        let (e, waited) = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("the wait never ended")
+            .unwrap();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!(db.code().code(), "53300", "{db:?}");
+        assert!(
+            db.message().contains("within 300 ms") && db.message().contains(&t),
+            "{db:?}"
+        );
+        assert!(
+            waited >= Duration::from_millis(300),
+            "ended before its deadline: {waited:?}"
+        );
+    }
+    // The holder is untouched, and once it commits the next client is served.
+    let one: i32 = holder.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    holder.batch_execute("COMMIT").await.unwrap();
+    let two: i32 = next.query_one("SELECT 2", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2);
+    // A client that waits and is served in time is not cut off later by the
+    // timer set for the expired ones.
+    next.batch_execute("BEGIN").await.unwrap();
+    let served = tokio::spawn(async move { late.query_one("SELECT 3", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    next.batch_execute("COMMIT").await.unwrap();
+    let three: i32 = served.await.unwrap().unwrap().get(0);
+    assert_eq!(three, 3);
+}

@@ -12,6 +12,7 @@
 //! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
 mod clock;
+mod expiry;
 mod gate;
 pub mod resizable;
 mod returned;
@@ -37,6 +38,7 @@ use crate::registry::Tenant;
 use crate::registry::admin::role_password;
 use crate::timer::Timers;
 use clock::Stamp;
+use expiry::Expiry;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};
@@ -63,6 +65,8 @@ pub struct Pools {
     meters: std::sync::OnceLock<Meters>,
     budget: Resizable,
     returned: Arc<Returned>,
+    /// The deadlines of clients waiting for a slot; see [`Self::expire_waits`].
+    expiry: Arc<Expiry>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
     /// Admin `PAUSE`/`RESUME`.
     pause: gate::PauseGate,
@@ -110,6 +114,7 @@ impl Pools {
             secret,
             budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Returned::default()),
+            expiry: Arc::default(),
             lifetime_ms: AtomicU64::new(cfg.server_lifetime_ms),
             idle_timeout_ms: AtomicU64::new(cfg.server_idle_timeout_ms),
             cfg: ArcSwap::from_pointee(cfg),
@@ -128,7 +133,7 @@ impl Pools {
                 let t = self.cfg.load().for_tenant(&tenant.name);
                 Arc::new(TenantPool {
                     tenant: tenant.clone(),
-                    slots: Slots::new(t.pool_size, self.returned.clone()),
+                    slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
                     clients: Resizable::new(client_limit(t.max_client_connections)),
                     waiters: Arc::default(),
                 })
@@ -310,9 +315,9 @@ impl Pools {
         let permit = match pool.slots.try_acquire() {
             Some(p) => p,
             None => {
-                let p = self
-                    .timers
-                    .timeout_at(deadline, pool.slots.acquire())
+                let p = pool
+                    .slots
+                    .acquire(deadline)
                     .await
                     .map_err(|_| timed_out())?;
                 meters.waits.record(started.elapsed().as_secs_f64());
@@ -354,6 +359,30 @@ impl Pools {
         // (each transaction's, once the pool is full).
         let conn = Box::pin(self.open(tenant, budget, statement_cache)).await?;
         Ok(Checkout { conn, permit })
+    }
+
+    /// Ends waits for a slot at their deadlines (`query_wait_timeout`), with
+    /// one timer: to spawn once, runs forever. See [`expiry`].
+    pub async fn expire_waits(&self) {
+        loop {
+            self.expiry.scanning();
+            let now = Instant::now();
+            let next = self
+                .all_pools()
+                .iter()
+                .filter_map(|p| p.slots.expire(now))
+                .min();
+            self.expiry.sleeping_until(next);
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = self.timers.sleep_until(at) => {}
+                        _ = self.expiry.woken() => {}
+                    }
+                }
+                None => self.expiry.woken().await,
+            }
+        }
     }
 
     /// A new connection of `tenant`'s role, on `budget`.

@@ -11,10 +11,12 @@
 //!
 //! Waiters are served first come, first served: while anyone waits, a free
 //! slot goes to the oldest waiter (handed over, never put up for grabs),
-//! and a new client queues behind them.
+//! and a new client queues behind them. A waiter queues with its deadline,
+//! which [`super::expiry`] enforces: no timer per wait.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 // parking_lot's lock: no poison checks at each lock and unlock, which a
 // transaction-mode transaction does a few times (with the cancel key's and
@@ -25,6 +27,7 @@ use tokio::sync::oneshot;
 
 use super::ServerConn;
 use super::clock::Stamp;
+use super::expiry::Expiry;
 use super::returned::Returned;
 
 const MIN_SWEEP: usize = 64;
@@ -33,7 +36,27 @@ pub struct Slots {
     state: Mutex<State>,
     /// Shared by all tenants: signalled whenever a connection goes idle.
     returned: Arc<Returned>,
+    /// Shared by all tenants: told of waiters' deadlines.
+    expiry: Arc<Expiry>,
 }
+
+/// A client queued for a slot.
+struct Waiter {
+    deadline: Instant,
+    /// Dropped unsent at the deadline: the wait ends with [`Expired`].
+    tx: oneshot::Sender<Permit>,
+}
+
+impl Waiter {
+    /// It gave up (its future was dropped).
+    fn left(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A wait for a slot reached its deadline.
+#[derive(Debug)]
+pub struct Expired;
 
 struct State {
     size: usize,
@@ -45,7 +68,7 @@ struct State {
     #[allow(clippy::vec_box)]
     idle: Vec<Box<ServerConn>>,
     /// Oldest first.
-    waiting: VecDeque<oneshot::Sender<Permit>>,
+    waiting: VecDeque<Waiter>,
     /// Queue length at which senders of waiters that gave up are swept out
     /// (behind a live waiter they would otherwise stay until they reach the
     /// front): doubles with the live ones, so a sweep is amortised O(1).
@@ -58,7 +81,7 @@ impl State {
     fn free_for_newcomer(&mut self) -> bool {
         // A waiter that gave up leaves its sender behind; drop those first
         // so that they don't hold newcomers back.
-        while self.waiting.front().is_some_and(|w| w.is_closed()) {
+        while self.waiting.front().is_some_and(Waiter::left) {
             self.waiting.pop_front();
         }
         self.out < self.size && self.waiting.is_empty()
@@ -68,9 +91,9 @@ impl State {
     fn next_waiter(&mut self) -> Option<oneshot::Sender<Permit>> {
         while self.out < self.size {
             let w = self.waiting.pop_front()?;
-            if !w.is_closed() {
+            if !w.left() {
                 self.out += 1;
-                return Some(w);
+                return Some(w.tx);
             }
         }
         None
@@ -99,7 +122,7 @@ impl Permit {
 }
 
 impl Slots {
-    pub fn new(size: usize, returned: Arc<Returned>) -> Arc<Slots> {
+    pub fn new(size: usize, returned: Arc<Returned>, expiry: Arc<Expiry>) -> Arc<Slots> {
         Arc::new(Slots {
             state: Mutex::new(State {
                 size,
@@ -109,6 +132,7 @@ impl Slots {
                 sweep_at: MIN_SWEEP,
             }),
             returned,
+            expiry,
         })
     }
 
@@ -144,28 +168,38 @@ impl Slots {
         Some(Permit(Some(self.clone())))
     }
 
-    /// Waits for a slot, in arrival order.
-    pub async fn acquire(self: &Arc<Self>) -> Permit {
-        loop {
-            let rx = {
-                let mut st = self.lock();
-                if let Some(p) = self.claim(&mut st) {
-                    return p;
-                }
-                if st.waiting.len() >= st.sweep_at {
-                    st.waiting.retain(|w| !w.is_closed());
-                    st.sweep_at = MIN_SWEEP.max(2 * st.waiting.len());
-                }
-                let (tx, rx) = oneshot::channel();
-                st.waiting.push_back(tx);
-                rx
-            };
-            // If this future is dropped after a slot was handed over, the
-            // channel drops the permit, which frees the slot again.
-            if let Ok(p) = rx.await {
-                return p;
+    /// Waits for a slot, in arrival order, until `deadline` (enforced by
+    /// [`Self::expire`]).
+    pub async fn acquire(self: &Arc<Self>, deadline: Instant) -> Result<Permit, Expired> {
+        let rx = {
+            let mut st = self.lock();
+            if let Some(p) = self.claim(&mut st) {
+                return Ok(p);
             }
-        }
+            if st.waiting.len() >= st.sweep_at {
+                st.waiting.retain(|w| !w.left());
+                st.sweep_at = MIN_SWEEP.max(2 * st.waiting.len());
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiting.push_back(Waiter { deadline, tx });
+            rx
+        };
+        self.expiry.queued(deadline);
+        // If this future is dropped after a slot was handed over, the
+        // channel drops the permit, which frees the slot again. The sender
+        // is dropped unsent only by `expire`.
+        rx.await.map_err(|_| Expired)
+    }
+
+    /// Ends the waits due at `now` (and forgets those that gave up);
+    /// returns the earliest deadline still waiting.
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut st = self.lock();
+        // Deadlines mostly grow along the queue, but a reload that
+        // shortens the timeout breaks that: look at every waiter (this
+        // runs about once per timeout).
+        st.waiting.retain(|w| w.deadline > now && !w.left());
+        st.waiting.iter().map(|w| w.deadline).min()
     }
 
     /// The newest idle connection `usable` accepts, for a client that holds
@@ -268,7 +302,12 @@ mod tests {
     use std::time::Duration;
 
     fn slots(n: usize) -> Arc<Slots> {
-        Slots::new(n, Arc::new(Returned::default()))
+        Slots::new(n, Arc::default(), Arc::default())
+    }
+
+    /// Far enough that no test reaches it.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
     }
 
     /// Lets spawned tasks run until `cond` holds.
@@ -283,7 +322,7 @@ mod tests {
         let s = slots(1);
         let (held, _) = s.try_take(never).unwrap();
         let s2 = s.clone();
-        let waiter = tokio::spawn(async move { s2.acquire().await });
+        let waiter = tokio::spawn(async move { s2.acquire(later()).await.unwrap() });
         until(|| !s.lock().waiting.is_empty()).await;
         (s, held, waiter)
     }
@@ -301,7 +340,7 @@ mod tests {
         for i in 0..3 {
             let (s2, order) = (s.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let p = s2.acquire().await;
+                let p = s2.acquire(later()).await.unwrap();
                 order.lock().push(i);
                 tokio::task::yield_now().await;
                 drop(p);
@@ -322,14 +361,14 @@ mod tests {
     async fn a_waiter_that_gives_up_does_not_keep_the_slot() {
         let s = slots(1);
         let (held, _) = s.try_take(never).unwrap();
-        let gave_up = tokio::time::timeout(Duration::from_millis(10), s.acquire()).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), s.acquire(later())).await;
         assert!(gave_up.is_err());
         // A second waiter, then the slot comes back: it goes past the
         // abandoned one to the live one.
         let s2 = s.clone();
-        let live = tokio::spawn(async move { s2.acquire().await });
+        let live = tokio::spawn(async move { s2.acquire(later()).await.unwrap() });
         // (It drops the abandoned sender on its way into the queue.)
-        until(|| s.lock().waiting.back().is_some_and(|w| !w.is_closed())).await;
+        until(|| s.lock().waiting.back().is_some_and(|w| !w.left())).await;
         drop(held);
         let p = live.await.unwrap();
         assert_eq!(s.counts(), (1, 0));
@@ -342,13 +381,34 @@ mod tests {
     async fn waiters_that_gave_up_behind_a_live_one_are_swept() {
         let (s, held, live) = one_held_one_queued().await;
         for _ in 0..1000 {
-            let gave_up = tokio::time::timeout(Duration::ZERO, s.acquire()).await;
+            let gave_up = tokio::time::timeout(Duration::ZERO, s.acquire(later())).await;
             assert!(gave_up.is_err());
         }
         assert!(s.lock().waiting.len() <= MIN_SWEEP + 1);
         drop(held);
         drop(live.await.unwrap());
         assert_eq!(s.counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_its_deadline_ends_and_the_next_waiter_keeps_its_place() {
+        let s = slots(1);
+        let (held, _) = s.try_take(never).unwrap();
+        let now = Instant::now();
+        let (soon, late) = (now + Duration::from_millis(5), later());
+        let (s1, s2) = (s.clone(), s.clone());
+        let first = tokio::spawn(async move { s1.acquire(soon).await });
+        until(|| s.lock().waiting.len() == 1).await;
+        let second = tokio::spawn(async move { s2.acquire(late).await });
+        until(|| s.lock().waiting.len() == 2).await;
+        assert_eq!(s.expire(now), Some(soon), "nothing due yet");
+        assert_eq!(s.expire(soon), Some(late));
+        assert!(first.await.unwrap().is_err(), "the first wait expired");
+        drop(held);
+        let p = second.await.unwrap().expect("the slot went to the second");
+        assert_eq!(s.counts(), (1, 0));
+        drop(p);
+        assert_eq!(s.expire(late), None, "nobody waits");
     }
 
     #[tokio::test]
