@@ -33,9 +33,12 @@ pub struct KillSwitch {
 }
 
 impl KillSwitch {
-    /// Asks the session to end; the first order wins.
-    pub fn kill(&self, mode: KillMode, reason: impl Into<String>) {
-        if self.order.set((mode, reason.into())).is_ok() {
+    /// Asks the session to end; the first order wins. `issued` counts
+    /// orders for every relay: bumped after the order is set and before
+    /// the wake-up, so a relay that sees it changed finds the order.
+    fn kill(&self, mode: KillMode, reason: &str, issued: &AtomicU64) {
+        if self.order.set((mode, reason.to_owned())).is_ok() {
+            issued.fetch_add(1, Ordering::Release);
             self.waker.wake();
         }
     }
@@ -78,6 +81,11 @@ pub struct SessionInfo {
 pub struct LiveSessions {
     next: AtomicU64,
     map: Mutex<HashMap<u64, SessionInfo>>,
+    /// Kill orders given so far, to all sessions. A relay polls its own
+    /// switch only once this has changed: one line every session reads
+    /// and that stays cached, instead of each session's switch, cold by
+    /// its next wake-up under many sessions.
+    issued: AtomicU64,
 }
 
 /// Removes the session from the live set when dropped.
@@ -109,10 +117,16 @@ impl LiveSessions {
         let map = self.map.lock().expect("poisoned");
         let mut n = 0;
         for s in map.values().filter(|s| which(s)) {
-            s.kill.kill(mode, reason);
+            s.kill.kill(mode, reason, &self.issued);
             n += 1;
         }
         n
+    }
+
+    /// Kill orders given so far, to any session.
+    #[inline]
+    pub fn kills_issued(&self) -> u64 {
+        self.issued.load(Ordering::Acquire)
     }
 
     /// A snapshot, for the admin console and metrics.

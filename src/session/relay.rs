@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::downstream::Downstream;
-use super::live::{KillMode, KillSwitch};
+use super::live::{KillMode, KillSwitch, LiveSessions};
 use super::socket::{Wire, send_ready};
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Side, Waits};
@@ -228,7 +228,7 @@ async fn relay(
         }
         let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
-        let watch_kill = kill_order.is_none().then_some(s.kill);
+        let watch_kill = kill_order.is_none().then_some((s.kill, &s.ctx.sessions));
         // What the loop above decides once the client has the whole reply:
         // the end after Terminate, or giving the connection back between
         // transactions (not after each statement inside one).
@@ -510,7 +510,7 @@ async fn next_event(
     mut server: Option<&mut ServerConn>,
     up: &mut Upstream,
     down: &mut Downstream,
-    watch_kill: Option<&KillSwitch>,
+    watch_kill: Option<(&KillSwitch, &LiveSessions)>,
     waits: &mut Waits,
     writes: &mut Writes,
 ) -> Event {
@@ -520,8 +520,8 @@ async fn next_event(
         // data (a long COPY) from starving the runtime's other tasks.
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let event = 'event: {
-            if let Some(kill) = watch_kill
-                && waits.worth_polling(Side::Kill, || kill.order().is_some())
+            if let Some((kill, live)) = watch_kill
+                && waits.kill_worth_polling(live.kills_issued(), || kill.order().is_some())
                 && waits.polled(Side::Kill, kill.poll_order(cx)).is_ready()
             {
                 break 'event Event::Killed;

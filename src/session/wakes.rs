@@ -30,6 +30,9 @@ const SIDES: usize = 3;
 #[derive(Default)]
 pub struct Waits {
     armed: [bool; SIDES],
+    /// The count of kill orders (to any session) when the kill switch was
+    /// last looked at.
+    kills_seen: u64,
 }
 
 impl Waits {
@@ -40,6 +43,22 @@ impl Waits {
     #[inline]
     pub fn worth_polling(&self, side: Side, fired: impl FnOnce() -> bool) -> bool {
         !self.armed[side as usize] || fired()
+    }
+
+    /// [`Waits::worth_polling`] for the kill switch, which is looked at
+    /// only once `issued`, the count of kill orders to any session, has
+    /// changed since it was last: orders set the switch before they count
+    /// and wake after.
+    #[inline]
+    pub fn kill_worth_polling(&mut self, issued: u64, ordered: impl FnOnce() -> bool) -> bool {
+        if !self.armed[Side::Kill as usize] {
+            return true;
+        }
+        if issued == self.kills_seen {
+            return false;
+        }
+        self.kills_seen = issued;
+        ordered()
     }
 
     /// Records the outcome of polling `side`: Pending arms it, unless it
@@ -80,5 +99,25 @@ mod tests {
         assert!(waits.polled(Side::Kill, Poll::<()>::Pending).is_pending());
         waits.disarm(Side::Kill);
         assert!(waits.worth_polling(Side::Kill, || false));
+    }
+
+    #[test]
+    fn an_armed_kill_switch_is_looked_at_only_once_orders_were_given() {
+        let mut waits = Waits::default();
+        assert!(waits.kill_worth_polling(0, || false), "new: polled");
+        assert!(waits.polled(Side::Kill, Poll::<()>::Pending).is_pending());
+        let looked = std::cell::Cell::new(0);
+        let ordered = |yes| {
+            looked.set(looked.get() + 1);
+            yes
+        };
+        assert!(!waits.kill_worth_polling(0, || ordered(true)));
+        assert_eq!(looked.get(), 0, "no order given: the switch is not read");
+        // Another session's order: read once, and not again.
+        assert!(!waits.kill_worth_polling(1, || ordered(false)));
+        assert!(!waits.kill_worth_polling(1, || ordered(false)));
+        assert_eq!(looked.get(), 1);
+        // This session's.
+        assert!(waits.kill_worth_polling(2, || ordered(true)));
     }
 }
