@@ -1,5 +1,6 @@
 //! Transaction pooling against a real PostgreSQL: many clients over few
-//! connections, named prepared statements across connections, pinning.
+//! connections and their waits for one, named prepared statements across
+//! connections, pinning.
 
 mod support;
 

@@ -232,19 +232,9 @@ impl Pools {
             return;
         };
         let pool = self.tenant_pool(tenant);
-        let password = role_password(&self.secret, &tenant.role);
         let cache = self.cfg.load().prepared_statements_per_connection;
-        match ServerConn::connect(
-            &self.endpoint,
-            &self.timers,
-            tenant.clone(),
-            &password,
-            budget,
-            cache,
-        )
-        .await
-        {
-            Ok(conn) => pool.slots.put_idle(Box::new(conn)),
+        match self.open(tenant, budget, cache).await {
+            Ok(conn) => pool.slots.put_idle(conn),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
             }
