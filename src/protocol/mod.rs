@@ -23,6 +23,7 @@ pub mod tag {
     pub const EXECUTE: u8 = b'E';
     pub const CLOSE: u8 = b'C';
     pub const SYNC: u8 = b'S';
+    pub const FLUSH: u8 = b'H';
     pub const FUNCTION_CALL: u8 = b'F';
     pub const TERMINATE: u8 = b'X';
     pub const PASSWORD: u8 = b'p';

@@ -17,7 +17,7 @@ mod wakes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -33,6 +33,11 @@ use crate::pool::Release;
 use crate::protocol::{self, Severity, TxStatus};
 use crate::tls::ClientStream;
 use startup::{Failed, Hello};
+
+/// How long an ending session waits for its client to take the last of
+/// its reply and its final error: a client that stopped reading must not
+/// keep a task, a socket or a server connection for ever.
+const LAST_WORDS: Duration = Duration::from_secs(2);
 
 /// `_slot`: the client's place under `max_client_connections`, held until
 /// the end.
@@ -121,7 +126,7 @@ pub async fn serve_client(
         ended(ctx, tenant, open.started, outcome, &span)
     };
     if let Some(e) = error {
-        tell(&mut stream, &e).await;
+        let _ = ctx.timers.timeout(LAST_WORDS, tell(&mut stream, &e)).await;
     }
 }
 

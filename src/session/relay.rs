@@ -129,7 +129,7 @@ async fn relay(
         if let Some((mode, reason)) = kill_order
             && (*mode == KillMode::Now || idle(up, down))
         {
-            flush_rest(client, down).await;
+            flush_rest(s, client, down).await;
             return Some(ClientError::Terminated(reason.clone()));
         }
         if up.has_message(max) {
@@ -172,6 +172,7 @@ async fn relay(
         let between = s.mode == PoolMode::Transaction
             && server.is_some()
             && up.pinned.is_none()
+            && !up.unsynced
             && up.out.is_empty()
             && down.settled()
             && down.status == TxStatus::Idle;
@@ -236,6 +237,7 @@ async fn relay(
             || (s.mode == PoolMode::Transaction
                 && server.is_some()
                 && up.pinned.is_none()
+                && !up.unsynced
                 && down.status == TxStatus::Idle);
         match next_event(
             client,
@@ -258,11 +260,13 @@ async fn relay(
             }
             Event::ServerRead(_) | Event::ServerWriteFailed => {
                 // Let the client see what the server said last (often its
-                // FATAL), then report the loss unless the server did.
-                flush_rest(client, down).await;
+                // FATAL), then report the loss unless the server did. The
+                // connection is closed first: a client slow to read must
+                // not hold its slot.
                 if let Some(co) = server.take() {
                     co.release(Release::Dirty).await;
                 }
+                flush_rest(s, client, down).await;
                 return (down.last_tag != tag::ERROR_RESPONSE).then_some(ClientError::BackendLost);
             }
             Event::ClientRead(n) if n > 0 => stats.bytes_in += n as u64,
@@ -387,7 +391,7 @@ fn detach(
     leaving: bool,
 ) -> Option<(Checkout, Release)> {
     s.cancel.set_backend(None);
-    if !(up.out.is_empty() && down.settled()) {
+    if !(up.out.is_empty() && down.settled()) || up.unsynced {
         return Some((co, Release::Dirty));
     }
     if leaving
@@ -415,7 +419,11 @@ async fn finish_detach(co: Checkout, how: Release) {
 
 /// Nothing in flight and no transaction open: a safe moment to end.
 fn idle(up: &Upstream, down: &Downstream) -> bool {
-    up.out.is_empty() && up.inbuf.is_empty() && down.settled() && down.status == TxStatus::Idle
+    up.out.is_empty()
+        && up.inbuf.is_empty()
+        && !up.unsynced
+        && down.settled()
+        && down.status == TxStatus::Idle
 }
 
 /// Room to read about `chunk` bytes into `buf`. Inlined: it runs for both
@@ -465,11 +473,17 @@ fn send_reply(
     Ok(())
 }
 
-async fn flush_rest(client: &mut ClientStream, down: &mut Downstream) {
+/// Writes what the client may still get of its reply before the session
+/// ends, for at most [`super::LAST_WORDS`]: a client that stopped reading
+/// must not keep its server connection forever.
+async fn flush_rest(s: &Session<'_>, client: &mut ClientStream, down: &mut Downstream) {
     let n = down.scanned;
     if n > 0 {
-        let _ = client.write_all(&down.buf[..n]).await;
-        let _ = client.flush().await;
+        let write = async {
+            client.write_all(&down.buf[..n]).await?;
+            client.flush().await
+        };
+        let _ = s.ctx.timers.timeout(super::LAST_WORDS, write).await;
         down.buf.advance(n);
         down.scanned = 0;
     }
@@ -551,9 +565,13 @@ async fn next_event(
                 break 'event Event::ServerRead(r.unwrap_or(0));
             }
             // Without a server, read only while no whole message waits: the
-            // loop must attach one first.
+            // loop must attach one first. Backpressure is on what waits for
+            // the server: the read buffer holds whole messages only until
+            // the loop moves them out, and a message larger than the mark
+            // must still be read whole (its size is capped by
+            // `max_message_bytes`).
             if !up.terminated
-                && up.inbuf.len() < HIGH_WATER
+                && up.out.len() < HIGH_WATER
                 && (server.is_some() || !up.has_message(usize::MAX))
                 && waits.worth_polling(Side::Client, || client.maybe_readable())
                 && let Poll::Ready(r) =

@@ -68,6 +68,12 @@ pub struct Upstream {
     pub terminated: bool,
     /// After a refused Parse: drop messages up to Sync, like the server would.
     discard_until_sync: bool,
+    /// Extended-protocol messages went to the server after its last Sync:
+    /// whatever its last ReadyForQuery said, it is mid-pipeline (maybe in
+    /// an implicit transaction, maybe skipping to the Sync after an error)
+    /// until that Sync's ReadyForQuery. Its connection can't be given to
+    /// anyone else, nor reset, until then.
+    pub unsynced: bool,
     /// Transaction mode: why this client keeps its server connection.
     pub pinned: Option<&'static str>,
     /// Transaction mode: the client may have changed session settings; read
@@ -94,6 +100,7 @@ impl Upstream {
             out: BytesMut::new(),
             terminated: false,
             discard_until_sync: false,
+            unsynced: false,
             pinned: None,
             settings_changed: false,
             rename,
@@ -273,6 +280,13 @@ impl Upstream {
     ) {
         let body = &frame[protocol::HEADER_LEN..];
         let q = &mut down.expect;
+        match t {
+            tag::SYNC => self.unsynced = false,
+            tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH => {
+                self.unsynced = true;
+            }
+            _ => {}
+        }
         match t {
             tag::QUERY => {
                 // The text and its NUL; a malformed body may hold more.

@@ -1,0 +1,175 @@
+//! What a client may leave half done, or send at a size the relay must
+//! not choke on, against a real PostgreSQL: a pipeline without its Sync,
+//! a statement larger than the relay's window, a killed client that
+//! stopped reading. In each, the connection must not reach another client
+//! dirty, and no session may hang.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use support::{raw, registry, sqlstate};
+use tokio::net::TcpStream;
+
+const ADMIN_PASSWORD: &str = "admin-password-for-relay-edges";
+
+/// Parse, Bind and Execute of `sql` as the unnamed statement, then Flush
+/// (no Sync): what pipelining drivers and cursors send to read results
+/// before ending the implicit transaction.
+fn run_unsynced(b: &mut BytesMut, sql: &str) {
+    frontend::parse("", sql, [], b).unwrap();
+    frontend::bind(
+        "",
+        "",
+        [],
+        [],
+        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+        [1],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::execute("", 0, b).unwrap();
+    frontend::flush(b);
+}
+
+/// The tags of the next `n` messages.
+async fn tags(s: &mut TcpStream, n: usize) -> String {
+    let mut tags = String::new();
+    for _ in 0..n {
+        let (tag, _) = raw::read_msg(s).await.expect("server reply");
+        tags.push(tag as char);
+    }
+    tags
+}
+
+#[tokio::test]
+async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
+    let reg = registry();
+    let t = reg.create_tenant("unsynced");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "500"),
+    ]);
+    proxy
+        .client_ok(&key)
+        .await
+        .batch_execute("CREATE TABLE t (n int)")
+        .await
+        .unwrap();
+    // A new client each time: a wait that times out ends its session.
+    let count = || async {
+        let c = proxy.client(&key).await?;
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    };
+
+    // Run but not synced: the server holds an open implicit transaction,
+    // whatever its last ReadyForQuery said. Nobody else may have it.
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (1)")).await;
+    assert_eq!(tags(&mut a, 3).await, "12C");
+    let e = count()
+        .await
+        .expect_err("another client ran inside the pipeline");
+    assert_eq!(sqlstate(&e), "53300", "{e:?}");
+    raw::send(&mut a, frontend::sync).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "Z");
+    assert_eq!(count().await.unwrap(), 1, "committed at the Sync");
+
+    // The same after an error: the server skips everything up to the Sync.
+    raw::send(&mut a, |b| run_unsynced(b, "SELECT * FROM no_such_table")).await;
+    assert_eq!(tags(&mut a, 1).await, "E");
+    let e = count()
+        .await
+        .expect_err("another client's query went to a server skipping to Sync");
+    assert_eq!(sqlstate(&e), "53300", "{e:?}");
+    raw::send(&mut a, frontend::sync).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "Z");
+    assert_eq!(count().await.unwrap(), 1);
+
+    // A client that leaves mid-pipeline: its connection is closed, not
+    // handed on with the insert pending (the next statement would commit it).
+    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (2)")).await;
+    assert_eq!(tags(&mut a, 3).await, "12C");
+    drop(a);
+    let mut n = count().await;
+    for _ in 0..20 {
+        if n.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n = count().await;
+    }
+    assert_eq!(n.unwrap(), 1, "the left client's insert was committed");
+}
+
+#[tokio::test]
+async fn a_statement_larger_than_the_relay_window_passes_whole() {
+    let reg = registry();
+    let t = reg.create_tenant("bigstmt");
+    let key = reg.issue_key(&t);
+    let text = "x".repeat(1_000_000);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode)]);
+        let c = proxy.client_ok(&key).await;
+        let sql = format!("SELECT length('{text}')");
+        let n: i32 = tokio::time::timeout(Duration::from_secs(30), c.query_one(&sql, &[]))
+            .await
+            .unwrap_or_else(|_| panic!("{mode} mode: a 1 MB statement never completed"))
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1_000_000, "{mode} mode");
+        // Simple protocol too, and the session goes on.
+        let rows = c.simple_query(&sql).await.unwrap();
+        assert!(
+            matches!(&rows[1], tokio_postgres::SimpleQueryMessage::Row(r)
+            if r.get(0) == Some("1000000"))
+        );
+        let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_client_that_stopped_reading_frees_its_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("stuck");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "8000"),
+    ]);
+    // A reply of hundreds of megabytes that the client never reads: the
+    // proxy's buffer and both sockets fill, and the server waits.
+    let (mut stuck, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::query(
+        &mut stuck,
+        "SELECT repeat('x', 1000) FROM generate_series(1, 300000)",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let admin = proxy.client_db(ADMIN_PASSWORD, "pgtenant").await.unwrap();
+    admin.simple_query(&format!("KILL {t}")).await.unwrap();
+    // The one connection comes free: the kill does not wait for ever on a
+    // client that won't take the rest of its reply.
+    let next = async {
+        let c = proxy.client(&key).await?;
+        c.query_one("SELECT 7", &[])
+            .await
+            .map(|r| r.get::<_, i32>(0))
+    };
+    let seven = tokio::time::timeout(Duration::from_secs(15), next)
+        .await
+        .expect("the next client never got a connection")
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", proxy.log()));
+    assert_eq!(seven, 7);
+    drop(stuck);
+}
