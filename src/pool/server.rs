@@ -328,15 +328,23 @@ impl ServerConn {
 
     /// Reads back every setting changed in this session (by the client's
     /// SET/RESET/set_config or by the proxy), to replay on the client's
-    /// next connection. Names are lowercased, values in base units. The
-    /// caller records them with [`Self::settings_applied`] (as the shared
-    /// copy it keeps for the client).
-    pub async fn capture_settings(&mut self) -> Result<Vec<(String, String)>, ServerError> {
-        let r = self
-            .simple(&[
-                "SELECT lower(name), setting FROM pg_settings WHERE source = 'session' ORDER BY 1",
-            ])
-            .await?;
+    /// next connection. Names are lowercased, values in base units. Custom
+    /// settings are read by name: those in `custom` and the custom ones
+    /// among `current` (the client's so far). The caller records them with
+    /// [`Self::settings_applied`] (as the shared copy it keeps for the
+    /// client).
+    pub async fn capture_settings(
+        &mut self,
+        custom: &[String],
+        current: &Settings,
+    ) -> Result<Vec<(String, String)>, ServerError> {
+        let known = current.iter().map(|(n, _)| n.as_str());
+        let names = custom
+            .iter()
+            .map(String::as_str)
+            .chain(known.filter(|n| n.contains('.')));
+        let sql = settings::capture_sql(names);
+        let r = self.simple(&[&sql]).await?;
         if let Some(e) = r.errors.into_iter().next() {
             return Err(ServerError::Backend(e));
         }

@@ -39,6 +39,33 @@ pub fn push_set(sql: &mut String, name: &str, value: &str) {
     }
 }
 
+/// The query that reads back a session's settings (name, value), names
+/// lowercased, ordered by name: what `pg_settings` lists as set in the
+/// session, and the custom settings `custom` names, which it never lists
+/// unless an extension defines them (see `session::custom`).
+pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
+    let mut sql =
+        String::from("SELECT lower(name), setting FROM pg_settings WHERE source = 'session'");
+    let mut any = false;
+    for name in custom {
+        sql.push_str(if any {
+            "), ("
+        } else {
+            " UNION SELECT c.n, v FROM (VALUES ("
+        });
+        push_literal(&mut sql, &name.to_lowercase());
+        any = true;
+    }
+    if any {
+        sql.push_str(
+            ")) AS c(n), current_setting(c.n, true) AS v WHERE v IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM pg_settings s WHERE lower(s.name) = c.n)",
+        );
+    }
+    sql.push_str(" ORDER BY 1");
+    sql
+}
+
 /// Appends `RESET name;`.
 pub fn push_reset(sql: &mut String, name: &str) {
     sql.push_str("RESET ");
@@ -93,6 +120,20 @@ fn push_quoted(sql: &mut String, quote: char, s: &str, backslashes: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_reads_custom_settings_by_name() {
+        let plain = "SELECT lower(name), setting FROM pg_settings WHERE source = 'session'";
+        assert_eq!(capture_sql([].into_iter()), format!("{plain} ORDER BY 1"));
+        assert_eq!(
+            capture_sql(["app.who", "App.O'k"].into_iter()),
+            format!(
+                "{plain} UNION SELECT c.n, v FROM (VALUES ('app.who'), ('app.o''k')) AS c(n), \
+                 current_setting(c.n, true) AS v WHERE v IS NOT NULL AND NOT EXISTS \
+                 (SELECT 1 FROM pg_settings s WHERE lower(s.name) = c.n) ORDER BY 1"
+            )
+        );
+    }
 
     fn set(name: &str, value: &str) -> String {
         let mut s = String::new();

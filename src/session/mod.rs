@@ -2,6 +2,7 @@
 //! startup → auth → tenant's pool → relay → release.
 
 pub mod buffers;
+mod custom;
 mod downstream;
 mod expect;
 mod inspect;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use lru::LruCache;
 
+use super::pinning::Effect;
+
 /// A client's named statement.
 #[derive(Debug, Clone)]
 pub struct Statement {
@@ -20,6 +22,9 @@ pub struct Statement {
     pub server_name: Arc<str>,
     /// A complete Parse frame under `server_name`, to send where it's missing.
     pub parse: Bytes,
+    /// What running it does to the session, noted at every Bind: only
+    /// the Parse is read, and a statement may run many times after.
+    pub effect: Effect,
 }
 
 impl Statement {
@@ -38,6 +43,7 @@ impl Statement {
         Statement {
             server_name,
             parse: frame.freeze(),
+            effect: Effect::default(),
         }
     }
 

@@ -190,7 +190,7 @@ async fn relay(
         {
             if up.settings_changed {
                 // SET/RESET/set_config ran: carry the result to the next connection.
-                match co.conn.capture_settings().await {
+                match co.conn.capture_settings(&up.custom_settings, wanted).await {
                     Ok(now) => {
                         *wanted = s.ctx.pools.intern(&now);
                         co.conn.settings_applied(wanted); // the shared copy

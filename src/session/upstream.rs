@@ -9,6 +9,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
+use super::custom::{Unreadable, custom_names};
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
 use super::pinning::{Effect, session_effect};
@@ -79,6 +80,9 @@ pub struct Upstream {
     /// Transaction mode: the client may have changed session settings; read
     /// them back before the connection is given away.
     pub settings_changed: bool,
+    /// Transaction mode: custom settings the client changed, which only
+    /// their names can read back (see [`super::custom`]).
+    pub custom_settings: Vec<String>,
     /// Transaction mode renames named statements; session mode passes them.
     rename: bool,
     /// Whether statements' words are read (for the inspector or `rename`'s
@@ -103,6 +107,7 @@ impl Upstream {
             unsynced: false,
             pinned: None,
             settings_changed: false,
+            custom_settings: Vec::new(),
             rename,
             lex: rename || inspector_reads,
             statements: ClientStatements::new(),
@@ -304,15 +309,19 @@ impl Upstream {
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
-                if let Err(err) = self.check(rest, true, inspector, server) {
-                    frontend::parse("", REFUSED_SQL, [], &mut self.out)
-                        .expect("no NUL in constant");
-                    q.push_back(Expect::Refused(Reply::Parse, err));
-                    self.discard_until_sync = true;
-                    return;
-                }
+                let effect = match self.check(rest, true, inspector, server) {
+                    Ok(effect) => effect,
+                    Err(err) => {
+                        frontend::parse("", REFUSED_SQL, [], &mut self.out)
+                            .expect("no NUL in constant");
+                        q.push_back(Expect::Refused(Reply::Parse, err));
+                        self.discard_until_sync = true;
+                        return;
+                    }
+                };
                 if self.rename && !name.is_empty() {
-                    let st = Statement::from_parse_body(rest);
+                    let mut st = Statement::from_parse_body(rest);
+                    st.effect = effect;
                     self.statements
                         .insert(String::from_utf8_lossy(name).into_owned(), st.clone());
                     if matches!(server.statements.lookup(&st), Lookup::Present) {
@@ -416,6 +425,16 @@ impl Upstream {
         self.out.put_slice(st.server_name.as_bytes());
         self.out.put_u8(0);
         self.out.put_slice(rest);
+        if t == tag::BIND && st.effect != Effect::default() {
+            // It runs again: a setting it changes must be read back before
+            // the connection goes to another client, and statements it
+            // drops are gone from this connection (after the Bind, which
+            // needs its own).
+            self.settings_changed |= st.effect.changes_settings;
+            if st.effect.drops_statements {
+                cache.clear();
+            }
+        }
         true
     }
 
@@ -463,10 +482,12 @@ impl Upstream {
         parse: bool,
         inspector: &dyn Inspector,
         server: &mut ServerConn,
-    ) -> Result<(), Bytes> {
+    ) -> Result<Effect, Bytes> {
         if !self.lex {
-            // Nobody reads the text.
-            return inspector.inspect(cstr(raw), &Lexed::default());
+            // Nobody reads the text (nor needs its effects: no renaming).
+            return inspector
+                .inspect(cstr(raw), &Lexed::default())
+                .map(|()| Effect::default());
         }
         let seen = if parse {
             self.repeats.parse_seen(raw)
@@ -474,18 +495,18 @@ impl Upstream {
             self.repeats.query_seen(raw)
         };
         if seen && inspector.repeat(!parse) {
-            return Ok(());
+            return Ok(Effect::default()); // only texts without effects are remembered
         }
         let sql = cstr(raw);
         let lexed = lexical::scan(sql, self.rename);
         inspector.inspect(sql, &lexed)?;
-        let inert = self.note_session_effect(sql, &lexed, server);
+        let effect = self.note_session_effect(sql, &lexed, server);
         // A repeat read again by the inspector's choice (monitor mode) is
         // remembered already.
         if !seen {
-            self.remember(sql, parse, inert, &lexed);
+            self.remember(sql, parse, effect == Effect::default(), &lexed);
         }
-        Ok(())
+        Ok(effect)
     }
 
     /// Remembers a text [`Upstream::check`] cleared, if its repeats may
@@ -507,29 +528,62 @@ impl Upstream {
 
     /// Transaction mode: pins the client on statements with session
     /// effects, and forgets what a clearing statement wipes on the server.
-    /// True when the statement has none.
-    fn note_session_effect(&mut self, sql: &[u8], lexed: &Lexed, server: &mut ServerConn) -> bool {
+    /// Returns the effects (none outside transaction mode).
+    fn note_session_effect(
+        &mut self,
+        sql: &[u8],
+        lexed: &Lexed,
+        server: &mut ServerConn,
+    ) -> Effect {
         if !self.rename {
-            return true;
+            return Effect::default();
         }
         let e = session_effect(sql, lexed);
         if e == Effect::default() {
-            return true;
+            return e;
         }
-        if let Some(why) = e.pins
-            && self.pinned.is_none()
-        {
-            tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
-            metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
-            self.pinned = Some(why);
+        if let Some(why) = e.pins {
+            self.pin(why);
         }
         if e.drops_statements {
             server.statements.clear();
         }
         if e.changes_settings {
             self.settings_changed = true;
+            self.note_custom_settings(sql);
         }
-        false
+        e
+    }
+
+    /// Remembers the custom settings `sql` changes, to read back by name;
+    /// pins the client when it can't tell which (see [`super::custom`]).
+    fn note_custom_settings(&mut self, sql: &[u8]) {
+        /// Enough for any application; past it, reading them all back
+        /// after every change would cost more than keeping the connection.
+        const MAX_CUSTOM: usize = 64;
+        let why = match custom_names(sql) {
+            Ok(names) => {
+                for n in names {
+                    if !self.custom_settings.contains(&n) {
+                        self.custom_settings.push(n);
+                    }
+                }
+                if self.custom_settings.len() <= MAX_CUSTOM {
+                    return;
+                }
+                "too many custom settings"
+            }
+            Err(Unreadable) => "set_config of a computed name",
+        };
+        self.pin(why);
+    }
+
+    fn pin(&mut self, why: &'static str) {
+        if self.pinned.is_none() {
+            tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
+            metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
+            self.pinned = Some(why);
+        }
     }
 }
 

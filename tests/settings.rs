@@ -1,0 +1,140 @@
+//! Transaction mode against a real PostgreSQL: a client's session settings
+//! follow it from one server connection to the next and reach no other
+//! client, however it changes them (see also `pooling.rs` for startup
+//! settings and values the server refuses).
+
+mod support;
+
+use support::registry;
+use tokio_postgres::Client;
+
+const WHO: &str = "SELECT coalesce(current_setting('app.who', true), '')";
+
+async fn who(c: &Client) -> String {
+    c.query_one(WHO, &[]).await.unwrap().get(0)
+}
+
+/// One server connection: the clients take turns on it, so whatever one
+/// leaves there the next one would see.
+fn one_connection(prefix: &str) -> (support::Proxy, String) {
+    let reg = registry();
+    let t = reg.create_tenant(prefix);
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    (proxy, key)
+}
+
+/// Custom settings (`app.who`, what row-level security policies read) are
+/// not in `pg_settings`: the proxy reads them back by name.
+#[tokio::test]
+async fn custom_settings_follow_their_client_and_no_one_else() {
+    let (proxy, key) = one_connection("customset");
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    let ways = [
+        "SET app.who = 'by SET'",
+        "SET SESSION \"APP\".\"WHO\" TO 'by SET SESSION'",
+        "SELECT set_config('app.who', 'by set_config', false)",
+    ];
+    for sql in ways {
+        a.batch_execute(sql).await.unwrap();
+        assert_eq!(who(&b).await, "", "{sql}: another client got it");
+        let want = sql.split('\'').nth_back(1).unwrap();
+        assert_eq!(who(&a).await, want, "{sql}: the client lost it");
+    }
+    // RESET, and a setting only for the transaction, leave nothing behind.
+    a.batch_execute("RESET app.who").await.unwrap();
+    assert_eq!(who(&a).await, "");
+    a.batch_execute("BEGIN; SET LOCAL app.who = 'local'; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(who(&a).await, "");
+    assert_eq!(who(&b).await, "");
+}
+
+/// A named statement is read once, at its Parse; each later run is only
+/// Bind/Execute/Sync, and must still have its setting read back.
+#[tokio::test]
+async fn a_named_statement_that_sets_a_setting_keeps_it_with_its_client() {
+    let (proxy, key) = one_connection("namedset");
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    let set = a
+        .prepare("SELECT set_config('app.who', $1, false)")
+        .await
+        .unwrap();
+    let timeout = a
+        .prepare("SELECT set_config('statement_timeout', $1, false)")
+        .await
+        .unwrap();
+    for (name, ms) in [("first", "1111"), ("second", "2222"), ("third", "3333")] {
+        a.query_one(&set, &[&name]).await.unwrap();
+        a.query_one(&timeout, &[&ms]).await.unwrap();
+        assert_eq!(who(&b).await, "", "another client got run {name}'s");
+        let t: String = b
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(t, "0", "another client got run {name}'s");
+        assert_eq!(who(&a).await, name, "the client lost its own setting");
+        let t: String = a
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(t, format!("{ms}ms"));
+    }
+}
+
+/// A custom setting given at login stays with the client when it changes
+/// another one later (the read-back must not drop it).
+#[tokio::test]
+async fn a_custom_setting_from_the_login_survives_a_later_set() {
+    let (proxy, key) = one_connection("loginset");
+    let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+    cfg.options("-c app.who=from-login");
+    let (a, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let b = proxy.client_ok(&key).await;
+    assert_eq!(who(&a).await, "from-login");
+    a.batch_execute("SET statement_timeout = 4321")
+        .await
+        .unwrap();
+    assert_eq!(who(&b).await, "");
+    assert_eq!(who(&a).await, "from-login");
+    let t: String = a
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(t, "4321ms");
+}
+
+/// A setting whose name the statement computes can't be read back: the
+/// client keeps its connection instead, and nothing reaches another. (The
+/// firewall refuses such a statement in `enforce` mode, as one that could
+/// set `search_path`; it passes in `monitor` mode.)
+#[tokio::test]
+async fn a_computed_setting_name_pins_the_client() {
+    let reg = registry();
+    let t = reg.create_tenant("computedset");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+        ("PGTENANT_FIREWALL_MODE", "monitor"),
+    ]);
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    a.batch_execute("SELECT set_config('app.' || 'who', 'computed', false)")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(who(&b).await, "");
+        assert_eq!(who(&a).await, "computed");
+    }
+}
