@@ -67,38 +67,52 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
 
 /// Settings under which the server would read statement text differently
 /// from the firewall: multi-byte client encodings whose second bytes can
-/// be ASCII (a quote inside a character), and backslash escapes in ''.
+/// be ASCII (a quote or backslash inside a character), and backslash
+/// escapes in ''. Values are compared as PostgreSQL reads them: encoding
+/// names by their letters and digits only, booleans by any prefix of
+/// their spellings, so `standard_conforming_strings` must spell true.
 fn unsafe_for_the_firewall(name: &str, value: &str) -> bool {
-    if !matches!(name, "client_encoding" | "standard_conforming_strings") {
-        return false;
-    }
-    let v: String = value
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_uppercase();
     match name {
-        "client_encoding" => matches!(
-            v.as_str(),
-            "SJIS"
-                | "SHIFTJIS"
-                | "SHIFTJIS2004"
-                | "MSKANJI"
-                | "WIN932"
-                | "BIG5"
-                | "WIN950"
-                | "GBK"
-                | "WIN936"
-                | "CP936"
-                | "UHC"
-                | "WIN949"
-                | "GB18030"
-                | "JOHAB"
+        "client_encoding" => {
+            let v: String = value
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            CLIENT_ONLY_ENCODINGS.contains(&v.as_str())
+        }
+        "standard_conforming_strings" => !matches!(
+            value.to_ascii_lowercase().as_str(),
+            "on" | "t" | "tr" | "tru" | "true" | "y" | "ye" | "yes" | "1"
         ),
-        "standard_conforming_strings" => matches!(v.as_str(), "OFF" | "FALSE" | "NO" | "0"),
         _ => false,
     }
 }
+
+/// Every name PostgreSQL accepts (`encnames.c`, cleaned: lowercase letters
+/// and digits) for SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030 and
+/// JOHAB: the client-only encodings, the ones whose characters can hide an
+/// ASCII byte. Every server encoding keeps ASCII bytes ASCII.
+const CLIENT_ONLY_ENCODINGS: &[&str] = &[
+    "sjis",
+    "shiftjis",
+    "mskanji",
+    "win932",
+    "windows932",
+    "shiftjis2004",
+    "big5",
+    "win950",
+    "windows950",
+    "gbk",
+    "win936",
+    "windows936",
+    "cp936",
+    "uhc",
+    "win949",
+    "windows949",
+    "gb18030",
+    "johab",
+];
 
 /// What of a refused option may be echoed in errors and logs: the name
 /// only, never a value — a mistyped option can carry the API key.
@@ -219,6 +233,22 @@ mod tests {
     }
 
     #[test]
+    fn settings_the_firewall_reads_alike_pass() {
+        for (k, v) in [
+            ("client_encoding", "UTF8"),
+            ("client_encoding", "SQL_ASCII"), // psql in a C locale
+            ("client_encoding", "LATIN1"),
+            ("client_encoding", "euc-jp"),
+            ("standard_conforming_strings", "on"),
+            ("standard_conforming_strings", "TRUE"),
+            ("standard_conforming_strings", "1"),
+        ] {
+            let req = split(&params(&[(k, v)])).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+            assert_eq!(req.settings, [(k.to_owned(), v.to_owned())]);
+        }
+    }
+
+    #[test]
     fn pinned_settings_are_refused() {
         for (k, v) in [
             ("search_path", "tenant_b"),
@@ -230,7 +260,14 @@ mod tests {
             ("options", "-c x;drop=1"),
             ("client_encoding", "SJIS"),
             ("client_encoding", "big5"),
+            ("client_encoding", "WINDOWS932"),
+            ("client_encoding", "Windows-949"),
+            ("options", "-c client_encoding=shift_jis_2004"),
             ("options", "-c standard_conforming_strings=off"),
+            ("options", "-c standard_conforming_strings=f"),
+            ("options", "-c standard_conforming_strings=of"),
+            ("standard_conforming_strings", "N"),
+            ("standard_conforming_strings", "fals"),
         ] {
             assert!(
                 matches!(
