@@ -12,7 +12,7 @@ pub enum ClientError {
     TlsUnavailable,
     #[error("this pgtenant server accepts only TLS connections")]
     TlsRequired,
-    #[error("an API key must not be sent as a cleartext password over an unencrypted connection")]
+    #[error("an API key must not be sent over an unencrypted connection")]
     PlaintextPassword,
     #[error("no API key given")]
     MissingKey,

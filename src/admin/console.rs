@@ -94,15 +94,10 @@ async fn login(
     peer: SocketAddr,
 ) -> Result<(), ConsoleError> {
     let from_options = options::split(params).ok().and_then(|r| r.key);
+    auth::secret_may_travel(ctx, stream, peer)?;
     let secret = match from_options {
         Some(k) => k,
-        None => {
-            let encrypted = stream.is_tls() || peer.ip().is_loopback();
-            if !encrypted && !ctx.cfg().auth.allow_plaintext_password {
-                return Err(ClientError::PlaintextPassword.into());
-            }
-            auth::ask_password(stream).await?
-        }
+        None => auth::ask_password(stream).await?,
     };
     if secret.is_empty() {
         return Err(ClientError::MissingKey.into());

@@ -34,15 +34,10 @@ pub async fn authenticate(
     peer: SocketAddr,
 ) -> Result<Login, ClientError> {
     let request = options::split(params)?;
+    secret_may_travel(ctx, stream, peer)?;
     let key = match &request.key {
         Some(k) => k.clone(),
-        None => {
-            let encrypted = stream.is_tls() || peer.ip().is_loopback();
-            if !encrypted && !ctx.cfg().auth.allow_plaintext_password {
-                return Err(ClientError::PlaintextPassword);
-            }
-            ask_password(stream).await?
-        }
+        None => ask_password(stream).await?,
     };
     // A source that failed too often is refused unseen; a wrong key costs
     // it a token.
@@ -59,6 +54,23 @@ pub async fn authenticate(
         key: info?,
         request,
     })
+}
+
+/// A key (or the admin password) crosses the network in the clear
+/// without TLS, as a password or in the startup options alike: refused
+/// from a non-loopback address unless `auth.allow_plaintext_password`, so
+/// that the client learns to fix its `sslmode` before its key is used.
+pub(crate) fn secret_may_travel(
+    ctx: &Context,
+    stream: &ClientStream,
+    peer: SocketAddr,
+) -> Result<(), ClientError> {
+    let encrypted = stream.is_tls() || peer.ip().is_loopback();
+    if encrypted || ctx.cfg().auth.allow_plaintext_password {
+        Ok(())
+    } else {
+        Err(ClientError::PlaintextPassword)
+    }
 }
 
 pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError> {

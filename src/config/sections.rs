@@ -72,8 +72,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Accept an API key sent as a cleartext password over a non-TLS
-    /// connection from a non-loopback address. Off: such clients must use TLS.
+    /// Accept an API key (as a cleartext password or a startup option)
+    /// over a non-TLS connection from a non-loopback address. Off: such
+    /// clients must use TLS.
     pub allow_plaintext_password: bool,
     /// Failed logins a source address may make at once before throttling.
     pub failed_login_burst: u32,
