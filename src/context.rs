@@ -129,8 +129,13 @@ impl Context {
             ));
             new.listen_addr = old.listen_addr;
         }
-        if new.backend.url != old.backend.url || new.backend.secret != old.backend.secret {
-            report.push("backend.url and backend.secret change only on restart".into());
+        // The pools' endpoint (address, TLS policy, connect timeout) and the
+        // registry's connections are built from it once.
+        if new.backend != old.backend {
+            report.push(
+                "backend.* (url, secret, tls, tls_ca, connect_timeout_ms) changes only on restart"
+                    .into(),
+            );
             new.backend = old.backend.clone();
         }
         if new.admin.metrics_addr != old.admin.metrics_addr {

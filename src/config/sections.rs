@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendConfig {
     /// postgres:// URL of the control-plane (admin) connection. The data
