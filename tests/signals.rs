@@ -208,6 +208,43 @@ async fn per_tenant_overrides_pick_mode_and_client_limit() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Deactivated, C's connections close and the reaper does not open new
+    // ones (its role can't log in, or may be gone); a login after it is
+    // active again brings min_idle back.
+    let role_c = format!("tenant_{c}");
+    reg.cli(&["tenant", "deactivate", &c]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while role_connections(&role_c).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "still open
+{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            role_connections(&role_c).await,
+            0,
+            "reopened
+{}",
+            proxy.log()
+        );
+    }
+    reg.cli(&["tenant", "activate", &c]);
+    drop(proxy.client_ok(&kc).await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while role_connections(&role_c).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "min_idle not back
+{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Tenant B: session mode (the default) — each client has its own connection.
     let b1 = proxy.client(&kb).await.unwrap();

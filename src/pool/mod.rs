@@ -23,7 +23,7 @@ pub use settings::Settings;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,12 @@ struct TenantPool {
     clients: Resizable,
     /// Clients in `acquire` now (admin console, metrics).
     waiters: Arc<gate::Waiters>,
+    /// `min_idle` connections being opened now: counted as present, or a
+    /// backend slower than the reaper's tick gets several per tick.
+    warming: AtomicUsize,
+    /// The registry changed the tenant (deactivated, dropped, …): no
+    /// `min_idle` connections until one of its clients logs in again.
+    forgotten: AtomicBool,
 }
 
 pub struct Pools {
@@ -136,6 +142,8 @@ impl Pools {
                     slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
                     clients: Resizable::new(client_limit(t.max_client_connections)),
                     waiters: Arc::default(),
+                    warming: AtomicUsize::new(0),
+                    forgotten: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -156,6 +164,10 @@ impl Pools {
                     tenant: tenant.name.clone(),
                     max: pool.clients.size(),
                 })?;
+        // A login proves the tenant active.
+        if pool.forgotten.load(Ordering::Relaxed) {
+            pool.forgotten.store(false, Ordering::Relaxed);
+        }
         Ok(Admission {
             pool,
             _permit: permit,
@@ -212,15 +224,19 @@ impl Pools {
     }
 
     /// Tenants whose idle connections are below `min_idle`, with how many
-    /// are missing (counting a tenant's busy connections as present).
+    /// are missing (counting a tenant's busy connections, and those being
+    /// opened, as present). Tenants the registry changed since their last
+    /// login are left alone (a deactivated or dropped one must not get
+    /// connections back every tick).
     pub fn below_min_idle(&self) -> Vec<(Arc<Tenant>, usize)> {
         let cfg = self.cfg.load();
         let map = self.tenants.lock().expect("poisoned");
         map.values()
+            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
             .filter_map(|p| {
                 let min = cfg.for_tenant(&p.tenant.name).min_idle;
                 let (out, idle) = p.slots.counts();
-                let have = idle + out;
+                let have = idle + out + p.warming.load(Ordering::Relaxed);
                 (have < min).then(|| (p.tenant.clone(), min - have))
             })
             .collect()
@@ -233,7 +249,13 @@ impl Pools {
         };
         let pool = self.tenant_pool(tenant);
         let cache = self.cfg.load().prepared_statements_per_connection;
-        match self.open(tenant, budget, cache).await {
+        pool.warming.fetch_add(1, Ordering::Relaxed);
+        let opened = self.open(tenant, budget, cache).await;
+        pool.warming.fetch_sub(1, Ordering::Relaxed);
+        match opened {
+            // Forgotten meanwhile: the connection may be for a tenant that
+            // is gone; it closes here.
+            Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
             Ok(conn) => pool.slots.put_idle(conn),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
@@ -449,6 +471,7 @@ impl Pools {
     pub fn forget_tenant(&self, id: Uuid) {
         let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
         if let Some(p) = pool {
+            p.forgotten.store(true, Ordering::Relaxed);
             drop(p.slots.with_idle(std::mem::take));
         }
     }

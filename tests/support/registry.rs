@@ -69,7 +69,7 @@ impl Registry {
 
     /// Runs a pgtenant CLI command against this registry; panics with its output
     /// on failure, returns its stdout otherwise.
-    fn cli(&self, args: &[&str]) -> String {
+    pub fn cli(&self, args: &[&str]) -> String {
         let output = super::pgtenant_cli(args, &self.env_refs());
         if !output.status.success() {
             panic!(
