@@ -176,7 +176,11 @@ impl ServerConn {
             buf: BytesMut::with_capacity(4096),
             _budget: budget,
         };
-        let login = conn.login(&ep.dbname, password);
+        // The role's password itself may go only where nobody can listen
+        // in or stand in: a verified server, or this host.
+        let cleartext_ok = addr.ip().is_loopback()
+            || matches!(ep.tls.mode, BackendTls::VerifyCa | BackendTls::VerifyFull);
+        let login = conn.login(&ep.dbname, password, cleartext_ok);
         timers
             .timeout(ep.connect_timeout, login)
             .await
@@ -185,7 +189,14 @@ impl ServerConn {
         Ok(conn)
     }
 
-    async fn login(&mut self, dbname: &str, password: &str) -> Result<(), ServerError> {
+    /// `cleartext_ok`: the server may ask for the password itself (its
+    /// `password` method); otherwise only a proof of it (SCRAM, MD5) goes.
+    async fn login(
+        &mut self,
+        dbname: &str,
+        password: &str,
+        cleartext_ok: bool,
+    ) -> Result<(), ServerError> {
         let mut out = BytesMut::new();
         let role = self.tenant.role.clone();
         frontend::startup_message(
@@ -207,7 +218,16 @@ impl ServerConn {
                     out.clear();
                     match body.get_i32() {
                         0 => continue,
-                        3 => frontend::password_message(password.as_bytes(), &mut out)?,
+                        3 if cleartext_ok => {
+                            frontend::password_message(password.as_bytes(), &mut out)?
+                        }
+                        3 => {
+                            return Err(bad(
+                                "the server asked for the role's password in cleartext over a \
+                                 connection that may be read or intercepted; use scram-sha-256 \
+                                 in pg_hba.conf, or backend.tls = verify-ca or verify-full",
+                            ));
+                        }
                         5 => {
                             let salt = body.get(..4).ok_or_else(|| bad("short MD5 salt"))?;
                             let hash = postgres_protocol::authentication::md5_hash(
