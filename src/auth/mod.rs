@@ -25,6 +25,9 @@ const MAX_PASSWORD_MSG: usize = 1024;
 pub struct Login {
     pub key: Arc<KeyInfo>,
     pub request: ClientRequest,
+    /// The registry's [`generation`](crate::registry::Registry::generation)
+    /// before the key was looked up.
+    pub generation: u64,
 }
 
 pub async fn authenticate(
@@ -42,6 +45,7 @@ pub async fn authenticate(
     // A source that failed too often is refused unseen; a wrong key costs
     // it a token.
     let ticket = throttle::gate(ctx, peer).await?;
+    let generation = ctx.registry.generation();
     let info = check_key(ctx, &key).await;
     ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
     ctx.meters.get().login(match &info {
@@ -53,6 +57,7 @@ pub async fn authenticate(
     Ok(Login {
         key: info?,
         request,
+        generation,
     })
 }
 

@@ -337,6 +337,12 @@ impl Registry {
         self.invalidate(|_| true);
     }
 
+    /// Counts invalidations: a login that read its key before a change
+    /// arrived sees it move (see `session::open`).
+    pub fn generation(&self) -> u64 {
+        self.cache.lock().expect("poisoned").generation
+    }
+
     /// The current state of each (key id, tenant id) pair, in one query.
     pub async fn check_keys(
         &self,

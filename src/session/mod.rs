@@ -231,6 +231,16 @@ async fn open<'c>(
         started: Instant::now(),
         kill: kill.clone(),
     });
+    // A change to the registry that arrived while the key was looked up
+    // (the lookup may have read it just before a revocation committed)
+    // was handled, live sessions re-checked, before this one was listed:
+    // check its key once more, now that a later change would find it.
+    if ctx.registry.generation() != login.generation
+        && let Err(e) = recheck_key(ctx, &login.key).await
+    {
+        tracing::info!(error = %e, "login refused: its key changed while it logged in");
+        return Err(e);
+    }
     let mut checkout = ctx.pools.acquire(&admitted).await?;
     let wanted = ctx.pools.intern(&login.request.settings);
     let pending = match relay::client_settings(ctx, &mut checkout, &wanted).await {
@@ -275,6 +285,25 @@ async fn open<'c>(
         pending,
         started: Instant::now(),
     }))
+}
+
+/// The state of a key that logged in, read from the database.
+async fn recheck_key(ctx: &Context, key: &crate::registry::KeyInfo) -> Result<(), ClientError> {
+    let checks = ctx
+        .registry
+        .check_keys(&[(key.key_id, key.tenant.id)])
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %crate::error::with_causes(&e), "registry re-check failed");
+            ClientError::RegistryUnavailable
+        })?;
+    match checks.get(&key.key_id).map(|c| c.state) {
+        Some(crate::registry::KeyState::Valid) => Ok(()),
+        Some(crate::registry::KeyState::TenantInactive) => {
+            Err(ClientError::TenantInactive(key.tenant.name.clone()))
+        }
+        _ => Err(ClientError::InvalidKey),
+    }
 }
 
 /// Sends a FATAL ErrorResponse, best effort: the client may be gone.
