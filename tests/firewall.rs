@@ -560,3 +560,57 @@ async fn a_nul_inside_a_message_never_makes_a_repeat() {
     let left: Vec<String> = left.iter().map(|r| r.get(0)).collect();
     assert_eq!(left, vec![two.marker_b.clone()]);
 }
+
+/// A FunctionCall message (libpq's `PQfn`) names its function by OID and
+/// carries no SQL: only the large-object functions may be called so.
+#[tokio::test]
+async fn the_function_call_message_reaches_only_large_objects() {
+    use bytes::BufMut;
+    use support::raw;
+
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    // The allowed OIDs are PostgreSQL's own for those names.
+    let c = proxy.client_ok(&two.key_a).await;
+    for (oid, name) in pgtenant::firewall::rules::FASTPATH_FUNCTIONS {
+        let found: String = c
+            .query_one(
+                "SELECT proname::text FROM pg_catalog.pg_proc WHERE oid = $1",
+                &[oid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(found, *name, "OID {oid}");
+    }
+    let (mut s, _, _) = raw::startup(proxy.addr, &two.key_a).await;
+    // One int4 argument in binary, binary result.
+    let call = |oid: u32, arg: i32| {
+        move |b: &mut bytes::BytesMut| {
+            b.put_u8(b'F');
+            b.put_i32(4 + 4 + 2 + 2 + 2 + 4 + 4 + 2);
+            b.put_u32(oid);
+            b.put_i16(1);
+            b.put_i16(1);
+            b.put_i16(1);
+            b.put_i32(4);
+            b.put_i32(arg);
+            b.put_i16(1);
+        }
+    };
+    // pg_backend_pid() would do no harm, but set_config, pg_notify or
+    // query_to_xml would: nothing but large objects passes.
+    raw::send(&mut s, call(2026, 0)).await; // pg_backend_pid
+    let err = raw::until_ready(&mut s).await.expect("refused");
+    assert!(
+        err.contains("42501") && err.contains("function_call") && err.contains("2026"),
+        "{err}"
+    );
+    // lo_creat(-1) creates a large object and returns its OID.
+    raw::query(&mut s, "BEGIN").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::send(&mut s, call(957, -1)).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "VZ");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
+}

@@ -41,6 +41,9 @@ pub const DYNAMIC_SQL: &str = "dynamic_sql";
 pub const OTHER_TENANTS: &str = "other_tenants";
 /// `LISTEN/NOTIFY/UNLISTEN`, `pg_notify()`.
 pub const LISTEN_NOTIFY: &str = "listen_notify";
+/// The FunctionCall protocol message (libpq's `PQfn`): a function called
+/// by OID, with no SQL text to check; only large objects may use it.
+pub const FUNCTION_CALL: &str = "function_call";
 /// Something the walker cannot classify: refused rather than guessed.
 pub const UNCLASSIFIED: &str = "unclassified";
 /// Text that does not parse and is not provably harmless.
@@ -63,8 +66,29 @@ pub const ALL: &[&str] = &[
     DYNAMIC_SQL,
     OTHER_TENANTS,
     LISTEN_NOTIFY,
+    FUNCTION_CALL,
     UNCLASSIFIED,
     UNPARSABLE,
+];
+
+/// Functions a FunctionCall message may call, by their fixed OIDs in
+/// `pg_catalog`: the large-object functions that libpq's `lo_*` and JDBC's
+/// `LargeObjectManager` call that way. The server checks each large
+/// object's own privileges; SQL may call them too.
+pub const FASTPATH_FUNCTIONS: &[(u32, &str)] = &[
+    (715, "lo_create"),
+    (952, "lo_open"),
+    (953, "lo_close"),
+    (954, "loread"),
+    (955, "lowrite"),
+    (956, "lo_lseek"),
+    (957, "lo_creat"),
+    (958, "lo_tell"),
+    (964, "lo_unlink"),
+    (1004, "lo_truncate"),
+    (3170, "lo_lseek64"),
+    (3171, "lo_tell64"),
+    (3172, "lo_truncate64"),
 ];
 
 /// What to do instead, per rule.
@@ -100,6 +124,7 @@ pub fn hint(rule: &str) -> &'static str {
         LISTEN_NOTIFY => {
             "LISTEN/NOTIFY channels are not yet separated per tenant, so they are disabled."
         }
+        FUNCTION_CALL => "Call the function with SELECT, where the firewall can see it.",
         UNCLASSIFIED => "Rewrite the statement in a more common form, or ask the operator.",
         UNPARSABLE => {
             "Fix the syntax error; the firewall forwards unparsable text only when it is provably harmless."

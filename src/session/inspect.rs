@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::upstream::Inspector;
 use crate::config::FirewallMode;
-use crate::firewall::Firewall;
+use crate::firewall::{Firewall, rules};
 use crate::lexical::Lexed;
 use crate::protocol::{self, Severity};
 
@@ -62,6 +62,34 @@ impl Inspector for TenantFirewall<'_> {
         let Err((rule, message, hint)) = verdict else {
             return Ok(());
         };
+        self.refuse(rule, &message, &hint)
+    }
+
+    fn function_call(&self, oid: Option<u32>) -> Result<(), Bytes> {
+        if self.mode == FirewallMode::Off
+            || oid.is_some_and(|o| rules::FASTPATH_FUNCTIONS.iter().any(|(f, _)| *f == o))
+        {
+            return Ok(());
+        }
+        let message = match oid {
+            Some(o) => format!(
+                "pgtenant: function_call: the function-call message may call only large-object \
+                 functions, not the function with OID {o}"
+            ),
+            None => "pgtenant: function_call: malformed function-call message".to_owned(),
+        };
+        self.refuse(
+            rules::FUNCTION_CALL,
+            &message,
+            rules::hint(rules::FUNCTION_CALL),
+        )
+    }
+}
+
+impl TenantFirewall<'_> {
+    /// What a refusal becomes: a log line (monitor) or the client's
+    /// ErrorResponse (enforce).
+    fn refuse(&self, rule: &'static str, message: &str, hint: &str) -> Result<(), Bytes> {
         if self.mode == FirewallMode::Monitor {
             tracing::warn!(parent: self.span, rule, "firewall (monitor): would refuse: {message}");
             metrics::counter!("pgtenant_firewall_monitored_total", "rule" => rule).increment(1);
@@ -69,7 +97,7 @@ impl Inspector for TenantFirewall<'_> {
         }
         tracing::info!(parent: self.span, rule, "firewall refused a statement");
         let mut buf = BytesMut::new();
-        protocol::error_response(&mut buf, Severity::Error, "42501", &message, Some(&hint));
+        protocol::error_response(&mut buf, Severity::Error, "42501", message, Some(hint));
         Err(buf.freeze())
     }
 }

@@ -40,6 +40,12 @@ pub trait Inspector: Send + Sync {
         true
     }
 
+    /// A FunctionCall message calls the function with this OID (None: the
+    /// message is too short to name one); `Err` holds the ErrorResponse.
+    fn function_call(&self, _oid: Option<u32>) -> Result<(), Bytes> {
+        Ok(())
+    }
+
     /// The session repeats a text it had cleared (see
     /// [`super::repeats`]): may it pass without a new look? `lexical`: the
     /// earlier text was cleared by the lexical facts alone, and this one
@@ -334,6 +340,18 @@ impl Upstream {
                     q.push_back(Expect::Pass(Reply::Parse));
                 }
             }
+            tag::FUNCTION_CALL => {
+                let oid = body
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes(b.try_into().expect("4")));
+                if let Err(err) = inspector.function_call(oid) {
+                    frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
+                    q.push_back(Expect::Refused(Reply::UntilReady, err));
+                    return;
+                }
+                self.out.extend_from_slice(frame);
+                q.push_back(Expect::Pass(Reply::UntilReady));
+            }
             tag::BIND | tag::DESCRIBE if self.rename => {
                 let renamed = self.rename_statement(t, body, &mut server.statements, q);
                 if !renamed {
@@ -368,7 +386,6 @@ impl Upstream {
                         self.discard_until_sync = false;
                         Some(Reply::UntilReady)
                     }
-                    tag::FUNCTION_CALL => Some(Reply::UntilReady),
                     _ => None, // Flush, COPY data: no reply of their own
                 };
                 if let Some(r) = reply {
