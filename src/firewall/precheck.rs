@@ -16,13 +16,20 @@
 
 use crate::lexical::{Lead, Lexed};
 
-/// For text that does not parse: true when forwarding it cannot reach
+/// For text the grammar rejects: true when forwarding it cannot reach
 /// another schema even if the server's grammar accepts it (it may be an
-/// older or newer PostgreSQL than pg_query's). Typos in plain statements
-/// stay forwarded so the client sees the server's own syntax error.
-/// `l` must come from a whole-text scan (`session_facts`).
+/// older or newer PostgreSQL than pg_query's). Typos in one plain
+/// statement stay forwarded so the client sees the server's own syntax
+/// error; a second statement, or a first word hidden behind a comment or
+/// a parenthesis, can't be told apart from a statement the server runs,
+/// and so is refused. `l` must come from a whole-text scan
+/// (`session_facts`).
 pub(crate) fn inert_on_parse_failure(l: &Lexed) -> bool {
-    !l.suspicious_char && !l.sensitive_word && l.lead != Lead::Other
+    !l.suspicious_char
+        && !l.sensitive_word
+        && l.lead != Lead::Other
+        && !l.odd_start
+        && !l.second_statement
 }
 
 #[cfg(test)]
@@ -86,5 +93,11 @@ mod tests {
         assert!(!inert_on_parse_failure("SET ROLE system_user"));
         assert!(!inert_on_parse_failure("SELECT 1; GRANT x"));
         assert!(!inert_on_parse_failure("SELEC pg_sleep(1)"));
+        // A statement the lexical pass can't read as one: after a comment
+        // or a parenthesis, or a second one.
+        assert!(!inert_on_parse_failure("/**/ SET x = 1"));
+        assert!(!inert_on_parse_failure("(SELEC 1"));
+        assert!(!inert_on_parse_failure("SELEC 1; /**/ LISTEN c"));
+        assert!(!inert_on_parse_failure("SELEC 1; SELEC 2"));
     }
 }

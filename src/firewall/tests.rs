@@ -227,9 +227,35 @@ fn unknown_or_broken_input_is_refused_not_guessed() {
         "{:?}",
         rule_of(&fw, &deep)
     );
-    // ...and without one it is harmless whatever the parser thinks.
-    let deep_ok = format!("SELECT {}1{}", "f(".repeat(300), ")".repeat(300));
-    assert_eq!(rule_of(&fw, &deep_ok), OK);
+    // Without one, too: the server parses what pg_query's decoder can't,
+    // so nothing it holds can be assumed to fail there.
+    let deep = format!("SELECT {}1{}", "f(".repeat(300), ")".repeat(300));
+    assert_eq!(rule_of(&fw, &deep), UNC);
+    // (A single plain statement like that still passes the lexical fast
+    // path, which needs no parse.)
+    let fast = Firewall::new(policy(), 0);
+    assert_eq!(rule_of(&fast, &deep), OK);
+    // A second statement behind a comment was forwarded unread with it.
+    for hidden in [
+        "SET standard_conforming_strings = off",
+        "LISTEN other_tenant",
+        "SET search_path = public",
+    ] {
+        let sql = format!(
+            "SELECT {}1{}; /**/ {hidden}",
+            "abs(".repeat(120),
+            ")".repeat(120)
+        );
+        assert_eq!(rule_of(&fast, &sql), UNC, "{hidden}");
+        assert_eq!(rule_of(&fw, &sql), UNC, "{hidden}");
+    }
+    // A syntax error is forwarded (the client sees the server's own error)
+    // only as one plain statement without names: a second statement, or
+    // a first one behind a comment, may parse on an older server.
+    for sql in ["SELEC 1; /**/ SET x.y = 1", "/**/ SELEC 1", "(SELEC 1"] {
+        assert_eq!(rule_of(&fw, sql), UNP, "{sql}");
+    }
+    assert_eq!(rule_of(&fw, "SELEC 1"), OK);
 }
 
 #[test]

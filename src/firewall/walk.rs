@@ -281,12 +281,16 @@ impl Walker<'_> {
         self.nesting -= 1;
     }
 
-    /// Text the parser rejected: forward it only when provably harmless
-    /// (no qualified names, quoted identifiers, escapes or sensitive words),
-    /// because the server's grammar may be older or newer than pg_query's.
+    /// Text the parser rejected: forward a syntax error only when provably
+    /// harmless (no qualified names, quoted identifiers, escapes or
+    /// sensitive words), because the server's grammar may be older or newer
+    /// than pg_query's. Anything else the server may well run (a tree too
+    /// deep for pg_query's decoder is fine there): refused.
     pub(crate) fn unparsed(&mut self, sql: &str, f: Failure) {
         // A whole-text scan: the early-stopping one decides the fast path only.
-        if precheck::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), true)) {
+        if f == Failure::Syntax
+            && precheck::inert_on_parse_failure(&crate::lexical::scan(sql.as_bytes(), true))
+        {
             return;
         }
         match f {
