@@ -52,6 +52,11 @@ pub enum ClientError {
     /// The session was ended on purpose; the text says why.
     #[error("{0}")]
     Terminated(String),
+    #[error(
+        "pgtenant: settings: the server's {0} became {1} (through dynamic SQL or a function): \
+         the firewall no longer reads this session's statements as the server does"
+    )]
+    ReadingChanged(String, String),
 }
 
 impl ClientError {
@@ -62,7 +67,7 @@ impl ClientError {
             Startup(_) | Protocol(_) => "08P01",
             TlsUnavailable | TlsRequired | PlaintextPassword | TenantInactive(_) => "28000",
             MissingKey | InvalidKey => "28P01",
-            ForbiddenOption(_) => "42501",
+            ForbiddenOption(_) | ReadingChanged(..) => "42501",
             LoginTimeout => "08006",
             RegistryUnavailable => "57P03",
             TooManyClients(_) | TooManyTenantClients { .. } | PoolTimeout { .. } => "53300",
@@ -89,6 +94,9 @@ impl ClientError {
                 "retry later, or raise pool.pool_size / max_client_connections"
             }
             RegistryUnavailable => "retry in a moment",
+            ReadingChanged(..) => {
+                "keep standard_conforming_strings on and client_encoding UTF8 or a single-byte encoding"
+            }
             _ => return None,
         })
     }

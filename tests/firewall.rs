@@ -614,3 +614,38 @@ async fn the_function_call_message_reaches_only_large_objects() {
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
 }
+
+/// Dynamic SQL in a DO block or a function runs text the firewall never
+/// sees. When it makes the server read SQL differently from the firewall
+/// (`standard_conforming_strings` off, a client-only encoding), the
+/// server reports it, and the session ends before another statement.
+#[tokio::test]
+async fn a_server_that_stops_reading_sql_as_the_firewall_does_ends_the_session() {
+    let two = two_tenants().await;
+    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    for (setting, sql) in [
+        (
+            "standard_conforming_strings",
+            "DO $$BEGIN EXECUTE 'SET standard_conforming_strings = o' || 'ff'; END$$",
+        ),
+        (
+            "client_encoding",
+            "DO $$BEGIN EXECUTE 'SET client_encoding = ' || quote_literal('SJ' || 'IS'); END$$",
+        ),
+    ] {
+        let c = proxy.client_ok(&two.key_a).await;
+        let e = c.batch_execute(sql).await.expect_err(setting);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+        assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE, "{db:?}");
+        assert!(db.message().contains(setting), "{db:?}");
+        assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err());
+    }
+    // A single-byte encoding reads ASCII as UTF-8 does: the session goes on.
+    let c = proxy.client_ok(&two.key_a).await;
+    c.batch_execute(
+        "DO $$BEGIN EXECUTE 'SET client_encoding = ' || quote_literal('LAT' || 'IN1'); END$$",
+    )
+    .await
+    .unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+}

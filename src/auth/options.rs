@@ -57,62 +57,13 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
     if !valid_name || PINNED.contains(&lower.as_str()) || lower.starts_with("pgtenant.") {
         return Err(ClientError::ForbiddenOption(shown(name)));
     }
-    if unsafe_for_the_firewall(&lower, value) {
+    if crate::firewall::misread_under(&lower, value) {
         return Err(ClientError::ForbiddenOption(shown(name)));
     }
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
     Ok(())
 }
-
-/// Settings under which the server would read statement text differently
-/// from the firewall: multi-byte client encodings whose second bytes can
-/// be ASCII (a quote or backslash inside a character), and backslash
-/// escapes in ''. Values are compared as PostgreSQL reads them: encoding
-/// names by their letters and digits only, booleans by any prefix of
-/// their spellings, so `standard_conforming_strings` must spell true.
-fn unsafe_for_the_firewall(name: &str, value: &str) -> bool {
-    match name {
-        "client_encoding" => {
-            let v: String = value
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .map(|c| c.to_ascii_lowercase())
-                .collect();
-            CLIENT_ONLY_ENCODINGS.contains(&v.as_str())
-        }
-        "standard_conforming_strings" => !matches!(
-            value.to_ascii_lowercase().as_str(),
-            "on" | "t" | "tr" | "tru" | "true" | "y" | "ye" | "yes" | "1"
-        ),
-        _ => false,
-    }
-}
-
-/// Every name PostgreSQL accepts (`encnames.c`, cleaned: lowercase letters
-/// and digits) for SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030 and
-/// JOHAB: the client-only encodings, the ones whose characters can hide an
-/// ASCII byte. Every server encoding keeps ASCII bytes ASCII.
-const CLIENT_ONLY_ENCODINGS: &[&str] = &[
-    "sjis",
-    "shiftjis",
-    "mskanji",
-    "win932",
-    "windows932",
-    "shiftjis2004",
-    "big5",
-    "win950",
-    "windows950",
-    "gbk",
-    "win936",
-    "windows936",
-    "cp936",
-    "uhc",
-    "win949",
-    "windows949",
-    "gb18030",
-    "johab",
-];
 
 /// What of a refused option may be echoed in errors and logs: the name
 /// only, never a value — a mistyped option can carry the API key.

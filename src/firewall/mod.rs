@@ -54,6 +54,8 @@ mod stmt;
 mod tree;
 mod walk;
 
+pub use settings::misread_under;
+
 #[cfg(test)]
 mod tests;
 

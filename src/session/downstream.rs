@@ -27,6 +27,27 @@ pub struct Downstream {
     pub transactions: u64,
     /// Statements completed (CommandComplete).
     pub queries: u64,
+    /// The firewall enforces: the server must keep reading SQL as it does
+    /// (see [`crate::firewall::misread_under`]).
+    pub guard_reading: bool,
+}
+
+/// A server that now reads SQL differently from the firewall (its
+/// `standard_conforming_strings` or `client_encoding` changed where the
+/// firewall could not see it: dynamic SQL, a function) ends the session.
+fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
+    let mut parts = body.split(|&b| b == 0);
+    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    let (name, value) = (
+        String::from_utf8_lossy(name).to_ascii_lowercase(),
+        String::from_utf8_lossy(value),
+    );
+    if crate::firewall::misread_under(&name, &value) {
+        return Err(ClientError::ReadingChanged(name, value.into_owned()));
+    }
+    Ok(())
 }
 
 /// Messages the server may send at any time, outside any reply.
@@ -45,6 +66,7 @@ impl Downstream {
             expect: VecDeque::new(),
             transactions: 0,
             queries: 0,
+            guard_reading: false,
         }
     }
 
@@ -113,7 +135,11 @@ impl Downstream {
                 if !whole {
                     break;
                 }
-                record_param(params, &self.buf[pos + HEADER_LEN..pos + h.frame_len]);
+                let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
+                if self.guard_reading {
+                    misread_guard(body)?;
+                }
+                record_param(params, body);
             }
             if let Some(Expect::Hidden) = head {
                 if !whole {

@@ -65,6 +65,10 @@ impl Inspector for TenantFirewall<'_> {
         self.refuse(rule, &message, &hint)
     }
 
+    fn enforces(&self) -> bool {
+        self.mode == FirewallMode::Enforce
+    }
+
     fn function_call(&self, oid: Option<u32>) -> Result<(), Bytes> {
         if self.mode == FirewallMode::Off
             || oid.is_some_and(|o| rules::FASTPATH_FUNCTIONS.iter().any(|(f, _)| *f == o))

@@ -83,6 +83,7 @@ pub async fn run(
     let mut wanted = s.settings.clone();
     // Buffers grow on first use: an idle client costs little memory.
     let mut down = Downstream::new(BytesMut::new());
+    down.guard_reading = s.inspector.enforces();
     let mut server = Some(first);
     let mut stats = Stats::default();
     if let Some(sql) = settings {

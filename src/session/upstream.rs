@@ -40,6 +40,12 @@ pub trait Inspector: Send + Sync {
         true
     }
 
+    /// Whether refusals are enforced (not only logged): then the server
+    /// must keep reading SQL as the inspector does.
+    fn enforces(&self) -> bool {
+        false
+    }
+
     /// A FunctionCall message calls the function with this OID (None: the
     /// message is too short to name one); `Err` holds the ErrorResponse.
     fn function_call(&self, _oid: Option<u32>) -> Result<(), Bytes> {
