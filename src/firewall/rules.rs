@@ -243,6 +243,11 @@ const FUNCTIONS: &[(&str, FuncClass)] = &[
     ("pg_signal_backend", Refuse(OTHER_TENANTS, SIGNALS_OTHERS)),
     ("pg_stat_file", Refuse(SERVER_FILES, READS_FILES)),
     ("pg_stat_get_activity", Refuse(OTHER_TENANTS, SEES_OTHERS)),
+    // What the pg_stat_progress_* views read: other sessions' pids.
+    (
+        "pg_stat_get_progress_info",
+        Refuse(OTHER_TENANTS, SEES_OTHERS),
+    ),
     ("pg_stat_statements", Refuse(OTHER_TENANTS, SEES_OTHERS)),
     (
         "pg_stat_statements_info",

@@ -62,6 +62,10 @@ impl Walker<'_> {
     /// be walked (it was refused).
     pub(crate) fn statement(&mut self, kind: &'static str, n: N<'_>, cx: &Cx<'_>) -> bool {
         match kind {
+            // SELECT … INTO creates a table: a DDL target, like CREATE TABLE AS.
+            "SelectStmt" if n.get("into_clause").is_some() => {
+                self.target(n.get("into_clause").and_then(|i| i.get("rel")));
+            }
             // Plain statements: the generic walk checks everything in them.
             "RawStmt"
             | "SelectStmt"

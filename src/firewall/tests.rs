@@ -112,6 +112,15 @@ fn shared_schemas_come_from_the_policy() {
     // Readable, not writable.
     assert_eq!(rule_of(&shared, "INSERT INTO extensions.t VALUES (1)"), OK);
     assert_eq!(rule_of(&shared, "DROP TABLE extensions.t"), X);
+    assert_eq!(
+        rule_of(&shared, "SELECT * FROM pg_stat_get_progress_info('VACUUM')"),
+        OTH
+    );
+    // Creating a table there is DDL, whichever spelling.
+    assert_eq!(rule_of(&shared, "CREATE TABLE extensions.n AS SELECT 1"), X);
+    assert_eq!(rule_of(&shared, "SELECT 1 AS x INTO extensions.n"), X);
+    assert_eq!(rule_of(&shared, "SELECT 1 AS x INTO tenant_a.n"), OK);
+    assert_eq!(rule_of(&shared, "SELECT 1 AS x INTO n"), OK);
 }
 
 #[test]
