@@ -93,6 +93,20 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
     assert_eq!(raw::tags_until_ready(&mut a).await, "Z");
     assert_eq!(count().await.unwrap(), 1);
 
+    // A simple Query ends the pipeline as a Sync does (asyncpg prepares
+    // with Flush, then may send only a Query such as COPY).
+    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (3)")).await;
+    assert_eq!(tags(&mut a, 3).await, "12C");
+    raw::query(&mut a, "SELECT 1").await;
+    assert_eq!(raw::until_ready(&mut a).await, None);
+    assert_eq!(
+        count().await.unwrap(),
+        2,
+        "committed by the Query, and given back"
+    );
+    raw::query(&mut a, "DELETE FROM t WHERE n = 3").await;
+    assert_eq!(raw::until_ready(&mut a).await, None);
+
     // A client that leaves mid-pipeline: its connection is closed, not
     // handed on with the insert pending (the next statement would commit it).
     raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (2)")).await;

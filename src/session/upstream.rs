@@ -81,11 +81,11 @@ pub struct Upstream {
     pub terminated: bool,
     /// After a refused Parse: drop messages up to Sync, like the server would.
     discard_until_sync: bool,
-    /// Extended-protocol messages went to the server after its last Sync:
-    /// whatever its last ReadyForQuery said, it is mid-pipeline (maybe in
-    /// an implicit transaction, maybe skipping to the Sync after an error)
-    /// until that Sync's ReadyForQuery. Its connection can't be given to
-    /// anyone else, nor reset, until then.
+    /// Extended-protocol messages went to the server after its last Sync
+    /// (or Query): whatever its last ReadyForQuery said, it is
+    /// mid-pipeline (maybe in an implicit transaction, maybe skipping to
+    /// the Sync after an error) until that Sync's ReadyForQuery. Its
+    /// connection can't be given to anyone else, nor reset, until then.
     pub unsynced: bool,
     /// Transaction mode: why this client keeps its server connection.
     pub pinned: Option<&'static str>,
@@ -298,7 +298,11 @@ impl Upstream {
         let body = &frame[protocol::HEADER_LEN..];
         let q = &mut down.expect;
         match t {
-            tag::SYNC => self.unsynced = false,
+            // A Query or FunctionCall also ends the implicit transaction
+            // (the server answers it up to ReadyForQuery; skipping to a
+            // Sync after an error, it never does, and the reply that never
+            // comes keeps the connection anyway).
+            tag::SYNC | tag::QUERY | tag::FUNCTION_CALL => self.unsynced = false,
             tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH => {
                 self.unsynced = true;
             }
@@ -596,7 +600,7 @@ impl Upstream {
                 }
                 "too many custom settings"
             }
-            Err(Unreadable) => "set_config of a computed name",
+            Err(Unreadable) => "custom settings it can't name",
         };
         self.pin(why);
     }
