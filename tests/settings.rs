@@ -45,6 +45,16 @@ async fn custom_settings_follow_their_client_and_no_one_else() {
         let want = sql.split('\'').nth_back(1).unwrap();
         assert_eq!(who(&a).await, want, "{sql}: the client lost it");
     }
+    // A DO block's body is not read for names: the client keeps its
+    // connection (the only one: the other client waits) until it leaves,
+    // and the connection is reset then.
+    a.batch_execute("DO $$BEGIN PERFORM set_config('app.who', 'by DO', false); END$$")
+        .await
+        .unwrap();
+    assert_eq!(who(&a).await, "by DO");
+    drop(a);
+    assert_eq!(who(&b).await, "", "DO: another client got it");
+    let a = proxy.client_ok(&key).await;
     // RESET, and a setting only for the transaction, leave nothing behind.
     a.batch_execute("RESET app.who").await.unwrap();
     assert_eq!(who(&a).await, "");

@@ -25,6 +25,11 @@ pub fn custom_names(sql: &[u8]) -> Result<Vec<String>, Unreadable> {
         let starts = at_start;
         at_start = t == Token::Punct(b';');
         let Token::Word(w) = t else { continue };
+        // A DO block runs its body now, and the body is a string this
+        // reading skips: whatever it sets can't be named.
+        if starts && w.eq_ignore_ascii_case(b"do") {
+            return Err(Unreadable);
+        }
         if starts && (w.eq_ignore_ascii_case(b"set") || w.eq_ignore_ascii_case(b"reset")) {
             let mut name = tokens.name();
             if name.as_deref() == Some("session") {
@@ -43,7 +48,8 @@ pub fn custom_names(sql: &[u8]) -> Result<Vec<String>, Unreadable> {
             else {
                 return Err(Unreadable);
             };
-            if n.contains('.') {
+            // set_config(name, value, true) lasts for the transaction only.
+            if n.contains('.') && !tokens.third_argument_is_true() {
                 names.push(n.to_lowercase());
             }
         }
@@ -109,6 +115,30 @@ impl<'a> Tokens<'a> {
         }
         self.pos += 1;
         Some(Token::Punct(b))
+    }
+
+    /// After `set_config(name,`: skips the value (any expression) and says
+    /// whether the third argument is the plain constant true.
+    fn third_argument_is_true(&mut self) -> bool {
+        let mut depth = 0usize;
+        loop {
+            match self.next() {
+                None => return false,
+                Some(Token::Punct(b'(')) => depth += 1,
+                Some(Token::Punct(b')')) if depth == 0 => return false,
+                Some(Token::Punct(b')')) => depth -= 1,
+                Some(Token::Punct(b',')) if depth == 0 => break,
+                Some(_) => {}
+            }
+        }
+        let is_true = match self.next() {
+            Some(Token::Word(w)) => w.eq_ignore_ascii_case(b"true"),
+            Some(Token::Literal(l)) => {
+                matches!(l.to_ascii_lowercase().as_str(), "true" | "t" | "on")
+            }
+            _ => false,
+        };
+        is_true && self.next() == Some(Token::Punct(b')'))
     }
 
     /// A setting's name: words and quoted identifiers joined by dots,
@@ -187,9 +217,9 @@ impl<'a> Tokens<'a> {
             return false;
         };
         let tag = &rest[..end + 2];
-        if !tag[1..tag.len() - 1]
-            .iter()
-            .all(|&c| is_word_byte(c) && !c.is_ascii_digit())
+        let inner = &tag[1..tag.len() - 1];
+        // A tag is an identifier: no digit first (`$1` is a parameter).
+        if !inner.iter().all(|&c| is_word_byte(c)) || inner.first().is_some_and(u8::is_ascii_digit)
         {
             return false;
         }
@@ -237,10 +267,19 @@ mod tests {
         );
         assert_eq!(
             names(
-                "select SET_CONFIG ( E'app.o\\'k' , 'v', true), set_config('statement_timeout', '1', false)"
+                "select SET_CONFIG ( E'app.o\\'k' , 'v', false), set_config('statement_timeout', '1', false)"
             ),
             ["app.o'k"]
         );
+        // Only for the transaction: nothing to follow.
+        assert!(names("SELECT set_config('request.jwt', $1, true)").is_empty());
+        assert!(names("SELECT set_config('a.b', f(g($1), 2), 'true')").is_empty());
+        assert_eq!(
+            names("SELECT set_config('a.b', f(g($1), 2), $2)"),
+            ["a.b"],
+            "is_local not known"
+        );
+        assert_eq!(names("SELECT set_config('a.b', 'v', true OR x)"), ["a.b"]);
         // Texts that merely mention it.
         assert!(names("SELECT 'set_config(x)' AS set_config").is_empty());
         assert!(names("CREATE FUNCTION f() RETURNS void AS $$ SELECT set_config(n, v, false) $$ LANGUAGE sql").is_empty());
@@ -254,6 +293,9 @@ mod tests {
             "SELECT set_config('app.' || $1, 'v', false)",
             "SELECT set_config(name, 'v', false) FROM t",
             "SELECT set_config(",
+            // A DO block runs a body this reading does not look into.
+            "DO $$BEGIN PERFORM set_config('app.user_id', '7', false); END$$",
+            "do 'BEGIN SET app.x = 1; END'",
         ] {
             assert_eq!(custom_names(sql.as_bytes()), Err(Unreadable), "{sql}");
         }
@@ -275,5 +317,7 @@ mod tests {
             let _ = custom_names(sql.as_bytes());
         }
         assert_eq!(names("SET a.b = $$x"), ["a.b"]);
+        // Dollar tags may hold digits after their first character.
+        assert_eq!(names("SELECT $f1$ it's $f1$; SET app.x = 1"), ["app.x"]);
     }
 }

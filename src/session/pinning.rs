@@ -72,10 +72,30 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             None
         };
         e.pins = e.pins.or(pins);
-        if is(first, "discard") || is(first, "deallocate") {
+        // What drops the proxy's own statements (`pgt_…`): DISCARD ALL,
+        // DEALLOCATE ALL, or one of them by name (DISCARD PLANS, TEMP or
+        // SEQUENCES, and the client's own SQL-level names, do not).
+        if is(first, "discard") && is(second, "all") {
             e.drops_statements = true;
         }
+        if is(first, "deallocate") {
+            let target = if is(second, "prepare") {
+                words.next().unwrap_or("")
+            } else {
+                second
+            };
+            e.drops_statements |=
+                is(target, "all") || target.get(..4).is_some_and(|p| is(p, "pgt_"));
+        }
         if is(first, "reset") || (is(first, "discard") && is(second, "all")) {
+            e.changes_settings = true;
+        }
+        // A DO block runs its body now: if the body may change a setting,
+        // it is read back (and a custom one, which can't be named from
+        // here, pins the client: see `super::custom`).
+        if is(first, "do")
+            && self::words(stmt).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
+        {
             e.changes_settings = true;
         }
     }
@@ -236,6 +256,22 @@ mod tests {
         assert!(e.changes_settings && e.drops_statements);
         let e = session_effect(b"DEALLOCATE ALL");
         assert!(!e.changes_settings && e.drops_statements);
+        assert!(session_effect(b"deallocate prepare all").drops_statements);
+        assert!(session_effect(b"DEALLOCATE \"pgt_0123\"").drops_statements);
+        // Only the proxy's own statements matter to its cache.
+        assert!(!session_effect(b"DEALLOCATE mine").drops_statements);
+        assert!(!session_effect(b"DISCARD PLANS").drops_statements);
+        assert!(!session_effect(b"discard temp").drops_statements);
+        // A DO block that may change a setting has it read back.
+        assert!(
+            session_effect(b"DO $$BEGIN PERFORM set_config('a.b', '1', false); END$$")
+                .changes_settings
+        );
+        assert!(session_effect(b"do 'begin set a.b = 1; end'").changes_settings);
+        assert_eq!(
+            session_effect(b"DO $$BEGIN PERFORM 1; END$$"),
+            Effect::default()
+        );
         assert!(session_effect(b"SET TIME ZONE 'UTC'").changes_settings);
         assert!(!session_effect(b"SET LOCAL work_mem = '1MB'").changes_settings);
         assert!(session_effect(b"SELECT set_config('jit', $1, false)").changes_settings);
