@@ -220,7 +220,6 @@ async fn open<'c>(
     span.record("key_id", field::display(login.key.key_id));
     span.record("user", login.request.user.as_str());
 
-    let admitted = ctx.pools.admit(&tenant)?;
     let cancel = ctx.cancels.register();
     let kill = Arc::new(live::KillSwitch::default());
     let live = ctx.sessions.register(live::SessionInfo {
@@ -241,6 +240,9 @@ async fn open<'c>(
         tracing::info!(error = %e, "login refused: its key changed while it logged in");
         return Err(e);
     }
+    // After the re-check: admission counts a login as proof the tenant is
+    // active (see `Pools::below_min_idle`).
+    let admitted = ctx.pools.admit(&tenant)?;
     let mut checkout = ctx.pools.acquire(&admitted).await?;
     let wanted = ctx.pools.intern(&login.request.settings);
     let pending = match relay::client_settings(ctx, &mut checkout, &wanted).await {
