@@ -1,0 +1,133 @@
+//! What the client sends, read for the firewall and for its effects on the
+//! session: a statement's check (or its repeat's), what a cleared text
+//! lets the session remember, and the effects that pin the client or
+//! have its settings read back (transaction mode).
+
+use bytes::Bytes;
+
+use super::super::custom::{Unreadable, custom_names};
+use super::super::pinning::{Effect, session_effect};
+use super::{Inspector, Upstream, cstr};
+use crate::lexical::{self, Lexed};
+use crate::pool::ServerConn;
+
+impl Upstream {
+    /// Asks the inspector about the text that starts `raw` and ends at its
+    /// first NUL (or with `raw`), and notes its session effects, unless it
+    /// repeats a text cleared before (see [`crate::session::repeats`]).
+    /// `parse`: `raw` is the rest of a Parse, else a Query's body without
+    /// its final NUL.
+    ///
+    /// A repeat is looked for before the NUL is: remembered texts hold no
+    /// NUL, so a match is the whole text (the search for the NUL costs as
+    /// much as the lookup, on every statement).
+    pub(super) fn check(
+        &mut self,
+        raw: &[u8],
+        parse: bool,
+        inspector: &dyn Inspector,
+        server: &mut ServerConn,
+    ) -> Result<Effect, Bytes> {
+        if !self.lex {
+            // Nobody reads the text (nor needs its effects: no renaming).
+            return inspector
+                .inspect(cstr(raw), &Lexed::default())
+                .map(|()| Effect::default());
+        }
+        let seen = if parse {
+            self.repeats.parse_seen(raw)
+        } else {
+            self.repeats.query_seen(raw)
+        };
+        if seen && inspector.repeat(!parse) {
+            return Ok(Effect::default()); // only texts without effects are remembered
+        }
+        let sql = cstr(raw);
+        let lexed = lexical::scan(sql, self.rename);
+        inspector.inspect(sql, &lexed)?;
+        let effect = self.note_session_effect(sql, &lexed, server);
+        // A repeat read again by the inspector's choice (monitor mode) is
+        // remembered already.
+        if !seen {
+            self.remember(sql, parse, effect == Effect::default(), &lexed);
+        }
+        Ok(effect)
+    }
+
+    /// Remembers a text [`Upstream::check`] cleared, if its repeats may
+    /// pass unread (see [`crate::session::repeats`]).
+    fn remember(&mut self, sql: &[u8], parse: bool, inert: bool, lexed: &Lexed) {
+        if parse {
+            if inert {
+                self.repeats.parse_cleared(sql);
+            }
+        } else if lexed.firewall_fast_path()
+            && !lexed.non_ascii
+            && (!self.rename || !lexed.may_have_session_effect())
+        {
+            // Cleared from the lexical facts alone, which its numbers don't
+            // change.
+            self.repeats.query_cleared(sql);
+        }
+    }
+
+    /// Transaction mode: pins the client on statements with session
+    /// effects, and forgets what a clearing statement wipes on the server.
+    /// Returns the effects (none outside transaction mode).
+    fn note_session_effect(
+        &mut self,
+        sql: &[u8],
+        lexed: &Lexed,
+        server: &mut ServerConn,
+    ) -> Effect {
+        if !self.rename {
+            return Effect::default();
+        }
+        let e = session_effect(sql, lexed);
+        if e == Effect::default() {
+            return e;
+        }
+        if let Some(why) = e.pins {
+            self.pin(why);
+        }
+        if e.drops_statements {
+            server.statements.clear();
+        }
+        if e.changes_settings {
+            self.settings_changed = true;
+            self.note_custom_settings(sql);
+        }
+        e
+    }
+
+    /// Remembers the custom settings `sql` changes, to read back by name;
+    /// pins the client when it can't tell which (see [`crate::session::custom`]).
+    fn note_custom_settings(&mut self, sql: &[u8]) {
+        /// Enough for any application; past it, reading them all back
+        /// after every change would cost more than keeping the connection.
+        const MAX_CUSTOM: usize = 64;
+        let why = match custom_names(sql) {
+            Ok(names) => {
+                for n in names {
+                    if !self.custom_settings.contains(&n) {
+                        self.custom_settings.push(n);
+                    }
+                }
+                if self.custom_settings.len() <= MAX_CUSTOM {
+                    return;
+                }
+                "too many custom settings"
+            }
+            Err(Unreadable) => "custom settings it can't name",
+        };
+        self.pin(why);
+    }
+
+    fn pin(&mut self, why: &'static str) {
+        if self.pinned.is_none() {
+            tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
+            metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
+            self.pinned = Some(why);
+        }
+    }
+}
