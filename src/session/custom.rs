@@ -9,6 +9,10 @@
 //! So the names are taken from the statement: `SET [SESSION] name`,
 //! `RESET name` and `set_config('name', …)`. A `set_config` whose name is
 //! not a plain literal can't be followed; the client is pinned instead.
+//!
+//! Read with a small tokenizer, not pg_query: it must work in every
+//! firewall mode (`off` parses nothing), and runs only for the rare texts
+//! the lexical pass flags as changing settings.
 
 use crate::lexical::is_word_byte;
 

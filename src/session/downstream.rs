@@ -36,10 +36,10 @@ pub struct Downstream {
 /// `standard_conforming_strings` or `client_encoding` changed where the
 /// firewall could not see it: dynamic SQL, a function) ends the session.
 fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
-    let mut parts = body.split(|&b| b == 0);
-    let (Some(name), Some(value)) = (parts.next(), parts.next()) else {
+    let Some((name, rest)) = protocol::read_cstr(body) else {
         return Ok(());
     };
+    let value = protocol::read_cstr(rest).map_or(rest, |(v, _)| v);
     let (name, value) = (
         String::from_utf8_lossy(name).to_ascii_lowercase(),
         String::from_utf8_lossy(value),

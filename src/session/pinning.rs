@@ -77,6 +77,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         // SEQUENCES, and the client's own SQL-level names, do not).
         if is(first, "discard") && is(second, "all") {
             e.drops_statements = true;
+            e.changes_settings = true;
         }
         if is(first, "deallocate") {
             let target = if is(second, "prepare") {
@@ -87,7 +88,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             e.drops_statements |=
                 is(target, "all") || target.get(..4).is_some_and(|p| is(p, "pgt_"));
         }
-        if is(first, "reset") || (is(first, "discard") && is(second, "all")) {
+        if is(first, "reset") {
             e.changes_settings = true;
         }
         // A DO block runs its body now: if the body may change a setting,
