@@ -1,7 +1,7 @@
 //! Transaction mode against a real PostgreSQL: a client's session settings
-//! follow it from one server connection to the next and reach no other
-//! client, however it changes them (see also `pooling.rs` for startup
-//! settings and values the server refuses).
+//! (startup ones and whatever it sets later) follow it from one server
+//! connection to the next and reach no other client, however it changes
+//! them; a value the server refuses ends only that client's session.
 
 mod support;
 
@@ -9,6 +9,10 @@ use support::registry;
 use tokio_postgres::Client;
 
 const WHO: &str = "SELECT coalesce(current_setting('app.who', true), '')";
+
+async fn superuser() -> Client {
+    support::cluster().connect(&registry().db).await
+}
 
 async fn who(c: &Client) -> String {
     c.query_one(WHO, &[]).await.unwrap().get(0)
@@ -147,4 +151,146 @@ async fn a_computed_setting_name_pins_the_client() {
         assert_eq!(who(&b).await, "");
         assert_eq!(who(&a).await, "computed");
     }
+}
+
+#[tokio::test]
+async fn a_client_keeps_its_settings_on_every_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("pinned");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let c = proxy.client_ok(&key).await;
+    c.batch_execute("SET statement_timeout = 4321")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let v: String = c
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, "4321ms");
+    }
+    // Another client is still served by the other connection meanwhile.
+    let other = proxy.client_ok(&key).await;
+    let v: String = other
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "0");
+}
+
+/// Startup settings travel with the client's first statement once the
+/// server has accepted them before; the first time, and for a bad value,
+/// they are applied before the client gets ReadyForQuery.
+#[tokio::test]
+async fn startup_settings_follow_each_client_over_one_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("startset");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+        // DateStyle is a list setting (`SQL,DMY` reads back as `SQL, DMY`).
+        let connect = |app: &str, timeout: &str, style: &str| {
+            let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+            cfg.application_name(app).options(format!(
+                "-c statement_timeout={timeout} -c DateStyle={style}"
+            ));
+            async move {
+                let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                let conn = tokio::spawn(conn);
+                Ok::<_, tokio_postgres::Error>((client, conn))
+            }
+        };
+        let Err(err) = connect("bad", "soon", "SQL,DMY").await else {
+            panic!("{mode}: a bad value must fail the login");
+        };
+        assert_eq!(support::sqlstate(&err), "22023", "{mode}: {err:?}");
+        let mut pids = std::collections::HashSet::new();
+        for round in 0..3 {
+            // Quotes and backslashes must arrive as sent.
+            for (app, timeout, shown, style) in [
+                (r"al'p\ha", "1111", "1111ms", "SQL,DMY"),
+                ("beta", "2s", "2s", "SQL,YMD"),
+            ] {
+                let (c, conn) = connect(app, timeout, style).await.unwrap_or_else(|e| {
+                    panic!("{mode} round {round} {app}: {e:?}\n{}", proxy.log())
+                });
+                let row = c
+                    .query_one(
+                        "SELECT current_setting('application_name'), \
+                         current_setting('statement_timeout'), pg_backend_pid(), \
+                         current_setting('DateStyle')",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                let got: (String, String, String) = (row.get(0), row.get(1), row.get(3));
+                assert_eq!(
+                    got,
+                    (app.to_owned(), shown.to_owned(), style.replace(',', ", ")),
+                    "{mode} round {round}"
+                );
+                pids.insert(row.get::<_, i32>(2));
+                drop(c);
+                conn.await.unwrap().unwrap();
+            }
+        }
+        assert_eq!(pids.len(), 1, "{mode}: one connection served every client");
+    }
+}
+
+/// A setting sent ahead of the client's first statement that the server
+/// refuses after all (here: the object it names was dropped meanwhile)
+/// ends that session with the server's error; the connection is not reused.
+#[tokio::test]
+async fn a_queued_setting_the_server_refuses_ends_the_session() {
+    let reg = registry();
+    let t = reg.create_tenant("lateset");
+    let key = reg.issue_key(&t);
+    let su = superuser().await;
+    let cfg_name = format!("tenant_{t}.pgt_cfg");
+    su.batch_execute(&format!(
+        "CREATE TEXT SEARCH CONFIGURATION {cfg_name} (COPY = simple)"
+    ))
+    .await
+    .unwrap();
+    let proxy = reg.proxy(&[("PGTENANT_POOL_SIZE", "1")]);
+    let connect = || {
+        let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+        cfg.options(format!("-c default_text_search_config={cfg_name}"));
+        async move {
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+    };
+    for _ in 0..2 {
+        let c = connect().await;
+        let v: String = c
+            .query_one("SHOW default_text_search_config", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, cfg_name);
+    }
+    su.batch_execute(&format!("DROP TEXT SEARCH CONFIGURATION {cfg_name}"))
+        .await
+        .unwrap();
+    let c = connect().await;
+    let err = c.query_one("SELECT 1", &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert!(
+        db.message().contains("default_text_search_config"),
+        "the server's own reason: {db:?}"
+    );
+    assert!(c.is_closed() || c.simple_query("SELECT 1").await.is_err());
+    // The next client gets a working session.
+    let c = proxy.client_ok(&key).await;
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
 }
