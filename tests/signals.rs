@@ -98,6 +98,29 @@ async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
     fresh.simple_query("SELECT 1").await.unwrap();
 }
 
+/// A transaction still open when the shutdown timeout passes is ended
+/// with 57P01 (and rolled back), not cut off without a word: the order to
+/// end at once must not be lost behind the earlier one to end when idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_transaction_left_open_past_the_timeout_with_57p01() {
+    let reg = registry();
+    let t = reg.create_tenant("termopen");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_SHUTDOWN_TIMEOUT_MS", "300")]);
+    let (mut s, _, _) = support::raw::startup(proxy.addr, &key).await;
+    support::raw::query(&mut s, "BEGIN").await;
+    assert_eq!(support::raw::until_ready(&mut s).await, None);
+    proxy.signal("TERM");
+    let said = tokio::time::timeout(Duration::from_secs(10), support::raw::read_msg(&mut s))
+        .await
+        .expect("the proxy said something within 10 s");
+    let (tag, body) =
+        said.unwrap_or_else(|| panic!("closed without an ErrorResponse\n{}", proxy.log()));
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(tag, b'E', "{text}");
+    assert!(text.contains("C57P01\0"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_running_transaction_finish_then_exits_zero() {
     let reg = registry();

@@ -28,16 +28,24 @@ pub enum KillMode {
 /// it only after that waker fired (see [`super::wakes`]).
 #[derive(Default)]
 pub struct KillSwitch {
-    order: OnceLock<(KillMode, String)>,
+    /// One order of each kind: "now" given after "when idle" (shutdown
+    /// after its timeout, a key revoked during the drain) must still end
+    /// a session that stays in its transaction.
+    when_idle: OnceLock<String>,
+    now: OnceLock<String>,
     waker: AtomicWaker,
 }
 
 impl KillSwitch {
-    /// Asks the session to end; the first order wins. `issued` counts
-    /// orders for every relay: bumped after the order is set and before
-    /// the wake-up, so a relay that sees it changed finds the order.
+    /// Asks the session to end; the first order of each kind wins. `issued`
+    /// counts orders for every relay: bumped after the order is set and
+    /// before the wake-up, so a relay that sees it changed finds the order.
     fn kill(&self, mode: KillMode, reason: &str, issued: &AtomicU64) {
-        if self.order.set((mode, reason.to_owned())).is_ok() {
+        let slot = match mode {
+            KillMode::Now => &self.now,
+            KillMode::WhenIdle => &self.when_idle,
+        };
+        if slot.set(reason.to_owned()).is_ok() {
             issued.fetch_add(1, Ordering::Release);
             self.waker.wake();
         }
@@ -45,20 +53,35 @@ impl KillSwitch {
 
     /// Resolves once an order was given.
     pub fn killed(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(|cx| self.poll_order(cx))
+        std::future::poll_fn(|cx| self.poll_order(cx, None))
     }
 
-    pub fn order(&self) -> Option<&(KillMode, String)> {
-        self.order.get()
+    /// The strongest order given: "now" over "when idle".
+    pub fn order(&self) -> Option<(KillMode, &str)> {
+        if let Some(reason) = self.now.get() {
+            return Some((KillMode::Now, reason));
+        }
+        self.when_idle
+            .get()
+            .map(|r| (KillMode::WhenIdle, r.as_str()))
     }
 
-    /// Ready once an order was given; else `cx`'s waker is woken by the
-    /// order.
-    pub fn poll_order(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.order.get().is_none() {
+    /// An order stronger than `seen` (any, if None) was given.
+    pub fn ordered_beyond(&self, seen: Option<KillMode>) -> bool {
+        match seen {
+            None => self.now.get().is_some() || self.when_idle.get().is_some(),
+            Some(KillMode::WhenIdle) => self.now.get().is_some(),
+            Some(KillMode::Now) => false,
+        }
+    }
+
+    /// Ready once an order stronger than `seen` was given; else `cx`'s
+    /// waker is woken by the next order.
+    pub fn poll_order(&self, cx: &mut Context<'_>, seen: Option<KillMode>) -> Poll<()> {
+        if !self.ordered_beyond(seen) {
             self.waker.register(cx.waker());
             // An order given between the check and the registration woke nobody.
-            if self.order.get().is_none() {
+            if !self.ordered_beyond(seen) {
                 return Poll::Pending;
             }
         }
@@ -145,5 +168,33 @@ impl LiveSessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn a_kill_now_after_a_kill_when_idle_still_counts() {
+        let (k, issued) = (KillSwitch::default(), AtomicU64::new(0));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(k.poll_order(&mut cx, None).is_pending());
+        k.kill(KillMode::WhenIdle, "draining", &issued);
+        assert_eq!(k.order(), Some((KillMode::WhenIdle, "draining")));
+        assert!(k.poll_order(&mut cx, None).is_ready());
+        assert!(k.poll_order(&mut cx, Some(KillMode::WhenIdle)).is_pending());
+        k.kill(KillMode::WhenIdle, "again", &issued);
+        assert_eq!(
+            issued.load(Ordering::Relaxed),
+            1,
+            "the first of a kind wins"
+        );
+        k.kill(KillMode::Now, "timed out", &issued);
+        assert_eq!(k.order(), Some((KillMode::Now, "timed out")));
+        assert!(k.poll_order(&mut cx, Some(KillMode::WhenIdle)).is_ready());
+        assert!(k.poll_order(&mut cx, Some(KillMode::Now)).is_pending());
+        assert_eq!(issued.load(Ordering::Relaxed), 2);
     }
 }

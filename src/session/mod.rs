@@ -243,12 +243,20 @@ async fn open<'c>(
     // After the re-check: admission counts a login as proof the tenant is
     // active (see `Pools::below_min_idle`).
     let admitted = ctx.pools.admit(&tenant)?;
-    let mut checkout = ctx.pools.acquire(&admitted).await?;
+    // A wait (a full pool, a PAUSE) the client can be killed out of.
+    let mut checkout = tokio::select! {
+        biased;
+        co = ctx.pools.acquire(&admitted) => co?,
+        _ = kill.killed() => {
+            let reason = kill.order().map_or_else(String::new, |(_, r)| r.to_owned());
+            return Err(ClientError::Terminated(reason));
+        }
+    };
     let wanted = ctx.pools.intern(&login.request.settings);
     let pending = match relay::client_settings(ctx, &mut checkout, &wanted).await {
         Ok(p) => p,
         Err(e) => {
-            checkout.release(Release::Ready(TxStatus::Idle)).await;
+            checkout.release(relay::release_after(&e)).await;
             return Err(e);
         }
     };

@@ -124,14 +124,14 @@ async fn relay(
     waits: &mut Waits,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
-    let mut kill_order: Option<&(KillMode, String)> = None;
+    let mut kill_order: Option<(KillMode, &str)> = None;
     let mut writes = Writes::default();
     loop {
         if let Some((mode, reason)) = kill_order
-            && (*mode == KillMode::Now || idle(up, down))
+            && (mode == KillMode::Now || idle(up, down))
         {
             flush_rest(s, client, down).await;
-            return Some(ClientError::Terminated(reason.clone()));
+            return Some(ClientError::Terminated(reason.to_owned()));
         }
         if up.has_message(max) {
             if server.is_none() {
@@ -230,7 +230,9 @@ async fn relay(
         }
         let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
-        let watch_kill = kill_order.is_none().then_some((s.kill, &s.ctx.sessions));
+        // After "when idle", still watched for "now".
+        let seen = kill_order.map(|(mode, _)| mode);
+        let watch_kill = (seen != Some(KillMode::Now)).then_some((s.kill, &s.ctx.sessions, seen));
         // What the loop above decides once the client has the whole reply:
         // the end after Terminate, or giving the connection back between
         // transactions (not after each statement inside one).
@@ -307,7 +309,7 @@ async fn attach_killable(
         biased;
         r = attach(s, wanted, up, got) => r,
         _ = s.kill.killed() => {
-            let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.clone());
+            let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.to_owned());
             Err(ClientError::Terminated(reason))
         }
     }
@@ -328,7 +330,7 @@ async fn attach(
         Ok(Some(sql)) => up.hidden_query(sql, wanted),
         Ok(None) => {}
         Err(e) => {
-            co.release(Release::Ready(TxStatus::Idle)).await;
+            co.release(release_after(&e)).await;
             return Err(e);
         }
     }
@@ -354,6 +356,16 @@ pub async fn client_settings(
     co.conn.settings_applied(wanted);
     ctx.pools.settings_accepted(wanted);
     Ok(None)
+}
+
+/// How to give back a connection whose settings failed: the server's own
+/// refusal leaves it at ReadyForQuery; a lost, late or garbled answer
+/// leaves it in a state nobody knows, to be closed.
+pub fn release_after(e: &ClientError) -> Release {
+    match e {
+        ClientError::Backend(_) => Release::Ready(TxStatus::Idle),
+        _ => Release::Dirty,
+    }
 }
 
 /// What giving a connection the client's settings takes.
@@ -525,7 +537,7 @@ async fn next_event(
     mut server: Option<&mut ServerConn>,
     up: &mut Upstream,
     down: &mut Downstream,
-    watch_kill: Option<(&KillSwitch, &LiveSessions)>,
+    watch_kill: Option<(&KillSwitch, &LiveSessions, Option<KillMode>)>,
     waits: &mut Waits,
     writes: &mut Writes,
 ) -> Event {
@@ -535,9 +547,11 @@ async fn next_event(
         // data (a long COPY) from starving the runtime's other tasks.
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let event = 'event: {
-            if let Some((kill, live)) = watch_kill
-                && waits.kill_worth_polling(live.kills_issued(), || kill.order().is_some())
-                && waits.polled(Side::Kill, kill.poll_order(cx)).is_ready()
+            if let Some((kill, live, seen)) = watch_kill
+                && waits.kill_worth_polling(live.kills_issued(), || kill.ordered_beyond(seen))
+                && waits
+                    .polled(Side::Kill, kill.poll_order(cx, seen))
+                    .is_ready()
             {
                 break 'event Event::Killed;
             }
