@@ -84,6 +84,29 @@ async fn deactivated_tenant_is_refused_with_28000_and_reactivation_restores_logi
     assert_eq!(c, "57P01");
     assert_eq!(m, format!("pgtenant: tenant \"{t}\" was deactivated"));
     assert!(alive(&other).await, "another tenant's session was ended");
+    // The ended session's server connection closed as it came back, not
+    // kept idle for a tenant nobody may use.
+    let su = support::cluster().connect(&reg.db).await;
+    let role = format!("tenant_{t}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n: i64 = su
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                &[&role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} connections of a deactivated tenant stay open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let v = ok_json(&env, &["tenant", "show", &t]);
     assert_eq!(v["active"], false);
 

@@ -25,7 +25,7 @@ pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,9 +60,6 @@ struct TenantPool {
     /// `min_idle` connections being opened now: counted as present, or a
     /// backend slower than the reaper's tick gets several per tick.
     warming: AtomicUsize,
-    /// The registry changed the tenant (deactivated, dropped, …): no
-    /// `min_idle` connections until one of its clients logs in again.
-    forgotten: AtomicBool,
 }
 
 pub struct Pools {
@@ -145,7 +142,6 @@ impl Pools {
                     clients: Resizable::new(client_limit(t.max_client_connections)),
                     waiters: Arc::default(),
                     warming: AtomicUsize::new(0),
-                    forgotten: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -167,9 +163,7 @@ impl Pools {
                     max: pool.clients.size(),
                 })?;
         // A login proves the tenant active.
-        if pool.forgotten.load(Ordering::Relaxed) {
-            pool.forgotten.store(false, Ordering::Relaxed);
-        }
+        pool.slots.remember();
         Ok(Admission {
             pool,
             _permit: permit,
@@ -213,15 +207,18 @@ impl Pools {
     /// wait. Nothing is dropped.
     pub fn reconfigure(&self, cfg: PoolConfig) {
         self.budget.resize(cfg.max_backend_connections);
-        for p in self.tenants.lock().expect("poisoned").values() {
-            let t = cfg.for_tenant(&p.tenant.name);
-            p.slots.resize(t.pool_size);
-            p.clients.resize(client_limit(t.max_client_connections));
-        }
         self.lifetime_ms
             .store(cfg.server_lifetime_ms, Ordering::Relaxed);
         self.idle_timeout_ms
             .store(cfg.server_idle_timeout_ms, Ordering::Relaxed);
+        // Under the map's lock, as pools are created: one created meanwhile
+        // is either resized here or made with the new sizes.
+        let map = self.tenants.lock().expect("poisoned");
+        for p in map.values() {
+            let t = cfg.for_tenant(&p.tenant.name);
+            p.slots.resize(t.pool_size);
+            p.clients.resize(client_limit(t.max_client_connections));
+        }
         self.cfg.store(Arc::new(cfg));
     }
 
@@ -234,7 +231,7 @@ impl Pools {
         let cfg = self.cfg.load();
         let map = self.tenants.lock().expect("poisoned");
         map.values()
-            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
+            .filter(|p| !p.slots.forgotten())
             .filter_map(|p| {
                 let min = cfg.for_tenant(&p.tenant.name).min_idle;
                 let (out, idle) = p.slots.counts();
@@ -255,9 +252,7 @@ impl Pools {
         let opened = self.open(tenant, budget, cache).await;
         pool.warming.fetch_sub(1, Ordering::Relaxed);
         match opened {
-            // Forgotten meanwhile: the connection may be for a tenant that
-            // is gone; it closes here.
-            Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
+            // Closed there if the tenant was forgotten meanwhile.
             Ok(conn) => pool.slots.put_idle(conn),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
@@ -338,6 +333,9 @@ impl Pools {
                 p
             }
         };
+        // One place in the budget's queue for the whole wait: a new one at
+        // every pass would send this client to the back at each return.
+        let mut budget_wait = std::pin::pin!(self.budget.acquire());
         let budget = loop {
             // Usually a connection came back with the permit: take it without
             // registering for wake-ups.
@@ -363,7 +361,7 @@ impl Pools {
                 continue;
             }
             tokio::select! {
-                p = self.budget.acquire() => break p,
+                p = &mut budget_wait => break p,
                 _ = returned => continue,
                 _ = self.timers.sleep_until(deadline) => return Err(timed_out()),
             }
@@ -473,8 +471,7 @@ impl Pools {
     pub fn forget_tenant(&self, id: Uuid) {
         let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
         if let Some(p) = pool {
-            p.forgotten.store(true, Ordering::Relaxed);
-            drop(p.slots.with_idle(std::mem::take));
+            p.slots.forget();
         }
     }
 

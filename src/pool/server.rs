@@ -115,6 +115,11 @@ const VERIFY: &str = "SELECT current_user, current_schema(), current_setting('se
 const MAX_CONTROL_MSG: usize = 1 << 20;
 /// How long [`ServerConn::close`] waits for the server's end to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long a control query (verification, settings, reset) may take: a
+/// server that has not answered by then stopped answering (a frozen host,
+/// a dropped network), and the connection is closed instead of holding
+/// its client, slot and budget until the kernel gives up (~15 min).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct ServerConn {
     pub stream: BackendStream,
@@ -131,6 +136,7 @@ pub struct ServerConn {
     /// Named statements prepared here (transaction mode).
     pub statements: StatementCache,
     buf: BytesMut,
+    timers: Timers,
     _budget: OwnedSemaphorePermit,
 }
 
@@ -174,6 +180,7 @@ impl ServerConn {
             applied: Settings::from([]),
             statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),
+            timers: timers.clone(),
             _budget: budget,
         };
         // The role's password itself may go only where nobody can listen
@@ -184,9 +191,31 @@ impl ServerConn {
         timers
             .timeout(ep.connect_timeout, login)
             .await
-            .map_err(|_| ClientError::BackendConnect("login timed out".into()))??;
+            .map_err(|_| ClientError::BackendConnect("login timed out".into()))?
+            .map_err(|e| conn.login_refused(e))?;
         conn.pin().await?;
         Ok(conn)
+    }
+
+    /// A refusal of the tenant role's login is the proxy's problem, not the
+    /// client's: passed on as is, a 28P01 would tell the client its key is
+    /// wrong. The server's reason goes to the log.
+    fn login_refused(&self, e: ServerError) -> ClientError {
+        match e {
+            ServerError::Backend(f) if f.code.starts_with("28") => {
+                tracing::error!(
+                    tenant = %self.tenant.name,
+                    code = %f.code,
+                    reason = %f.message,
+                    "the server refused the tenant role's login"
+                );
+                ClientError::BackendConnect(format!(
+                    "the server refused the tenant's backend login (SQLSTATE {}); see the proxy's log",
+                    f.code
+                ))
+            }
+            e => e.into(),
+        }
     }
 
     /// `cleartext_ok`: the server may ask for the password itself (its
@@ -216,6 +245,9 @@ impl ServerConn {
             match t {
                 tag::AUTHENTICATION => {
                     out.clear();
+                    if body.len() < 4 {
+                        return Err(bad("short Authentication message"));
+                    }
                     match body.get_i32() {
                         0 => continue,
                         3 if cleartext_ok => {
@@ -275,7 +307,6 @@ impl ServerConn {
                     }
                     self.stream.write_all(&out).await?;
                     self.stream.flush().await?;
-                    self.stream.flush().await?;
                 }
                 tag::PARAMETER_STATUS => self.record_param(&body),
                 tag::BACKEND_KEY_DATA if body.len() >= 8 => {
@@ -293,7 +324,11 @@ impl ServerConn {
     /// schema.
     async fn pin(&mut self) -> Result<(), ClientError> {
         let r = self.simple(&[VERIFY]).await?;
-        let row = r.rows.first().ok_or_else(|| bad("no verification row"))?;
+        let row = r
+            .rows
+            .first()
+            .filter(|row| row.len() >= 2)
+            .ok_or_else(|| bad("no verification row"))?;
         if row[0] != self.tenant.role || row[1] != self.tenant.schema {
             return Err(ClientError::BackendConnect(format!(
                 "tenant role {} is not pinned to schema {} (got {}, {}); re-run `pgtenant tenant create` or fix the role's search_path",
@@ -368,10 +403,13 @@ impl ServerConn {
         if let Some(e) = r.errors.into_iter().next() {
             return Err(ServerError::Backend(e));
         }
-        Ok(r.rows
+        r.rows
             .into_iter()
-            .map(|mut row| (std::mem::take(&mut row[0]), std::mem::take(&mut row[1])))
-            .collect())
+            .map(|mut row| match &mut row[..] {
+                [name, value, ..] => Ok((std::mem::take(name), std::mem::take(value))),
+                _ => Err(bad("short settings row")),
+            })
+            .collect()
     }
 
     /// Returns the session to the state of a fresh login: no transaction,
@@ -446,10 +484,24 @@ impl ServerConn {
 
     /// Runs each query as its own Query message, all in one write, and
     /// reads until every one has been answered.
+    /// At most [`CONTROL_TIMEOUT`]; after an error other than the
+    /// server's own answer, the connection is in an unknown state and must
+    /// be closed.
     async fn simple(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
+        let timers = self.timers.clone();
         // Boxed: the exchange's state would otherwise sit in the future of
         // every session that may reset or configure a connection.
-        Box::pin(self.exchange(queries)).await
+        match timers
+            .timeout(CONTROL_TIMEOUT, Box::pin(self.exchange(queries)))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer to a control query in {CONTROL_TIMEOUT:?}"),
+            )
+            .into()),
+        }
     }
 
     async fn exchange(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
@@ -517,6 +569,9 @@ fn bad(what: &str) -> ServerError {
 }
 
 fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
+    if body.len() < 2 {
+        return Err(bad("short DataRow"));
+    }
     let n = body.get_i16();
     let mut cols = Vec::with_capacity(n.max(0) as usize);
     for _ in 0..n {

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 // parking_lot's lock: no poison checks at each lock and unlock, which a
@@ -34,6 +35,10 @@ const MIN_SWEEP: usize = 64;
 
 pub struct Slots {
     state: Mutex<State>,
+    /// The registry changed the tenant (deactivated, dropped, …): its
+    /// connections close as they come back, and it gets no `min_idle`
+    /// ones, until one of its clients logs in again.
+    forgotten: AtomicBool,
     /// Shared by all tenants: signalled whenever a connection goes idle.
     returned: Arc<Returned>,
     /// Shared by all tenants: told of waiters' deadlines.
@@ -133,7 +138,28 @@ impl Slots {
             }),
             returned,
             expiry,
+            forgotten: AtomicBool::new(false),
         })
+    }
+
+    /// Closes the idle connections and those that come back from now on;
+    /// see [`Slots::remember`].
+    pub fn forget(&self) {
+        // Set before the lock that takes the idle list: a release that
+        // comes after finds it set under the same lock.
+        self.forgotten.store(true, Ordering::Relaxed);
+        let idle = std::mem::take(&mut self.lock().idle);
+        drop(idle); // closed with the lock released
+    }
+
+    pub fn remember(&self) {
+        if self.forgotten() {
+            self.forgotten.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn forgotten(&self) -> bool {
+        self.forgotten.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -216,7 +242,13 @@ impl Slots {
     /// (a warm-up connection).
     pub fn put_idle(&self, mut conn: Box<ServerConn>) {
         conn.idle_since = Stamp::now();
-        self.lock().idle.push(conn);
+        {
+            let mut st = self.lock();
+            if self.forgotten() {
+                return; // closed as it drops, the lock released first
+            }
+            st.idle.push(conn);
+        }
         self.returned.signal();
     }
 
@@ -227,11 +259,16 @@ impl Slots {
             c.idle_since = Stamp::now();
             c
         });
+        let mut closing = None;
         loop {
             let next = {
                 let mut st = self.lock();
                 if let Some(c) = conn.take() {
-                    st.idle.push(c);
+                    if self.forgotten() {
+                        closing = Some(c);
+                    } else {
+                        st.idle.push(c);
+                    }
                 }
                 st.out -= 1;
                 st.next_waiter()
@@ -244,6 +281,8 @@ impl Slots {
                 Err(mut p) => p.0 = None,
             }
         }
+        // Its budget is free before anyone is told to look.
+        drop(closing);
         if returned {
             self.returned.signal();
         }
