@@ -22,6 +22,10 @@ use crate::session::live::LiveSessions;
 /// Changes the log filter at runtime (set up by the CLI with the subscriber).
 pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
+/// Connections read at once beyond `max_client_connections`: enough for
+/// cancel requests and refusals, few enough that a flood costs little.
+const OVERFLOW_CONNECTIONS: usize = 64;
+
 pub struct Context {
     cfg: ArcSwap<Config>,
     /// Where the config came from, for reloads (None: environment only).
@@ -35,6 +39,9 @@ pub struct Context {
     pub sessions: LiveSessions,
     /// One permit per connected client.
     pub clients: Resizable,
+    /// Connections beyond `clients`, read only to be refused properly or
+    /// to forward a cancel (see [`crate::session::Slot::Overflow`]).
+    pub overflow: Resizable,
     /// Cancelled to start a graceful shutdown (SIGTERM, admin `SHUTDOWN`).
     pub shutdown: CancellationToken,
     /// Per-tenant traffic totals (admin `SHOW STATS`, metrics).
@@ -95,6 +102,7 @@ impl Context {
             cancels: CancelMap::default(),
             sessions: LiveSessions::default(),
             clients: Resizable::new(cfg.max_client_connections),
+            overflow: Resizable::new(OVERFLOW_CONNECTIONS),
             shutdown: CancellationToken::new(),
             stats: Default::default(),
             meters: Default::default(),

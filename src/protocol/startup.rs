@@ -107,12 +107,11 @@ fn parse_params(mut rest: &[u8]) -> Result<Params, StartupError> {
         }
         let (value, after) =
             read_cstr(after).ok_or(StartupError::Malformed("parameter without a value"))?;
-        let utf8 = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .map(str::to_owned)
-                .map_err(|_| StartupError::Malformed("parameter is not valid UTF-8"))
-        };
-        params.push((utf8(name)?, utf8(value)?));
+        // PostgreSQL takes any bytes here (a client in a LATIN1 locale
+        // sends its application_name so); names are checked later, and
+        // values reach the server as UTF-8, so what isn't is replaced.
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        params.push((text(name), text(value)));
         rest = after;
     }
 }
@@ -180,9 +179,16 @@ mod tests {
             read(packet(196608, b"user\0bob")).await,
             Err(StartupError::Malformed(_))
         ));
-        assert!(matches!(
-            read(packet(196608, b"user\0\xff\0\0")).await,
-            Err(StartupError::Malformed(_))
-        ));
+    }
+
+    #[tokio::test]
+    async fn takes_parameters_that_are_not_utf8_as_postgres_does() {
+        let p = read(packet(196608, b"user\0bob\0application_name\0Caf\xe9\0\0"))
+            .await
+            .unwrap();
+        let StartupPacket::Startup { params, .. } = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(params.get("application_name"), Some("Caf\u{fffd}"));
     }
 }

@@ -40,14 +40,18 @@ use startup::{Failed, Hello};
 /// keep a task, a socket or a server connection for ever.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
-/// `_slot`: the client's place under `max_client_connections`, held until
-/// the end.
-pub async fn serve_client(
-    ctx: Arc<Context>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
-) {
+/// A connection's place, held until it ends.
+pub enum Slot {
+    /// Under `max_client_connections`.
+    Client(OwnedSemaphorePermit),
+    /// One of a few beyond it, for a connection that came when all were
+    /// taken: its startup is read as PostgreSQL reads it when full, so a
+    /// cancel request still reaches its query, an SSLRequest gets its
+    /// answer before the 53300, and the admin console stays reachable.
+    Overflow(OwnedSemaphorePermit),
+}
+
+pub async fn serve_client(ctx: Arc<Context>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
     let ctx = &*ctx;
     let span = tracing::info_span!(
         "client",
@@ -90,6 +94,12 @@ pub async fn serve_client(
     let Some((mut stream, params)) = started else {
         return;
     };
+    if let Slot::Overflow(_) = slot {
+        metrics::counter!("pgtenant_clients_refused_total").increment(1);
+        let full = ClientError::TooManyClients(ctx.cfg().max_client_connections);
+        tracing::info!(parent: &span, "refused: max_client_connections reached");
+        return tell(&mut stream, &full).await;
+    }
     // Login, then the relay, polled at every wake-up: right here, under the
     // task's own future, since each layer of futures above it is walked at
     // every poll. The block ends the session (live list, cancel key, pool
@@ -135,8 +145,13 @@ async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
     metrics::counter!("pgtenant_cancel_requests_total").increment(1);
     match ctx.cancels.resolve(pid, secret) {
         Some(key) => {
-            if let Err(e) = cancel::send_cancel(key).await {
-                tracing::warn!(error = %e, "could not forward cancel request");
+            // Bounded: a backend that drops packets must not hold the
+            // client slot this connection took for minutes.
+            let limit = Duration::from_millis(ctx.cfg().backend.connect_timeout_ms);
+            match ctx.timers.timeout(limit, cancel::send_cancel(key)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not forward cancel request"),
+                Err(_) => tracing::warn!(?limit, "could not forward cancel request: no connection"),
             }
         }
         None => tracing::info!("cancel request with unknown or wrong key ignored"),

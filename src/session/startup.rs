@@ -1,5 +1,5 @@
 //! Everything before authentication: SSLRequest/GSSENCRequest negotiation,
-//! CancelRequest, protocol version.
+//! direct TLS, CancelRequest, protocol version.
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,24 @@ pub enum Failed {
     Tell(ClientStream, ClientError),
 }
 
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Failed> {
+    // PostgreSQL 17's direct TLS (`sslnegotiation=direct`): a ClientHello
+    // where a startup packet would be (no startup packet starts with 0x16:
+    // its length would be over 369 MB). Looked for only when TLS is on, at
+    // the cost of one peek per connection.
+    if let Some(acceptor) = ctx.tls.load().as_ref().clone() {
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(1) if first[0] == TLS_HANDSHAKE => {
+                return Box::pin(start_tls(ctx, tcp, acceptor, Tls::Direct)).await;
+            }
+            Ok(0) | Err(_) => return Err(Failed::Silent),
+            Ok(_) => {}
+        }
+    }
     let mut offered_tls = false;
     loop {
         let packet = match read_startup(&mut tcp).await {
@@ -48,7 +65,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
                 };
                 // Boxed: the handshake's state would otherwise sit in every
                 // session's future for as long as it lives.
-                return Box::pin(start_tls(ctx, tcp, acceptor)).await;
+                return Box::pin(start_tls(ctx, tcp, acceptor, Tls::Requested)).await;
             }
             StartupPacket::GssEncRequest => {
                 tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
@@ -58,17 +75,39 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
     }
 }
 
+/// How the client started TLS.
+#[derive(PartialEq, Eq)]
+enum Tls {
+    /// SSLRequest, answered with `S`.
+    Requested,
+    /// A ClientHello straight away.
+    Direct,
+}
+
 async fn start_tls(
     ctx: &Context,
     mut tcp: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
+    how: Tls,
 ) -> Result<Hello, Failed> {
-    tcp.write_all(b"S").await.map_err(|_| Failed::Silent)?;
+    if how == Tls::Requested {
+        tcp.write_all(b"S").await.map_err(|_| Failed::Silent)?;
+    }
     let tls = acceptor.accept(tcp).await.map_err(|e| {
         tracing::debug!(error = %e, "TLS handshake failed");
         Failed::Silent
     })?;
+    // As PostgreSQL: direct TLS only for a client that named the protocol
+    // in ALPN, so that a TLS connection made for another service (an
+    // HTTPS request sent here) is not taken for a PostgreSQL one.
+    let alpn = tls.get_ref().1.alpn_protocol() == Some(b"postgresql".as_slice());
     let mut stream = ClientStream::Tls(Box::new(tls));
+    if how == Tls::Direct && !alpn {
+        let e = StartupError::Malformed(
+            "direct TLS connection without the ALPN protocol \"postgresql\"",
+        );
+        return Err(Failed::Tell(stream, e.into()));
+    }
     match read_startup(&mut stream).await {
         Ok(p) => finish(ctx, stream, p).await,
         Err(StartupError::Io(_)) => Err(Failed::Silent),
