@@ -150,6 +150,18 @@ impl Context {
             report.push("admin.metrics_addr changes only on restart".into());
             new.admin.metrics_addr = old.admin.metrics_addr;
         }
+        // The log's format and the runtime are set up once, at start.
+        if new.log.format != old.log.format {
+            report.push("log.format changes only on restart (log.level changes live)".into());
+            new.log.format = old.log.format;
+        }
+        if new.worker_threads != old.worker_threads {
+            report.push(format!(
+                "worker_threads changes only on restart; still {}",
+                old.worker_threads
+            ));
+            new.worker_threads = old.worker_threads;
+        }
         if new.registry.pool_size != old.registry.pool_size
             || new.registry.cache_ttl_ms != old.registry.cache_ttl_ms
             || new.registry.refresh_interval_ms != old.registry.refresh_interval_ms

@@ -31,7 +31,7 @@ async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
     let write = |pool_size: usize, backend: &str| {
         std::fs::write(
             &file,
-            format!("[pool]\nmode = \"transaction\"\npool_size = {pool_size}\nquery_wait_timeout_ms = 20000\n{backend}"),
+            format!("{backend}\n[pool]\nmode = \"transaction\"\npool_size = {pool_size}\nquery_wait_timeout_ms = 20000\n"),
         )
         .unwrap()
     };
@@ -62,7 +62,10 @@ async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
     // …then pool_size 4 on SIGHUP: the same work runs in parallel, nobody
     // dropped. (The backend section, built into the pools at start, is
     // kept, and the log says so.)
-    write(4, "[backend]\nconnect_timeout_ms = 4321\n");
+    write(
+        4,
+        "worker_threads = 2\n[backend]\nconnect_timeout_ms = 4321\n[log]\nformat = \"json\"\n",
+    );
     proxy.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
@@ -79,7 +82,11 @@ async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
         proxy.log().contains("configuration reloaded")
             && proxy
                 .log()
-                .contains("connect_timeout_ms) changes only on restart"),
+                .contains("connect_timeout_ms) changes only on restart")
+            && proxy
+                .log()
+                .contains("worker_threads changes only on restart")
+            && proxy.log().contains("log.format changes only on restart"),
         "{}",
         proxy.log()
     );

@@ -28,6 +28,41 @@ fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Keys whose values are secrets: no error message ever quotes them.
+const SECRET_KEYS: [&str; 3] = ["backend.url", "backend.secret", "admin.password"];
+
+/// Where the file stops being TOML, and why. Not the parser's own display,
+/// which quotes the line: `secret = "…` with a bad escape would print the
+/// secret to the log, the console's RELOAD reply and stderr.
+fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    let secret = SECRET_KEYS
+        .iter()
+        .any(|k| k.rsplit('.').next() == Some(key) || key.contains(k));
+    let why = if secret {
+        "a syntax error (not shown: the line holds a secret)"
+    } else {
+        e.message().trim()
+    };
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        err: format!(
+            "line {}, column {}: {why}",
+            before.matches('\n').count() + 1,
+            before[line_start..].chars().count() + 1
+        ),
+    }
+}
+
 /// A string that must never reach a log line: Debug prints a placeholder.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -164,10 +199,7 @@ impl Config {
                     err,
                 })?;
                 text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Syntax {
-                        path: p.to_owned(),
-                        err: e.to_string(),
-                    })?
+                    .map_err(|e| syntax_error(p, &text, &e))?
             }
             None => toml::Table::new(),
         };
@@ -204,6 +236,10 @@ impl Config {
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
+                if SECRET_KEYS.contains(&key.as_str()) {
+                    // serde quotes the value it could not take.
+                    return invalid(&key, "must be a string");
+                }
                 // One line: serde's messages may span several.
                 let msg = e.into_inner().to_string();
                 invalid(&key, msg.split_whitespace().collect::<Vec<_>>().join(" "))
@@ -283,6 +319,18 @@ impl Config {
         ] {
             if v < 100 {
                 return Err(invalid(key, "must be at least 100"));
+            }
+        }
+        for (key, v) in [
+            ("login_timeout_ms", self.login_timeout_ms),
+            (
+                "backend.connect_timeout_ms",
+                self.backend.connect_timeout_ms,
+            ),
+        ] {
+            // 0 would time every login or connect out at once.
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
             }
         }
         if self.max_message_bytes < 1024 {
@@ -427,6 +475,47 @@ mod tests {
         assert!(e.to_string().contains("backend.url"), "{e}");
         let e = load(URL, &[("PGTENANT_POOL_SIZE", "x")]).unwrap_err();
         assert!(e.to_string().contains("pool.pool_size"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_quote_a_secret() {
+        for file in [
+            "[backend]\nsecret = \"s3cr3t\\qvalue\"\n",
+            "[admin]\npassword = \"s3cr3t\n",
+            "[backend]\nurl = \"postgres://u:s3cr3t@h/db\\x\"\n",
+        ] {
+            let msg = load(file, &[]).unwrap_err().to_string();
+            assert!(!msg.contains("s3cr3t"), "{msg}");
+            assert!(msg.contains("line 2"), "{msg}");
+        }
+        let msg = load(&format!("{URL}[admin]\npassword = 1234567\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("1234567"), "{msg}");
+        assert!(msg.contains("admin.password"), "{msg}");
+        // Other lines keep the parser's reason.
+        let msg = load("[pool]\npool_size = = 3\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.len() > "config file x is not valid TOML: line 2, column 1: ".len(),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_that_would_refuse_everything_are_refused() {
+        for (var, key) in [
+            ("PGTENANT_LOGIN_TIMEOUT_MS", "login_timeout_ms"),
+            (
+                "PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",
+                "backend.connect_timeout_ms",
+            ),
+        ] {
+            let msg = load(URL, &[(var, "0")]).unwrap_err().to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
     }
 
     #[test]
