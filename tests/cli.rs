@@ -124,6 +124,7 @@ async fn bad_input_fails_with_one_line_and_leaves_the_registry_unchanged() {
     let own = own_registry("bad_input_test", "bad_");
     let env = env_of(&own);
     ok(&env, &["tenant", "create", "acme"]);
+    ok(&env, &["tenant", "create", "globex"]);
     ok(
         &env,
         &["user", "add", "--tenant", "acme", "Dana@Example.com"],
@@ -154,6 +155,11 @@ async fn bad_input_fails_with_one_line_and_leaves_the_registry_unchanged() {
         (
             &["tenant", "create", "ok1", "--schema", "tenant_acme"],
             "already used by tenant \"acme\"",
+        ),
+        // Both the name and the schema taken, by two tenants.
+        (
+            &["tenant", "create", "acme", "--schema", "tenant_globex"],
+            "tenant \"acme\" already exists",
         ),
         (
             &["tenant", "create", "ok1", "--schema", "pgtenant"],

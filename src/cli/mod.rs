@@ -143,7 +143,13 @@ async fn connect(cfg: &Config) -> anyhow::Result<tokio_postgres::Client> {
     let tls =
         crate::pool::tls::BackendTlsPolicy::new(cfg.backend.tls, cfg.backend.tls_ca.as_deref())
             .map_err(|e| anyhow::anyhow!(e))?;
-    let (pg, tls) = tls.control_plane(cfg.backend_pg_config()?);
+    let mut pg = cfg.backend_pg_config()?;
+    // The CLI's runtime has tokio's timers (the proxy's has its own): an
+    // unreachable database fails the command instead of hanging it.
+    pg.connect_timeout(std::time::Duration::from_millis(
+        cfg.backend.connect_timeout_ms,
+    ));
+    let (pg, tls) = tls.control_plane(pg);
     let (client, conn) = pg
         .connect(tls)
         .await

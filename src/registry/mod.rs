@@ -44,7 +44,17 @@ pub enum RegistryError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("no registry connection within {0} ms (backend.connect_timeout_ms)")]
     Timeout(u64),
+    #[error("the registry did not answer within {} ms; its connection was closed", QUERY_TIMEOUT.as_millis())]
+    QueryTimeout,
 }
+
+/// How long a registry query may take. One that takes longer is on a
+/// connection that stopped answering (a failover without a reset): the
+/// caller fails, the connection is closed instead of pooled, and the
+/// watcher's refreshes, expiries and re-checks go on with a new one.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Query<'c, T> = futures_util::future::BoxFuture<'c, Result<T, RegistryError>>;
 
 /// What a re-check found about a key that a live session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,9 +248,15 @@ impl Registry {
         hash: &KeyHash,
         generation: u64,
     ) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
-        let client = self.get().await?;
-        let stmt = client.prepare_cached(LOOKUP).await?;
-        let row = client.query_opt(&stmt, &[&hex::encode(hash)]).await?;
+        let hex = hex::encode(hash);
+        let row = self
+            .run(|c| {
+                Box::pin(async move {
+                    let stmt = c.prepare_cached(LOOKUP).await?;
+                    Ok::<_, RegistryError>(c.query_opt(&stmt, &[&hex]).await?)
+                })
+            })
+            .await?;
         let mut cache = self.cache.lock().expect("poisoned");
         let Some(row) = row else {
             cache.map.remove(hash);
@@ -352,9 +368,14 @@ impl Registry {
             return Ok(HashMap::new());
         }
         let (keys, tenants): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-        let client = self.get().await?;
-        let stmt = client.prepare_cached(CHECK).await?;
-        let rows = client.query(&stmt, &[&keys, &tenants]).await?;
+        let rows = self
+            .run(|c| {
+                Box::pin(async move {
+                    let stmt = c.prepare_cached(CHECK).await?;
+                    Ok::<_, RegistryError>(c.query(&stmt, &[&keys, &tenants]).await?)
+                })
+            })
+            .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -378,19 +399,22 @@ impl Registry {
         if ids.is_empty() {
             return Ok(0);
         }
-        let result = async {
-            let client = self.get().await?;
-            let n = client
-                .execute(
-                    "UPDATE pgtenant.api_keys SET last_used_at = now() \
-                      WHERE id = ANY($1) \
-                        AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-                    &[&ids],
-                )
-                .await?;
-            Ok::<_, RegistryError>(n as usize)
-        }
-        .await;
+        let written = ids.clone();
+        let result = self
+            .run(|c| {
+                Box::pin(async move {
+                    let n = c
+                        .execute(
+                            "UPDATE pgtenant.api_keys SET last_used_at = now() \
+                              WHERE id = ANY($1) \
+                                AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+                            &[&written],
+                        )
+                        .await?;
+                    Ok::<_, RegistryError>(n as usize)
+                })
+            })
+            .await;
         let mut u = self.usage.lock().expect("poisoned");
         match result {
             Ok(n) => {
@@ -407,8 +431,30 @@ impl Registry {
 
     /// `SELECT 1` on a control-plane connection: the readiness check.
     pub async fn ping(&self) -> Result<(), RegistryError> {
-        self.client().await?.simple_query("SELECT 1").await?;
-        Ok(())
+        self.run(|c| {
+            Box::pin(async move {
+                c.simple_query("SELECT 1").await?;
+                Ok::<_, RegistryError>(())
+            })
+        })
+        .await
+    }
+
+    /// Runs `query` on a pooled connection, for at most [`QUERY_TIMEOUT`].
+    async fn run<T>(
+        &self,
+        query: impl for<'c> FnOnce(&'c deadpool_postgres::Object) -> Query<'c, T>,
+    ) -> Result<T, RegistryError> {
+        let client = self.get().await?;
+        let answered = self.timers.timeout(QUERY_TIMEOUT, query(&client)).await;
+        match answered {
+            Ok(r) => r,
+            Err(_) => {
+                // Out of the pool: dropped, the connection closes.
+                drop(deadpool_postgres::Object::take(client));
+                Err(RegistryError::QueryTimeout)
+            }
+        }
     }
 
     /// A control-plane connection from the pool, for the admin console's

@@ -202,8 +202,12 @@ pub(crate) async fn begin(client: &mut Client) -> Result<Transaction<'_>, AdminE
     if !initialised {
         return Err(AdminError::NotInitialised);
     }
+    // Bounded: a change stuck behind another (a hung CLI, an open
+    // transaction) fails with 55P03 instead of waiting for ever.
+    tx.batch_execute("SET LOCAL lock_timeout = '30s'").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
         .await?;
+    tx.batch_execute("SET LOCAL lock_timeout = DEFAULT").await?;
     Ok(tx)
 }
 

@@ -182,8 +182,10 @@ async fn provision(
     }
     let taken = tx
         .query_opt(
+            // Two tenants may hold the name and the schema: the name first.
             "SELECT name, schema_name::text FROM pgtenant.tenants \
-              WHERE name = $1 OR schema_name = $2 OR role_name = $3",
+              WHERE name = $1 OR schema_name = $2 OR role_name = $3 \
+              ORDER BY (name = $1) DESC LIMIT 1",
             &[&new.name, &schema, &role],
         )
         .await?;
