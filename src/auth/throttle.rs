@@ -66,12 +66,22 @@ impl From<&AuthConfig> for Params {
 /// What a source may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
-    /// A token is reserved: look the key up, then [`Throttle::settle`].
-    Go,
+    /// A token is reserved, in the bucket at `Place`: look the key up,
+    /// then [`Throttle::settle`] there.
+    Go(Place),
     /// Every token is reserved by lookups in flight: wait for one to settle.
     Wait,
     /// No token: refuse without a lookup.
     Refuse,
+}
+
+/// Where an admitted attempt took its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Its source's bucket (kept by sweeps while a lookup is in flight).
+    Source,
+    /// The bucket shared by sources beyond the map's capacity.
+    Overflow,
 }
 
 struct Buckets {
@@ -119,11 +129,11 @@ impl Throttle {
 
     /// Reserves a token for an attempt from `ip`, if there is one.
     pub fn admit(&self, ip: IpAddr, cfg: &AuthConfig) -> Admission {
-        self.with_bucket(ip, Params::from(cfg), |b, _| {
+        self.with_bucket(ip, Params::from(cfg), |b, _, place| {
             if b.tokens >= 1.0 {
                 b.tokens -= 1.0;
                 b.inflight += 1;
-                Admission::Go
+                Admission::Go(place)
             } else if b.inflight > 0 {
                 Admission::Wait
             } else {
@@ -132,15 +142,27 @@ impl Throttle {
         })
     }
 
-    /// Ends an admitted attempt: a failed guess keeps its token, anything
-    /// else gives it back.
-    pub fn settle(&self, ip: IpAddr, cfg: &AuthConfig, failed: bool) {
-        self.with_bucket(ip, Params::from(cfg), |b, p| {
-            b.inflight = b.inflight.saturating_sub(1);
-            if !failed {
-                b.tokens = (b.tokens + 1.0).min(p.burst);
+    /// Ends an admitted attempt, in the bucket it was admitted from (not
+    /// looked up afresh: a sweep meanwhile may have made room in the map
+    /// for a source that took the overflow's token): a failed guess keeps
+    /// its token, anything else gives it back.
+    pub fn settle(&self, ip: IpAddr, cfg: &AuthConfig, failed: bool, place: Place) {
+        let p = Params::from(cfg);
+        {
+            let mut guard = self.inner.lock().expect("poisoned");
+            let b = &mut *guard;
+            let bucket = match place {
+                Place::Source => b.map.get_mut(&source(ip)),
+                Place::Overflow => b.overflow.as_mut(),
+            };
+            if let Some(b) = bucket {
+                b.refill(Instant::now(), &p);
+                b.inflight = b.inflight.saturating_sub(1);
+                if !failed {
+                    b.tokens = (b.tokens + 1.0).min(p.burst);
+                }
             }
-        });
+        }
         self.settled.notify_waiters();
     }
 
@@ -148,7 +170,7 @@ impl Throttle {
         &self,
         ip: IpAddr,
         p: Params,
-        f: impl FnOnce(&mut Bucket, &Params) -> R,
+        f: impl FnOnce(&mut Bucket, &Params, Place) -> R,
     ) -> R {
         let now = Instant::now();
         let key = source(ip);
@@ -157,7 +179,7 @@ impl Throttle {
         // The common case, a source seen before: one lookup.
         if let Some(bucket) = b.map.get_mut(&key) {
             bucket.refill(now, &p);
-            return f(bucket, &p);
+            return f(bucket, &p, Place::Source);
         }
         if b.map.len() >= self.cap {
             // Sweep at most once a second: a sweep walks the whole map.
@@ -176,13 +198,13 @@ impl Throttle {
             inflight: 0,
             at: now,
         };
-        let bucket = if b.map.len() < self.cap {
-            b.map.entry(key).or_insert(full)
+        let (bucket, place) = if b.map.len() < self.cap {
+            (b.map.entry(key).or_insert(full), Place::Source)
         } else {
-            b.overflow.get_or_insert(full)
+            (b.overflow.get_or_insert(full), Place::Overflow)
         };
         bucket.refill(now, &p);
-        f(bucket, &p)
+        f(bucket, &p, place)
     }
 
     /// Sources tracked now (tests, metrics).
@@ -202,20 +224,21 @@ pub struct Ticket<'a> {
     throttle: &'a Throttle,
     ip: IpAddr,
     cfg: AuthConfig,
+    place: Place,
     settled: bool,
 }
 
 impl Ticket<'_> {
     pub fn settle(mut self, failed: bool) {
         self.settled = true;
-        self.throttle.settle(self.ip, &self.cfg, failed);
+        self.throttle.settle(self.ip, &self.cfg, failed, self.place);
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.throttle.settle(self.ip, &self.cfg, false);
+            self.throttle.settle(self.ip, &self.cfg, false, self.place);
         }
     }
 }
@@ -231,11 +254,12 @@ pub async fn gate<'a>(ctx: &'a Context, peer: SocketAddr) -> Result<Ticket<'a>, 
     loop {
         let cfg = ctx.cfg().auth.clone();
         match throttle.admit(peer.ip(), &cfg) {
-            Admission::Go => {
+            Admission::Go(place) => {
                 return Ok(Ticket {
                     throttle,
                     ip: peer.ip(),
                     cfg,
+                    place,
                     settled: false,
                 });
             }
@@ -275,8 +299,8 @@ mod tests {
 
     fn fail(t: &Throttle, ip: IpAddr, c: &AuthConfig) -> Admission {
         let a = t.admit(ip, c);
-        if a == Admission::Go {
-            t.settle(ip, c, true);
+        if let Admission::Go(place) = a {
+            t.settle(ip, c, true, place);
         }
         a
     }
@@ -288,18 +312,18 @@ mod tests {
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         let slow = cfg(3, 0.001);
         for _ in 0..3 {
-            assert_eq!(fail(&t, ip, &slow), Admission::Go);
+            assert_eq!(fail(&t, ip, &slow), Admission::Go(Place::Source));
         }
         assert_eq!(t.admit(ip, &slow), Admission::Refuse, "burst spent");
         assert_eq!(
             fail(&t, other, &slow),
-            Admission::Go,
+            Admission::Go(Place::Source),
             "other sources are not affected"
         );
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(
             t.admit(ip, &cfg(3, 1000.0)),
-            Admission::Go,
+            Admission::Go(Place::Source),
             "refilled at 1000/s"
         );
     }
@@ -310,20 +334,20 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let slow = cfg(2, 0.001);
         for _ in 0..10 {
-            assert_eq!(t.admit(ip, &slow), Admission::Go);
-            t.settle(ip, &slow, false);
+            assert_eq!(t.admit(ip, &slow), Admission::Go(Place::Source));
+            t.settle(ip, &slow, false, Place::Source);
         }
         // Two lookups in flight hold both tokens: a third waits…
-        assert_eq!(t.admit(ip, &slow), Admission::Go);
-        assert_eq!(t.admit(ip, &slow), Admission::Go);
+        assert_eq!(t.admit(ip, &slow), Admission::Go(Place::Source));
+        assert_eq!(t.admit(ip, &slow), Admission::Go(Place::Source));
         assert_eq!(t.admit(ip, &slow), Admission::Wait);
         // …and goes once one of them turns out valid.
-        t.settle(ip, &slow, false);
-        assert_eq!(t.admit(ip, &slow), Admission::Go);
+        t.settle(ip, &slow, false, Place::Source);
+        assert_eq!(t.admit(ip, &slow), Admission::Go(Place::Source));
         // Failed guesses keep their tokens: refused once nothing is in flight.
-        t.settle(ip, &slow, true);
+        t.settle(ip, &slow, true, Place::Source);
         assert_eq!(t.admit(ip, &slow), Admission::Wait);
-        t.settle(ip, &slow, true);
+        t.settle(ip, &slow, true, Place::Source);
         assert_eq!(t.admit(ip, &slow), Admission::Refuse);
     }
 
@@ -357,5 +381,23 @@ mod tests {
             t.admit(IpAddr::from([10, 0, 1, 0]), &slow),
             Admission::Refuse
         );
+    }
+
+    #[test]
+    fn an_attempt_settles_where_it_took_its_token() {
+        let c = cfg(5, 0.001);
+        let t = Throttle::with_capacity(1);
+        let (a, b) = (IpAddr::from([10, 0, 3, 1]), IpAddr::from([10, 0, 3, 2]));
+        assert_eq!(t.admit(a, &c), Admission::Go(Place::Source));
+        assert_eq!(t.admit(b, &c), Admission::Go(Place::Overflow));
+        t.settle(a, &c, false, Place::Source);
+        // A sweep while b's lookup runs makes room for b in the map: its
+        // settle must still reach the overflow bucket.
+        t.inner.lock().unwrap().swept = None;
+        t.settle(b, &c, false, Place::Overflow);
+        let buckets = t.inner.lock().unwrap();
+        let overflow = buckets.overflow.as_ref().unwrap();
+        assert_eq!(overflow.inflight, 0);
+        assert_eq!(overflow.tokens.round(), 5.0);
     }
 }
