@@ -8,10 +8,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use postgres_protocol::message::frontend;
+use support::raw::{read_msg, send};
 use support::{Proxy, registry, sqlstate};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn psql_through(proxy: &Proxy, key: &str, sslmode: &str, sql: &str) -> std::process::Output {
@@ -201,21 +200,6 @@ async fn direct_tls(
         .connect(name, tcp)
         .await
         .expect("TLS handshake")
-}
-
-async fn send<S: AsyncWrite + Unpin>(s: &mut S, build: impl FnOnce(&mut BytesMut)) {
-    let mut buf = BytesMut::new();
-    build(&mut buf);
-    s.write_all(&buf).await.unwrap();
-    s.flush().await.unwrap();
-}
-
-async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
-    let tag = s.read_u8().await.ok()?;
-    let len = s.read_i32().await.ok()?;
-    let mut body = vec![0; len as usize - 4];
-    s.read_exact(&mut body).await.ok()?;
-    Some((tag, body))
 }
 
 /// PostgreSQL 17's direct TLS: a client that sends its ClientHello first

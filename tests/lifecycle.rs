@@ -90,14 +90,7 @@ async fn deactivated_tenant_is_refused_with_28000_and_reactivation_restores_logi
     let role = format!("tenant_{t}");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let n: i64 = su
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
-                &[&role],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n = support::role_connections_on(&su, &role).await;
         if n == 0 {
             break;
         }

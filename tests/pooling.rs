@@ -21,15 +21,7 @@ fn watch_connections(role: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHa
         let su = superuser().await;
         let mut peak = 0;
         while !stop.load(Ordering::Relaxed) {
-            let n: i64 = su
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
-                    &[&role],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            peak = peak.max(n);
+            peak = peak.max(support::role_connections_on(&su, &role).await);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         peak

@@ -9,16 +9,8 @@ use support::registry;
 use tokio_postgres::Client;
 
 async fn role_connections(role: &str) -> i64 {
-    support::cluster()
-        .connect(&registry().db)
-        .await
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
-            &[&role],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    let su = support::cluster().connect(&registry().db).await;
+    support::role_connections_on(&su, role).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

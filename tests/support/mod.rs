@@ -129,3 +129,15 @@ fn describe_output(what: &str, output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr),
     )
 }
+
+/// The server connections `role` has open now (pg_stat_activity), read
+/// on `su`, a superuser's connection to the registry's database.
+pub async fn role_connections_on(su: &tokio_postgres::Client, role: &str) -> i64 {
+    su.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+        &[&role],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

@@ -1,7 +1,7 @@
 //! A minimal raw protocol client, for what drivers won't do on purpose.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
@@ -33,7 +33,7 @@ pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, 
     }
 }
 
-pub async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
     let tag = s.read_u8().await.ok()?;
     let len = s.read_i32().await.ok()?;
     let mut body = vec![0; len as usize - 4];
@@ -69,10 +69,11 @@ pub async fn cancel(addr: std::net::SocketAddr, pid: i32, secret: i32) {
 }
 
 /// Writes the messages `build` encodes, in one write.
-pub async fn send(s: &mut TcpStream, build: impl FnOnce(&mut BytesMut)) {
+pub async fn send<S: AsyncWrite + Unpin>(s: &mut S, build: impl FnOnce(&mut BytesMut)) {
     let mut buf = BytesMut::new();
     build(&mut buf);
     s.write_all(&buf).await.unwrap();
+    s.flush().await.unwrap(); // a TLS stream may hold it until then
 }
 
 /// Reads to ReadyForQuery; returns every message's tag, in order.
