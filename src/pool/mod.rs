@@ -25,11 +25,12 @@ pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
@@ -60,6 +61,9 @@ struct TenantPool {
     /// `min_idle` connections being opened now: counted as present, or a
     /// backend slower than the reaper's tick gets several per tick.
     warming: AtomicUsize,
+    /// The registry changed the tenant (deactivated, dropped, …): no
+    /// `min_idle` connections until one of its clients logs in again.
+    forgotten: AtomicBool,
 }
 
 pub struct Pools {
@@ -142,6 +146,7 @@ impl Pools {
                     clients: Resizable::new(client_limit(t.max_client_connections)),
                     waiters: Arc::default(),
                     warming: AtomicUsize::new(0),
+                    forgotten: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -163,7 +168,10 @@ impl Pools {
                     max: pool.clients.size(),
                 })?;
         // A login proves the tenant active.
-        pool.slots.remember();
+        if pool.forgotten.load(Ordering::Relaxed) {
+            pool.forgotten.store(false, Ordering::Relaxed);
+            pool.slots.reopen();
+        }
         Ok(Admission {
             pool,
             _permit: permit,
@@ -231,7 +239,7 @@ impl Pools {
         let cfg = self.cfg.load();
         let map = self.tenants.lock().expect("poisoned");
         map.values()
-            .filter(|p| !p.slots.forgotten())
+            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
             .filter_map(|p| {
                 let min = cfg.for_tenant(&p.tenant.name).min_idle;
                 let (out, idle) = p.slots.counts();
@@ -252,7 +260,9 @@ impl Pools {
         let opened = self.open(tenant, budget, cache).await;
         pool.warming.fetch_sub(1, Ordering::Relaxed);
         match opened {
-            // Closed there if the tenant was forgotten meanwhile.
+            // Forgotten meanwhile: the connection may be for a tenant that
+            // is gone; it closes here.
+            Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
             Ok(conn) => pool.slots.put_idle(conn),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
@@ -333,37 +343,41 @@ impl Pools {
                 p
             }
         };
-        // One place in the budget's queue for the whole wait: a new one at
-        // every pass would send this client to the back at each return.
-        let mut budget_wait = std::pin::pin!(self.budget.acquire());
-        let budget = loop {
-            // Usually a connection came back with the permit: take it without
-            // registering for wake-ups.
-            if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
-                return Ok(Checkout { conn, permit });
-            }
-            // Counted and registered before looking again, so a connection
-            // returned meanwhile is not missed.
-            let counted = self.returned.count_waiter();
-            let returned = counted.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
-                return Ok(Checkout { conn, permit });
-            }
-            if let Some(p) = self.budget.try_acquire() {
-                break p;
-            }
-            // The budget is spent: close another tenant's idle connection,
-            // or wait for one to become idle (or closed) and look again.
-            if let Some(evicted) = self.evict_one_idle(tenant.id) {
-                evicted.close(&self.timers).await;
-                continue;
-            }
-            tokio::select! {
-                p = &mut budget_wait => break p,
-                _ = returned => continue,
-                _ = self.timers.sleep_until(deadline) => return Err(timed_out()),
+        // One place in the budget's queue for the whole wait (a new one at
+        // every pass would send this client to the back at each return),
+        // given up before the login: a permit freed meanwhile goes to it.
+        let budget = {
+            let mut budget_wait = std::pin::pin!(self.budget.acquire());
+            loop {
+                // Usually a connection came back with the permit: take it without
+                // registering for wake-ups.
+                if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
+                    return Ok(Checkout { conn, permit });
+                }
+                // Counted and registered before looking again, so a connection
+                // returned meanwhile is not missed.
+                let counted = self.returned.count_waiter();
+                let returned = counted.notified();
+                tokio::pin!(returned);
+                returned.as_mut().enable();
+                if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
+                    return Ok(Checkout { conn, permit });
+                }
+                // Not `try_acquire`: once queued, freed permits go to the queue.
+                if let Some(p) = (&mut budget_wait).now_or_never() {
+                    break p;
+                }
+                // The budget is spent: close another tenant's idle connection,
+                // or wait for one to become idle (or closed) and look again.
+                if let Some(evicted) = self.evict_one_idle(tenant.id) {
+                    evicted.close(&self.timers).await;
+                    continue;
+                }
+                tokio::select! {
+                    p = &mut budget_wait => break p,
+                    _ = returned => continue,
+                    _ = self.timers.sleep_until(deadline) => return Err(timed_out()),
+                }
             }
         };
         // Boxed on its own: a login's state is large, and in this future
@@ -471,7 +485,19 @@ impl Pools {
     pub fn forget_tenant(&self, id: Uuid) {
         let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
         if let Some(p) = pool {
-            p.slots.forget();
+            p.forgotten.store(true, Ordering::Relaxed);
+            drop(p.slots.with_idle(std::mem::take));
+        }
+    }
+
+    /// The registry says the tenant is inactive or gone: its idle
+    /// connections close, and so do the busy ones as their (ended)
+    /// sessions give them back, until one of its clients logs in again.
+    pub fn close_tenant(&self, id: Uuid) {
+        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
+        if let Some(p) = pool {
+            p.forgotten.store(true, Ordering::Relaxed);
+            p.slots.close();
         }
     }
 

@@ -35,10 +35,9 @@ const MIN_SWEEP: usize = 64;
 
 pub struct Slots {
     state: Mutex<State>,
-    /// The registry changed the tenant (deactivated, dropped, …): its
-    /// connections close as they come back, and it gets no `min_idle`
-    /// ones, until one of its clients logs in again.
-    forgotten: AtomicBool,
+    /// The tenant is inactive or gone: connections close as they come
+    /// back (see [`Slots::close`]).
+    closing: AtomicBool,
     /// Shared by all tenants: signalled whenever a connection goes idle.
     returned: Arc<Returned>,
     /// Shared by all tenants: told of waiters' deadlines.
@@ -138,28 +137,26 @@ impl Slots {
             }),
             returned,
             expiry,
-            forgotten: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         })
     }
 
-    /// Closes the idle connections and those that come back from now on;
-    /// see [`Slots::remember`].
-    pub fn forget(&self) {
+    /// Closes the idle connections and those that come back from now on,
+    /// until [`Slots::reopen`].
+    pub fn close(&self) {
         // Set before the lock that takes the idle list: a release that
         // comes after finds it set under the same lock.
-        self.forgotten.store(true, Ordering::Relaxed);
+        self.closing.store(true, Ordering::Relaxed);
         let idle = std::mem::take(&mut self.lock().idle);
         drop(idle); // closed with the lock released
     }
 
-    pub fn remember(&self) {
-        if self.forgotten() {
-            self.forgotten.store(false, Ordering::Relaxed);
-        }
+    pub fn reopen(&self) {
+        self.closing.store(false, Ordering::Relaxed);
     }
 
-    pub fn forgotten(&self) -> bool {
-        self.forgotten.load(Ordering::Relaxed)
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -244,7 +241,7 @@ impl Slots {
         conn.idle_since = Stamp::now();
         {
             let mut st = self.lock();
-            if self.forgotten() {
+            if self.closing() {
                 return; // closed as it drops, the lock released first
             }
             st.idle.push(conn);
@@ -264,7 +261,7 @@ impl Slots {
             let next = {
                 let mut st = self.lock();
                 if let Some(c) = conn.take() {
-                    if self.forgotten() {
+                    if self.closing() {
                         closing = Some(c);
                     } else {
                         st.idle.push(c);

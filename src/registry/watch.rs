@@ -256,11 +256,15 @@ async fn recheck_sessions(ctx: &Context) {
             }
             continue;
         }
-        let tenant = sessions
-            .iter()
-            .find(|s| s.key_id == key_id)
-            .map(|s| s.tenant.name.clone())
-            .unwrap_or_default();
+        let session = sessions.iter().find(|s| s.key_id == key_id);
+        let tenant = session.map(|s| s.tenant.name.clone()).unwrap_or_default();
+        if let (Some(s), KeyState::TenantInactive | KeyState::TenantDropped) =
+            (session, check.state)
+        {
+            // Its sessions end below; their connections close as they
+            // come back instead of idling for a tenant nobody may use.
+            ctx.pools.close_tenant(s.tenant.id);
+        }
         let why = reason(check.state, &tenant);
         let n = ctx
             .sessions

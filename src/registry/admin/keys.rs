@@ -152,12 +152,15 @@ async fn insert_key(
     }
     let key = key::generate();
     let id = Uuid::new_v4();
+    // From this statement, not from `now()`, the transaction's start: a
+    // change that waited for the registry's lock must not issue a key
+    // with part of its life (or all of it) already gone.
     let row = tx
         .query_one(
             &format!(
                 "INSERT INTO pgtenant.api_keys (id, tenant_id, user_id, key_hash, name, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, \
-                         coalesce(now() + $6::int8 * interval '1 second', $7::text::timestamptz)) \
+                         coalesce(statement_timestamp() + $6::int8 * interval '1 second', $7::text::timestamptz)) \
                  RETURNING {}",
                 ts("expires_at")
             ),
@@ -331,7 +334,7 @@ pub async fn rotate_key(
             &format!(
                 "UPDATE pgtenant.api_keys \
                     SET expires_at = least(coalesce(expires_at, 'infinity'), \
-                                           now() + $2::int8 * interval '1 second'), \
+                                           statement_timestamp() + $2::int8 * interval '1 second'), \
                         replaced_by = $3 \
                   WHERE id = $1 RETURNING {}",
                 ts("expires_at")
