@@ -236,7 +236,11 @@ impl Config {
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                if SECRET_KEYS.contains(&key.as_str()) {
+                // The key or a table above it (`backend = "postgres://…"`).
+                if SECRET_KEYS
+                    .iter()
+                    .any(|k| *k == key || key.is_empty() || k.starts_with(&format!("{key}.")))
+                {
                     // serde quotes the value it could not take.
                     return invalid(&key, "must be a string");
                 }
@@ -493,6 +497,10 @@ mod tests {
             .to_string();
         assert!(!msg.contains("1234567"), "{msg}");
         assert!(msg.contains("admin.password"), "{msg}");
+        let msg = load("backend = \"postgres://u:s3cr3t@h/db\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("s3cr3t"), "{msg}");
         // Other lines keep the parser's reason.
         let msg = load("[pool]\npool_size = = 3\n", &[])
             .unwrap_err()
