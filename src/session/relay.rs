@@ -231,8 +231,8 @@ async fn relay(
         let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         // After "when idle", still watched for "now".
-        let seen = kill_order.map(|(mode, _)| mode);
-        let watch_kill = (seen != Some(KillMode::Now)).then_some((s.kill, &s.ctx.sessions, seen));
+        let watch_kill =
+            (waits.kill_seen != Some(KillMode::Now)).then_some((s.kill, &s.ctx.sessions));
         // What the loop above decides once the client has the whole reply:
         // the end after Terminate, or giving the connection back between
         // transactions (not after each statement inside one).
@@ -253,7 +253,10 @@ async fn relay(
         )
         .await
         {
-            Event::Killed => kill_order = s.kill.order(),
+            Event::Killed => {
+                kill_order = s.kill.order();
+                waits.kill_seen = kill_order.map(|(mode, _)| mode);
+            }
             Event::ServerRead(n) if n > 0 => {
                 stats.bytes_out += n as u64;
                 let co = server.as_mut().expect("read from an attached server");
@@ -537,7 +540,7 @@ async fn next_event(
     mut server: Option<&mut ServerConn>,
     up: &mut Upstream,
     down: &mut Downstream,
-    watch_kill: Option<(&KillSwitch, &LiveSessions, Option<KillMode>)>,
+    watch_kill: Option<(&KillSwitch, &LiveSessions)>,
     waits: &mut Waits,
     writes: &mut Writes,
 ) -> Event {
@@ -547,10 +550,10 @@ async fn next_event(
         // data (a long COPY) from starving the runtime's other tasks.
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let event = 'event: {
-            if let Some((kill, live, seen)) = watch_kill
-                && waits.kill_worth_polling(live.kills_issued(), || kill.ordered_beyond(seen))
+            if let Some((kill, live)) = watch_kill
+                && waits.kill_worth_polling(live.kills_issued(), |seen| kill.ordered_beyond(seen))
                 && waits
-                    .polled(Side::Kill, kill.poll_order(cx, seen))
+                    .polled(Side::Kill, kill.poll_order(cx, waits.kill_seen))
                     .is_ready()
             {
                 break 'event Event::Killed;

@@ -17,6 +17,8 @@
 //! waker's reference counting and a second waker registration per wake-up
 //! (−3 to −4 % instructions per transaction in callgrind).
 
+use super::live::KillMode;
+
 /// One of the waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -33,6 +35,11 @@ pub struct Waits {
     /// The count of kill orders (to any session) when the kill switch was
     /// last looked at.
     kills_seen: u64,
+    /// The strongest order this session's relay has taken from its kill
+    /// switch: only a stronger one wakes it (kept here, not passed along
+    /// with the switch: the relay's wait is built at every turn of its
+    /// loop, and a wider one costs instructions each time).
+    pub kill_seen: Option<KillMode>,
 }
 
 impl Waits {
@@ -49,8 +56,13 @@ impl Waits {
     /// only once `issued`, the count of kill orders to any session, has
     /// changed since it was last: orders set the switch before they count
     /// and wake after.
+    /// `ordered` gets the order already taken (see [`Waits::kill_seen`]).
     #[inline]
-    pub fn kill_worth_polling(&mut self, issued: u64, ordered: impl FnOnce() -> bool) -> bool {
+    pub fn kill_worth_polling(
+        &mut self,
+        issued: u64,
+        ordered: impl FnOnce(Option<KillMode>) -> bool,
+    ) -> bool {
         if !self.armed[Side::Kill as usize] {
             return true;
         }
@@ -58,7 +70,7 @@ impl Waits {
             return false;
         }
         self.kills_seen = issued;
-        ordered()
+        ordered(self.kill_seen)
     }
 
     /// Records the outcome of polling `side`: Pending arms it, unless it
@@ -104,20 +116,20 @@ mod tests {
     #[test]
     fn an_armed_kill_switch_is_looked_at_only_once_orders_were_given() {
         let mut waits = Waits::default();
-        assert!(waits.kill_worth_polling(0, || false), "new: polled");
+        assert!(waits.kill_worth_polling(0, |_| false), "new: polled");
         assert!(waits.polled(Side::Kill, Poll::<()>::Pending).is_pending());
         let looked = std::cell::Cell::new(0);
         let ordered = |yes| {
             looked.set(looked.get() + 1);
             yes
         };
-        assert!(!waits.kill_worth_polling(0, || ordered(true)));
+        assert!(!waits.kill_worth_polling(0, |_| ordered(true)));
         assert_eq!(looked.get(), 0, "no order given: the switch is not read");
         // Another session's order: read once, and not again.
-        assert!(!waits.kill_worth_polling(1, || ordered(false)));
-        assert!(!waits.kill_worth_polling(1, || ordered(false)));
+        assert!(!waits.kill_worth_polling(1, |_| ordered(false)));
+        assert!(!waits.kill_worth_polling(1, |_| ordered(false)));
         assert_eq!(looked.get(), 1);
         // This session's.
-        assert!(waits.kill_worth_polling(2, || ordered(true)));
+        assert!(waits.kill_worth_polling(2, |_| ordered(true)));
     }
 }
