@@ -40,7 +40,7 @@ pub struct Context {
     /// One permit per connected client.
     pub clients: Resizable,
     /// Connections beyond `clients`, read only to be refused properly or
-    /// to forward a cancel (see [`crate::session::Slot::Overflow`]).
+    /// to forward a cancel (see [`crate::session::serve_overflow`]).
     pub overflow: Resizable,
     /// Cancelled to start a graceful shutdown (SIGTERM, admin `SHUTDOWN`).
     pub shutdown: CancellationToken,

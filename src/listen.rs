@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::protocol::{self, Severity};
-use crate::session::{self, Slot};
+use crate::session;
 
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
     let expiry = ctx.clone();
@@ -40,36 +40,33 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
                 continue;
             }
         };
-        let slot = match ctx.clients.try_acquire() {
-            Some(permit) => Slot::Client(permit),
-            None => match ctx.overflow.try_acquire() {
-                Some(permit) => Slot::Overflow(permit),
-                None => {
-                    metrics::counter!("pgtenant_clients_refused_total").increment(1);
-                    tokio::spawn(refuse(
-                        tcp,
-                        ClientError::TooManyClients(ctx.cfg().max_client_connections),
-                    ));
-                    continue;
-                }
-            },
-        };
         // Boxed: the task then holds a pointer, not the session's future,
         // which tokio would copy at spawn and at each change of the task's
         // stage (a few KiB each time). The session's own future, with no
         // wrapper around it: each layer of futures is walked at every
         // wake-up.
-        tokio::spawn(Box::pin(session::serve_client(
-            ctx.clone(),
-            tcp,
-            peer,
-            slot,
-        )));
+        if let Some(permit) = ctx.clients.try_acquire() {
+            tokio::spawn(Box::pin(session::serve_client(
+                ctx.clone(),
+                tcp,
+                peer,
+                permit,
+            )));
+        } else if let Some(permit) = ctx.overflow.try_acquire() {
+            tokio::spawn(session::serve_overflow(ctx.clone(), tcp, peer, permit));
+        } else {
+            metrics::counter!("pgtenant_clients_refused_total").increment(1);
+            tokio::spawn(refuse(
+                tcp,
+                ClientError::TooManyClients(ctx.cfg().max_client_connections),
+            ));
+        }
     }
 }
 
 /// Tells a client it can't be served, when even the overflow slots (see
-/// [`Slot::Overflow`]) are taken: without reading its startup packet.
+/// [`session::serve_overflow`]) are taken: without reading its startup
+/// packet.
 async fn refuse(mut tcp: TcpStream, err: ClientError) {
     let mut buf = BytesMut::new();
     protocol::error_response(

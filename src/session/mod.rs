@@ -40,18 +40,14 @@ use startup::{Failed, Hello};
 /// keep a task, a socket or a server connection for ever.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
-/// A connection's place, held until it ends.
-pub enum Slot {
-    /// Under `max_client_connections`.
-    Client(OwnedSemaphorePermit),
-    /// One of a few beyond it, for a connection that came when all were
-    /// taken: its startup is read as PostgreSQL reads it when full, so a
-    /// cancel request still reaches its query, an SSLRequest gets its
-    /// answer before the 53300, and the admin console stays reachable.
-    Overflow(OwnedSemaphorePermit),
-}
-
-pub async fn serve_client(ctx: Arc<Context>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+/// `_slot`: the client's place under `max_client_connections`, held until
+/// the end.
+pub async fn serve_client(
+    ctx: Arc<Context>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
     let ctx = &*ctx;
     let span = tracing::info_span!(
         "client",
@@ -66,40 +62,10 @@ pub async fn serve_client(ctx: Arc<Context>, tcp: TcpStream, peer: SocketAddr, s
     // instruments the startup, the login and the session's start and end;
     // the relay in between runs outside it and names it as the parent of
     // the few lines it logs.
-    let started = async {
-        tcp.set_nodelay(true).ok();
-        let hello = ctx
-            .timers
-            .timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp))
-            .await;
-        match hello {
-            Err(_) => tracing::debug!("startup timed out"),
-            Ok(Err(Failed::Silent)) => {}
-            Ok(Err(Failed::Tell(mut stream, e))) => {
-                tracing::info!(error = %e, "startup refused");
-                tell(&mut stream, &e).await;
-            }
-            Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(ctx, pid, secret).await,
-            Ok(Ok(Hello::Startup { stream, params }))
-                if params.get("database") == Some(crate::admin::CONSOLE_DB) =>
-            {
-                crate::admin::console::serve(ctx, stream, params, peer).await
-            }
-            Ok(Ok(Hello::Startup { stream, params })) => return Some((stream, params)),
-        }
-        None
-    }
-    .instrument(span.clone())
-    .await;
+    let started = hello(ctx, tcp, peer).instrument(span.clone()).await;
     let Some((mut stream, params)) = started else {
         return;
     };
-    if let Slot::Overflow(_) = slot {
-        metrics::counter!("pgtenant_clients_refused_total").increment(1);
-        let full = ClientError::TooManyClients(ctx.cfg().max_client_connections);
-        tracing::info!(parent: &span, "refused: max_client_connections reached");
-        return tell(&mut stream, &full).await;
-    }
     // Login, then the relay, polled at every wake-up: right here, under the
     // task's own future, since each layer of futures above it is walked at
     // every poll. The block ends the session (live list, cancel key, pool
@@ -139,6 +105,62 @@ pub async fn serve_client(ctx: Arc<Context>, tcp: TcpStream, peer: SocketAddr, s
     if let Some(e) = error {
         let _ = ctx.timers.timeout(LAST_WORDS, tell(&mut stream, &e)).await;
     }
+}
+
+/// A connection that came when all `max_client_connections` were taken,
+/// on one of a few overflow places (`_slot`): its startup is read as
+/// PostgreSQL reads it when full, so a cancel request still reaches its
+/// query, an SSLRequest gets its answer before the 53300, and the admin
+/// console stays reachable. Apart from [`serve_client`], whose future
+/// must stay small enough to be polled inline at every wake-up.
+pub async fn serve_overflow(
+    ctx: Arc<Context>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let ctx = &*ctx;
+    let span = tracing::info_span!("client", %peer);
+    async {
+        if let Some((mut stream, _)) = hello(ctx, tcp, peer).await {
+            metrics::counter!("pgtenant_clients_refused_total").increment(1);
+            tracing::info!("refused: max_client_connections reached");
+            let full = ClientError::TooManyClients(ctx.cfg().max_client_connections);
+            tell(&mut stream, &full).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// TLS and the startup packet; a cancel request, the admin console and
+/// refusals are served here. Some: a client to log in.
+async fn hello(
+    ctx: &Context,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(ClientStream, protocol::startup::Params)> {
+    tcp.set_nodelay(true).ok();
+    let hello = ctx
+        .timers
+        .timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp))
+        .await;
+    match hello {
+        Err(_) => tracing::debug!("startup timed out"),
+        Ok(Err(Failed::Silent)) => {}
+        Ok(Err(Failed::Tell(mut stream, e))) => {
+            tracing::info!(error = %e, "startup refused");
+            tell(&mut stream, &e).await;
+        }
+        Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(ctx, pid, secret).await,
+        Ok(Ok(Hello::Startup { stream, params }))
+            if params.get("database") == Some(crate::admin::CONSOLE_DB) =>
+        {
+            crate::admin::console::serve(ctx, stream, params, peer).await
+        }
+        Ok(Ok(Hello::Startup { stream, params })) => return Some((stream, params)),
+    }
+    None
 }
 
 async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
