@@ -236,16 +236,20 @@ impl Config {
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                // The key or a table above it (`backend = "postgres://…"`).
-                if SECRET_KEYS
-                    .iter()
-                    .any(|k| *k == key || key.is_empty() || k.starts_with(&format!("{key}.")))
-                {
-                    // serde quotes the value it could not take.
-                    return invalid(&key, "must be a string");
+                let msg = e.into_inner().to_string();
+                // serde quotes the value it could not take ("invalid type:
+                // string \"…\""): not for a secret, nor for a table above one
+                // (`backend = "postgres://…"`) or the whole file (path ".").
+                let secret = SECRET_KEYS.contains(&key.as_str());
+                let above = key == "."
+                    || SECRET_KEYS
+                        .iter()
+                        .any(|k| k.starts_with(&format!("{key}.")));
+                if secret || (above && msg.starts_with("invalid")) {
+                    let want = if secret { "a string" } else { "a table" };
+                    return invalid(&key, format!("must be {want}"));
                 }
                 // One line: serde's messages may span several.
-                let msg = e.into_inner().to_string();
                 invalid(&key, msg.split_whitespace().collect::<Vec<_>>().join(" "))
             })?;
         cfg.validate()?;
@@ -500,7 +504,15 @@ mod tests {
         let msg = load("backend = \"postgres://u:s3cr3t@h/db\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert!(
+            !msg.contains("s3cr3t") && msg.contains("must be a table"),
+            "{msg}"
+        );
+        // A misspelt key under a secret's table is still named.
+        let msg = load(&format!("{URL}urll = 1\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("urll"), "{msg}");
         // Other lines keep the parser's reason.
         let msg = load("[pool]\npool_size = = 3\n", &[])
             .unwrap_err()

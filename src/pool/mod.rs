@@ -168,7 +168,7 @@ impl Pools {
                     max: pool.clients.size(),
                 })?;
         // A login proves the tenant active.
-        if pool.forgotten.load(Ordering::Relaxed) {
+        if pool.forgotten.load(Ordering::Relaxed) || pool.slots.closing() {
             pool.forgotten.store(false, Ordering::Relaxed);
             pool.slots.reopen();
         }
@@ -363,8 +363,11 @@ impl Pools {
                 if let Some(conn) = pool.slots.take_idle(|c, now| self.usable(c, now)) {
                     return Ok(Checkout { conn, permit });
                 }
-                // Not `try_acquire`: once queued, freed permits go to the queue.
-                if let Some(p) = (&mut budget_wait).now_or_never() {
+                // Not `try_acquire`: once queued, freed permits go to the
+                // queue. Unconstrained: out of cooperative budget, tokio
+                // would take the permit and still say Pending.
+                let now = tokio::task::coop::unconstrained(&mut budget_wait).now_or_never();
+                if let Some(p) = now {
                     break p;
                 }
                 // The budget is spent: close another tenant's idle connection,
@@ -487,6 +490,15 @@ impl Pools {
         if let Some(p) = pool {
             p.forgotten.store(true, Ordering::Relaxed);
             drop(p.slots.with_idle(std::mem::take));
+        }
+    }
+
+    /// The registry found the tenant's keys valid: whatever a re-check that
+    /// raced its reactivation concluded, its connections are pooled again.
+    pub fn reopen_tenant(&self, id: Uuid) {
+        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
+        if let Some(p) = pool.filter(|p| p.slots.closing()) {
+            p.slots.reopen();
         }
     }
 

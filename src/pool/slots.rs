@@ -155,7 +155,7 @@ impl Slots {
         self.closing.store(false, Ordering::Relaxed);
     }
 
-    fn closing(&self) -> bool {
+    pub fn closing(&self) -> bool {
         self.closing.load(Ordering::Relaxed)
     }
 

@@ -250,13 +250,17 @@ async fn recheck_sessions(ctx: &Context) {
         ctx.registry.note_expiry(t);
     }
     for (key_id, check) in checks {
+        let session = sessions.iter().find(|s| s.key_id == key_id);
         if check.state == KeyState::Valid {
             if let Some(t) = check.expires_at {
                 ctx.registry.note_expiry(t);
             }
+            // A re-check that raced a reactivation may have closed it.
+            if let Some(s) = session {
+                ctx.pools.reopen_tenant(s.tenant.id);
+            }
             continue;
         }
-        let session = sessions.iter().find(|s| s.key_id == key_id);
         let tenant = session.map(|s| s.tenant.name.clone()).unwrap_or_default();
         if let (Some(s), KeyState::TenantInactive | KeyState::TenantDropped) =
             (session, check.state)

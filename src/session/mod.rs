@@ -120,7 +120,13 @@ pub async fn serve_overflow(
     _slot: OwnedSemaphorePermit,
 ) {
     let ctx = &*ctx;
-    let span = tracing::info_span!("client", %peer);
+    // The console's login records these (see `admin::console`).
+    let span = tracing::info_span!(
+        "client",
+        %peer,
+        tenant = field::Empty,
+        user = field::Empty
+    );
     async {
         if let Some((mut stream, _)) = hello(ctx, tcp, peer).await {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);

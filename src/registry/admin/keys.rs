@@ -143,7 +143,10 @@ async fn insert_key(
     };
     if let Some(t) = at {
         let future: bool = tx
-            .query_one("SELECT $1::text::timestamptz > now()", &[&t])
+            .query_one(
+                "SELECT $1::text::timestamptz > statement_timestamp()",
+                &[&t],
+            )
             .await?
             .get(0);
         if !future {
@@ -300,7 +303,7 @@ pub async fn rotate_key(
     let old = tx
         .query_opt(
             "SELECT k.tenant_id, t.name, k.user_id, u.email, coalesce(u.active, true), k.name, \
-                    k.active AND (k.expires_at IS NULL OR k.expires_at > now()), k.replaced_by \
+                    k.active AND (k.expires_at IS NULL OR k.expires_at > statement_timestamp()), k.replaced_by \
                FROM pgtenant.api_keys k \
                JOIN pgtenant.tenants t ON t.id = k.tenant_id \
                LEFT JOIN pgtenant.users u ON u.id = k.user_id \
