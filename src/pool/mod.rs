@@ -14,6 +14,7 @@
 mod clock;
 mod expiry;
 mod gate;
+mod replies;
 pub mod resizable;
 mod returned;
 pub mod server;
@@ -42,6 +43,7 @@ use crate::registry::admin::role_password;
 use crate::timer::Timers;
 use clock::Stamp;
 use expiry::Expiry;
+pub use replies::record_param;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};

@@ -15,11 +15,12 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::clock::Stamp;
+use super::replies::{parse_data_row, record_param};
 use super::settings::{self, Settings};
 use super::tls::{BackendStream, BackendTlsPolicy};
 use crate::config::BackendTls;
 use crate::error::ClientError;
-use crate::protocol::{self, ErrorFields, TxStatus, read_cstr, tag};
+use crate::protocol::{self, ErrorFields, TxStatus, tag};
 use crate::registry::Tenant;
 use crate::session::prepared::StatementCache;
 use crate::timer::Timers;
@@ -566,47 +567,4 @@ struct SimpleResult {
 
 fn bad(what: &str) -> ServerError {
     ServerError::Unexpected(what.to_owned())
-}
-
-fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
-    if body.len() < 2 {
-        return Err(bad("short DataRow"));
-    }
-    let n = body.get_i16();
-    let mut cols = Vec::with_capacity(n.max(0) as usize);
-    for _ in 0..n {
-        if body.len() < 4 {
-            return Err(bad("short DataRow"));
-        }
-        let len = body.get_i32();
-        if len < 0 {
-            cols.push(String::new());
-            continue;
-        }
-        let len = len as usize;
-        if body.len() < len {
-            return Err(bad("short DataRow"));
-        }
-        cols.push(String::from_utf8_lossy(&body[..len]).into_owned());
-        body.advance(len);
-    }
-    Ok(cols)
-}
-
-/// Applies a ParameterStatus body (`name\0value\0`) to `params`.
-pub fn record_param(params: &mut Vec<(String, String)>, body: &[u8]) {
-    let Some((name, rest)) = read_cstr(body) else {
-        return;
-    };
-    let Some((value, _)) = read_cstr(rest) else {
-        return;
-    };
-    let (name, value) = (
-        String::from_utf8_lossy(name),
-        String::from_utf8_lossy(value),
-    );
-    match params.iter_mut().find(|(n, _)| *n == name) {
-        Some(p) => p.1 = value.into_owned(),
-        None => params.push((name.into_owned(), value.into_owned())),
-    }
 }

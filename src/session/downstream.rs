@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use super::expect::{Expect, Reply};
 use super::prepared::StatementCache;
 use crate::error::ClientError;
-use crate::pool::server::record_param;
+use crate::pool::record_param;
 use crate::protocol::{self, ErrorFields, HEADER_LEN, TxStatus};
 
 /// The server's reported parameters (ParameterStatus), name and value.

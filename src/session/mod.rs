@@ -1,6 +1,7 @@
 //! One client connection from accept to close:
 //! startup → auth → tenant's pool → relay → release.
 
+mod attach;
 pub mod buffers;
 mod custom;
 mod downstream;
@@ -296,14 +297,14 @@ async fn open<'c>(
         }
     };
     let wanted = ctx.pools.intern(&login.request.settings);
-    let pending = match relay::client_settings(ctx, &mut checkout, &wanted).await {
+    let pending = match attach::client_settings(ctx, &mut checkout, &wanted).await {
         Ok(p) => p,
         Err(e) => {
-            checkout.release(relay::release_after(&e)).await;
+            checkout.release(attach::release_after(&e)).await;
             return Err(e);
         }
     };
-    cancel.set_backend(Some(relay::backend_key(&checkout.conn)));
+    cancel.set_backend(Some(attach::backend_key(&checkout.conn)));
 
     // The client sees the server's own parameters and a cancel key of ours.
     let mut hello = BytesMut::with_capacity(512);

@@ -14,12 +14,13 @@ use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
+use super::attach::{attach_killable, attach_now, backend_key};
 use super::downstream::Downstream;
 use super::live::{KillMode, KillSwitch, LiveSessions};
 use super::socket::{Wire, send_ready};
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Side, Waits};
-use crate::cancel::{BackendKey, CancelKey};
+use crate::cancel::CancelKey;
 use crate::config::PoolMode;
 use crate::context::Context;
 use crate::error::ClientError;
@@ -279,119 +280,6 @@ async fn relay(
             Event::ClientRead(_) | Event::ClientWriteFailed => return None,
             Event::ClientWritten => {}
         }
-    }
-}
-
-/// [`attach`] when nothing needs waiting for: an idle connection, and the
-/// client's settings already on it or sent ahead. Otherwise what the
-/// wait starts from: the connection if there was one.
-fn attach_now(
-    s: &Session<'_>,
-    wanted: &Settings,
-    up: &mut Upstream,
-) -> Result<Checkout, Option<Checkout>> {
-    let co = s.ctx.pools.acquire_now(s.admitted).ok_or(None)?;
-    match settings_plan(s.ctx, &co, wanted) {
-        Plan::Nothing => {}
-        Plan::SendAhead(sql) => up.hidden_query(sql, wanted),
-        Plan::RunFirst(_) => return Err(Some(co)),
-    }
-    s.cancel.set_backend(Some(backend_key(&co.conn)));
-    Ok(co)
-}
-
-/// [`attach`] for a client that may have to wait (for a connection, at a
-/// PAUSE, for its settings to run): it can still be killed meanwhile.
-async fn attach_killable(
-    s: &Session<'_>,
-    wanted: &Settings,
-    up: &mut Upstream,
-    got: Option<Checkout>,
-) -> Result<Checkout, ClientError> {
-    tokio::select! {
-        biased;
-        r = attach(s, wanted, up, got) => r,
-        _ = s.kill.killed() => {
-            let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.to_owned());
-            Err(ClientError::Terminated(reason))
-        }
-    }
-}
-
-/// A server connection for the next transaction, with the client's settings.
-async fn attach(
-    s: &Session<'_>,
-    wanted: &Settings,
-    up: &mut Upstream,
-    got: Option<Checkout>,
-) -> Result<Checkout, ClientError> {
-    let mut co = match got {
-        Some(co) => co,
-        None => s.ctx.pools.acquire(s.admitted).await?,
-    };
-    match client_settings(s.ctx, &mut co, wanted).await {
-        Ok(Some(sql)) => up.hidden_query(sql, wanted),
-        Ok(None) => {}
-        Err(e) => {
-            co.release(release_after(&e)).await;
-            return Err(e);
-        }
-    }
-    s.cancel.set_backend(Some(backend_key(&co.conn)));
-    Ok(co)
-}
-
-/// Gives `co` the client's settings. Returns SQL to send ahead of the
-/// client's next message (no round trip) when the server has accepted
-/// every value before; otherwise applies them now and waits, so that a bad
-/// value fails before any statement of the client's runs.
-pub async fn client_settings(
-    ctx: &Context,
-    co: &mut Checkout,
-    wanted: &Settings,
-) -> Result<Option<String>, ClientError> {
-    let sql = match settings_plan(ctx, co, wanted) {
-        Plan::Nothing => return Ok(None),
-        Plan::SendAhead(sql) => return Ok(Some(sql)),
-        Plan::RunFirst(sql) => sql,
-    };
-    co.conn.run_settings(&sql).await?;
-    co.conn.settings_applied(wanted);
-    ctx.pools.settings_accepted(wanted);
-    Ok(None)
-}
-
-/// How to give back a connection whose settings failed: the server's own
-/// refusal leaves it at ReadyForQuery; a lost, late or garbled answer
-/// leaves it in a state nobody knows, to be closed.
-pub fn release_after(e: &ClientError) -> Release {
-    match e {
-        ClientError::Backend(_) => Release::Ready(TxStatus::Idle),
-        _ => Release::Dirty,
-    }
-}
-
-/// What giving a connection the client's settings takes.
-enum Plan {
-    /// The common case: what the last client had.
-    Nothing,
-    SendAhead(String),
-    RunFirst(String),
-}
-
-fn settings_plan(ctx: &Context, co: &Checkout, wanted: &Settings) -> Plan {
-    match co.conn.settings_sql(wanted) {
-        None => Plan::Nothing,
-        Some(sql) if ctx.pools.settings_accepted_before(wanted) => Plan::SendAhead(sql),
-        Some(sql) => Plan::RunFirst(sql),
-    }
-}
-
-pub fn backend_key(c: &ServerConn) -> BackendKey {
-    BackendKey {
-        addr: c.addr,
-        pid: c.pid,
-        secret: c.secret,
     }
 }
 

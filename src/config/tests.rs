@@ -1,0 +1,183 @@
+use super::*;
+use std::collections::HashMap;
+
+fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, file).unwrap();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load_with(Some(&path), |k| env.get(k).cloned())
+}
+
+const URL: &str = "[backend]\nurl = \"postgres://admin@127.0.0.1:5432/app\"\n";
+
+#[test]
+fn env_overrides_file() {
+    let c = load(
+        &format!("{URL}[pool]\npool_size = 3\n"),
+        &[
+            ("PGTENANT_POOL_SIZE", "7"),
+            ("PGTENANT_LISTEN_ADDR", "0.0.0.0:7000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.pool.pool_size, 7);
+    assert_eq!(c.listen_addr.port(), 7000);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = load(&format!("{URL}[pool]\npool_size = \"many\"\n"), &[]).unwrap_err();
+    assert!(e.to_string().contains("pool.pool_size"), "{e}");
+    let e = load(&format!("{URL}[pool]\npool_sise = 1\n"), &[]).unwrap_err();
+    assert!(e.to_string().contains("pool_sise"), "{e}");
+    let e = load(URL, &[("PGTENANT_TLS_MODE", "require")]).unwrap_err();
+    assert!(e.to_string().contains("tls.mode"), "{e}");
+    let e = load(URL, &[("PGTENANT_TLS_MODE", "sometimes")]).unwrap_err();
+    assert!(e.to_string().contains("tls.mode"), "{e}");
+    let e = load("", &[]).unwrap_err();
+    assert!(e.to_string().contains("backend.url"), "{e}");
+    let e = load(URL, &[("PGTENANT_POOL_SIZE", "x")]).unwrap_err();
+    assert!(e.to_string().contains("pool.pool_size"), "{e}");
+}
+
+#[test]
+fn errors_never_quote_a_secret() {
+    for file in [
+        "[backend]\nsecret = \"s3cr3t\\qvalue\"\n",
+        "[admin]\npassword = \"s3cr3t\n",
+        "[backend]\nurl = \"postgres://u:s3cr3t@h/db\\x\"\n",
+    ] {
+        let msg = load(file, &[]).unwrap_err().to_string();
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+    let msg = load(&format!("{URL}[admin]\npassword = 1234567\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(!msg.contains("1234567"), "{msg}");
+    assert!(msg.contains("admin.password"), "{msg}");
+    let msg = load("backend = \"postgres://u:s3cr3t@h/db\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !msg.contains("s3cr3t") && msg.contains("must be a table"),
+        "{msg}"
+    );
+    // A misspelt key under a secret's table is still named.
+    let msg = load(&format!("{URL}urll = 1\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("urll"), "{msg}");
+    // Other lines keep the parser's reason.
+    let msg = load("[pool]\npool_size = = 3\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("line 2"), "{msg}");
+    assert!(
+        msg.len() > "config file x is not valid TOML: line 2, column 1: ".len(),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_timeouts_that_would_refuse_everything_are_refused() {
+    for (var, key) in [
+        ("PGTENANT_LOGIN_TIMEOUT_MS", "login_timeout_ms"),
+        (
+            "PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",
+            "backend.connect_timeout_ms",
+        ),
+    ] {
+        let msg = load(URL, &[(var, "0")]).unwrap_err().to_string();
+        assert!(msg.contains(key), "{msg}");
+    }
+}
+
+#[test]
+fn a_backend_url_with_its_own_connect_timeout_points_to_ours() {
+    let url = "postgres://u:p@127.0.0.1:5432/db?connect_timeout=10";
+    let e = load("", &[("PGTENANT_BACKEND_URL", url)]).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("backend.connect_timeout_ms"), "{msg}");
+    assert!(
+        !msg.contains("u:p@"),
+        "the URL (a password) is not echoed: {msg}"
+    );
+}
+
+#[test]
+fn every_numeric_and_boolean_env_name_maps_to_a_real_key() {
+    // deny_unknown_fields turns a mistyped path in ENV into an error here.
+    for &(var, key, kind) in ENV {
+        let value = match kind {
+            // min_idle is bounded by pool_size (20 by default).
+            Kind::Int if key.ends_with("min_idle") => "3",
+            Kind::Int => "4242",
+            Kind::Float => "4.5",
+            Kind::Bool => "true",
+            Kind::Str | Kind::List => continue,
+        };
+        load(URL, &[(var, value)]).unwrap_or_else(|e| panic!("{var} -> {key}: {e}"));
+    }
+}
+
+#[test]
+fn tenant_overrides_fall_back_to_pool_defaults() {
+    let c = load(
+        &format!("{URL}[pool]\npool_size = 7\n[pool.tenants.acme]\nmode = \"transaction\"\nmin_idle = 2\n"),
+        &[],
+    )
+    .unwrap();
+    let acme = c.pool.for_tenant("acme");
+    assert_eq!(
+        (acme.mode, acme.pool_size, acme.min_idle),
+        (PoolMode::Transaction, 7, 2)
+    );
+    assert_eq!(c.pool.for_tenant("globex").mode, PoolMode::Session);
+    let e = load(&format!("{URL}[pool.tenants.acme]\nmin_idle = 50\n"), &[]).unwrap_err();
+    assert!(e.to_string().contains("pool.tenants.acme.min_idle"), "{e}");
+}
+
+#[test]
+fn metrics_stay_on_loopback_unless_public() {
+    let e = load(URL, &[("PGTENANT_METRICS_ADDR", "0.0.0.0:9187")]).unwrap_err();
+    assert!(e.to_string().contains("admin.metrics_addr"), "{e}");
+    let c = load(
+        URL,
+        &[
+            ("PGTENANT_METRICS_ADDR", "0.0.0.0:9187"),
+            ("PGTENANT_METRICS_PUBLIC", "true"),
+            ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC", "0.5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.admin.metrics_addr.unwrap().port(), 9187);
+    assert_eq!(c.auth.failed_login_rate_per_sec, 0.5);
+    let e = load(URL, &[("PGTENANT_ADMIN_PASSWORD", "short")]).unwrap_err();
+    assert!(e.to_string().contains("admin.password"), "{e}");
+    assert!(!e.to_string().contains("short"), "{e}");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let c = load(
+        "[backend]\nurl = \"postgres://admin:hunter2@h/db\"\nsecret = \"0123456789abcdefXYZ\"\n",
+        &[],
+    )
+    .unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2") && !dbg.contains("XYZ"), "{dbg}");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pgtenant.toml"))
+            .unwrap();
+    let c = load(&text, &[]).unwrap();
+    assert_eq!(c.listen_addr.port(), 6432);
+}
