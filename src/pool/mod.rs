@@ -486,10 +486,10 @@ impl Pools {
     }
 
     /// Closes a tenant's idle connections (it was changed, deactivated or
-    /// dropped in the registry); busy ones close as their sessions end.
+    /// dropped in the registry); busy ones come back to the pool unless
+    /// the registry says the tenant is gone (see [`Self::close_tenant`]).
     pub fn forget_tenant(&self, id: Uuid) {
-        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
-        if let Some(p) = pool {
+        if let Some(p) = self.existing_pool(id) {
             p.forgotten.store(true, Ordering::Relaxed);
             drop(p.slots.with_idle(std::mem::take));
         }
@@ -498,8 +498,7 @@ impl Pools {
     /// The registry found the tenant's keys valid: whatever a re-check that
     /// raced its reactivation concluded, its connections are pooled again.
     pub fn reopen_tenant(&self, id: Uuid) {
-        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
-        if let Some(p) = pool.filter(|p| p.slots.closing()) {
+        if let Some(p) = self.existing_pool(id) {
             p.slots.reopen();
         }
     }
@@ -508,11 +507,15 @@ impl Pools {
     /// connections close, and so do the busy ones as their (ended)
     /// sessions give them back, until one of its clients logs in again.
     pub fn close_tenant(&self, id: Uuid) {
-        let pool = self.tenants.lock().expect("poisoned").get(&id).cloned();
-        if let Some(p) = pool {
+        if let Some(p) = self.existing_pool(id) {
             p.forgotten.store(true, Ordering::Relaxed);
             p.slots.close();
         }
+    }
+
+    /// A tenant's pool if it has one (a lookup that creates none).
+    fn existing_pool(&self, id: Uuid) -> Option<Arc<TenantPool>> {
+        self.tenants.lock().expect("poisoned").get(&id).cloned()
     }
 
     /// The tenant pools, copied out so no lock is held while they are used.

@@ -3,22 +3,18 @@
 
 use bytes::Buf;
 
-use super::server::ServerError;
+use super::server::{ServerError, bad};
 use crate::protocol::read_cstr;
-
-fn short_row() -> ServerError {
-    ServerError::Unexpected("short DataRow".to_owned())
-}
 
 pub(super) fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
     if body.len() < 2 {
-        return Err(short_row());
+        return Err(bad("short DataRow"));
     }
     let n = body.get_i16();
     let mut cols = Vec::with_capacity(n.max(0) as usize);
     for _ in 0..n {
         if body.len() < 4 {
-            return Err(short_row());
+            return Err(bad("short DataRow"));
         }
         let len = body.get_i32();
         if len < 0 {
@@ -27,7 +23,7 @@ pub(super) fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError
         }
         let len = len as usize;
         if body.len() < len {
-            return Err(short_row());
+            return Err(bad("short DataRow"));
         }
         cols.push(String::from_utf8_lossy(&body[..len]).into_owned());
         body.advance(len);

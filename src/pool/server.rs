@@ -565,6 +565,6 @@ struct SimpleResult {
     status: TxStatus,
 }
 
-fn bad(what: &str) -> ServerError {
+pub(super) fn bad(what: &str) -> ServerError {
     ServerError::Unexpected(what.to_owned())
 }

@@ -152,7 +152,9 @@ impl Slots {
     }
 
     pub fn reopen(&self) {
-        self.closing.store(false, Ordering::Relaxed);
+        if self.closing() {
+            self.closing.store(false, Ordering::Relaxed);
+        }
     }
 
     pub fn closing(&self) -> bool {

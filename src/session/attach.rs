@@ -41,8 +41,7 @@ pub(super) async fn attach_killable(
         biased;
         r = attach(s, wanted, up, got) => r,
         _ = s.kill.killed() => {
-            let reason = s.kill.order().map_or_else(String::new, |(_, r)| r.to_owned());
-            Err(ClientError::Terminated(reason))
+            Err(ClientError::Terminated(s.kill.reason()))
         }
     }
 }

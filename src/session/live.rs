@@ -66,6 +66,11 @@ impl KillSwitch {
             .map(|r| (KillMode::WhenIdle, r.as_str()))
     }
 
+    /// Why the session is to end (empty before any order).
+    pub fn reason(&self) -> String {
+        self.order().map_or_else(String::new, |(_, r)| r.to_owned())
+    }
+
     /// An order stronger than `seen` (any, if None) was given.
     pub fn ordered_beyond(&self, seen: Option<KillMode>) -> bool {
         match seen {

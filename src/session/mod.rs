@@ -50,13 +50,7 @@ pub async fn serve_client(
     _slot: OwnedSemaphorePermit,
 ) {
     let ctx = &*ctx;
-    let span = tracing::info_span!(
-        "client",
-        %peer,
-        tenant = field::Empty,
-        key_id = field::Empty,
-        user = field::Empty
-    );
+    let span = client_span(peer);
     // A span is entered at every poll of what it instruments: with the
     // default subscriber at `info`, two lock reads and a registry update
     // each time, +13–15 % instructions per relayed transaction. So it
@@ -121,13 +115,7 @@ pub async fn serve_overflow(
     _slot: OwnedSemaphorePermit,
 ) {
     let ctx = &*ctx;
-    // The console's login records these (see `admin::console`).
-    let span = tracing::info_span!(
-        "client",
-        %peer,
-        tenant = field::Empty,
-        user = field::Empty
-    );
+    let span = client_span(peer);
     async {
         if let Some((mut stream, _)) = hello(ctx, tcp, peer).await {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);
@@ -138,6 +126,18 @@ pub async fn serve_overflow(
     }
     .instrument(span)
     .await
+}
+
+/// A connection's span, with the fields its login (or the admin
+/// console's) records.
+fn client_span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!(
+        "client",
+        %peer,
+        tenant = field::Empty,
+        key_id = field::Empty,
+        user = field::Empty
+    )
 }
 
 /// TLS and the startup packet; a cancel request, the admin console and
@@ -292,8 +292,7 @@ async fn open<'c>(
         biased;
         co = ctx.pools.acquire(&admitted) => co?,
         _ = kill.killed() => {
-            let reason = kill.order().map_or_else(String::new, |(_, r)| r.to_owned());
-            return Err(ClientError::Terminated(reason));
+            return Err(ClientError::Terminated(kill.reason()));
         }
     };
     let wanted = ctx.pools.intern(&login.request.settings);
