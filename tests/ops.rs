@@ -7,11 +7,10 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use support::metrics::{http_get, metric, metrics_addr, scrape_until};
 use support::{Proxy, registry, sqlstate};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpSocket;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -342,23 +341,85 @@ async fn admin_console_shows_pools_pauses_and_kills() {
     );
 }
 
+/// Polls SHOW POOLS/SHOW CLIENTS until `tenant` has `waiting` clients
+/// waiting and `clients` in all.
+async fn until_clients(admin: &Client, proxy: &Proxy, tenant: &str, waiting: &str, clients: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pools = console_rows(admin, "SHOW POOLS").await;
+        let listed = console_rows(admin, "SHOW CLIENTS").await;
+        let n = listed.iter().filter(|r| r[0] == tenant).count();
+        if pool_row(&pools, tenant).is_some_and(|r| r[1] == waiting) && n == clients {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want {waiting} waiting of {clients}: {pools:?} {listed:?}\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Clients that wait at a PAUSE (for their next transaction, or at login
+/// for the connection their hello reports on) leave it at once when they
+/// close, not at RESUME; one can be killed out of its login.
+#[tokio::test]
+async fn clients_waiting_at_a_pause_can_leave_or_be_killed() {
+    let reg = registry();
+    let acme = reg.create_tenant("acme");
+    let ka = reg.issue_key(&acme);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ]);
+    let (mut between, _, _) = support::raw::startup(proxy.addr, &ka).await;
+    let admin = proxy.client_db(ADMIN_PASSWORD, "pgtenant").await.unwrap();
+    admin.simple_query(&format!("PAUSE {acme}")).await.unwrap();
+    support::raw::query(&mut between, "SELECT 1").await;
+    let logging_in = support::raw::send_startup(proxy.addr, &ka).await;
+    until_clients(&admin, &proxy, &acme, "2", 2).await;
+
+    drop(between);
+    drop(logging_in);
+    until_clients(&admin, &proxy, &acme, "0", 0).await;
+    assert_eq!(
+        proxy
+            .log()
+            .matches("client left while waiting for a server connection")
+            .count(),
+        2,
+        "{}",
+        proxy.log()
+    );
+
+    // KILL ends a login that waits, with 57P01.
+    let mut killed = support::raw::send_startup(proxy.addr, &ka).await;
+    until_clients(&admin, &proxy, &acme, "1", 1).await;
+    admin.simple_query(&format!("KILL {acme}")).await.unwrap();
+    let (tag, body) =
+        tokio::time::timeout(Duration::from_secs(10), support::raw::read_msg(&mut killed))
+            .await
+            .expect("the kill was told")
+            .expect("an error before the close");
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        tag == b'E' && body.contains("C57P01"),
+        "{}: {body}",
+        tag as char
+    );
+
+    // After RESUME the pool serves as before.
+    admin.simple_query(&format!("RESUME {acme}")).await.unwrap();
+    let c = proxy.client_ok(&ka).await;
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
 /// One attempt with a well-formed, unknown key in the startup options:
 /// the SQLSTATE and how long the refusal took.
 async fn failed_login(addr: SocketAddr) -> (String, Duration) {
     let started = Instant::now();
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut buf = BytesMut::new();
-    let opts = format!("-c pgtenant.api_key=pgt_{}", "Q".repeat(43));
-    postgres_protocol::message::frontend::startup_message(
-        [
-            ("user", "x"),
-            ("database", "app"),
-            ("options", opts.as_str()),
-        ],
-        &mut buf,
-    )
-    .unwrap();
-    s.write_all(&buf).await.unwrap();
+    let mut s = support::raw::send_startup(addr, &format!("pgt_{}", "Q".repeat(43))).await;
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).await.unwrap();
     let code = reply

@@ -4,12 +4,14 @@
 //! cancel key pointed at it.
 
 use super::relay::Session;
+use super::socket::peer_closed;
 use super::upstream::Upstream;
 use crate::cancel::BackendKey;
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::pool::{Checkout, Release, ServerConn, Settings};
 use crate::protocol::TxStatus;
+use crate::tls::ClientStream;
 
 /// [`attach`] when nothing needs waiting for: an idle connection, and the
 /// client's settings already on it or sent ahead. Otherwise what the
@@ -30,18 +32,24 @@ pub(super) fn attach_now(
 }
 
 /// [`attach`] for a client that may have to wait (for a connection, at a
-/// PAUSE, for its settings to run): it can still be killed meanwhile.
+/// PAUSE, for its settings to run): it can still be killed meanwhile, or
+/// leave (None).
 pub(super) async fn attach_killable(
     s: &Session<'_>,
+    client: &ClientStream,
     wanted: &Settings,
     up: &mut Upstream,
     got: Option<Checkout>,
-) -> Result<Checkout, ClientError> {
+) -> Result<Option<Checkout>, ClientError> {
     tokio::select! {
         biased;
-        r = attach(s, wanted, up, got) => r,
+        r = attach(s, wanted, up, got) => r.map(Some),
         _ = s.kill.killed() => {
             Err(ClientError::Terminated(s.kill.reason()))
+        }
+        _ = peer_closed(client) => {
+            tracing::info!("client left while waiting for a server connection");
+            Ok(None)
         }
     }
 }

@@ -236,7 +236,7 @@ struct Opened<'c> {
 
 /// Login, the tenant's pool, a server connection with the client's
 /// settings, and the hello (AuthenticationOk … ReadyForQuery). None: the
-/// client went away before the hello reached it.
+/// client went away (while it waited, or before the hello reached it).
 async fn open<'c>(
     ctx: &'c Context,
     stream: &mut ClientStream,
@@ -287,12 +287,17 @@ async fn open<'c>(
     // After the re-check: admission counts a login as proof the tenant is
     // active (see `Pools::below_min_idle`).
     let admitted = ctx.pools.admit(&tenant)?;
-    // A wait (a full pool, a PAUSE) the client can be killed out of.
+    // A wait (a full pool, a PAUSE) the client can be killed out of, or
+    // leave.
     let mut checkout = tokio::select! {
         biased;
         co = ctx.pools.acquire(&admitted) => co?,
         _ = kill.killed() => {
             return Err(ClientError::Terminated(kill.reason()));
+        }
+        _ = socket::peer_closed(stream) => {
+            tracing::info!("client left while waiting for a server connection");
+            return Ok(None);
         }
     };
     let wanted = ctx.pools.intern(&login.request.settings);

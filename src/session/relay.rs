@@ -144,15 +144,16 @@ async fn relay(
                 // Usually a connection is idle and has the client's
                 // settings: no future to build and poll.
                 let attached = match attach_now(s, wanted, up) {
-                    Ok(co) => Ok(co),
+                    Ok(co) => Ok(Some(co)),
                     Err(got) => {
-                        attach_killable(s, wanted, up, got)
+                        attach_killable(s, client, wanted, up, got)
                             .instrument(s.span.clone())
                             .await
                     }
                 };
                 match attached {
-                    Ok(co) => *server = Some(co),
+                    Ok(Some(co)) => *server = Some(co),
+                    Ok(None) => return None, // the client left
                     Err(e) => return Some(e),
                 }
                 waits.disarm(Side::Server); // another socket

@@ -13,11 +13,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, Interest};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
-use crate::tls::MaybeTls;
+use crate::tls::{ClientStream, MaybeTls};
 
 /// A connection the relay reads from and writes to.
 pub trait Wire {
@@ -148,6 +148,34 @@ pub fn send_ready<W: Wire>(
         Poll::Pending => true,
     };
     Ok(n)
+}
+
+/// Completes when the client closes its side (or its socket fails) while
+/// nobody reads from it: a client that gives up waiting for a connection
+/// (a full pool, a PAUSE) leaves at once instead of at RESUME. Data from
+/// it ends the watch instead (a pipelined message, or a TLS record before
+/// the close): the relay reads that later, and sees the end then.
+pub async fn peer_closed(client: &ClientStream) {
+    let tcp = match client {
+        MaybeTls::Plain(s) => s,
+        MaybeTls::Tls(s) => s.get_ref().0,
+    };
+    let mut byte = [0u8; 1];
+    loop {
+        match tcp.ready(Interest::READABLE).await {
+            Ok(r) if !r.is_read_closed() => {}
+            _ => return,
+        }
+        // Readable: data, or a readiness left from reads that took just
+        // what they asked for (the startup's). A peek tells which; finding
+        // nothing, it clears the readiness, and the next event is awaited.
+        let mut buf = ReadBuf::new(&mut byte);
+        match std::future::poll_fn(|cx| Poll::Ready(tcp.poll_peek(cx, &mut buf))).await {
+            Poll::Ready(Ok(0) | Err(_)) => return,
+            Poll::Ready(Ok(_)) => return std::future::pending().await,
+            Poll::Pending => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -331,5 +359,51 @@ mod tests {
         }
         drop(ours);
         assert_eq!(reader.await.unwrap(), sent + block.len());
+    }
+
+    /// Open and quiet: pending. Closed: done. Data first: the watch ends
+    /// (the relay reads the data, and the close after it).
+    #[tokio::test]
+    async fn peer_closed_sees_the_close_of_a_quiet_client_only() {
+        use futures_util::FutureExt;
+        let (ours, peer) = pair().await;
+        let ours: ClientStream = match ours {
+            MaybeTls::Plain(s) => MaybeTls::Plain(s),
+            MaybeTls::Tls(_) => unreachable!(),
+        };
+        assert!(peer_closed(&ours).now_or_never().is_none());
+        drop(peer);
+        tokio::time::timeout(std::time::Duration::from_secs(10), peer_closed(&ours))
+            .await
+            .expect("the close was seen");
+
+        // Readiness left by a read that took just what it asked for.
+        let (ours, mut peer) = pair().await;
+        let MaybeTls::Plain(mut tcp) = ours else {
+            unreachable!()
+        };
+        peer.write_all(b"ab").await.unwrap();
+        let mut two = [0u8; 2];
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut two)
+            .await
+            .unwrap();
+        let ours: ClientStream = MaybeTls::Plain(tcp);
+        assert!(peer_closed(&ours).now_or_never().is_none(), "nothing came");
+        drop(peer);
+        tokio::time::timeout(std::time::Duration::from_secs(10), peer_closed(&ours))
+            .await
+            .expect("the close was seen past the stale readiness");
+
+        let (ours, mut peer) = pair().await;
+        let MaybeTls::Plain(tcp) = ours else {
+            unreachable!()
+        };
+        peer.write_all(b"Q").await.unwrap();
+        tcp.readable().await.unwrap();
+        let ours: ClientStream = MaybeTls::Plain(tcp);
+        assert!(
+            peer_closed(&ours).now_or_never().is_none(),
+            "data is no close"
+        );
     }
 }

@@ -4,20 +4,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Logs in with `key`: the connection, and its cancel pid and secret.
 pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut buf = BytesMut::new();
-    let opts = format!("-c pgtenant.api_key={key}");
-    postgres_protocol::message::frontend::startup_message(
-        [
-            ("user", "raw"),
-            ("database", "app"),
-            ("options", opts.as_str()),
-        ],
-        &mut buf,
-    )
-    .unwrap();
-    s.write_all(&buf).await.unwrap();
+    let mut s = send_startup(addr, key).await;
     let (mut pid, mut secret) = (0, 0);
     loop {
         let (tag, body) = read_msg(&mut s).await.expect("startup reply");
@@ -31,6 +20,24 @@ pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, 
             _ => {}
         }
     }
+}
+
+/// A startup message with `key` in its options, its reply left unread.
+pub async fn send_startup(addr: std::net::SocketAddr, key: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let opts = format!("-c pgtenant.api_key={key}");
+    postgres_protocol::message::frontend::startup_message(
+        [
+            ("user", "raw"),
+            ("database", "app"),
+            ("options", opts.as_str()),
+        ],
+        &mut buf,
+    )
+    .unwrap();
+    s.write_all(&buf).await.unwrap();
+    s
 }
 
 pub async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Option<(u8, Vec<u8>)> {
