@@ -47,7 +47,7 @@ pub(super) async fn attach_killable(
         _ = s.kill.killed() => {
             Err(ClientError::Terminated(s.kill.reason()))
         }
-        _ = peer_closed(client) => {
+        _ = peer_closed(client, &s.ctx.timers) => {
             tracing::info!("client left while waiting for a server connection");
             Ok(None)
         }

@@ -295,7 +295,7 @@ async fn open<'c>(
         _ = kill.killed() => {
             return Err(ClientError::Terminated(kill.reason()));
         }
-        _ = socket::peer_closed(stream) => {
+        _ = socket::peer_closed(stream, &ctx.timers) => {
             tracing::info!("client left while waiting for a server connection");
             return Ok(None);
         }

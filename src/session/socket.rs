@@ -13,10 +13,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
+use crate::timer::Timers;
 use crate::tls::{ClientStream, MaybeTls};
 
 /// A connection the relay reads from and writes to.
@@ -152,31 +154,35 @@ pub fn send_ready<W: Wire>(
 
 /// Completes when the client closes its side (or its socket fails) while
 /// nobody reads from it: a client that gives up waiting for a connection
-/// (a full pool, a PAUSE) leaves at once instead of at RESUME. Data from
-/// it ends the watch instead (a pipelined message, or a TLS record before
-/// the close): the relay reads that later, and sees the end then.
-pub async fn peer_closed(client: &ClientStream) {
+/// (a full pool, a PAUSE) leaves at once instead of at RESUME, and what it
+/// sent is not run (nothing of it had started).
+pub async fn peer_closed(client: &ClientStream, timers: &Timers) {
     let tcp = match client {
         MaybeTls::Plain(s) => s,
         MaybeTls::Tls(s) => s.get_ref().0,
     };
+    // Waits for data or the end; past a readiness left by reads that took
+    // just what they asked for (the startup's), which it clears.
     let mut byte = [0u8; 1];
+    match std::future::poll_fn(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte))).await {
+        Ok(0) | Err(_) => return,
+        Ok(_) => {}
+    }
+    // Data (a pipelined message, a Terminate, TLS's close_notify): the
+    // relay's to read. tokio wakes nobody for a close behind unread data,
+    // so the close is looked for now and then.
     loop {
-        match tcp.ready(Interest::READABLE).await {
-            Ok(r) if !r.is_read_closed() => {}
-            _ => return,
-        }
-        // Readable: data, or a readiness left from reads that took just
-        // what they asked for (the startup's). A peek tells which; finding
-        // nothing, it clears the readiness, and the next event is awaited.
-        let mut buf = ReadBuf::new(&mut byte);
-        match std::future::poll_fn(|cx| Poll::Ready(tcp.poll_peek(cx, &mut buf))).await {
-            Poll::Ready(Ok(0) | Err(_)) => return,
-            Poll::Ready(Ok(_)) => return std::future::pending().await,
-            Poll::Pending => {}
+        timers.sleep(CLOSE_RECHECK).await;
+        if let Some(r) = tcp.ready(Interest::READABLE).now_or_never()
+            && r.is_ok_and(|r| r.is_read_closed())
+        {
+            return;
         }
     }
 }
+
+/// How often [`peer_closed`] looks for a close behind unread data.
+const CLOSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
@@ -361,49 +367,57 @@ mod tests {
         assert_eq!(reader.await.unwrap(), sent + block.len());
     }
 
-    /// Open and quiet: pending. Closed: done. Data first: the watch ends
-    /// (the relay reads the data, and the close after it).
-    #[tokio::test]
-    async fn peer_closed_sees_the_close_of_a_quiet_client_only() {
-        use futures_util::FutureExt;
-        let (ours, peer) = pair().await;
-        let ours: ClientStream = match ours {
-            MaybeTls::Plain(s) => MaybeTls::Plain(s),
+    /// A plain client socket whose peer is `pair`'s second half.
+    fn plain(ours: MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>) -> TcpStream {
+        match ours {
+            MaybeTls::Plain(s) => s,
             MaybeTls::Tls(_) => unreachable!(),
-        };
-        assert!(peer_closed(&ours).now_or_never().is_none());
-        drop(peer);
-        tokio::time::timeout(std::time::Duration::from_secs(10), peer_closed(&ours))
-            .await
-            .expect("the close was seen");
+        }
+    }
 
-        // Readiness left by a read that took just what it asked for.
+    /// Waits for `peer_closed` to complete (fails after 10 s).
+    async fn sees_close(ours: &ClientStream, timers: &Timers, why: &str) {
+        let watch = peer_closed(ours, timers);
+        if tokio::time::timeout(std::time::Duration::from_secs(10), watch)
+            .await
+            .is_err()
+        {
+            panic!("the close was not seen: {why}");
+        }
+    }
+
+    /// Open and quiet: pending; closed: done. Also past a readiness left
+    /// by a read that took just what it asked for, and behind unread data.
+    #[tokio::test]
+    async fn peer_closed_sees_the_close_behind_stale_readiness_and_data() {
+        let timers = Timers::new().unwrap();
+        tokio::spawn(timers.driver().unwrap());
+
+        let (ours, peer) = pair().await;
+        let ours: ClientStream = MaybeTls::Plain(plain(ours));
+        assert!(peer_closed(&ours, &timers).now_or_never().is_none());
+        drop(peer);
+        sees_close(&ours, &timers, "quiet").await;
+
         let (ours, mut peer) = pair().await;
-        let MaybeTls::Plain(mut tcp) = ours else {
-            unreachable!()
-        };
+        let mut tcp = plain(ours);
         peer.write_all(b"ab").await.unwrap();
         let mut two = [0u8; 2];
         tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut two)
             .await
             .unwrap();
         let ours: ClientStream = MaybeTls::Plain(tcp);
-        assert!(peer_closed(&ours).now_or_never().is_none(), "nothing came");
+        assert!(peer_closed(&ours, &timers).now_or_never().is_none());
         drop(peer);
-        tokio::time::timeout(std::time::Duration::from_secs(10), peer_closed(&ours))
-            .await
-            .expect("the close was seen past the stale readiness");
+        sees_close(&ours, &timers, "stale readiness").await;
 
         let (ours, mut peer) = pair().await;
-        let MaybeTls::Plain(tcp) = ours else {
-            unreachable!()
-        };
-        peer.write_all(b"Q").await.unwrap();
+        let tcp = plain(ours);
+        peer.write_all(b"X\0\0\0\x04").await.unwrap();
         tcp.readable().await.unwrap();
         let ours: ClientStream = MaybeTls::Plain(tcp);
-        assert!(
-            peer_closed(&ours).now_or_never().is_none(),
-            "data is no close"
-        );
+        assert!(peer_closed(&ours, &timers).now_or_never().is_none());
+        drop(peer);
+        sees_close(&ours, &timers, "behind data").await;
     }
 }
