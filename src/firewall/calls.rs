@@ -47,6 +47,27 @@ impl Walker<'_> {
         }
     }
 
+    /// A function named to be called later (an aggregate's `SFUNC`, an
+    /// operator's or a cast's `FUNCTION`): its arguments are never seen
+    /// here, so a function the firewall checks by them is refused too.
+    pub(crate) fn bound_function(&mut self, name: &str) {
+        let (rule, why) = match rules::function_class(name) {
+            None => return,
+            Some(FuncClass::Refuse(rule, why) | FuncClass::RefuseWithArgs(_, rule, why)) => {
+                (rule, why)
+            }
+            Some(FuncClass::SetConfig) => (rules::SETTINGS, "changes settings"),
+            Some(FuncClass::Notify) => (rules::LISTEN_NOTIFY, "signals channels"),
+            Some(FuncClass::ObjectNameArgs | FuncClass::SchemaArgFromEnd(_)) => {
+                (rules::CROSS_SCHEMA, "takes object names")
+            }
+        };
+        self.refuse(
+            rule,
+            format_args!("function {name}() {why}: it can't be bound by name, where its arguments can't be checked"),
+        );
+    }
+
     pub(crate) fn func_call(&mut self, n: N<'_>) {
         let parts = Parts::of(n.list("funcname"));
         self.qualified(&parts, 2, rules::CROSS_SCHEMA, "function", false);
@@ -105,6 +126,12 @@ impl Walker<'_> {
     /// (`SEQUENCE NAME s.q`, `COMMUTATOR = OPERATOR(s.+)`, `FROM s.coll`).
     pub(crate) fn def_elem(&mut self, n: N<'_>) {
         let Some(arg) = n.get("arg") else { return };
+        // SFUNC = f, FUNCTION = f: a function bound by name (its schema is
+        // checked where the TypeName is walked).
+        if arg.kind() == "TypeName" {
+            self.bound_function(Parts::of(arg.list("names")).last());
+            return;
+        }
         if arg.kind() != "List" {
             return;
         }

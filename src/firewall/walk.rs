@@ -140,9 +140,11 @@ impl<'t> Parts<'t> {
     }
 }
 
-/// Where the current statement's text is, for PL/pgSQL compilation.
+/// Where the current statement's text is, for PL/pgSQL compilation, and
+/// its kind (`SelectStmt`, `ViewStmt`, ...).
 pub(crate) struct Cx<'s> {
     pub stmt: &'s str,
+    pub top: &'static str,
 }
 
 pub(crate) struct Walker<'p> {
@@ -269,6 +271,7 @@ impl Walker<'_> {
             };
             let cx = Cx {
                 stmt: sql.get(start..end).unwrap_or(sql),
+                top: raw.get("stmt").map_or("", |st| st.kind()),
             };
             self.node(raw, "", "", &cx);
         }
@@ -334,11 +337,32 @@ impl Walker<'_> {
             }
             return;
         }
+        if kind == "RangeVar" && n.str("relname") == "pg_settings" {
+            self.settings_view(parent, field, cx);
+        }
         if !self.check(kind, n, cx) {
             return;
         }
         for c in n.children() {
             self.node(c, kind, c.key(), cx);
+        }
+    }
+
+    /// `pg_settings` is a view whose UPDATE rule calls `set_config()`:
+    /// writing it changes a setting the firewall can't name (the server's
+    /// reading of SQL, search_path), and so could writing a view over it.
+    /// Reading it is fine.
+    fn settings_view(&mut self, parent: &str, field: &str, cx: &Cx<'_>) {
+        let written = field == "relation"
+            && matches!(
+                parent,
+                "UpdateStmt" | "InsertStmt" | "DeleteStmt" | "MergeStmt"
+            );
+        if written || cx.top == "ViewStmt" {
+            self.refuse(
+                rules::SETTINGS,
+                format_args!("writing pg_settings changes settings where the firewall can't see which; use SET"),
+            );
         }
     }
 
@@ -385,7 +409,10 @@ impl Walker<'_> {
             "SubLink" => self.name_field(n, "oper_name", 2, X, "operator", false),
             "SortBy" => self.name_field(n, "use_op", 2, X, "operator", false),
             "CollateClause" => self.name_field(n, "collname", 2, X, "collation", false),
-            "ObjectWithArgs" => self.name_field(n, "objname", 2, X, "function or operator", false),
+            "ObjectWithArgs" => {
+                self.name_field(n, "objname", 2, X, "function or operator", false);
+                self.bound_function(Parts::of(n.list("objname")).last());
+            }
             "RangeTableSample" => self.name_field(n, "method", 2, X, "tablesample method", false),
             "IndexElem" | "PartitionElem" => {
                 self.name_field(n, "opclass", 2, X, "operator class", false);

@@ -191,6 +191,28 @@ pub const CASES: &[(&str, Option<&str>)] = &[
         "CREATE AGGREGATE agg (int) (SFUNC = int4pl, STYPE = int)",
         OK,
     ),
+    // Functions checked by their arguments can't be bound by name.
+    (
+        "CREATE AGGREGATE sp (text, bool) (SFUNC = set_config, STYPE = text, INITCOND = 'search_path')",
+        SET,
+    ),
+    (
+        "CREATE AGGREGATE tr (text) (SFUNC = ts_rewrite, STYPE = tsquery, INITCOND = 'a')",
+        DYN,
+    ),
+    (
+        "CREATE AGGREGATE nx (text) (SFUNC = pg_catalog.nextval, STYPE = text)",
+        X,
+    ),
+    (
+        "CREATE OPERATOR <~> (LEFTARG = text, RIGHTARG = text, FUNCTION = dblink_exec)",
+        FILES,
+    ),
+    (
+        "CREATE CAST (text AS mytype) WITH FUNCTION pg_read_file(text)",
+        ADM,
+    ),
+    ("COMMENT ON FUNCTION pg_read_file(text) IS 'x'", FILES),
     (
         "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, COMMUTATOR = OPERATOR(tenant_b.===))",
         X,

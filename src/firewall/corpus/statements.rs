@@ -286,6 +286,33 @@ pub const CASES: &[(&str, Option<&str>)] = &[
     ),
     ("SELECT set_config(name, 'x', false) FROM settings", SET),
     ("SELECT set_config('application_name', 'x', false)", OK),
+    // pg_settings' UPDATE rule calls set_config(): reads only.
+    (
+        "SELECT name, setting FROM pg_settings WHERE name = 'work_mem'",
+        OK,
+    ),
+    ("SELECT * FROM pg_catalog.pg_settings", OK),
+    (
+        "UPDATE pg_settings SET setting = 'tenant_b' WHERE name = 'search_path'",
+        SET,
+    ),
+    (
+        "UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        SET,
+    ),
+    (
+        "WITH u AS (UPDATE pg_settings SET setting = 'x' WHERE name = 'a.b' RETURNING 1) SELECT * FROM u",
+        SET,
+    ),
+    ("CREATE VIEW s AS SELECT * FROM pg_settings", SET),
+    (
+        "CREATE RULE r AS ON INSERT TO t DO ALSO UPDATE pg_settings SET setting = 'x' WHERE name = 'a.b'",
+        SET,
+    ),
+    (
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$UPDATE pg_settings SET setting = 'x' WHERE name = 'a.b'$$",
+        SET,
+    ),
     ("SELECT set_config('role', 'postgres', false)", ROL),
     ("SELECT set_config('session_authorization', 'x', false)", SA),
     ("SET ROLE postgres", ROL),
