@@ -77,8 +77,9 @@ const OTHER_FIRST_WORDS: [u128; 36] = keyword_set(&[
 
 /// First words of statements that can have an effect beyond the
 /// transaction (see `session::pinning`).
-pub(crate) const EFFECT_WORDS: [u128; 10] = keyword_set(&[
+pub(crate) const EFFECT_WORDS: [u128; 11] = keyword_set(&[
     "do",
+    "explain",
     "set",
     "listen",
     "prepare",

@@ -172,6 +172,39 @@ async fn named_prepared_statements_work_across_connections() {
     }
 }
 
+/// A DISCARD ALL or DEALLOCATE that fails leaves the server's prepared
+/// statements in place: preparing them again must not fail with 42P05,
+/// for this client or the next one on the connection.
+#[tokio::test]
+async fn a_failed_discard_or_deallocate_leaves_prepared_statements_usable() {
+    let reg = registry();
+    let t = reg.create_tenant("undrop");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let plus_one = async |c: &Client, n: i32| -> i32 {
+        let st = c.prepare("SELECT $1::int + 1").await.unwrap();
+        match c.query_one(&st, &[&n]).await {
+            Ok(row) => row.get(0),
+            Err(e) => panic!("{e:?}\n{}", proxy.log()),
+        }
+    };
+    let c = proxy.client_ok(&key).await;
+    assert_eq!(plus_one(&c, 1).await, 2);
+    let e = c.batch_execute("BEGIN; DISCARD ALL").await.unwrap_err();
+    assert_eq!(support::sqlstate(&e), "25001", "{e:?}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(plus_one(&c, 2).await, 3);
+    let e = c.batch_execute("DEALLOCATE pgt_0").await.unwrap_err();
+    assert_eq!(support::sqlstate(&e), "26000", "{e:?}");
+    assert_eq!(plus_one(&c, 3).await, 4);
+    drop(c);
+    let next = proxy.client_ok(&key).await;
+    assert_eq!(plus_one(&next, 4).await, 5);
+}
+
 #[tokio::test]
 async fn session_state_never_reaches_the_next_client() {
     let reg = registry();
@@ -202,6 +235,10 @@ async fn session_state_never_reaches_the_next_client() {
         "LISTEN chan",
         "CREATE TEMP TABLE tmp (x int)",
         "SELECT 1 AS x INTO TEMP tmp",
+        "CREATE TABLE pg_temp.tmp (x int)",
+        "EXPLAIN ANALYZE CREATE TEMP TABLE tmp AS SELECT 1",
+        "DO $$BEGIN CREATE TEMP TABLE tmp (x int); END$$",
+        "/* /* */ x */ CREATE TEMP TABLE tmp (x int)",
     ] {
         let c = proxy.client_ok(&key).await;
         c.batch_execute(leaves).await.unwrap();

@@ -1,7 +1,8 @@
 //! What a client may leave half done, or send at a size the relay must
 //! not choke on, against a real PostgreSQL: a pipeline without its Sync,
 //! a statement larger than the relay's window, a killed client that
-//! stopped reading. In each, the connection must not reach another client
+//! stopped reading, COPY data after an Execute, prepared statements
+//! without end. In each, the connection must not reach another client
 //! dirty, and no session may hang.
 
 mod support;
@@ -121,6 +122,78 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
         n = count().await;
     }
     assert_eq!(n.unwrap(), 1, "the left client's insert was committed");
+}
+
+/// COPY FROM STDIN through the extended protocol (tokio-postgres'
+/// `copy_in`, libpq's `PQexecParams`) sends a Sync the server ignores while
+/// it waits for the data: the replies after it stay in step (a refusal is
+/// the firewall's, not a syntax error), and in transaction mode the
+/// connection goes back to the pool.
+#[tokio::test]
+async fn copy_in_through_the_extended_protocol_keeps_replies_in_step() {
+    use futures_util::{SinkExt, pin_mut};
+    let reg = registry();
+    let t = reg.create_tenant("copyin");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
+    ]);
+    let c = proxy.client_ok(&key).await;
+    c.batch_execute("CREATE TABLE items (id int, name text)")
+        .await
+        .unwrap();
+    for round in 1..=2i64 {
+        let sink = c.copy_in("COPY items FROM STDIN").await.unwrap();
+        pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"1\ta\n2\tb\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2 * round);
+        let e = c
+            .query("SELECT * FROM tenant_other.t", &[])
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    }
+    // Another client gets the pool's one connection while this one stays.
+    let other = proxy.client_ok(&key).await;
+    match other.query_one("SELECT count(*) FROM items", &[]).await {
+        Ok(row) => assert_eq!(row.get::<_, i64>(0), 4),
+        Err(e) => panic!("the connection was kept: {e:?}\n{}", proxy.log()),
+    }
+    c.query_one("SELECT 1", &[]).await.unwrap();
+}
+
+/// Transaction mode keeps each named statement for the session: past
+/// 10,000 a Parse gets 54000, and the session goes on; closing one makes
+/// room.
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_prepared_statements() {
+    let reg = registry();
+    let t = reg.create_tenant("manystmts");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let c = proxy.client_ok(&key).await;
+    let mut kept = Vec::new();
+    for i in 0..10_000 {
+        kept.push(c.prepare(&format!("SELECT {i}")).await.unwrap());
+    }
+    let e = c.prepare("SELECT 'one too many'").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "54000", "{e:?}");
+    let n: i32 = c.query_one(&kept[42], &[]).await.unwrap().get(0);
+    assert_eq!(n, 42);
+    drop(kept.pop());
+    let st = c.prepare("SELECT 'room again'").await.unwrap();
+    let v: String = c.query_one(&st, &[]).await.unwrap().get(0);
+    assert_eq!(v, "room again");
 }
 
 #[tokio::test]

@@ -103,6 +103,14 @@ struct Meters {
 /// Bounds [`Pools::accepted`]: a client sending ever new values only loses
 /// the fast path.
 const MAX_ACCEPTED_SETTINGS: usize = 4096;
+/// Settings longer than this (names and values together) are not kept in
+/// those tables: a client setting ever new megabyte values must not grow
+/// the proxy by gigabytes; such settings only lose the fast path.
+const MAX_KEPT_BYTES: usize = 1024;
+
+fn kept_size(settings: &[(String, String)]) -> usize {
+    settings.iter().map(|(n, v)| n.len() + v.len()).sum()
+}
 
 /// A connected client's place in its tenant's pool (it counts against
 /// `max_client_connections` until dropped), and the pool it draws from.
@@ -196,7 +204,7 @@ impl Pools {
             return s.clone();
         }
         let s: Settings = settings.into();
-        if known.len() < MAX_ACCEPTED_SETTINGS {
+        if known.len() < MAX_ACCEPTED_SETTINGS && kept_size(settings) <= MAX_KEPT_BYTES {
             known.insert(s.clone());
         }
         s
@@ -206,7 +214,10 @@ impl Pools {
     pub fn settings_accepted(&self, settings: &[(String, String)]) {
         let mut known = self.accepted.lock().expect("poisoned");
         for s in settings {
-            if known.len() < MAX_ACCEPTED_SETTINGS && !known.contains(s) {
+            if known.len() < MAX_ACCEPTED_SETTINGS
+                && kept_size(std::slice::from_ref(s)) <= MAX_KEPT_BYTES
+                && !known.contains(s)
+            {
                 known.insert(s.clone());
             }
         }

@@ -30,6 +30,11 @@ pub struct Downstream {
     /// The firewall enforces: the server must keep reading SQL as it does
     /// (see [`crate::firewall::misread_under`]).
     pub guard_reading: bool,
+    /// The server waits for COPY data that an Execute asked for: it
+    /// ignores Syncs until the client's CopyDone or CopyFail.
+    pub copy_in: bool,
+    /// The client ended a copy (CopyDone, CopyFail) since its last Execute.
+    pub copy_end_sent: bool,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -67,6 +72,8 @@ impl Downstream {
             transactions: 0,
             queries: 0,
             guard_reading: false,
+            copy_in: false,
+            copy_end_sent: false,
         }
     }
 
@@ -114,6 +121,7 @@ impl Downstream {
                     // The end of a Query's or Sync's reply; its status
                     // byte may not be here yet.
                     b'Z' if !self.read_status(pos)? => break,
+                    b'G' if reply == Reply::Execute => self.copy_started(),
                     _ => {}
                 }
                 if reply.ended_by(tag) {
@@ -224,6 +232,22 @@ impl Downstream {
         Ok(true)
     }
 
+    /// COPY FROM STDIN run by an Execute (CopyInResponse): the server now
+    /// ignores Syncs until the copy ends, those the client already sent
+    /// behind the Execute included, so their replies never come; the
+    /// client's Sync after its CopyDone gets the one ReadyForQuery. (A
+    /// client that sent its data and CopyDone before this reply is left
+    /// as it was.)
+    fn copy_started(&mut self) {
+        if self.copy_end_sent {
+            return;
+        }
+        while matches!(self.expect.get(1), Some(Expect::Pass(Reply::UntilReady))) {
+            self.expect.remove(1);
+        }
+        self.copy_in = true;
+    }
+
     /// An error in the extended protocol: the server skips everything up
     /// to the next Sync, so those replies will never come.
     fn fail_until_sync(&mut self, cache: &mut StatementCache) {
@@ -231,8 +255,10 @@ impl Downstream {
             if e.reply() == Some(Reply::UntilReady) {
                 break;
             }
-            if let Expect::Reparse(name) | Expect::ParseNamed(name) = e {
-                cache.forget(name);
+            match e {
+                Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
+                Expect::Evict => cache.close_skipped(),
+                _ => {}
             }
             self.expect.pop_front();
         }

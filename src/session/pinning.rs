@@ -6,7 +6,8 @@
 //! lexical and errs on the side of pinning: a false positive costs only
 //! pooling efficiency for that one client. State changed from inside a
 //! function body is not seen; it stays within the tenant (pools are per
-//! tenant), and `DISCARD ALL` clears it when the client leaves.
+//! tenant) and on that server connection, as with PgBouncer's transaction
+//! mode.
 
 use crate::keyword::{contains, pack};
 use crate::lexical::{EFFECT_WORDS, Lexed};
@@ -64,8 +65,11 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             Some("LOAD")
         } else if is(first, "declare") && contains_word(stmt, "hold") {
             Some("WITH HOLD cursor")
-        } else if is(first, "create")
-            && words_before(stmt, 4).any(|w| is(w, "temp") || is(w, "temporary"))
+        } else if (is(first, "create") && words_before(stmt, 6).any(is_temp))
+            // EXPLAIN ANALYZE runs it; a DO block's body too.
+            || ((is(first, "explain") || is(first, "do"))
+                && contains_word(stmt, "create")
+                && self::words(stmt).any(is_temp))
         {
             Some("temporary table")
         } else {
@@ -107,6 +111,13 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     e
 }
 
+/// A word that makes a CREATE temporary (`pg_temp` as the schema, too).
+fn is_temp(w: &str) -> bool {
+    ["temp", "temporary", "pg_temp"]
+        .iter()
+        .any(|t| w.eq_ignore_ascii_case(t))
+}
+
 /// `… INTO TEMP[ORARY] …` in a SELECT.
 fn selects_into_temp(stmt: &str) -> bool {
     let mut prev_into = false;
@@ -133,8 +144,8 @@ fn words(stmt: &str) -> impl Iterator<Item = &str> {
             });
             if let Some(r) = rest.strip_prefix("--") {
                 rest = r.split_once('\n').map_or("", |(_, r)| r);
-            } else if let Some(r) = rest.strip_prefix("/*") {
-                rest = r.split_once("*/").map_or("", |(_, r)| r);
+            } else if rest.starts_with("/*") {
+                rest = after_comment(rest);
             } else if rest.starts_with(['-', '/']) {
                 rest = &rest[1..];
             } else {
@@ -151,6 +162,30 @@ fn words(stmt: &str) -> impl Iterator<Item = &str> {
         rest = r;
         Some(w)
     })
+}
+
+/// What follows the block comment `s` starts with; comments nest, as in
+/// PostgreSQL (`/* /* */ SET x */` is all comment).
+fn after_comment(s: &str) -> &str {
+    let (mut depth, mut i) = (0usize, 0);
+    let b = s.as_bytes();
+    while i + 1 < b.len() {
+        match (b[i], b[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return &s[i..];
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    ""
 }
 
 fn words_before(stmt: &str, n: usize) -> impl Iterator<Item = &str> {
@@ -186,6 +221,14 @@ mod tests {
             ("CREATE TEMP TABLE t (x int)", true),
             ("create local temporary table t (x int)", true),
             ("CREATE TABLE t (x int)", false),
+            ("CREATE TABLE pg_temp.accounts (id int)", true),
+            ("CREATE UNLOGGED TABLE pg_temp.accounts (id int)", true),
+            ("EXPLAIN ANALYZE CREATE TEMP TABLE a AS SELECT 1", true),
+            ("EXPLAIN SELECT * FROM temp", false),
+            ("DO $$BEGIN CREATE TEMP TABLE a (id int); END$$", true),
+            ("/* /* */ x */ CREATE TEMP TABLE a (id int)", true),
+            ("/* /* */ x */ LISTEN chan", true),
+            ("/* /* */ LISTEN x */ SELECT 1", false),
             ("SELECT pg_advisory_lock(1)", true),
             ("SELECT pg_advisory_xact_lock(1)", false),
             ("SELECT set_config('a.b', '1', false)", false),

@@ -61,6 +61,10 @@ pub type ClientStatements = HashMap<String, Statement>;
 /// hit so that a hash collision can never run the wrong query.
 pub struct StatementCache {
     lru: LruCache<Arc<str>, Bytes>,
+    /// Statements the cache forgot may still be on the server: a
+    /// DISCARD/DEALLOCATE that may have failed, or a Close the server
+    /// skipped after an error. Each is then closed before it is prepared.
+    unsure: bool,
 }
 
 pub enum Lookup {
@@ -74,6 +78,7 @@ impl StatementCache {
     pub fn new(capacity: usize) -> StatementCache {
         StatementCache {
             lru: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)")),
+            unsure: false,
         }
     }
 
@@ -101,9 +106,26 @@ impl StatementCache {
         self.lru.pop(name);
     }
 
-    /// After DISCARD ALL / DEALLOCATE ALL the server has none.
+    /// After a DISCARD ALL that succeeded the server has none.
     pub fn clear(&mut self) {
         self.lru.clear();
+        self.unsure = false;
+    }
+
+    /// A statement that drops them (DISCARD ALL, DEALLOCATE) was sent: the
+    /// server has none, unless it failed.
+    pub fn dropped_maybe(&mut self) {
+        self.lru.clear();
+        self.unsure = true;
+    }
+
+    /// A Close of an evicted statement was skipped (an error before it).
+    pub fn close_skipped(&mut self) {
+        self.unsure = true;
+    }
+
+    pub fn unsure(&self) -> bool {
+        self.unsure
     }
 
     pub fn len(&self) -> usize {

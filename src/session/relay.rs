@@ -463,8 +463,11 @@ async fn next_event(
                     break 'event Event::ClientWritten;
                 }
             }
+            // Past the mark, still read while nothing is ready for the
+            // client: a message held until whole (a ParameterStatus) is
+            // larger than the mark.
             if let Some(srv) = server.as_deref_mut()
-                && down.buf.len() < HIGH_WATER
+                && (down.buf.len() < HIGH_WATER || down.scanned == 0)
                 && waits.worth_polling(Side::Server, || srv.stream.maybe_readable())
                 && let Poll::Ready(r) =
                     waits.polled(Side::Server, srv.stream.poll_recv(cx, &mut down.buf))

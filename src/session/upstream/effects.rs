@@ -91,7 +91,7 @@ impl Upstream {
             self.pin(why);
         }
         if e.drops_statements {
-            server.statements.clear();
+            server.statements.dropped_maybe();
         }
         if e.changes_settings {
             self.settings_changed = true;
@@ -106,9 +106,17 @@ impl Upstream {
         /// Enough for any application; past it, reading them all back
         /// after every change would cost more than keeping the connection.
         const MAX_CUSTOM: usize = 64;
+        if self.pinned.is_some() {
+            return; // its connection stays: nothing to carry over
+        }
         let why = match custom_names(sql) {
             Ok(names) => {
+                // Past the limit no more are looked at (a text of a
+                // million SETs must not cost a million searches each).
                 for n in names {
+                    if self.custom_settings.len() > MAX_CUSTOM {
+                        break;
+                    }
                     if !self.custom_settings.contains(&n) {
                         self.custom_settings.push(n);
                     }

@@ -27,6 +27,10 @@ use crate::protocol::{self, TxStatus, read_cstr, tag};
 /// if the refused statement had failed there.
 const REFUSED_SQL: &str = "pgtenant refused this statement";
 const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
+/// A session's named statements, in number and in text (transaction mode
+/// keeps each one's Parse for the session).
+const MAX_STATEMENTS: usize = 10_000;
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
 const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
 
 /// Decides whether SQL may reach the server; `Err` holds the ErrorResponse.
@@ -102,6 +106,8 @@ pub struct Upstream {
     /// session-effect check).
     lex: bool,
     statements: ClientStatements,
+    /// The size of `statements`' Parse messages.
+    statement_bytes: usize,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -124,6 +130,7 @@ impl Upstream {
             rename,
             lex: rename || inspector_reads,
             statements: ClientStatements::new(),
+            statement_bytes: 0,
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -264,15 +271,43 @@ impl Upstream {
                 down.buf.extend_from_slice(&err);
                 break;
             }
-            self.statements.insert(
-                String::from_utf8_lossy(name).into_owned(),
-                Statement::from_parse_body(rest),
-            );
+            if let Err(err) = self.keep_statement(name, Statement::from_parse_body(rest)) {
+                down.buf.extend_from_slice(&err);
+                break;
+            }
             down.buf.extend_from_slice(PARSE_COMPLETE);
         }
         protocol::ready_for_query(&mut down.buf, b'I');
         down.scanned = down.buf.len();
         Ok(true)
+    }
+
+    /// Records a client's named statement (kept for the session: its text
+    /// goes to whichever connection it is used on), unless the session
+    /// holds too many already: then the error to answer its Parse with.
+    fn keep_statement(&mut self, name: &[u8], st: Statement) -> Result<(), Bytes> {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let replaced = self.statements.get(&name).map(|o| o.parse.len());
+        let bytes = self.statement_bytes - replaced.unwrap_or(0) + st.parse.len();
+        if bytes > MAX_STATEMENT_BYTES
+            || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
+        {
+            let mut err = BytesMut::new();
+            protocol::error_response(
+                &mut err,
+                protocol::Severity::Error,
+                "54000",
+                &format!(
+                    "too many prepared statements in this session (at most {MAX_STATEMENTS}, {} MiB of text)",
+                    MAX_STATEMENT_BYTES >> 20
+                ),
+                Some("close prepared statements the application no longer uses"),
+            );
+            return Err(err.freeze());
+        }
+        self.statement_bytes = bytes;
+        self.statements.insert(name, st);
+        Ok(())
     }
 
     /// Queues a Query of the proxy's own, sent in the same write as the
@@ -339,8 +374,13 @@ impl Upstream {
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
                     st.effect = effect;
-                    self.statements
-                        .insert(String::from_utf8_lossy(name).into_owned(), st.clone());
+                    if let Err(err) = self.keep_statement(name, st.clone()) {
+                        frontend::parse("", REFUSED_SQL, [], &mut self.out)
+                            .expect("no NUL in constant");
+                        q.push_back(Expect::Refused(Reply::Parse, err));
+                        self.discard_until_sync = true;
+                        return;
+                    }
                     if matches!(server.statements.lookup(&st), Lookup::Present) {
                         q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
                     } else {
@@ -384,18 +424,31 @@ impl Upstream {
             }
             tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
                 // The server statement may be shared: only the client's name goes.
-                self.statements
-                    .remove(&*String::from_utf8_lossy(cstr(&body[1..])));
+                if let Some(st) = self
+                    .statements
+                    .remove(&*String::from_utf8_lossy(cstr(&body[1..])))
+                {
+                    self.statement_bytes -= st.parse.len();
+                }
                 q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
             }
             _ => {
                 self.out.extend_from_slice(frame);
                 let reply = match t {
                     tag::CLOSE => Some(Reply::Close),
-                    tag::EXECUTE => Some(Reply::Execute),
+                    tag::EXECUTE => {
+                        down.copy_end_sent = false;
+                        Some(Reply::Execute)
+                    }
                     tag::SYNC => {
                         self.discard_until_sync = false;
-                        Some(Reply::UntilReady)
+                        // A server waiting for COPY data ignores it.
+                        (!down.copy_in).then_some(Reply::UntilReady)
+                    }
+                    tag::COPY_DONE | tag::COPY_FAIL => {
+                        down.copy_in = false;
+                        down.copy_end_sent = true;
+                        None
                     }
                     _ => None, // Flush, COPY data: no reply of their own
                 };
@@ -460,7 +513,7 @@ impl Upstream {
             // needs its own).
             self.settings_changed |= st.effect.changes_settings;
             if st.effect.drops_statements {
-                cache.clear();
+                cache.dropped_maybe();
             }
         }
         true
@@ -475,9 +528,15 @@ impl Upstream {
         q: &mut std::collections::VecDeque<Expect>,
         silent: bool,
     ) {
-        if matches!(cache.lookup(st), Lookup::Collision) {
-            self.close_on_server(&st.server_name, q);
-            cache.forget(&st.server_name);
+        match cache.lookup(st) {
+            Lookup::Collision => {
+                self.close_on_server(&st.server_name, q);
+                cache.forget(&st.server_name);
+            }
+            // The server may still have it (see `StatementCache::unsure`);
+            // closing a name it lacks is no error.
+            Lookup::Missing if cache.unsure() => self.close_on_server(&st.server_name, q),
+            _ => {}
         }
         if let Some(evicted) = cache.insert(st) {
             self.close_on_server(&evicted, q);
