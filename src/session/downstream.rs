@@ -111,7 +111,8 @@ impl Downstream {
             // nothing to record, replace or drop (rows, descriptions, tags).
             if let Some(&Expect::Pass(reply)) = self.expect.front()
                 && match tag {
-                    b'E' | b'S' => false,
+                    // CopyInResponse: see `copy_started`.
+                    b'E' | b'S' | b'G' => false,
                     b'Z' => reply == Reply::UntilReady,
                     _ => true,
                 }
@@ -121,7 +122,6 @@ impl Downstream {
                     // The end of a Query's or Sync's reply; its status
                     // byte may not be here yet.
                     b'Z' if !self.read_status(pos)? => break,
-                    b'G' if reply == Reply::Execute => self.copy_started(),
                     _ => {}
                 }
                 if reply.ended_by(tag) {
@@ -170,6 +170,7 @@ impl Downstream {
                 self.queries += 1;
             }
             match (head, tag) {
+                (Some(Expect::Pass(Reply::Execute)), b'G') => self.copy_started(),
                 // The proxy's own Parse/Close succeeded: the client never asked.
                 (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
                     if !whole {
