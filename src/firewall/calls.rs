@@ -12,6 +12,33 @@ use super::rules::{self, FuncClass, RegKind};
 use super::tree::N;
 use super::walk::{Parts, Walker, const_str};
 
+/// Options that name a function to call later (aggregates, operators,
+/// types, range types).
+const FUNCTION_OPTIONS: &[&str] = &[
+    "sfunc",
+    "msfunc",
+    "minvfunc",
+    "finalfunc",
+    "mfinalfunc",
+    "combinefunc",
+    "serialfunc",
+    "deserialfunc",
+    "function",
+    "procedure",
+    "restrict",
+    "join",
+    "input",
+    "output",
+    "receive",
+    "send",
+    "typmod_in",
+    "typmod_out",
+    "analyze",
+    "subscript",
+    "canonical",
+    "subtype_diff",
+];
+
 impl Walker<'_> {
     /// An object name written as text (`'s.t'::regclass`, `nextval('s.q')`).
     pub(crate) fn text_name(&mut self, text: &str, kind: RegKind, what: &'static str) {
@@ -126,10 +153,20 @@ impl Walker<'_> {
     /// (`SEQUENCE NAME s.q`, `COMMUTATOR = OPERATOR(s.+)`, `FROM s.coll`).
     pub(crate) fn def_elem(&mut self, n: N<'_>) {
         let Some(arg) = n.get("arg") else { return };
-        // SFUNC = f, FUNCTION = f: a function bound by name (its schema is
-        // checked where the TypeName is walked).
-        if arg.kind() == "TypeName" {
-            self.bound_function(Parts::of(arg.list("names")).last());
+        // SFUNC = f, FUNCTION = f: a function bound by name (a TypeName's
+        // schema is checked where it is walked). PostgreSQL also takes the
+        // name quoted, as text that may name a schema.
+        if FUNCTION_OPTIONS.contains(&n.str("defname")) {
+            if arg.kind() == "TypeName" {
+                self.bound_function(Parts::of(arg.list("names")).last());
+            } else if let Some(text) = arg.string_node() {
+                self.text_name(text, RegKind::Object, "function name");
+                if let Ok(name) = names::object_name(text)
+                    && let Some(last) = name.parts.last()
+                {
+                    self.bound_function(last);
+                }
+            }
             return;
         }
         if arg.kind() != "List" {

@@ -337,8 +337,21 @@ impl Walker<'_> {
             }
             return;
         }
-        if kind == "RangeVar" && n.str("relname") == "pg_settings" {
+        if kind == "RangeVar"
+            && n.str("relname") == "pg_settings"
+            && matches!(n.str("schemaname"), "" | "pg_catalog")
+        {
             self.settings_view(parent, field, cx);
+        }
+        // A function bound to be called later (a cast's, an operator
+        // class's, a transform's); naming one to drop or grant binds nothing.
+        if kind == "ObjectWithArgs"
+            && matches!(
+                parent,
+                "CreateCastStmt" | "CreateOpClassItem" | "CreateTransformStmt"
+            )
+        {
+            self.bound_function(Parts::of(n.list("objname")).last());
         }
         if !self.check(kind, n, cx) {
             return;
@@ -409,10 +422,7 @@ impl Walker<'_> {
             "SubLink" => self.name_field(n, "oper_name", 2, X, "operator", false),
             "SortBy" => self.name_field(n, "use_op", 2, X, "operator", false),
             "CollateClause" => self.name_field(n, "collname", 2, X, "collation", false),
-            "ObjectWithArgs" => {
-                self.name_field(n, "objname", 2, X, "function or operator", false);
-                self.bound_function(Parts::of(n.list("objname")).last());
-            }
+            "ObjectWithArgs" => self.name_field(n, "objname", 2, X, "function or operator", false),
             "RangeTableSample" => self.name_field(n, "method", 2, X, "tablesample method", false),
             "IndexElem" | "PartitionElem" => {
                 self.name_field(n, "opclass", 2, X, "operator class", false);

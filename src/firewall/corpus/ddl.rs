@@ -212,7 +212,24 @@ pub const CASES: &[(&str, Option<&str>)] = &[
         "CREATE CAST (text AS mytype) WITH FUNCTION pg_read_file(text)",
         ADM,
     ),
-    ("COMMENT ON FUNCTION pg_read_file(text) IS 'x'", FILES),
+    (
+        "CREATE AGGREGATE sq (text, bool) (SFUNC = 'set_config', STYPE = text)",
+        SET,
+    ),
+    (
+        "CREATE AGGREGATE sq (text) (SFUNC = 'tenant_b.f', STYPE = text)",
+        X,
+    ),
+    (
+        "CREATE OPERATOR <~> (LEFTARG = text, RIGHTARG = text, FUNCTION = 'dblink_exec')",
+        FILES,
+    ),
+    // Types, and functions named only to drop or grant, bind nothing.
+    (
+        "CREATE AGGREGATE ra (regclass) (SFUNC = f, STYPE = regclass)",
+        OK,
+    ),
+    ("DROP FUNCTION crosstab(text)", OK),
     (
         "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq, COMMUTATOR = OPERATOR(tenant_b.===))",
         X,
