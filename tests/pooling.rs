@@ -238,6 +238,8 @@ async fn session_state_never_reaches_the_next_client() {
         "CREATE TABLE pg_temp.tmp (x int)",
         "EXPLAIN ANALYZE CREATE TEMP TABLE tmp AS SELECT 1",
         "DO $$BEGIN CREATE TEMP TABLE tmp (x int); END$$",
+        "DO $$DECLARE n int; BEGIN CREATE TEMP TABLE tmp (x int); END$$",
+        "SELECT 1 AS x INTO pg_temp.tmp",
         "/* /* */ x */ CREATE TEMP TABLE tmp (x int)",
     ] {
         let c = proxy.client_ok(&key).await;

@@ -193,6 +193,8 @@ impl Downstream {
                     continue;
                 }
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
+                    // An error ends a copy too: the next Sync is answered.
+                    self.copy_in = false;
                     self.fail_until_sync(cache);
                 }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {
@@ -243,8 +245,14 @@ impl Downstream {
         if self.copy_end_sent {
             return;
         }
-        while matches!(self.expect.get(1), Some(Expect::Pass(Reply::UntilReady))) {
-            self.expect.remove(1);
+        // Behind the Execute: its Syncs, and answers the proxy gives itself.
+        let mut i = 1;
+        while let Some(e) = self.expect.get(i) {
+            match e {
+                Expect::Pass(Reply::UntilReady) => drop(self.expect.remove(i)),
+                Expect::Synth(_) => i += 1,
+                _ => break,
+            }
         }
         self.copy_in = true;
     }

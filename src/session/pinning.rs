@@ -37,7 +37,11 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
+    let mut start = 0;
     for stmt in sql.split(';') {
+        // A DO block's body holds `;`s: it is read to the end of the text.
+        let rest = &sql[start..];
+        start += stmt.len() + 1;
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
@@ -67,9 +71,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             Some("WITH HOLD cursor")
         } else if (is(first, "create") && words_before(stmt, 6).any(is_temp))
             // EXPLAIN ANALYZE runs it; a DO block's body too.
-            || ((is(first, "explain") || is(first, "do"))
-                && contains_word(stmt, "create")
-                && self::words(stmt).any(is_temp))
+            || (is(first, "explain")
+                && ((contains_word(stmt, "create") && self::words(stmt).any(is_temp))
+                    || selects_into_temp(stmt)))
+            || (is(first, "do") && contains_word(rest, "create") && self::words(rest).any(is_temp))
         {
             Some("temporary table")
         } else {
@@ -99,7 +104,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         // it is read back (and a custom one, which can't be named from
         // here, pins the client: see `super::custom`).
         if is(first, "do")
-            && self::words(stmt).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
+            && self::words(rest).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
         {
             e.changes_settings = true;
         }
@@ -122,7 +127,7 @@ fn is_temp(w: &str) -> bool {
 fn selects_into_temp(stmt: &str) -> bool {
     let mut prev_into = false;
     for w in words(stmt) {
-        if prev_into && (w.eq_ignore_ascii_case("temp") || w.eq_ignore_ascii_case("temporary")) {
+        if prev_into && is_temp(w) {
             return true;
         }
         prev_into = w.eq_ignore_ascii_case("into");
@@ -226,6 +231,12 @@ mod tests {
             ("EXPLAIN ANALYZE CREATE TEMP TABLE a AS SELECT 1", true),
             ("EXPLAIN SELECT * FROM temp", false),
             ("DO $$BEGIN CREATE TEMP TABLE a (id int); END$$", true),
+            (
+                "DO $$DECLARE n int; BEGIN CREATE TEMP TABLE a (id int); END$$",
+                true,
+            ),
+            ("SELECT 1 AS x INTO pg_temp.t", true),
+            ("EXPLAIN ANALYZE SELECT 1 AS x INTO TEMP t", true),
             ("/* /* */ x */ CREATE TEMP TABLE a (id int)", true),
             ("/* /* */ x */ LISTEN chan", true),
             ("/* /* */ LISTEN x */ SELECT 1", false),
