@@ -37,14 +37,18 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
-    let mut start = 0;
+    let (mut start, mut do_read) = (0, false);
     for stmt in sql.split(';') {
-        // A DO block's body holds `;`s: it is read to the end of the text.
         let rest = &sql[start..];
         start += stmt.len() + 1;
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
+        // A DO block's body holds `;`s: the first one is read to the end
+        // of the text, which covers any later one (once: a text of many
+        // blocks must not be read once per block).
+        let read_do = is(first, "do") && !do_read;
+        do_read |= read_do;
         // SELECT … INTO TEMP t creates a temporary table too.
         if lexed.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
             e.pins = e.pins.or(Some("temporary table"));
@@ -74,7 +78,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             || (is(first, "explain")
                 && ((contains_word(stmt, "create") && self::words(stmt).any(is_temp))
                     || selects_into_temp(stmt)))
-            || (is(first, "do") && contains_word(rest, "create") && self::words(rest).any(is_temp))
+            || (read_do && contains_word(rest, "create") && self::words(rest).any(is_temp))
         {
             Some("temporary table")
         } else {
@@ -103,7 +107,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         // A DO block runs its body now: if the body may change a setting,
         // it is read back (and a custom one, which can't be named from
         // here, pins the client: see `super::custom`).
-        if is(first, "do")
+        if read_do
             && self::words(rest).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
         {
             e.changes_settings = true;
@@ -323,6 +327,9 @@ mod tests {
                 .changes_settings
         );
         assert!(session_effect(b"do 'begin set a.b = 1; end'").changes_settings);
+        // Past a ';' in the body, and in a later block.
+        assert!(session_effect(b"DO $$DECLARE n int; BEGIN SET a.b = 1; END$$").changes_settings);
+        assert!(session_effect(b"DO $$ $$; DO $$BEGIN SET a.b = 1; END$$").changes_settings);
         assert_eq!(
             session_effect(b"DO $$BEGIN PERFORM 1; END$$"),
             Effect::default()
