@@ -374,8 +374,18 @@ async fn clients_waiting_at_a_pause_can_leave_or_be_killed() {
         ("PGTENANT_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ]);
     let (mut between, _, _) = support::raw::startup(proxy.addr, &ka).await;
+    let (mut bye, _, _) = support::raw::startup(proxy.addr, &ka).await;
     let admin = proxy.client_db(ADMIN_PASSWORD, "pgtenant").await.unwrap();
     admin.simple_query(&format!("PAUSE {acme}")).await.unwrap();
+    // A Terminate needs no connection: the session ends at the PAUSE,
+    // though the client keeps its socket open.
+    support::raw::send(&mut bye, postgres_protocol::message::frontend::terminate).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), bye.read_u8()).await;
+    assert!(
+        end.as_ref().is_ok_and(|r| r.is_err()),
+        "the session did not end: {end:?}\n{}",
+        proxy.log()
+    );
     support::raw::query(&mut between, "SELECT 1").await;
     let logging_in = support::raw::send_startup(proxy.addr, &ka).await;
     until_clients(&admin, &proxy, &acme, "2", 2).await;

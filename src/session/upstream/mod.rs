@@ -210,13 +210,21 @@ impl Upstream {
     /// `-M prepared` with more clients than connections would deadlock on
     /// its own thread). The cost: a statement the server would reject is
     /// reported at its first use rather than at the prepare. Returns false
-    /// (nothing consumed) for any other batch.
+    /// (nothing consumed) for any other batch. A Terminate is taken here
+    /// too.
     pub fn prepare_locally(
         &mut self,
         max: usize,
         inspector: &dyn Inspector,
         down: &mut Downstream,
     ) -> Result<bool, ClientError> {
+        // A client that says goodbye between transactions needs no
+        // connection (nor to wait for one, at a PAUSE).
+        if self.inbuf.first() == Some(&tag::TERMINATE) {
+            self.terminated = true;
+            self.inbuf.clear();
+            return Ok(true);
+        }
         if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
         {
             return Ok(false);
