@@ -352,6 +352,28 @@ mod tests {
         assert!(d.settled());
     }
 
+    /// COPY FROM STDIN by Execute: the Sync sent behind it (past a
+    /// ParseComplete the proxy answers itself) gets no reply; an error
+    /// during the copy ends it, so the next Sync is expected again.
+    #[test]
+    fn a_copy_in_drops_the_syncs_the_server_ignores() {
+        let mut cache = StatementCache::new(8);
+        let mut d = Downstream::new(BytesMut::new());
+        d.expect.push_back(Expect::Pass(Reply::Execute));
+        d.expect
+            .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
+        d.expect.push_back(Expect::Pass(Reply::UntilReady));
+        d.buf.extend_from_slice(&msg(b'G', b"\0\0\0"));
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
+        assert!(d.copy_in);
+        assert_eq!(d.expect.len(), 2, "{:?}", d.expect);
+        assert!(matches!(d.expect[1], Expect::Synth(_)));
+        // The data is refused: the copy is over.
+        d.buf.extend_from_slice(&msg(b'E', b"C22P04\0\0"));
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
+        assert!(!d.copy_in);
+    }
+
     #[test]
     fn refused_error_replaces_the_servers_and_skips_to_sync() {
         let mut cache = StatementCache::new(8);

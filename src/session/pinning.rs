@@ -75,10 +75,8 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             Some("WITH HOLD cursor")
         } else if (is(first, "create") && words_before(stmt, 6).any(is_temp))
             // EXPLAIN ANALYZE runs it; a DO block's body too.
-            || (is(first, "explain")
-                && ((contains_word(stmt, "create") && self::words(stmt).any(is_temp))
-                    || selects_into_temp(stmt)))
-            || (read_do && contains_word(rest, "create") && self::words(rest).any(is_temp))
+            || (is(first, "explain") && (creates_temp(stmt) || selects_into_temp(stmt)))
+            || (read_do && creates_temp(rest))
         {
             Some("temporary table")
         } else {
@@ -125,6 +123,11 @@ fn is_temp(w: &str) -> bool {
     ["temp", "temporary", "pg_temp"]
         .iter()
         .any(|t| w.eq_ignore_ascii_case(t))
+}
+
+/// `create` and a temporary word anywhere in `text` (errs on pinning).
+fn creates_temp(text: &str) -> bool {
+    contains_word(text, "create") && words(text).any(is_temp)
 }
 
 /// `… INTO TEMP[ORARY] …` in a SELECT.

@@ -139,3 +139,20 @@ impl Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the limit the client is pinned and no more names are kept.
+    #[test]
+    fn many_custom_settings_pin_and_stop_being_recorded() {
+        let mut up = Upstream::new(true, false, tracing::Span::none());
+        let sql: String = (0..1000).map(|i| format!("SET app.s{i} = 1;")).collect();
+        up.note_custom_settings(sql.as_bytes());
+        assert_eq!(up.pinned, Some("too many custom settings"));
+        assert_eq!(up.custom_settings.len(), 65);
+        up.note_custom_settings(b"SET app.more = 1");
+        assert_eq!(up.custom_settings.len(), 65, "nothing recorded once pinned");
+    }
+}

@@ -290,6 +290,14 @@ impl Upstream {
         Ok(true)
     }
 
+    /// Answers a Parse with `err`: the server gets one that fails in its
+    /// place, and skips to Sync as the client expects.
+    fn refuse_parse(&mut self, err: Bytes, q: &mut std::collections::VecDeque<Expect>) {
+        frontend::parse("", REFUSED_SQL, [], &mut self.out).expect("no NUL in constant");
+        q.push_back(Expect::Refused(Reply::Parse, err));
+        self.discard_until_sync = true;
+    }
+
     /// Records a client's named statement (kept for the session: its text
     /// goes to whichever connection it is used on), unless the session
     /// holds too many already: then the error to answer its Parse with.
@@ -371,23 +379,13 @@ impl Upstream {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
                 let effect = match self.check(rest, true, inspector, server) {
                     Ok(effect) => effect,
-                    Err(err) => {
-                        frontend::parse("", REFUSED_SQL, [], &mut self.out)
-                            .expect("no NUL in constant");
-                        q.push_back(Expect::Refused(Reply::Parse, err));
-                        self.discard_until_sync = true;
-                        return;
-                    }
+                    Err(err) => return self.refuse_parse(err, q),
                 };
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
                     st.effect = effect;
                     if let Err(err) = self.keep_statement(name, st.clone()) {
-                        frontend::parse("", REFUSED_SQL, [], &mut self.out)
-                            .expect("no NUL in constant");
-                        q.push_back(Expect::Refused(Reply::Parse, err));
-                        self.discard_until_sync = true;
-                        return;
+                        return self.refuse_parse(err, q);
                     }
                     if matches!(server.statements.lookup(&st), Lookup::Present) {
                         q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
