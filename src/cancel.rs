@@ -13,6 +13,10 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::pool::Endpoint;
+use crate::pool::server::negotiate_tls;
+use crate::timer::Timers;
+
 /// Where a client's queries currently run.
 #[derive(Debug, Clone, Copy)]
 pub struct BackendKey {
@@ -112,15 +116,29 @@ impl CancelMap {
     }
 }
 
-/// Sends a CancelRequest for `key` to its server.
-pub async fn send_cancel(key: BackendKey) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(key.addr).await?;
-    let mut buf = BytesMut::with_capacity(16);
-    postgres_protocol::message::frontend::cancel_request(key.pid, key.secret, &mut buf);
-    stream.write_all(&buf).await?;
-    // Postgres closes the connection once it has read the request.
-    stream.shutdown().await.ok();
-    Ok(())
+/// Sends a CancelRequest for `key` to its server, encrypted as the
+/// backend connections are (`backend.tls`): the pair is as good as a
+/// password for every later query on that connection to whoever reads it
+/// on the way. Bounded by the connect timeout: a server that drops
+/// packets must not hold the caller for minutes.
+pub async fn send_cancel(key: BackendKey, ep: &Endpoint, timers: &Timers) -> Result<(), String> {
+    let send = async {
+        let tcp = TcpStream::connect(key.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stream = negotiate_tls(ep, tcp).await.map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(16);
+        postgres_protocol::message::frontend::cancel_request(key.pid, key.secret, &mut buf);
+        stream.write_all(&buf).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        // Postgres closes the connection once it has read the request.
+        stream.shutdown().await.ok();
+        Ok(())
+    };
+    match timers.timeout(ep.connect_timeout, send).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no connection within {:?}", ep.connect_timeout)),
+    }
 }
 
 #[cfg(test)]

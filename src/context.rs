@@ -50,6 +50,8 @@ pub struct Context {
     pub meters: crate::admin::meters::Meters,
     /// Failed-login throttling per source address.
     pub throttle: crate::auth::throttle::Throttle,
+    /// Logins under way per source address.
+    pub logins: crate::auth::logins::Logins,
     /// Server-reply buffers lent to sessions while they hold a connection.
     pub buffers: crate::session::buffers::Buffers,
     /// Metrics scrape state carried from one scrape to the next.
@@ -107,6 +109,7 @@ impl Context {
             stats: Default::default(),
             meters: Default::default(),
             throttle: Default::default(),
+            logins: Default::default(),
             buffers: Default::default(),
             scrapes: Default::default(),
             timers,

@@ -14,6 +14,8 @@ pub enum ClientError {
     TlsRequired,
     #[error("an API key must not be sent over an unencrypted connection")]
     PlaintextPassword,
+    #[error("no PostgreSQL user name specified in startup packet")]
+    NoUser,
     #[error("no API key given")]
     MissingKey,
     #[error("password authentication failed: invalid API key")]
@@ -30,6 +32,11 @@ pub enum ClientError {
     // -- capacity --
     #[error("too many client connections (max_client_connections = {0})")]
     TooManyClients(usize),
+    #[error(
+        "too many connections from this address are logging in at once \
+         (auth.max_logins_per_source = {0})"
+    )]
+    TooManyLogins(u32),
     #[error("too many client connections for tenant \"{tenant}\" (max_client_connections = {max})")]
     TooManyTenantClients { tenant: String, max: usize },
     #[error("no server connection for tenant \"{tenant}\" became free within {waited_ms} ms")]
@@ -65,12 +72,17 @@ impl ClientError {
         match self {
             Startup(StartupError::UnsupportedVersion(..)) => "0A000",
             Startup(_) | Protocol(_) => "08P01",
-            TlsUnavailable | TlsRequired | PlaintextPassword | TenantInactive(_) => "28000",
+            TlsUnavailable | TlsRequired | PlaintextPassword | NoUser | TenantInactive(_) => {
+                "28000"
+            }
             MissingKey | InvalidKey => "28P01",
             ForbiddenOption(_) | ReadingChanged(..) => "42501",
             LoginTimeout => "08006",
             RegistryUnavailable => "57P03",
-            TooManyClients(_) | TooManyTenantClients { .. } | PoolTimeout { .. } => "53300",
+            TooManyClients(_)
+            | TooManyLogins(_)
+            | TooManyTenantClients { .. }
+            | PoolTimeout { .. } => "53300",
             BackendConnect(_) | BackendLost => "08006",
             Backend(f) => &f.code,
             Shutdown | Terminated(_) => "57P01",
@@ -94,6 +106,9 @@ impl ClientError {
                 "retry later, or raise pool.pool_size / max_client_connections"
             }
             RegistryUnavailable => "retry in a moment",
+            TooManyLogins(_) => {
+                "retry in a moment; logins that never finish hold their place until login_timeout_ms"
+            }
             ReadingChanged(..) => {
                 "keep standard_conforming_strings on and client_encoding UTF8 or a single-byte encoding"
             }

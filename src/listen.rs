@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::protocol::{self, Severity};
 use crate::session;
+use crate::timer::Timers;
+
+/// How long a refused connection is read from before it is closed.
+const REFUSAL_DRAIN: Duration = Duration::from_millis(500);
 
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<()> {
     let expiry = ctx.clone();
@@ -56,18 +60,18 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) -> std::io::Result<
             tokio::spawn(session::serve_overflow(ctx.clone(), tcp, peer, permit));
         } else {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);
-            tokio::spawn(refuse(
-                tcp,
-                ClientError::TooManyClients(ctx.cfg().max_client_connections),
-            ));
+            let (timers, max) = (ctx.timers.clone(), ctx.cfg().max_client_connections);
+            tokio::spawn(
+                async move { refuse(tcp, ClientError::TooManyClients(max), &timers).await },
+            );
         }
     }
 }
 
-/// Tells a client it can't be served, when even the overflow slots (see
-/// [`session::serve_overflow`]) are taken: without reading its startup
-/// packet.
-async fn refuse(mut tcp: TcpStream, err: ClientError) {
+/// Tells a client it can't be served, without reading its startup packet:
+/// even the overflow slots (see [`session::serve_overflow`]) are taken,
+/// or its source has `auth.max_logins_per_source` logins under way.
+pub(crate) async fn refuse(mut tcp: TcpStream, err: ClientError, timers: &Timers) {
     let mut buf = BytesMut::new();
     protocol::error_response(
         &mut buf,
@@ -76,5 +80,15 @@ async fn refuse(mut tcp: TcpStream, err: ClientError) {
         &err.to_string(),
         err.hint(),
     );
-    let _ = tcp.write_all(&buf).await;
+    if tcp.write_all(&buf).await.is_err() || tcp.shutdown().await.is_err() {
+        return;
+    }
+    // Closing with the startup packet unread would reset the connection,
+    // and a client can then lose the error before it reads it: read what
+    // it sent, briefly, until it closes too.
+    let drain = async {
+        let mut sink = [0u8; 512];
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = timers.timeout(REFUSAL_DRAIN, drain).await;
 }

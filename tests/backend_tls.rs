@@ -5,10 +5,14 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use support::{registry, sqlstate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 fn write_owned_by_server(path: &Path, contents: &str, mode: u32) {
     std::fs::write(path, contents).unwrap();
@@ -44,41 +48,53 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
+/// Turns SSL on for this binary's cluster, once, with a certificate for
+/// 127.0.0.1 and localhost signed by a test CA; the CA's PEM file.
+fn server_ssl() -> &'static Path {
+    static CA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, pem) = CA.get_or_init(|| {
+        let cluster = support::cluster();
+        let good_ca = ca("pgtenant test CA");
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap()
+            .signed_by(&server_key, &good_ca)
+            .unwrap();
+        let (crt, pem_key) = (
+            cluster.dir.join("server.crt"),
+            cluster.dir.join("server.key"),
+        );
+        write_owned_by_server(&crt, &server_cert.pem(), 0o644);
+        write_owned_by_server(&pem_key, &server_key.serialize_pem(), 0o600);
+        // ALTER SYSTEM refuses multi-statement strings: one at a time.
+        for sql in [
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", pem_key.display()),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            cluster.psql("postgres", &sql);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, good_ca.pem()).unwrap();
+        (dir, pem)
+    });
+    pem
+}
+
 #[tokio::test]
 async fn verify_full_against_the_right_ca_and_a_clear_error_against_a_wrong_one() {
     let cluster = support::cluster();
     let reg = registry();
     let t = reg.create_tenant("btls");
     let key = reg.issue_key(&t);
-
-    // A test CA signs the server's certificate for 127.0.0.1 and localhost.
-    let good_ca = ca("pgtenant test CA");
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap()
-        .signed_by(&server_key, &good_ca)
-        .unwrap();
-    let (crt, pem_key) = (
-        cluster.dir.join("server.crt"),
-        cluster.dir.join("server.key"),
-    );
-    write_owned_by_server(&crt, &server_cert.pem(), 0o644);
-    write_owned_by_server(&pem_key, &server_key.serialize_pem(), 0o600);
+    let good = server_ssl();
     let su = cluster.connect("postgres").await;
-    // ALTER SYSTEM refuses multi-statement strings: one at a time.
-    for sql in [
-        "ALTER SYSTEM SET ssl = on".to_owned(),
-        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display()),
-        format!("ALTER SYSTEM SET ssl_key_file = '{}'", pem_key.display()),
-        "SELECT pg_reload_conf()".to_owned(),
-    ] {
-        su.batch_execute(&sql).await.unwrap();
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (good, wrong) = (dir.path().join("good.pem"), dir.path().join("wrong.pem"));
-    std::fs::write(&good, good_ca.pem()).unwrap();
+    let wrong = dir.path().join("wrong.pem");
     std::fs::write(&wrong, ca("some other CA").pem()).unwrap();
 
     // verify-full with the right CA: logins work and the backend session is encrypted.
@@ -125,4 +141,77 @@ async fn encrypted(su: &tokio_postgres::Client, c: &tokio_postgres::Client) -> b
         .await
         .unwrap()
         .get(0)
+}
+
+/// A cancel request carries the backend's (pid, secret): whoever reads it
+/// can cancel every later query on that connection. With backend TLS on,
+/// it goes encrypted like the connections themselves. A tap between the
+/// proxy and PostgreSQL sees how every connection starts.
+#[tokio::test]
+async fn cancel_requests_reach_the_server_encrypted() {
+    let cluster = support::cluster();
+    let reg = registry();
+    server_ssl();
+    let (tap, first_words) = tap(cluster.port).await;
+    let url = cluster.url(&reg.db).replace(
+        &format!("127.0.0.1:{}", cluster.port),
+        &format!("127.0.0.1:{}", tap.port()),
+    );
+    let t = reg.create_tenant("btlscancel");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_BACKEND_URL", url.as_str()),
+        ("PGTENANT_BACKEND_TLS", "require"),
+    ]);
+    let c = proxy.client_ok(&key).await;
+    let token = c.cancel_token();
+    let sleeping = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), sleeping)
+        .await
+        .expect("the cancel did not reach the query")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e:?}");
+    const SSL_REQUEST: u32 = 80877103;
+    const CANCEL_REQUEST: u32 = 80877102;
+    let words = first_words.lock().unwrap().clone();
+    assert!(
+        !words.contains(&CANCEL_REQUEST),
+        "a cancel request went in the clear: {words:?}"
+    );
+    assert!(
+        words.iter().all(|w| *w == SSL_REQUEST),
+        "every connection starts with SSLRequest: {words:?}"
+    );
+}
+
+/// A TCP relay to `port` that records the request code (bytes 4..8) each
+/// connection starts with.
+async fn tap(port: u16) -> (std::net::SocketAddr, Arc<Mutex<Vec<u32>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 8];
+                if client.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let code = u32::from_be_bytes(head[4..].try_into().unwrap());
+                record.lock().unwrap().push(code);
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                if server.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    (addr, seen)
 }

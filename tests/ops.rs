@@ -570,3 +570,110 @@ async fn many_concurrent_valid_logins_from_one_address_are_not_throttled() {
         "{body}"
     );
 }
+
+/// A source's failures don't lock out its valid keys: a key the proxy
+/// already knows as valid logs in without the throttle, so one tenant's
+/// stale key retried in a loop (or anyone behind the same NAT) can't shut
+/// out the other tenants that share the address.
+#[tokio::test]
+async fn a_throttled_address_still_logs_in_known_keys() {
+    let reg = registry();
+    let t = reg.create_tenant("natted");
+    let key = reg.issue_key(&t);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_METRICS_ADDR", &maddr),
+        ("PGTENANT_AUTH_FAILED_LOGIN_BURST", "1"),
+        ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC", "0.001"),
+        ("PGTENANT_AUTH_THROTTLE_DELAY_MS", "100"),
+        ("PGTENANT_REGISTRY_CACHE_TTL_MS", "600000"),
+    ]);
+    proxy.client_ok(&key).await; // now known
+    assert_eq!(failed_login(proxy.addr).await.0, "28P01");
+    assert_eq!(failed_login(proxy.addr).await.0, "28P01");
+    scrape_until(&maddr, "a throttled attempt", |t| {
+        metric(t, "pgtenant_logins_throttled_total", &[]) == Some(1.0)
+    })
+    .await;
+    let c = proxy.client(&key).await.expect("a known key was throttled");
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
+/// One address can't hold every client slot with logins it never
+/// finishes: past `auth.max_logins_per_source` it is refused at once
+/// (53300), while clients from elsewhere log in; the login's deadline
+/// covers the startup and the password together.
+#[tokio::test]
+async fn unfinished_logins_from_one_address_are_capped() {
+    let reg = registry();
+    let t = reg.create_tenant("squat");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_AUTH_MAX_LOGINS_PER_SOURCE", "3"),
+        ("PGTENANT_LOGIN_TIMEOUT_MS", "2000"),
+    ]);
+    let mut squatters = Vec::new();
+    for _ in 0..3 {
+        squatters.push(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
+    }
+    // Accepted in order: the fourth finds its source's three under way.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, took) = failed_login(proxy.addr).await;
+    assert_eq!(code, "53300");
+    assert!(took < Duration::from_secs(1), "refused only after {took:?}");
+    valid_login_from_other_address(&proxy, &key).await;
+    drop(squatters);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.client(&key).await.is_err() {
+        assert!(Instant::now() < deadline, "places were not given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A startup sent late, then no password: closed at the login's
+    // deadline, not one login_timeout after the startup.
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut buf = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::startup_message([("user", "app")], &mut buf).unwrap();
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&buf).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest).await;
+    let took = started.elapsed();
+    // 2 s after the connect, where a second full timeout would end at 3.5 s.
+    assert!(took < Duration::from_millis(3000), "closed after {took:?}");
+}
+
+/// A key pasted as the user name (`postgresql://pgt_…@host/app`) never
+/// reaches the log or SHOW CLIENTS.
+#[tokio::test]
+async fn a_key_given_as_the_user_name_is_not_shown() {
+    let reg = registry();
+    let t = reg.create_tenant("pasted");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("PGTENANT_LOG_LEVEL", "debug"),
+    ]);
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(proxy.addr.port())
+        .user(&key)
+        .password(&key)
+        .dbname("app");
+    let (c, conn) = cfg.connect(NoTls).await.expect("login");
+    tokio::spawn(conn);
+    c.simple_query("SELECT 1").await.unwrap();
+    let wrong = format!("pgt_{}", "W".repeat(43));
+    cfg.user(&wrong).password(&wrong);
+    assert!(cfg.connect(NoTls).await.is_err());
+    let rows = psql_console(&proxy, ADMIN_PASSWORD, "SHOW CLIENTS");
+    assert!(!rows.is_empty());
+    let shown = format!("{rows:?}\n{}", proxy.log());
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert!(
+        !shown.contains(&key[4..]) && !shown.contains(&wrong[4..]),
+        "{shown}"
+    );
+}

@@ -59,18 +59,25 @@ impl ConsoleError {
     }
 }
 
-pub async fn serve(ctx: &Context, mut stream: ClientStream, params: Params, peer: SocketAddr) {
+/// `login_by`: the login's deadline; `place`: its place among its
+/// source's logins, given back once it is done.
+pub async fn serve(
+    ctx: &Context,
+    mut stream: ClientStream,
+    params: Params,
+    peer: SocketAddr,
+    login_by: std::time::Instant,
+    place: crate::auth::logins::LoginPlace<'_>,
+) {
     let span = tracing::Span::current();
     span.record("tenant", super::CONSOLE_DB);
-    span.record("user", params.get("user").unwrap_or(""));
+    span.record("user", crate::auth::options::user_shown(&params).as_str());
     let login = ctx
         .timers
-        .timeout(
-            ctx.cfg().login_timeout(),
-            login(ctx, &mut stream, &params, peer),
-        )
+        .timeout_at(login_by, login(ctx, &mut stream, &params, peer))
         .await
         .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
+    drop(place);
     if let Err(e) = login {
         let outcome = match e {
             ConsoleError::TenantKey => "admin_tenant_key",
@@ -97,7 +104,9 @@ async fn login(
     auth::secret_may_travel(ctx, stream, peer)?;
     let secret = match from_options {
         Some(k) => k,
-        None => auth::ask_password(stream).await?,
+        // (Messages sent before the answer, unlike a tenant's, are lost:
+        // no console client pipelines its first command.)
+        None => auth::ask_password(stream).await?.0,
     };
     if secret.is_empty() {
         return Err(ClientError::MissingKey.into());

@@ -2,6 +2,7 @@
 //! password; its SHA-256 is looked up in the registry.
 
 pub mod key;
+pub mod logins;
 pub mod options;
 pub mod throttle;
 
@@ -14,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::admin::meters::LoginOutcome;
 use crate::context::Context;
 use crate::error::ClientError;
-use crate::protocol::{self, startup::Params, tag};
+use crate::protocol::startup::{Params, StartupError};
+use crate::protocol::{self, tag};
 use crate::registry::KeyInfo;
 use crate::tls::ClientStream;
 pub use options::ClientRequest;
@@ -28,6 +30,9 @@ pub struct Login {
     /// The registry's [`generation`](crate::registry::Registry::generation)
     /// before the key was looked up.
     pub generation: u64,
+    /// What the client sent behind its password, not waiting for the
+    /// answer: its first messages, for the relay.
+    pub early: BytesMut,
 }
 
 pub async fn authenticate(
@@ -38,16 +43,25 @@ pub async fn authenticate(
 ) -> Result<Login, ClientError> {
     let request = options::split(params)?;
     secret_may_travel(ctx, stream, peer)?;
-    let key = match &request.key {
-        Some(k) => k.clone(),
+    let (key, early) = match &request.key {
+        Some(k) => (k.clone(), BytesMut::new()),
         None => ask_password(stream).await?,
     };
-    // A source that failed too often is refused unseen; a wrong key costs
-    // it a token.
-    let ticket = throttle::gate(ctx, peer).await?;
     let generation = ctx.registry.generation();
-    let info = check_key(ctx, &key).await;
-    ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
+    let info = match cached_key(ctx, &key) {
+        // A key the cache holds as valid is no guess: it skips the
+        // throttle, so that a source's failures (a stale key retried in a
+        // loop, anyone behind the same NAT) never lock out its valid keys.
+        Some(info) => usable(info),
+        None => {
+            // A source that failed too often is refused unseen; a wrong key
+            // costs it a token.
+            let ticket = throttle::gate(ctx, peer).await?;
+            let info = check_key(ctx, &key).await;
+            ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
+            info
+        }
+    };
     ctx.meters.get().login(match &info {
         Ok(_) => LoginOutcome::Ok,
         Err(ClientError::TenantInactive(_)) => LoginOutcome::TenantInactive,
@@ -58,6 +72,7 @@ pub async fn authenticate(
         key: info?,
         request,
         generation,
+        early,
     })
 }
 
@@ -70,12 +85,18 @@ pub(crate) fn secret_may_travel(
     stream: &ClientStream,
     peer: SocketAddr,
 ) -> Result<(), ClientError> {
-    let encrypted = stream.is_tls() || peer.ip().is_loopback();
+    let encrypted = stream.is_tls() || on_loopback(peer.ip());
     if encrypted || ctx.cfg().auth.allow_plaintext_password {
         Ok(())
     } else {
         Err(ClientError::PlaintextPassword)
     }
+}
+
+/// Canonical first: on a dual-stack listener (`[::]`) 127.0.0.1 arrives as
+/// ::ffff:127.0.0.1, which is not `::1`.
+fn on_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, ClientError> {
@@ -94,14 +115,28 @@ pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, 
             ClientError::RegistryUnavailable
         })?
         .ok_or(ClientError::InvalidKey)?;
+    usable(info)
+}
+
+/// `key`'s tenant if the registry cache holds the key as valid.
+fn cached_key(ctx: &Context, key: &str) -> Option<Arc<KeyInfo>> {
+    key::is_well_formed(key)
+        .then(|| ctx.registry.cached(&key::hash(key)))
+        .flatten()
+}
+
+fn usable(info: Arc<KeyInfo>) -> Result<Arc<KeyInfo>, ClientError> {
     if !info.tenant.active {
         return Err(ClientError::TenantInactive(info.tenant.name.clone()));
     }
     Ok(info)
 }
 
-/// AuthenticationCleartextPassword, then the PasswordMessage.
-pub(crate) async fn ask_password(stream: &mut ClientStream) -> Result<String, ClientError> {
+/// AuthenticationCleartextPassword, then the PasswordMessage; and what
+/// came behind it in the same reads.
+pub(crate) async fn ask_password(
+    stream: &mut ClientStream,
+) -> Result<(String, BytesMut), ClientError> {
     let mut buf = BytesMut::with_capacity(64);
     protocol::auth_cleartext(&mut buf);
     let io = |_| ClientError::MissingKey;
@@ -120,10 +155,29 @@ pub(crate) async fn ask_password(stream: &mut ClientStream) -> Result<String, Cl
         }
     };
     if h.tag != tag::PASSWORD {
-        return Err(ClientError::MissingKey);
+        // As PostgreSQL answers it: the client skipped its turn.
+        return Err(StartupError::Malformed("expected a password message").into());
     }
-    let body = &buf[protocol::HEADER_LEN..h.frame_len];
+    let early = buf.split_off(h.frame_len);
+    let body = &buf[protocol::HEADER_LEN..];
     let pw = protocol::read_cstr(body).map(|(s, _)| s).unwrap_or(body);
     // A non-UTF-8 password can't be a key; treat it like a wrong one.
-    Ok(String::from_utf8(pw.to_vec()).unwrap_or_else(|_| "?".into()))
+    let pw = String::from_utf8(pw.to_vec()).unwrap_or_else(|_| "?".into());
+    Ok((pw, early))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_is_seen_through_a_dual_stack_listener() {
+        for (ip, local) in [
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.1", false),
+            ("10.0.0.1", false),
+        ] {
+            assert_eq!(super::on_loopback(ip.parse().unwrap()), local, "{ip}");
+        }
+    }
 }

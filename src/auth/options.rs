@@ -21,8 +21,12 @@ pub struct ClientRequest {
 }
 
 pub fn split(params: &Params) -> Result<ClientRequest, ClientError> {
+    // Free text, but required, as PostgreSQL requires it.
+    if params.get("user").is_none_or(str::is_empty) {
+        return Err(ClientError::NoUser);
+    }
     let mut req = ClientRequest {
-        user: params.get("user").unwrap_or_default().to_owned(),
+        user: user_shown(params),
         database: params.get("database").unwrap_or_default().to_owned(),
         ..Default::default()
     };
@@ -63,6 +67,18 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
     Ok(())
+}
+
+/// The user name as logs and `SHOW CLIENTS` show it: free text, kept
+/// only for them, except that a key pasted there by mistake
+/// (`postgresql://pgt_…@host/app`) is not shown; at most 63 characters,
+/// as PostgreSQL keeps.
+pub fn user_shown(params: &Params) -> String {
+    let user = params.get("user").unwrap_or_default();
+    if user.contains(crate::auth::key::PREFIX) {
+        return "<redacted>".into();
+    }
+    user.chars().take(63).collect()
 }
 
 /// What of a refused option may be echoed in errors and logs: the name
@@ -128,13 +144,29 @@ fn parse_options(opts: &str) -> Result<Vec<(String, String)>, ClientError> {
 mod tests {
     use super::*;
 
+    /// `pairs`, with a user unless they name one.
     fn params(pairs: &[(&str, &str)]) -> Params {
+        let user = (!pairs.iter().any(|(k, _)| *k == "user")).then_some(("user", "app"));
         Params(
-            pairs
-                .iter()
+            user.iter()
+                .chain(pairs)
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_user_is_required_and_a_key_there_is_not_shown() {
+        for user in [None, Some("")] {
+            let mut p = params(&[]);
+            p.0.retain(|(k, _)| k != "user");
+            p.0.extend(user.map(|u| ("user".to_owned(), u.to_owned())));
+            assert!(matches!(split(&p), Err(ClientError::NoUser)), "{user:?}");
+        }
+        let r = split(&params(&[("user", "pgt_SECRETSECRET")])).unwrap();
+        assert_eq!(r.user, "<redacted>");
+        let long = "u".repeat(100);
+        assert_eq!(split(&params(&[("user", &long)])).unwrap().user.len(), 63);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Default for Throttle {
 }
 
 /// The bucket key: the address, or an IPv6 address's /64.
-fn source(ip: IpAddr) -> IpAddr {
+pub(super) fn source(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

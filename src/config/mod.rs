@@ -156,6 +156,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_AUTH_FAILED_LOGIN_BURST",            "auth.failed_login_burst",                 Kind::Int),
     ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC",     "auth.failed_login_rate_per_sec",          Kind::Float),
     ("PGTENANT_AUTH_THROTTLE_DELAY_MS",             "auth.throttle_delay_ms",                  Kind::Int),
+    ("PGTENANT_AUTH_MAX_LOGINS_PER_SOURCE",         "auth.max_logins_per_source",              Kind::Int),
     ("PGTENANT_POOL_MODE",                          "pool.mode",                               Kind::Str),
     ("PGTENANT_POOL_SIZE",                          "pool.pool_size",                          Kind::Int),
     ("PGTENANT_MAX_BACKEND_CONNECTIONS",            "pool.max_backend_connections",            Kind::Int),

@@ -82,6 +82,9 @@ pub struct AuthConfig {
     pub failed_login_rate_per_sec: f64,
     /// A throttled attempt gets its 28P01 after this long.
     pub throttle_delay_ms: u64,
+    /// Connections from one source address (an IPv6 /64) that may be
+    /// logging in at once; more get 53300 at once. 0: no limit.
+    pub max_logins_per_source: u32,
 }
 
 impl Default for AuthConfig {
@@ -91,6 +94,7 @@ impl Default for AuthConfig {
             failed_login_burst: 10,
             failed_login_rate_per_sec: 2.0,
             throttle_delay_ms: 1_000,
+            max_logins_per_source: 256,
         }
     }
 }

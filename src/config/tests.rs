@@ -181,3 +181,30 @@ fn example_config_is_valid() {
     let c = load(&text, &[]).unwrap();
     assert_eq!(c.listen_addr.port(), 6432);
 }
+
+/// The example file and the README's table are the reference: every
+/// setting that has an environment variable appears in both, by key and
+/// by variable.
+#[test]
+fn every_setting_is_documented() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/config/pgtenant.toml")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    for (var, key, _) in ENV {
+        let name = key.rsplit('.').next().unwrap();
+        let in_example = example.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            l.starts_with(name) && l[name.len()..].trim_start().starts_with('=')
+        });
+        assert!(in_example, "{key} is not in config/pgtenant.toml");
+        assert!(
+            example.contains(var),
+            "{var} is not in config/pgtenant.toml"
+        );
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "{key} is not in README.md"
+        );
+        assert!(readme.contains(var), "{var} is not in README.md");
+    }
+}

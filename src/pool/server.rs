@@ -65,7 +65,10 @@ impl Endpoint {
 }
 
 /// SSLRequest, then the TLS handshake if the server agrees (or must).
-async fn negotiate_tls(ep: &Endpoint, mut tcp: TcpStream) -> Result<BackendStream, ClientError> {
+pub(crate) async fn negotiate_tls(
+    ep: &Endpoint,
+    mut tcp: TcpStream,
+) -> Result<BackendStream, ClientError> {
     let Some(connector) = ep.tls.connector() else {
         return Ok(BackendStream::Plain(tcp));
     };

@@ -53,9 +53,11 @@ pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
 }
 
 /// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options.
-pub fn negotiate_protocol_version(buf: &mut BytesMut, minor: i32, unknown: &[&str]) {
+/// The version goes whole (major << 16 | minor), as PostgreSQL sends it:
+/// libpq 18 takes anything below 3.0 for a downgrade it must refuse.
+pub fn negotiate_protocol_version(buf: &mut BytesMut, unknown: &[&str]) {
     frame(buf, b'v', |b| {
-        b.put_i32(minor);
+        b.put_i32(3 << 16);
         b.put_i32(unknown.len() as i32);
         for o in unknown {
             cstr(b, o);
@@ -187,6 +189,13 @@ mod tests {
         parameter_status(&mut buf, "a", "bc");
         ready_for_query(&mut buf, b'I');
         assert_eq!(&buf[..], b"S\0\0\0\x09a\0bc\0Z\0\0\0\x05I");
+    }
+
+    #[test]
+    fn negotiate_protocol_version_names_3_0_whole() {
+        let mut buf = BytesMut::new();
+        negotiate_protocol_version(&mut buf, &["_pq_.x"]);
+        assert_eq!(&buf[..], b"v\0\0\0\x13\0\x03\0\0\0\0\0\x01_pq_.x\0");
     }
 
     #[test]

@@ -221,24 +221,37 @@ impl Registry {
     /// Only hits are cached: a miss always asks the database, so a key
     /// issued a moment ago works at once.
     pub async fn lookup(&self, hash: &KeyHash) -> Result<Option<Arc<KeyInfo>>, RegistryError> {
-        let generation = {
-            let cache = self.cache.lock().expect("poisoned");
-            if let Some((at, info)) = cache.map.get(hash)
-                && at.elapsed() < self.ttl
-                && info.expires_at.is_none_or(|e| e > SystemTime::now())
-            {
-                self.cache_counter(true).increment(1);
-                let info = info.clone();
-                drop(cache);
-                self.note_login(&info);
-                return Ok(Some(info));
-            }
-            cache.generation
+        let generation = match self.cached_or_generation(hash) {
+            Ok(info) => return Ok(Some(info)),
+            Err(generation) => generation,
         };
         self.cache_counter(false).increment(1);
         // Boxed: a query's state would otherwise sit in every session's
         // future, cache hit or not.
         Box::pin(self.fetch(hash, generation)).await
+    }
+
+    /// The key's tenant if the cache holds the key, valid; no database
+    /// query.
+    pub fn cached(&self, hash: &KeyHash) -> Option<Arc<KeyInfo>> {
+        self.cached_or_generation(hash).ok()
+    }
+
+    /// A valid cached key (counted as a hit), or the cache's generation
+    /// for the query that looks it up.
+    fn cached_or_generation(&self, hash: &KeyHash) -> Result<Arc<KeyInfo>, u64> {
+        let cache = self.cache.lock().expect("poisoned");
+        if let Some((at, info)) = cache.map.get(hash)
+            && at.elapsed() < self.ttl
+            && info.expires_at.is_none_or(|e| e > SystemTime::now())
+        {
+            self.cache_counter(true).increment(1);
+            let info = info.clone();
+            drop(cache);
+            self.note_login(&info);
+            return Ok(info);
+        }
+        Err(cache.generation)
     }
 
     /// A cache miss: asks the database, caches what it finds unless the

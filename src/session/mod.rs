@@ -28,6 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{Instrument, field};
 
 use crate::auth;
+use crate::auth::logins::LoginPlace;
 use crate::cancel;
 use crate::context::Context;
 use crate::error::ClientError;
@@ -51,14 +52,19 @@ pub async fn serve_client(
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
+    let Some((login_by, place)) = login_place(ctx, peer) else {
+        return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
+    };
     // A span is entered at every poll of what it instruments: with the
     // default subscriber at `info`, two lock reads and a registry update
     // each time, +13–15 % instructions per relayed transaction. So it
     // instruments the startup, the login and the session's start and end;
     // the relay in between runs outside it and names it as the parent of
     // the few lines it logs.
-    let started = hello(ctx, tcp, peer).instrument(span.clone()).await;
-    let Some((mut stream, params)) = started else {
+    let started = hello(ctx, tcp, peer, login_by, place)
+        .instrument(span.clone())
+        .await;
+    let Some((mut stream, params, place)) = started else {
         return;
     };
     // Login, then the relay, polled at every wake-up: right here, under the
@@ -66,7 +72,7 @@ pub async fn serve_client(
     // every poll. The block ends the session (live list, cancel key, pool
     // slot) before a last error is told.
     let error = {
-        let open = match open(ctx, &mut stream, &params, peer)
+        let open = match open(ctx, &mut stream, &params, peer, login_by, place)
             .instrument(span.clone())
             .await
         {
@@ -93,7 +99,14 @@ pub async fn serve_client(
         };
         let meters = ctx.meters.get();
         meters.clients_active.increment(1.0);
-        let outcome = relay::run(&session, &mut stream, open.checkout, open.pending).await;
+        let outcome = relay::run(
+            &session,
+            &mut stream,
+            open.checkout,
+            open.pending,
+            open.early,
+        )
+        .await;
         meters.clients_active.decrement(1.0);
         ended(ctx, tenant, open.started, outcome, &span)
     };
@@ -116,8 +129,11 @@ pub async fn serve_overflow(
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
+    let Some((login_by, place)) = login_place(ctx, peer) else {
+        return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
+    };
     async {
-        if let Some((mut stream, _)) = hello(ctx, tcp, peer).await {
+        if let Some((mut stream, ..)) = hello(ctx, tcp, peer, login_by, place).await {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);
             tracing::info!("refused: max_client_connections reached");
             let full = ClientError::TooManyClients(ctx.cfg().max_client_connections);
@@ -140,17 +156,37 @@ fn client_span(peer: SocketAddr) -> tracing::Span {
     )
 }
 
+/// The login's deadline (TLS, startup and login together: each step
+/// restarting the clock would let a client hold its slot twice as long)
+/// and its place among its source's logins under way; None if the source
+/// has `auth.max_logins_per_source` already.
+fn login_place(ctx: &Context, peer: SocketAddr) -> Option<(Instant, LoginPlace<'_>)> {
+    let cfg = ctx.cfg();
+    let place = ctx
+        .logins
+        .start(peer.ip(), cfg.auth.max_logins_per_source)?;
+    Some((Instant::now() + cfg.login_timeout(), place))
+}
+
+fn too_many_logins(ctx: &Context) -> ClientError {
+    metrics::counter!("pgtenant_clients_refused_total").increment(1);
+    tracing::debug!("refused: auth.max_logins_per_source reached");
+    ClientError::TooManyLogins(ctx.cfg().auth.max_logins_per_source)
+}
+
 /// TLS and the startup packet; a cancel request, the admin console and
 /// refusals are served here. Some: a client to log in.
-async fn hello(
-    ctx: &Context,
+async fn hello<'c>(
+    ctx: &'c Context,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(ClientStream, protocol::startup::Params)> {
+    login_by: Instant,
+    place: LoginPlace<'c>,
+) -> Option<(ClientStream, protocol::startup::Params, LoginPlace<'c>)> {
     tcp.set_nodelay(true).ok();
     let hello = ctx
         .timers
-        .timeout(ctx.cfg().login_timeout(), startup::negotiate(ctx, tcp))
+        .timeout_at(login_by, startup::negotiate(ctx, tcp))
         .await;
     match hello {
         Err(_) => tracing::debug!("startup timed out"),
@@ -163,9 +199,9 @@ async fn hello(
         Ok(Ok(Hello::Startup { stream, params }))
             if params.get("database") == Some(crate::admin::CONSOLE_DB) =>
         {
-            crate::admin::console::serve(ctx, stream, params, peer).await
+            crate::admin::console::serve(ctx, stream, params, peer, login_by, place).await
         }
-        Ok(Ok(Hello::Startup { stream, params })) => return Some((stream, params)),
+        Ok(Ok(Hello::Startup { stream, params })) => return Some((stream, params, place)),
     }
     None
 }
@@ -174,13 +210,8 @@ async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
     metrics::counter!("pgtenant_cancel_requests_total").increment(1);
     match ctx.cancels.resolve(pid, secret) {
         Some(key) => {
-            // Bounded: a backend that drops packets must not hold the
-            // client slot this connection took for minutes.
-            let limit = Duration::from_millis(ctx.cfg().backend.connect_timeout_ms);
-            match ctx.timers.timeout(limit, cancel::send_cancel(key)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not forward cancel request"),
-                Err(_) => tracing::warn!(?limit, "could not forward cancel request: no connection"),
+            if let Err(e) = cancel::send_cancel(key, ctx.pools.endpoint(), &ctx.timers).await {
+                tracing::warn!(error = %e, "could not forward cancel request");
             }
         }
         None => tracing::info!("cancel request with unknown or wrong key ignored"),
@@ -231,6 +262,8 @@ struct Opened<'c> {
     wanted: crate::pool::Settings,
     /// SQL still to run on `checkout` to apply them.
     pending: Option<String>,
+    /// What the client sent behind its password.
+    early: BytesMut,
     started: Instant,
 }
 
@@ -242,19 +275,20 @@ async fn open<'c>(
     stream: &mut ClientStream,
     params: &protocol::startup::Params,
     peer: SocketAddr,
+    login_by: Instant,
+    place: LoginPlace<'c>,
 ) -> Result<Option<Opened<'c>>, ClientError> {
     let login = ctx
         .timers
-        .timeout(
-            ctx.cfg().login_timeout(),
-            auth::authenticate(ctx, stream, params, peer),
-        )
+        .timeout_at(login_by, auth::authenticate(ctx, stream, params, peer))
         .await
         .map_err(|_| ClientError::LoginTimeout)?;
+    drop(place);
     let login = match login {
         Ok(l) => l,
         Err(e) => {
-            tracing::info!(error = %e, user = params.get("user").unwrap_or(""), "login refused");
+            let user = auth::options::user_shown(params);
+            tracing::info!(error = %e, %user, "login refused");
             return Err(e);
         }
     };
@@ -341,6 +375,7 @@ async fn open<'c>(
         checkout,
         wanted,
         pending,
+        early: login.early,
         started: Instant::now(),
     }))
 }

@@ -74,12 +74,14 @@ pub async fn run(
     client: &mut ClientStream,
     first: Checkout,
     settings: Option<String>,
+    early: BytesMut,
 ) -> Outcome {
     let mut up = Upstream::new(
         s.mode == PoolMode::Transaction,
         s.inspector.reads_text(),
         s.span.clone(),
     );
+    up.inbuf = early;
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.clone();
     // Buffers grow on first use: an idle client costs little memory.
@@ -107,7 +109,7 @@ pub async fn run(
     if let Some(co) = server.take()
         && let Some((co, how)) = detach(s, co, &up, &down, true)
     {
-        finish_detach(co, how).instrument(s.span.clone()).await;
+        finish_detach(s, co, how).instrument(s.span.clone()).await;
     }
     s.ctx.buffers.give(down.buf);
     Outcome { error, stats }
@@ -209,7 +211,7 @@ async fn relay(
             // next one gets them computed afresh.
             up.drop_hidden();
             if let Some((co, how)) = detach(s, co, up, down, false) {
-                finish_detach(co, how).instrument(s.span.clone()).await;
+                finish_detach(s, co, how).instrument(s.span.clone()).await;
             }
             // A client between transactions holds no full-size buffers:
             // ten thousand idle clients would keep 16 KiB or more each.
@@ -311,12 +313,13 @@ fn detach(
     None
 }
 
-async fn finish_detach(co: Checkout, how: Release) {
+async fn finish_detach(s: &Session<'_>, co: Checkout, how: Release) {
     if how == Release::Dirty {
         // Something may still run on the server: stop it before closing.
         let key = backend_key(&co.conn);
+        let (ep, timers) = (s.ctx.pools.endpoint().clone(), s.ctx.timers.clone());
         tokio::spawn(async move {
-            let _ = crate::cancel::send_cancel(key).await;
+            let _ = crate::cancel::send_cancel(key, &ep, &timers).await;
         });
     }
     co.release(how).await;

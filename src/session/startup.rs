@@ -49,7 +49,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
             Ok(_) => {}
         }
     }
-    let mut offered_tls = false;
+    let (mut offered_tls, mut offered_gss) = (false, false);
     loop {
         let packet = match read_startup(&mut tcp).await {
             Ok(p) => p,
@@ -67,7 +67,8 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
                 // session's future for as long as it lives.
                 return Box::pin(start_tls(ctx, tcp, acceptor, Tls::Requested)).await;
             }
-            StartupPacket::GssEncRequest => {
+            StartupPacket::GssEncRequest if !offered_gss => {
+                offered_gss = true;
                 tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
             }
             p => return finish(ctx, ClientStream::Plain(tcp), p).await,
@@ -138,7 +139,7 @@ async fn finish(
                 params.0.retain(|(k, _)| !k.starts_with("_pq_."));
                 let mut buf = BytesMut::new();
                 let names: Vec<&str> = unknown.iter().map(String::as_str).collect();
-                protocol::negotiate_protocol_version(&mut buf, 0, &names);
+                protocol::negotiate_protocol_version(&mut buf, &names);
                 stream.write_all(&buf).await.map_err(|_| Failed::Silent)?;
             }
             Ok(Hello::Startup { stream, params })
