@@ -260,3 +260,41 @@ async fn a_killed_client_that_stopped_reading_frees_its_connection() {
     assert_eq!(seven, 7);
     drop(stuck);
 }
+
+/// A client that ends its session in the middle of COPY FROM STDIN (a
+/// Terminate, as libpq's PQfinish sends, then its close): the server waits
+/// for data that will never come, so the proxy must not wait for its reply.
+/// The connection is cancelled and closed, and the pool's one place serves
+/// the next client. Both modes.
+#[tokio::test]
+async fn a_client_that_quits_mid_copy_frees_its_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("quitcopy");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[
+            ("PGTENANT_POOL_MODE", mode),
+            ("PGTENANT_POOL_SIZE", "1"),
+            ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "5000"),
+        ]);
+        let c = proxy.client_ok(&key).await;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS sink (x int)")
+            .await
+            .unwrap();
+        drop(c);
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        raw::query(&mut s, "COPY sink FROM STDIN").await;
+        assert_eq!(tags(&mut s, 1).await, "G");
+        raw::send(&mut s, |b| {
+            frontend::CopyData::new(&b"1\n"[..]).unwrap().write(b);
+            frontend::terminate(b);
+        })
+        .await;
+        drop(s);
+        let next = proxy.client_ok(&key).await;
+        match next.query_one("SELECT count(*) FROM sink", &[]).await {
+            Ok(row) => assert_eq!(row.get::<_, i64>(0), 0, "{mode}: the copy ran"),
+            Err(e) => panic!("{mode}: the connection was kept: {e:?}\n{}", proxy.log()),
+        }
+    }
+}

@@ -136,7 +136,7 @@ async fn relay(
             flush_rest(s, client, down).await;
             return Some(ClientError::Terminated(reason.to_owned()));
         }
-        if up.has_message(max) {
+        if !up.terminated && up.has_message(max) {
             if server.is_none() {
                 match up.prepare_locally(max, s.inspector, down) {
                     Ok(true) => continue,
@@ -279,7 +279,12 @@ async fn relay(
                 flush_rest(s, client, down).await;
                 return (down.last_tag != tag::ERROR_RESPONSE).then_some(ClientError::BackendLost);
             }
-            Event::ClientRead(n) if n > 0 => stats.bytes_in += n as u64,
+            Event::ClientRead(n) if n > 0 => {
+                stats.bytes_in += n as u64;
+                if up.terminated {
+                    up.inbuf.clear(); // nothing after a Terminate counts
+                }
+            }
             Event::ClientRead(_) | Event::ClientWriteFailed => return None,
             Event::ClientWritten => {}
         }
@@ -482,9 +487,10 @@ async fn next_event(
             // the server: the read buffer holds whole messages only until
             // the loop moves them out, and a message larger than the mark
             // must still be read whole (its size is capped by
-            // `max_message_bytes`).
-            if !up.terminated
-                && up.out.len() < HIGH_WATER
+            // `max_message_bytes`). After a Terminate, read too (what comes
+            // is dropped): its close must be seen, since a server waiting
+            // for COPY data from it would otherwise wait for ever.
+            if up.out.len() < HIGH_WATER
                 && (server.is_some() || !up.has_message(usize::MAX))
                 && waits.worth_polling(Side::Client, || client.maybe_readable())
                 && let Poll::Ready(r) =
