@@ -298,3 +298,49 @@ async fn a_client_that_quits_mid_copy_frees_its_connection() {
         }
     }
 }
+
+/// Parse (named), Bind and Execute of `sql`, then Sync.
+fn run_named(b: &mut BytesMut, name: &str, sql: &str) {
+    frontend::parse(name, sql, [], b).unwrap();
+    frontend::bind(
+        "",
+        name,
+        [],
+        [],
+        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+        [1],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    frontend::execute("", 0, b).unwrap();
+    frontend::sync(b);
+}
+
+/// An error in an unsynced pipeline makes the server skip everything up
+/// to the client's next Sync, also what the client sends after the error
+/// arrived. Transaction mode prepares named statements under names of its
+/// own: a Parse the server skipped must not count as prepared, or the
+/// same statement later gets 26000 (and every client of that connection
+/// with it).
+#[tokio::test]
+async fn messages_the_server_skips_after_an_error_are_not_counted_as_done() {
+    let reg = registry();
+    let t = reg.create_tenant("skipped");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| run_unsynced(b, "SELECT * FROM no_such_table")).await;
+    assert_eq!(tags(&mut s, 1).await, "E");
+    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
+    assert_eq!(tags(&mut s, 1).await, "Z", "all but the Sync was skipped");
+    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12DCZ");
+    // Another client of the one connection prepares the same text.
+    let c = proxy.client_ok(&key).await;
+    let row = c.query_one("SELECT 42", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+}

@@ -35,6 +35,9 @@ pub struct Downstream {
     pub copy_in: bool,
     /// The client ended a copy (CopyDone, CopyFail) since its last Execute.
     pub copy_end_sent: bool,
+    /// An error ended an unsynced pipeline whose Sync the client has not
+    /// sent yet: the server skips every message up to it.
+    pub skipping_to_sync: bool,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -53,6 +56,16 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
         return Err(ClientError::ReadingChanged(name, value.into_owned()));
     }
     Ok(())
+}
+
+/// What the server skipped never happened: a statement the proxy prepared
+/// is not there, and one it closed may still be.
+fn never_answered(e: &Expect, cache: &mut StatementCache) {
+    match e {
+        Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
+        Expect::Evict => cache.close_skipped(),
+        _ => {}
+    }
 }
 
 /// Messages the server may send at any time, outside any reply.
@@ -74,6 +87,7 @@ impl Downstream {
             guard_reading: false,
             copy_in: false,
             copy_end_sent: false,
+            skipping_to_sync: false,
         }
     }
 
@@ -206,6 +220,7 @@ impl Downstream {
                         if e.reply() == Some(Reply::UntilReady) {
                             break;
                         }
+                        never_answered(&e, cache);
                     }
                 }
                 _ => {}
@@ -262,15 +277,14 @@ impl Downstream {
     fn fail_until_sync(&mut self, cache: &mut StatementCache) {
         while let Some(e) = self.expect.front() {
             if e.reply() == Some(Reply::UntilReady) {
-                break;
+                return;
             }
-            match e {
-                Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
-                Expect::Evict => cache.close_skipped(),
-                _ => {}
-            }
+            never_answered(e, cache);
             self.expect.pop_front();
         }
+        // The client's Sync is still to come: what it sends until then is
+        // skipped too (see `Upstream::process`).
+        self.skipping_to_sync = true;
     }
 
     /// Answers the proxy gives itself, once all earlier replies are out.

@@ -84,7 +84,8 @@ pub struct Upstream {
     /// Complete messages to write to the server.
     pub out: BytesMut,
     pub terminated: bool,
-    /// After a refused Parse: drop messages up to Sync, like the server would.
+    /// After a refused Parse or an error the server skips on from: drop
+    /// messages up to Sync, as the server does.
     discard_until_sync: bool,
     /// Extended-protocol messages went to the server after its last Sync
     /// (or Query): whatever its last ReadyForQuery said, it is
@@ -150,6 +151,14 @@ impl Upstream {
         down: &mut Downstream,
         server: &mut ServerConn,
     ) -> Result<(), ClientError> {
+        if down.skipping_to_sync {
+            // The server skips to the client's next Sync (an error ended
+            // its pipeline): so does the proxy, or it would expect replies,
+            // answer Parses and Closes, and record statements the server
+            // never sees.
+            down.skipping_to_sync = false;
+            self.discard_until_sync = true;
+        }
         // Messages are read where they lie and the buffer advanced once.
         let mut inbuf = std::mem::take(&mut self.inbuf);
         let read = self.frames(&inbuf, max, inspector, down, server);
