@@ -344,3 +344,45 @@ async fn messages_the_server_skips_after_an_error_are_not_counted_as_done() {
     let row = c.query_one("SELECT 42", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
 }
+
+/// A message type PostgreSQL doesn't know makes it end the session
+/// (FATAL), and the server connection with it; the proxy refuses it the
+/// same way first, so the next client of that connection is not the one
+/// that finds it closed.
+#[tokio::test]
+async fn an_unknown_message_type_ends_only_its_own_session() {
+    let reg = registry();
+    let t = reg.create_tenant("unknowntag");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        raw::query(&mut s, "SELECT 1").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"z\0\0\0\x04").await.unwrap();
+        let (tag, body) = tokio::time::timeout(Duration::from_secs(10), raw::read_msg(&mut s))
+            .await
+            .unwrap_or_else(|_| panic!("{mode}: no answer"))
+            .expect("an error");
+        assert_eq!(tag, b'E', "{mode}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("C08P01") && text.contains("type 122"),
+            "{mode}: {text}"
+        );
+        let end = tokio::time::timeout(Duration::from_secs(10), raw::read_msg(&mut s)).await;
+        assert!(matches!(end, Ok(None)), "{mode}: the session goes on");
+        let row = tokio::time::timeout(Duration::from_secs(10), async {
+            proxy.client_ok(&key).await.query_one("SELECT 2", &[]).await
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{mode}: the next client hangs"));
+        assert_eq!(
+            row.map(|r| r.get::<_, i32>(0)).ok(),
+            Some(2),
+            "{mode}\n{}",
+            proxy.log()
+        );
+    }
+}

@@ -52,6 +52,20 @@ pub enum FrameError {
     BadLength(i32),
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    #[error("invalid frontend message type {0}")]
+    UnknownType(u8),
+}
+
+/// Message types a client may send once logged in: PostgreSQL ends the
+/// session at any other, and so does the proxy, before it reaches a
+/// server connection that would otherwise be closed under the next
+/// client.
+#[inline]
+pub fn is_frontend_message(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'F' | b'X' | b'd' | b'c' | b'f'
+    )
 }
 
 /// Reads the header at the start of `buf`, if all 5 bytes are there.

@@ -20,7 +20,7 @@ use crate::error::ClientError;
 use crate::lexical::{self, Lexed};
 use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
-use crate::protocol::{self, TxStatus, read_cstr, tag};
+use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
 /// a refused one so that the server's transaction state follows exactly as
@@ -187,6 +187,9 @@ impl Upstream {
             if inbuf.len() - pos < h.frame_len {
                 break;
             }
+            if !protocol::is_frontend_message(h.tag) {
+                return Err(FrameError::UnknownType(h.tag).into());
+            }
             let frame = &inbuf[pos..pos + h.frame_len];
             pos += h.frame_len;
             if h.tag == tag::TERMINATE {
@@ -233,6 +236,12 @@ impl Upstream {
             self.terminated = true;
             self.inbuf.clear();
             return Ok(true);
+        }
+        // Nor one that sends what no server takes.
+        if let Some(&t) = self.inbuf.first()
+            && !protocol::is_frontend_message(t)
+        {
+            return Err(FrameError::UnknownType(t).into());
         }
         if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
         {
