@@ -386,3 +386,47 @@ async fn an_unknown_message_type_ends_only_its_own_session() {
         );
     }
 }
+
+/// Transaction mode answers a Close of a statement itself: a client that
+/// streams them behind a slow query and never reads must meet
+/// backpressure, as it would from PostgreSQL, not grow the proxy without
+/// bound.
+#[tokio::test]
+async fn replies_the_proxy_gives_itself_meet_backpressure() {
+    use tokio::io::AsyncWriteExt;
+    const TOTAL: usize = 48 << 20;
+    let reg = registry();
+    let t = reg.create_tenant("noreader");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (s, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_read, mut write) = s.into_split();
+    let mut batch = BytesMut::new();
+    frontend::query("SELECT pg_sleep(5)", &mut batch).unwrap();
+    write.write_all(&batch).await.unwrap();
+    batch.clear();
+    while batch.len() < 64 * 1024 {
+        frontend::close(b'S', "s", &mut batch).unwrap();
+    }
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = written.clone();
+    let writer = tokio::spawn(async move {
+        while count.load(std::sync::atomic::Ordering::Relaxed) < TOTAL {
+            if write.write_all(&batch).await.is_err() {
+                return;
+            }
+            count.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = written.load(std::sync::atomic::Ordering::Relaxed);
+    writer.abort();
+    assert!(
+        n < TOTAL / 2,
+        "{} MiB taken from a client that reads nothing",
+        n >> 20
+    );
+    // The proxy serves others meanwhile.
+    let c = proxy.client_ok(&key).await;
+    c.simple_query("SELECT 1").await.unwrap();
+}

@@ -31,6 +31,10 @@ use crate::tls::ClientStream;
 /// Stop reading a peer while this much is still waiting to be written to
 /// the other one: backpressure instead of unbounded buffering.
 const HIGH_WATER: usize = 256 * 1024;
+/// Replies awaited at most before the client is no longer read: messages
+/// the proxy answers itself (a Close of a statement it keeps, a Parse it
+/// has) cost the server nothing and so meet no backpressure there.
+const MAX_AWAITED: usize = 8 * 1024;
 const READ_CHUNK: usize = super::buffers::CHUNK;
 /// Transaction mode: replies up to this size are written to the client
 /// before the connection goes back to the pool.
@@ -487,10 +491,13 @@ async fn next_event(
             // the server: the read buffer holds whole messages only until
             // the loop moves them out, and a message larger than the mark
             // must still be read whole (its size is capped by
-            // `max_message_bytes`). After a Terminate, read too (what comes
-            // is dropped): its close must be seen, since a server waiting
-            // for COPY data from it would otherwise wait for ever.
+            // `max_message_bytes`). Nor while replies pile up for a client
+            // that doesn't read them. After a Terminate, read too (what
+            // comes is dropped): its close must be seen, since a server
+            // waiting for COPY data from it would otherwise wait for ever.
             if up.out.len() < HIGH_WATER
+                && down.buf.len() < HIGH_WATER
+                && down.expect.len() < MAX_AWAITED
                 && (server.is_some() || !up.has_message(usize::MAX))
                 && waits.worth_polling(Side::Client, || client.maybe_readable())
                 && let Poll::Ready(r) =
