@@ -135,6 +135,9 @@ pub struct Lexed {
     /// `into` in a statement that starts with SELECT or WITH (which may
     /// then create a temporary table).
     pub into: bool,
+    /// `U&'…'` or `U&"…"`: a name spelled in escapes (say, an advisory
+    /// lock function's) that no word check reads.
+    pub unicode_escape: bool,
 }
 
 impl Lexed {
@@ -152,7 +155,12 @@ impl Lexed {
     /// Whether a statement may act beyond its transaction (then only a
     /// full reading tells; see `session::pinning`).
     pub fn may_have_session_effect(&self) -> bool {
-        self.effect_word || self.odd_start || self.advisory_lock || self.set_config || self.into
+        self.effect_word
+            || self.odd_start
+            || self.advisory_lock
+            || self.set_config
+            || self.into
+            || self.unicode_escape
     }
 }
 
@@ -309,8 +317,11 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
         s.odd_start |= SESSION_FACTS && expect_lead;
         s.non_ascii |= !b[i].is_ascii();
         // U&'...' / U&"...": unicode escapes can produce any character.
-        if class == SUSPICIOUS || (b[i] == b'&' && i > 0 && b[i - 1] | 0x20 == b'u') {
+        if class == SUSPICIOUS {
             s.suspicious_char = true;
+        } else if b[i] == b'&' && i > 0 && b[i - 1] | 0x20 == b'u' {
+            s.suspicious_char = true;
+            s.unicode_escape |= SESSION_FACTS;
         } else if expect_lead {
             // Punctuation before any word: `(SELECT`, `/* */`, `--`.
             s.lead = worse(s.lead, Lead::Unknown);
@@ -359,6 +370,8 @@ mod tests {
         assert!(scan_all(b"SELECT \xc3\xa9pg_read_file('x')").sensitive_word);
         assert!(scan_all(b"SELECT '\xff'").non_ascii && !scan_all(b"SELECT 'x'").non_ascii);
         assert!(scan_all(b"SELECT menu&1").suspicious_char);
+        let l = scan_all(b"SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)");
+        assert!(l.unicode_escape && l.may_have_session_effect());
         assert!(scan_all(b"SELECT 1 $$SET_CONFIG$$").set_config);
         assert_eq!(scan_all(b""), Lexed::default());
         // Without the session facts: the same fast-path verdict, reached

@@ -10,7 +10,7 @@
 //! mode.
 
 use crate::keyword::{contains, pack};
-use crate::lexical::{EFFECT_WORDS, Lexed};
+use crate::lexical::{EFFECT_WORDS, Lexed, is_word_byte};
 
 /// What a statement does to session state.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +37,9 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
-    let (mut start, mut do_read) = (0, false);
-    for stmt in sql.split(';') {
-        let rest = &sql[start..];
-        start += stmt.len() + 1;
+    let mut do_read = false;
+    for (start, end) in statements(&sql) {
+        let (stmt, rest) = (&sql[start..end], &sql[start..]);
         let mut words = words(stmt);
         let Some(first) = words.next() else { continue };
         let is = |w: &str, k: &str| w.eq_ignore_ascii_case(k);
@@ -114,6 +113,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     if lexed.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
+    if lexed.unicode_escape {
+        // A name in escapes may be any function's: read as one that acts.
+        e.pins = e.pins.or(Some("unicode-escaped name"));
+    }
     e.changes_settings |= lexed.set_config;
     e
 }
@@ -130,16 +133,83 @@ fn creates_temp(text: &str) -> bool {
     contains_word(text, "create") && words(text).any(is_temp)
 }
 
-/// `… INTO TEMP[ORARY] …` in a SELECT.
+/// `… INTO [LOCAL|GLOBAL] TEMP[ORARY] …` or `… INTO [TABLE] pg_temp.t` in
+/// a SELECT: a temporary word among the three after INTO.
 fn selects_into_temp(stmt: &str) -> bool {
-    let mut prev_into = false;
+    let mut since_into = usize::MAX;
     for w in words(stmt) {
-        if prev_into && is_temp(w) {
+        since_into = since_into.saturating_add(1);
+        if since_into <= 3 && is_temp(w) {
             return true;
         }
-        prev_into = w.eq_ignore_ascii_case("into");
+        if w.eq_ignore_ascii_case("into") {
+            since_into = 0;
+        }
     }
     false
+}
+
+/// The statements of a text, as byte ranges between its `;`s: those
+/// outside comments, quotes and dollar quotes (a `;` in a comment must not
+/// hide the statement after it; one in a quote or a function body is no
+/// end). An unterminated quote or comment runs to the end.
+fn statements(sql: &str) -> Vec<(usize, usize)> {
+    let b = sql.as_bytes();
+    let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
+    while i < b.len() {
+        let rest = &b[i..];
+        i += match b[i] {
+            b';' => {
+                out.push((start, i));
+                start = i + 1;
+                1
+            }
+            b'-' if rest.starts_with(b"--") => {
+                rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len())
+            }
+            b'/' if rest.starts_with(b"/*") => rest.len() - after_comment(&sql[i..]).len(),
+            b'\'' | b'"' => quoted_len(rest, i > 0 && b[i - 1] | 0x20 == b'e'),
+            b'$' if i == 0 || !is_word_byte(b[i - 1]) => dollar_quoted_len(rest),
+            _ => 1,
+        };
+    }
+    out.push((start, b.len()));
+    out
+}
+
+/// Length of the quoted text `q` starts with, its quotes included; in an
+/// `E'…'` string a backslash escapes the next byte. (A doubled quote reads
+/// as two quoted texts in a row: the same split.)
+fn quoted_len(q: &[u8], escapes: bool) -> usize {
+    let mut i = 1;
+    while i < q.len() {
+        match q[i] {
+            b'\\' if escapes && q[0] == b'\'' => i += 2,
+            c if c == q[0] => return i + 1,
+            _ => i += 1,
+        }
+    }
+    q.len()
+}
+
+/// Length of the dollar-quoted text `d` starts with (`$tag$ … $tag$`), or
+/// 1 if `d` starts no dollar quote (`$1`, a lone `$`).
+fn dollar_quoted_len(d: &[u8]) -> usize {
+    let Some(close) = d[1..].iter().position(|&c| c == b'$') else {
+        return 1;
+    };
+    let tag = &d[..close + 2];
+    let valid = tag[1..tag.len() - 1]
+        .iter()
+        .all(|&c| is_word_byte(c) || c >= 0x80)
+        && !tag.get(1).is_some_and(u8::is_ascii_digit);
+    if !valid {
+        return 1;
+    }
+    match d[tag.len()..].windows(tag.len()).position(|w| w == tag) {
+        Some(p) => tag.len() + p + tag.len(),
+        None => d.len(),
+    }
 }
 
 fn has_effect_word(first: &[u8]) -> bool {
@@ -266,6 +336,26 @@ mod tests {
             ("SELECT * INTO t FROM a", false),
             ("INSERT INTO temp (x) VALUES (1)", false),
             ("SELECT 1 INTO /* c */ TEMP t", true),
+            // A `;` in a comment or a quote ends no statement; one in a
+            // comment must not hide the statement after it.
+            ("/* a; b */ LISTEN c", true),
+            ("-- x; y\nLISTEN c", true),
+            ("SELECT ';' AS s; LISTEN c", true),
+            ("SELECT E'\\';' AS s; LISTEN c", true),
+            ("SELECT $q$;$q$ AS s; LISTEN c", true),
+            ("SELECT '/*'; LISTEN c", true),
+            ("SELECT $1; LISTEN c", true),
+            ("SELECT 'a; LISTEN c'", false),
+            ("SELECT 1 -- ; LISTEN c", false),
+            (
+                "DO $$BEGIN PERFORM 1; END$$; CREATE TEMP TABLE a (x int)",
+                true,
+            ),
+            ("SELECT 1 AS x INTO LOCAL TEMP t", true),
+            ("SELECT 1 AS x INTO GLOBAL TEMPORARY t", true),
+            ("SELECT 1 AS x INTO TABLE pg_temp.t", true),
+            ("SELECT 1 AS x INTO TABLE t", false),
+            ("SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)", true),
             // Whole words only, however they are delimited.
             ("SELECT pg_catalog.pg_advisory_lock(1)", true),
             ("SELECT \"pg_advisory_lock\"(1)", true),
@@ -312,6 +402,8 @@ mod tests {
 
     #[test]
     fn clearing_statements_are_noticed() {
+        // Behind a comment that holds a `;`.
+        assert!(session_effect(b"/* t; v */ SET app.user_id = '42'").changes_settings);
         let e = session_effect(b"select 1; RESET ALL");
         assert!(e.changes_settings && !e.drops_statements);
         let e = session_effect(b"DISCARD ALL");
