@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod keyword;
 pub mod lexical;
 pub mod listen;
+pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod registry;
@@ -25,6 +26,7 @@ pub mod tls;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -47,6 +49,7 @@ pub async fn serve(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    net::keep_alive(&SockRef::from(&listener));
     tracing::info!(%addr, "pgtenant listening");
     let (mut term, mut hup) = (
         signal(SignalKind::terminate())?,

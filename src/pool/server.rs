@@ -164,7 +164,7 @@ impl ServerConn {
                 ))
             })?
             .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
-        stream.set_nodelay(true).ok();
+        crate::net::configure(&stream);
         let addr = stream
             .peer_addr()
             .map_err(|e| ClientError::BackendConnect(e.to_string()))?;

@@ -183,6 +183,7 @@ async fn hello<'c>(
     login_by: Instant,
     place: LoginPlace<'c>,
 ) -> Option<(ClientStream, protocol::startup::Params, LoginPlace<'c>)> {
+    // (Keepalive comes from the listening socket: see `crate::net`.)
     tcp.set_nodelay(true).ok();
     let hello = ctx
         .timers
