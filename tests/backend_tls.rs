@@ -6,13 +6,11 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use support::{registry, sqlstate};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 fn write_owned_by_server(path: &Path, contents: &str, mode: u32) {
     std::fs::write(path, contents).unwrap();
@@ -152,11 +150,8 @@ async fn cancel_requests_reach_the_server_encrypted() {
     let cluster = support::cluster();
     let reg = registry();
     server_ssl();
-    let (tap, first_words) = tap(cluster.port).await;
-    let url = cluster.url(&reg.db).replace(
-        &format!("127.0.0.1:{}", cluster.port),
-        &format!("127.0.0.1:{}", tap.port()),
-    );
+    let tap = support::tap::Tap::start(cluster.port, Duration::ZERO).await;
+    let url = tap.url(&cluster.url(&reg.db), cluster.port);
     let t = reg.create_tenant("btlscancel");
     let key = reg.issue_key(&t);
     let proxy = reg.proxy(&[
@@ -176,7 +171,14 @@ async fn cancel_requests_reach_the_server_encrypted() {
     assert_eq!(sqlstate(&e), "57014", "{e:?}");
     const SSL_REQUEST: u32 = 80877103;
     const CANCEL_REQUEST: u32 = 80877102;
-    let words = first_words.lock().unwrap().clone();
+    let words: Vec<u32> = tap
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            support::tap::Event::Opened { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect();
     assert!(
         !words.contains(&CANCEL_REQUEST),
         "a cancel request went in the clear: {words:?}"
@@ -185,33 +187,4 @@ async fn cancel_requests_reach_the_server_encrypted() {
         words.iter().all(|w| *w == SSL_REQUEST),
         "every connection starts with SSLRequest: {words:?}"
     );
-}
-
-/// A TCP relay to `port` that records the request code (bytes 4..8) each
-/// connection starts with.
-async fn tap(port: u16) -> (std::net::SocketAddr, Arc<Mutex<Vec<u32>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut head = [0u8; 8];
-                if client.read_exact(&mut head).await.is_err() {
-                    return;
-                }
-                let code = u32::from_be_bytes(head[4..].try_into().unwrap());
-                record.lock().unwrap().push(code);
-                let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await else {
-                    return;
-                };
-                if server.write_all(&head).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    (addr, seen)
 }

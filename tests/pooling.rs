@@ -513,3 +513,72 @@ async fn a_wait_for_a_connection_ends_at_query_wait_timeout_and_the_pool_goes_on
     let three: i32 = served.await.unwrap().unwrap().get(0);
     assert_eq!(three, 3);
 }
+
+/// A connection closed without a goodbye (here: past its lifetime) keeps
+/// its place under `max_backend_connections` until the server has let it
+/// go: the connection opened in its place never finds PostgreSQL still
+/// counting the old one (with the budget at the server's limit, it would
+/// be refused). A tap between proxy and server holds each server close
+/// back from the proxy for 300 ms.
+#[tokio::test]
+async fn a_retired_connection_keeps_its_budget_place_until_the_server_lets_go() {
+    use support::tap::{Event, Tap};
+    let cluster = support::cluster();
+    let reg = registry();
+    let tap = Tap::start(cluster.port, Duration::from_millis(300)).await;
+    let url = tap.url(&cluster.url(&reg.db), cluster.port);
+    let t = reg.create_tenant("retire");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_BACKEND_URL", url.as_str()),
+        ("PGTENANT_BACKEND_TLS", "disable"),
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_MAX_BACKEND_CONNECTIONS", "1"),
+        ("PGTENANT_SERVER_LIFETIME_MS", "300"),
+    ]);
+    let c = proxy.client_ok(&key).await;
+    c.simple_query("SELECT 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // past its lifetime
+    c.simple_query("SELECT 2").await.unwrap();
+    let data_plane: Vec<Event> = {
+        let events = tap.events();
+        let ids: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Opened {
+                    id, user: Some(u), ..
+                } if u != "postgres" => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 2, "{events:?}");
+        events
+            .into_iter()
+            .filter(|e| match e {
+                Event::Opened { id, .. } | Event::ServerClosed { id, .. } => ids.contains(id),
+            })
+            .collect()
+    };
+    let (first, second) = match &data_plane[..] {
+        [Event::Opened { id: a, .. }, rest @ ..] => {
+            let closed = rest.iter().find_map(|e| match e {
+                Event::ServerClosed { id, at } if id == a => Some(*at),
+                _ => None,
+            });
+            let opened = rest.iter().find_map(|e| match e {
+                Event::Opened { id, at, .. } if id != a => Some(*at),
+                _ => None,
+            });
+            (
+                closed.expect("the first connection closed"),
+                opened.unwrap(),
+            )
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        second >= first + Duration::from_millis(250),
+        "the second connection opened {:?} after the first one's server closed",
+        second.checked_duration_since(first)
+    );
+}

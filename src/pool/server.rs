@@ -3,6 +3,7 @@
 //! connection safe to hand to the next client.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,7 +142,8 @@ pub struct ServerConn {
     pub statements: StatementCache,
     buf: BytesMut,
     timers: Timers,
-    _budget: OwnedSemaphorePermit,
+    /// Its place under `max_backend_connections`; None once given back.
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 impl ServerConn {
@@ -185,7 +187,7 @@ impl ServerConn {
             statements: StatementCache::new(statement_cache),
             buf: BytesMut::with_capacity(4096),
             timers: timers.clone(),
-            _budget: budget,
+            budget: Some(budget),
         };
         // The role's password itself may go only where nobody can listen
         // in or stand in: a verified server, or this host.
@@ -474,6 +476,7 @@ impl ServerConn {
             Ok::<(), std::io::Error>(())
         };
         let _ = timers.timeout(CLOSE_WAIT, goodbye).await;
+        drop(self.budget.take());
     }
 
     /// True when the server has closed the connection or sent something
@@ -570,4 +573,41 @@ struct SimpleResult {
 
 pub(super) fn bad(what: &str) -> ServerError {
     ServerError::Unexpected(what.to_owned())
+}
+
+/// A connection dropped without [`ServerConn::close`] (closed dirty, past
+/// its lifetime, found broken, its tenant gone) keeps its budget place
+/// until the server has let it go, as `close` does: its end of the socket
+/// is shut (the backend reads EOF and exits) and, in a task of its own,
+/// read until the server's end closes too, at most `CLOSE_WAIT`. Without
+/// that, a connection opened at once in its place could find PostgreSQL
+/// still counting the old one and, with the budget at the server's
+/// `max_connections`, be refused.
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        let Some(budget) = self.budget.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(fd) = self.stream.tcp().as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let timers = self.timers.clone();
+        runtime.spawn(async move {
+            // The same socket under a second descriptor (already
+            // non-blocking): it stays open when the connection's closes.
+            let Ok(mut tcp) = TcpStream::from_std(std::net::TcpStream::from(fd)) else {
+                return;
+            };
+            let _ = socket2::SockRef::from(&tcp).shutdown(std::net::Shutdown::Write);
+            let drain = async {
+                let mut sink = [0u8; 512];
+                while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+            };
+            let _ = timers.timeout(CLOSE_WAIT, drain).await;
+            drop(budget);
+        });
+    }
 }

@@ -17,6 +17,7 @@ mod pg_binaries;
 mod proxy;
 pub mod raw;
 mod registry;
+pub mod tap;
 pub mod two_tenants;
 
 use std::net::{Ipv4Addr, TcpListener};
