@@ -430,3 +430,71 @@ async fn replies_the_proxy_gives_itself_meet_backpressure() {
     let c = proxy.client_ok(&key).await;
     c.simple_query("SELECT 1").await.unwrap();
 }
+
+/// Transaction mode: the unnamed statement lives on one server connection.
+/// A client that prepares it in one round trip (Parse, Describe, Sync) and
+/// runs it in the next (`PQprepare(conn, "", …)` then `PQexecPrepared`,
+/// pgx's describe-then-execute) keeps its connection in between: another
+/// client's unnamed statement never runs in its place.
+#[tokio::test]
+async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
+    let reg = registry();
+    let t = reg.create_tenant("unnamed");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT 'a'::text", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    // Another client runs its own unnamed statement meanwhile.
+    let other = tokio::spawn(async move {
+        raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+        raw::tags_until_ready(&mut b).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw::send(&mut a, |b| {
+        frontend::bind(
+            "",
+            "",
+            [],
+            [],
+            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+            [0],
+            b,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        frontend::execute("", 0, b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    let mut rows = Vec::new();
+    loop {
+        let (tag, body) = raw::read_msg(&mut a).await.expect("reply");
+        match tag {
+            b'D' => rows.push(body),
+            b'E' => panic!("{}", String::from_utf8_lossy(&body)),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].ends_with(b"a"),
+        "ran another client's statement: {:?}",
+        rows[0]
+    );
+    assert_eq!(
+        other.await.unwrap(),
+        "12DCZ",
+        "the other client is served after"
+    );
+}

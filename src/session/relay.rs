@@ -182,6 +182,7 @@ async fn relay(
             && server.is_some()
             && up.pinned.is_none()
             && !up.unsynced
+            && !up.unnamed_unbound
             && up.out.is_empty()
             && down.settled()
             && down.status == TxStatus::Idle;
@@ -249,6 +250,7 @@ async fn relay(
                 && server.is_some()
                 && up.pinned.is_none()
                 && !up.unsynced
+                && !up.unnamed_unbound
                 && down.status == TxStatus::Idle);
         match next_event(
             client,

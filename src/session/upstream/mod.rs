@@ -87,6 +87,11 @@ pub struct Upstream {
     /// After a refused Parse or an error the server skips on from: drop
     /// messages up to Sync, as the server does.
     discard_until_sync: bool,
+    /// Transaction mode: the unnamed statement was parsed and not yet
+    /// bound (`PQprepare(conn, "", …)`, pgx's describe-then-execute): it
+    /// lives on this server connection only, so the client keeps the
+    /// connection until its Bind (or a Query replaces the statement).
+    pub unnamed_unbound: bool,
     /// Extended-protocol messages went to the server after its last Sync
     /// (or Query): whatever its last ReadyForQuery said, it is
     /// mid-pipeline (maybe in an implicit transaction, maybe skipping to
@@ -124,6 +129,7 @@ impl Upstream {
             out: BytesMut::new(),
             terminated: false,
             discard_until_sync: false,
+            unnamed_unbound: false,
             unsynced: false,
             pinned: None,
             settings_changed: false,
@@ -380,6 +386,8 @@ impl Upstream {
         }
         match t {
             tag::QUERY => {
+                // It replaces the unnamed statement, on the server too.
+                self.unnamed_unbound = false;
                 // The text and its NUL; a malformed body may hold more.
                 let raw = match body.split_last() {
                     Some((0, text)) => text,
@@ -411,6 +419,7 @@ impl Upstream {
                         self.prepare(&st, &mut server.statements, q, false);
                     }
                 } else {
+                    self.unnamed_unbound |= self.rename && name.is_empty();
                     self.out.extend_from_slice(frame);
                     q.push_back(Expect::Pass(Reply::Parse));
                 }
@@ -511,6 +520,9 @@ impl Upstream {
             (&body[..1], name, rest)
         };
         if name.is_empty() {
+            if t == tag::BIND {
+                self.unnamed_unbound = false;
+            }
             return false;
         }
         let Some(st) = self
