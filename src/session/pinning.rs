@@ -37,7 +37,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
-    let mut do_read = false;
+    let (mut do_read, mut sets) = (false, false);
     for (start, end) in statements(&sql) {
         let (stmt, rest) = (&sql[start..end], &sql[start..]);
         let mut words = words(stmt);
@@ -63,6 +63,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
                 .any(|k| is(second, k))
         {
             e.changes_settings = true;
+            sets = true;
         }
         let pins = if is(first, "listen") {
             Some("LISTEN")
@@ -118,7 +119,17 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         e.pins = e.pins.or(Some("unicode-escaped name"));
     }
     e.changes_settings |= lexed.set_config;
+    // The role isn't in pg_settings, so it is neither read back nor reset
+    // for the next client: a role change pins (the firewall refuses it in
+    // `enforce` mode; this is for `monitor` and `off`).
+    if (sets || lexed.set_config) && words(&sql).any(names_a_role) {
+        e.pins = e.pins.or(Some("role change"));
+    }
     e
+}
+
+fn names_a_role(w: &str) -> bool {
+    w.eq_ignore_ascii_case("role") || w.eq_ignore_ascii_case("authorization")
 }
 
 /// A word that makes a CREATE temporary (`pg_temp` as the schema, too).
@@ -355,6 +366,11 @@ mod tests {
             ("SELECT 1 AS x INTO GLOBAL TEMPORARY t", true),
             ("SELECT 1 AS x INTO TABLE pg_temp.t", true),
             ("SELECT 1 AS x INTO TABLE t", false),
+            ("SET ROLE other", true),
+            ("set session authorization other", true),
+            ("SELECT set_config('role', 'other', false)", true),
+            ("RESET ROLE", false),
+            ("SET LOCAL ROLE other", false),
             ("SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)", true),
             // Whole words only, however they are delimited.
             ("SELECT pg_catalog.pg_advisory_lock(1)", true),
