@@ -321,7 +321,7 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
             s.suspicious_char = true;
         } else if b[i] == b'&' && i > 0 && b[i - 1] | 0x20 == b'u' {
             s.suspicious_char = true;
-            s.unicode_escape |= SESSION_FACTS;
+            s.unicode_escape |= SESSION_FACTS && matches!(b.get(i + 1), Some(b'\'' | b'"'));
         } else if expect_lead {
             // Punctuation before any word: `(SELECT`, `/* */`, `--`.
             s.lead = worse(s.lead, Lead::Unknown);
@@ -370,6 +370,7 @@ mod tests {
         assert!(scan_all(b"SELECT \xc3\xa9pg_read_file('x')").sensitive_word);
         assert!(scan_all(b"SELECT '\xff'").non_ascii && !scan_all(b"SELECT 'x'").non_ascii);
         assert!(scan_all(b"SELECT menu&1").suspicious_char);
+        assert!(!scan_all(b"SELECT menu&1").unicode_escape);
         let l = scan_all(b"SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)");
         assert!(l.unicode_escape && l.may_have_session_effect());
         assert!(scan_all(b"SELECT 1 $$SET_CONFIG$$").set_config);

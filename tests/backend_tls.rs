@@ -73,7 +73,12 @@ fn server_ssl() -> &'static Path {
         ] {
             cluster.psql("postgres", &sql);
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // The reload is asynchronous: wait until new sessions see SSL on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while cluster.psql("postgres", "SHOW ssl").trim() != "on" {
+            assert!(std::time::Instant::now() < deadline, "SSL never came on");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("ca.pem");
         std::fs::write(&pem, good_ca.pem()).unwrap();
@@ -161,7 +166,15 @@ async fn cancel_requests_reach_the_server_encrypted() {
     let c = proxy.client_ok(&key).await;
     let token = c.cancel_token();
     let sleeping = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Cancelled once it runs, however slow the machine.
+    let su = cluster.connect("postgres").await;
+    let running = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while su.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the query never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(10), sleeping)
         .await

@@ -498,3 +498,194 @@ async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
         "the other client is served after"
     );
 }
+
+/// A client that sends a statement and says goodbye without waiting
+/// (`PQsendQuery` then `PQfinish`): the statement runs to its end and
+/// commits, as it would on PostgreSQL itself. Both modes.
+#[tokio::test]
+async fn a_statement_sent_before_goodbye_still_commits() {
+    let reg = registry();
+    let t = reg.create_tenant("goodbye");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+        proxy
+            .client_ok(&key)
+            .await
+            .batch_execute("CREATE TABLE IF NOT EXISTS late (m text)")
+            .await
+            .unwrap();
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        let insert = format!("INSERT INTO late SELECT '{mode}' FROM pg_sleep(0.3)");
+        raw::send(&mut s, |b| {
+            frontend::query(&insert, b).unwrap();
+            frontend::terminate(b);
+        })
+        .await;
+        drop(s);
+        // Session mode: served once the goodbye's session has ended.
+        let c = proxy.client_ok(&key).await;
+        let count = format!("SELECT count(*) FROM late WHERE m = '{mode}'");
+        let mut n = 0;
+        for _ in 0..50 {
+            n = c.query_one(&count, &[]).await.unwrap().get::<_, i64>(0);
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(n, 1, "{mode}: the insert sent before the goodbye was lost");
+    }
+}
+
+/// The unnamed statement holds its connection only while there is one to
+/// bind: after the server refused its Parse, or the client closed it, the
+/// connection goes back (another client is served).
+#[tokio::test]
+async fn an_unnamed_statement_that_is_gone_holds_nothing() {
+    let reg = registry();
+    let t = reg.create_tenant("unnamedgone");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
+    ]);
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    let other = proxy.client_ok(&key).await;
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELEC 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("held after a failed Parse");
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT 1", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    raw::send(&mut a, |b| {
+        frontend::close(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "3Z");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("held after a Close");
+}
+
+/// Past its cap on awaited replies the proxy stops reading the client; the
+/// answers it gives itself (here to Closes) wait behind a reply the server
+/// holds until a Sync or Flush, and the Sync is unread behind the cap: the
+/// proxy asks the server to flush, and the batch completes.
+#[tokio::test]
+async fn a_batch_past_the_reply_cap_completes() {
+    const CLOSES: usize = 20_000;
+    let reg = registry();
+    let t = reg.create_tenant("manycloses");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("s1", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    let (mut read, mut write) = s.into_split();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut b = BytesMut::new();
+        frontend::bind(
+            "",
+            "s1",
+            [],
+            [],
+            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+            [1],
+            &mut b,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        frontend::execute("", 0, &mut b).unwrap();
+        for _ in 0..CLOSES {
+            frontend::close(b'S', "nothing", &mut b).unwrap();
+        }
+        frontend::sync(&mut b);
+        write.write_all(&b).await.unwrap();
+        write
+    });
+    let tags = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut tags = String::new();
+        loop {
+            let (tag, _) = raw::read_msg(&mut read).await.expect("reply");
+            tags.push(tag as char);
+            if tag == b'Z' {
+                return tags;
+            }
+        }
+    })
+    .await
+    .expect("the batch hangs");
+    assert_eq!(tags, format!("2DC{}Z", "3".repeat(CLOSES)));
+    drop(writer.await.unwrap());
+}
+
+/// A goodbye behind an unsynced pipeline (libpq's `PQfinish` in pipeline
+/// mode without a sync): the server holds the replies until a Sync or
+/// Flush that never comes, so the proxy asks for them; the pipeline is not
+/// committed (its connection is closed, as PostgreSQL rolls it back), and
+/// the pool's one connection serves the next client.
+#[tokio::test]
+async fn a_goodbye_behind_an_unsynced_pipeline_frees_its_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("unsyncedbye");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+        proxy
+            .client_ok(&key)
+            .await
+            .batch_execute("CREATE TABLE IF NOT EXISTS piped (m text)")
+            .await
+            .unwrap();
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        let insert = format!("INSERT INTO piped VALUES ('{mode}')");
+        raw::send(&mut s, |b| {
+            frontend::parse("", &insert, [], b).unwrap();
+            frontend::bind(
+                "",
+                "",
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [1],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap();
+            frontend::execute("", 0, b).unwrap();
+            frontend::terminate(b);
+        })
+        .await;
+        drop(s);
+        let next = tokio::time::timeout(Duration::from_secs(15), proxy.client(&key))
+            .await
+            .unwrap_or_else(|_| panic!("{mode}: the next client hangs"))
+            .unwrap_or_else(|e| panic!("{mode}: the connection was kept: {e:?}"));
+        let n: i64 = next
+            .query_one("SELECT count(*) FROM piped WHERE m = $1", &[&mode])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{mode}: an unsynced pipeline was committed");
+    }
+}

@@ -71,14 +71,18 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
 
 /// The user name as logs and `SHOW CLIENTS` show it: free text, kept
 /// only for them, except that a key pasted there by mistake
-/// (`postgresql://pgt_…@host/app`) is not shown; at most 63 characters,
-/// as PostgreSQL keeps.
+/// (`postgresql://pgt_…@host/app`) is not shown; at most 63 bytes (cut at
+/// a character's start), as PostgreSQL keeps.
 pub fn user_shown(params: &Params) -> String {
     let user = params.get("user").unwrap_or_default();
     if user.contains(crate::auth::key::PREFIX) {
         return "<redacted>".into();
     }
-    user.chars().take(63).collect()
+    let mut end = user.len().min(63);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_owned()
 }
 
 /// What of a refused option may be echoed in errors and logs: the name
@@ -167,6 +171,8 @@ mod tests {
         assert_eq!(r.user, "<redacted>");
         let long = "u".repeat(100);
         assert_eq!(split(&params(&[("user", &long)])).unwrap().user.len(), 63);
+        let wide = "é".repeat(40); // 2 bytes each
+        assert_eq!(split(&params(&[("user", &wide)])).unwrap().user.len(), 62);
     }
 
     #[test]

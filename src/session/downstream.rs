@@ -30,14 +30,22 @@ pub struct Downstream {
     /// The firewall enforces: the server must keep reading SQL as it does
     /// (see [`crate::firewall::misread_under`]).
     pub guard_reading: bool,
-    /// The server waits for COPY data that an Execute asked for: it
-    /// ignores Syncs until the client's CopyDone or CopyFail.
+    /// The server waits for COPY data (COPY FROM STDIN, by a Query or an
+    /// Execute): it ignores Syncs until the client's CopyDone or CopyFail,
+    /// and only the client can end the wait.
     pub copy_in: bool,
-    /// The client ended a copy (CopyDone, CopyFail) since its last Execute.
-    pub copy_end_sent: bool,
+    /// Copies the server started (CopyInResponse) and the client ended
+    /// (CopyDone, CopyFail), counted while anything is in flight: a copy
+    /// the client ended before the server's CopyInResponse came (a
+    /// pipelined COPY) must not be taken for one waiting on data.
+    pub copies_begun: u32,
+    pub copies_ended: u32,
     /// An error ended an unsynced pipeline whose Sync the client has not
     /// sent yet: the server skips every message up to it.
     pub skipping_to_sync: bool,
+    /// The server refused a Parse of the unnamed statement: there is none
+    /// now (see `Upstream::unnamed_unbound`).
+    pub unnamed_failed: bool,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -86,8 +94,19 @@ impl Downstream {
             queries: 0,
             guard_reading: false,
             copy_in: false,
-            copy_end_sent: false,
+            copies_begun: 0,
+            copies_ended: 0,
             skipping_to_sync: false,
+            unnamed_failed: false,
+        }
+    }
+
+    /// Nothing in flight: no copy can be, so the copy counts start over
+    /// (an error leaves a copy the client may never end).
+    #[inline]
+    pub fn forget_copies(&mut self) {
+        if self.copies_ended | self.copies_begun != 0 && self.expect.is_empty() {
+            (self.copies_begun, self.copies_ended) = (0, 0);
         }
     }
 
@@ -183,8 +202,17 @@ impl Downstream {
             if tag == b'C' {
                 self.queries += 1;
             }
+            if tag == b'E' {
+                self.copy_in = false; // an error ends a copy
+            }
+            if tag == b'G' {
+                self.copies_begun = self.copies_begun.saturating_add(1);
+            }
+            let waits_for_data = self.copies_begun > self.copies_ended;
             match (head, tag) {
-                (Some(Expect::Pass(Reply::Execute)), b'G') => self.copy_started(),
+                (Some(Expect::Pass(Reply::Execute)), b'G') if waits_for_data => self.copy_started(),
+                // A Query's COPY: nothing behind it to drop (see `copy_started`).
+                (_, b'G') => self.copy_in |= waits_for_data,
                 // The proxy's own Parse/Close succeeded: the client never asked.
                 (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
                     if !whole {
@@ -207,8 +235,8 @@ impl Downstream {
                     continue;
                 }
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
-                    // An error ends a copy too: the next Sync is answered.
-                    self.copy_in = false;
+                    // (Named Parses are the proxy's own: Reparse, ParseNamed.)
+                    self.unnamed_failed |= matches!(e, Expect::Pass(Reply::Parse));
                     self.fail_until_sync(cache);
                 }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {
@@ -255,11 +283,8 @@ impl Downstream {
     /// behind the Execute included, so their replies never come; the
     /// client's Sync after its CopyDone gets the one ReadyForQuery. (A
     /// client that sent its data and CopyDone before this reply is left
-    /// as it was.)
+    /// as it was: see `copies_ended`.)
     fn copy_started(&mut self) {
-        if self.copy_end_sent {
-            return;
-        }
         // Behind the Execute: its Syncs, and answers the proxy gives itself.
         let mut i = 1;
         while let Some(e) = self.expect.get(i) {

@@ -42,19 +42,21 @@ use startup::{Failed, Hello};
 /// keep a task, a socket or a server connection for ever.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 
-/// `_slot`: the client's place under `max_client_connections`, held until
+/// `slot`: the client's place under `max_client_connections`, held until
 /// the end.
 pub async fn serve_client(
     ctx: Arc<Context>,
     tcp: TcpStream,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
     let Some((login_by, place)) = login_place(ctx, peer) else {
+        drop(slot); // not held while the refusal is read out
         return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
     };
+    let _slot = slot;
     // A span is entered at every poll of what it instruments: with the
     // default subscriber at `info`, two lock reads and a registry update
     // each time, +13–15 % instructions per relayed transaction. So it
@@ -116,7 +118,7 @@ pub async fn serve_client(
 }
 
 /// A connection that came when all `max_client_connections` were taken,
-/// on one of a few overflow places (`_slot`): its startup is read as
+/// on one of a few overflow places (`slot`): its startup is read as
 /// PostgreSQL reads it when full, so a cancel request still reaches its
 /// query, an SSLRequest gets its answer before the 53300, and the admin
 /// console stays reachable. Apart from [`serve_client`], whose future
@@ -125,13 +127,15 @@ pub async fn serve_overflow(
     ctx: Arc<Context>,
     tcp: TcpStream,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
     let Some((login_by, place)) = login_place(ctx, peer) else {
+        drop(slot); // not held while the refusal is read out
         return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
     };
+    let _slot = slot;
     async {
         if let Some((mut stream, ..)) = hello(ctx, tcp, peer, login_by, place).await {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);

@@ -109,6 +109,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             && self::words(rest).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
         {
             e.changes_settings = true;
+            sets = true;
         }
     }
     if lexed.advisory_lock {
@@ -160,32 +161,74 @@ fn selects_into_temp(stmt: &str) -> bool {
     false
 }
 
-/// The statements of a text, as byte ranges between its `;`s: those
+/// The statements of a text, as byte ranges: those between the `;`s
 /// outside comments, quotes and dollar quotes (a `;` in a comment must not
-/// hide the statement after it; one in a quote or a function body is no
-/// end). An unterminated quote or comment runs to the end.
+/// hide the statement after it; an unterminated quote or comment runs to
+/// the end), and, where the server could read the text otherwise (a
+/// string with backslashes, a dollar quote), what follows each `;` inside
+/// up to the next `;` too: a statement read twice, or one that isn't, only
+/// errs on the side of pinning. (Each byte is in at most two ranges: a
+/// text of many `;`s costs no more per byte.)
 fn statements(sql: &str) -> Vec<(usize, usize)> {
     let b = sql.as_bytes();
     let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
+    let mut hidden = Vec::new(); // `;`s inside something
     while i < b.len() {
         let rest = &b[i..];
-        i += match b[i] {
+        let len = match b[i] {
             b';' => {
                 out.push((start, i));
                 start = i + 1;
                 1
             }
-            b'-' if rest.starts_with(b"--") => {
-                rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len())
-            }
+            b'-' if rest.starts_with(b"--") => comment_len(rest),
             b'/' if rest.starts_with(b"/*") => rest.len() - after_comment(&sql[i..]).len(),
-            b'\'' | b'"' => quoted_len(rest, i > 0 && b[i - 1] | 0x20 == b'e'),
-            b'$' if i == 0 || !is_word_byte(b[i - 1]) => dollar_quoted_len(rest),
+            b'\'' | b'"' => quoted_len(rest, b'\'' == b[i] && is_escape_prefix(&b[..i])),
+            b'$' if i == 0 || !is_identifier_byte(b[i - 1]) => dollar_quoted_len(rest),
             _ => 1,
         };
+        // Where the server could read it otherwise: backslashes in a
+        // string, or a dollar quote (a comment, or a plain string, it reads
+        // alike; pinning on every `'a; prepare b'` would cost pooling).
+        let doubtful = match b[i] {
+            b'\'' => memchr::memchr(b'\\', &rest[..len]).is_some(),
+            b'$' => len > 1,
+            _ => false,
+        };
+        if doubtful {
+            hidden.extend(memchr::memchr_iter(b';', &rest[..len]).map(|p| i + p));
+        }
+        i += len;
     }
     out.push((start, b.len()));
+    out.extend(hidden.into_iter().map(|p| {
+        let next = memchr::memchr(b';', &b[p + 1..]).map_or(b.len(), |q| p + 1 + q);
+        (p + 1, next)
+    }));
     out
+}
+
+/// A `--` comment's length: to the end of its line (`\n` or `\r`).
+fn comment_len(c: &[u8]) -> usize {
+    c.iter()
+        .position(|&c| c == b'\n' || c == b'\r')
+        .unwrap_or(c.len())
+}
+
+/// `before` ends in a lone `E` (or `e`): the quote after it starts an
+/// escape string. (`name'…'` or `time'…'` start a standard one.)
+fn is_escape_prefix(before: &[u8]) -> bool {
+    match before {
+        [.., p, e] => *e | 0x20 == b'e' && !is_identifier_byte(*p),
+        [e] => *e | 0x20 == b'e',
+        [] => false,
+    }
+}
+
+/// A byte that continues an identifier in PostgreSQL (`$` and every byte
+/// of a non-ASCII character included).
+fn is_identifier_byte(c: u8) -> bool {
+    is_word_byte(c) || c == b'$' || c >= 0x80
 }
 
 /// Length of the quoted text `q` starts with, its quotes included; in an
@@ -236,7 +279,7 @@ fn words(stmt: &str) -> impl Iterator<Item = &str> {
                 !c.is_ascii_alphanumeric() && c != '_' && c != '-' && c != '/'
             });
             if let Some(r) = rest.strip_prefix("--") {
-                rest = r.split_once('\n').map_or("", |(_, r)| r);
+                rest = r.split_once(['\n', '\r']).map_or("", |(_, r)| r);
             } else if rest.starts_with("/*") {
                 rest = after_comment(rest);
             } else if rest.starts_with(['-', '/']) {
@@ -298,6 +341,36 @@ mod tests {
         super::session_effect(sql, &scan(sql, true))
     }
 
+    /// The main split, as PostgreSQL's lexer splits (a lone `E` starts an
+    /// escape string; `--` ends at `\r` too; `$` continues an identifier),
+    /// then what follows a `;` inside a dollar quote.
+    #[test]
+    fn statements_split_where_postgresql_does() {
+        let split = |sql: &str| -> Vec<String> {
+            statements(sql)
+                .iter()
+                .map(|&(a, b)| sql[a..b].trim().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            split("SELECT name'\\'; SET x = 1; SELECT E'\\';'"),
+            // (and what follows the `;` inside the escape string: `'`)
+            ["SELECT name'\\'", "SET x = 1", "SELECT E'\\';'", "'"]
+        );
+        assert_eq!(
+            split("SELECT 1 --c\r; SET x = 1"),
+            ["SELECT 1 --c", "SET x = 1"]
+        );
+        assert_eq!(
+            split("SELECT 1 AS x$$a$; SET x = 1; SELECT 2 AS y$$a$"),
+            ["SELECT 1 AS x$$a$", "SET x = 1", "SELECT 2 AS y$$a$"]
+        );
+        assert_eq!(
+            split("SELECT $q$;$q$; /* ; */ LISTEN c"),
+            ["SELECT $q$;$q$", "/* ; */ LISTEN c", "$q$"]
+        );
+    }
+
     #[test]
     fn pins_session_state_only() {
         for (sql, pins) in [
@@ -356,8 +429,17 @@ mod tests {
             ("SELECT $q$;$q$ AS s; LISTEN c", true),
             ("SELECT '/*'; LISTEN c", true),
             ("SELECT $1; LISTEN c", true),
+            // A `;` inside a plain string or a comment ends nothing; what
+            // follows one in a string with backslashes, or in a dollar
+            // quote, is read too (the server might read those otherwise).
             ("SELECT 'a; LISTEN c'", false),
             ("SELECT 1 -- ; LISTEN c", false),
+            ("SELECT 'a\\'; LISTEN c'", true),
+            // As PostgreSQL reads them: `name'\'` is a standard string, a
+            // `--` comment ends at `\r`, `x$$a$` is one identifier.
+            ("SELECT name'\\'; LISTEN c; SELECT 'x'", true),
+            ("SELECT 1 --c\r; LISTEN c", true),
+            ("SELECT 1 AS x$$a$; LISTEN c; SELECT 2 AS y$$a$", true),
             (
                 "DO $$BEGIN PERFORM 1; END$$; CREATE TEMP TABLE a (x int)",
                 true,
@@ -371,6 +453,7 @@ mod tests {
             ("SELECT set_config('role', 'other', false)", true),
             ("RESET ROLE", false),
             ("SET LOCAL ROLE other", false),
+            ("DO $$BEGIN SET ROLE other; END$$", true),
             ("SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)", true),
             // Whole words only, however they are delimited.
             ("SELECT pg_catalog.pg_advisory_lock(1)", true),

@@ -132,6 +132,7 @@ async fn relay(
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
     let mut kill_order: Option<(KillMode, &str)> = None;
+    let mut flushed_at_cap = false;
     let mut writes = Writes::default();
     loop {
         if let Some((mode, reason)) = kill_order
@@ -140,6 +141,7 @@ async fn relay(
             flush_rest(s, client, down).await;
             return Some(ClientError::Terminated(reason.to_owned()));
         }
+        down.forget_copies();
         if !up.terminated && up.has_message(max) {
             if server.is_none() {
                 match up.prepare_locally(max, s.inspector, down) {
@@ -227,6 +229,17 @@ async fn relay(
                 up.inbuf = BytesMut::new();
             }
         }
+        // Past MAX_AWAITED the client is not read, and the server must not
+        // sit on replies the proxy's own answers wait behind: replies to
+        // extended-protocol messages wait for a Sync or Flush, which may
+        // be unread behind the cap. One Flush (no reply of its own) each
+        // time the cap is reached.
+        if down.expect.len() < MAX_AWAITED {
+            flushed_at_cap = false;
+        } else if !flushed_at_cap && server.is_some() {
+            up.out.extend_from_slice(super::upstream::FLUSH);
+            flushed_at_cap = true;
+        }
         // Room to read into: the server side only while attached. The
         // client side small while no message is partly read, except in
         // session mode, where a client holds its server and its buffers.
@@ -272,6 +285,12 @@ async fn relay(
                 let co = server.as_mut().expect("read from an attached server");
                 if let Err(e) = down.scan(&mut co.conn.statements, &mut co.conn.params) {
                     return Some(e);
+                }
+                if down.unnamed_failed {
+                    // Nothing is gone for sure while a later unnamed Parse
+                    // may be in flight: then the hold stays.
+                    down.unnamed_failed = false;
+                    up.unnamed_unbound &= !down.expect.is_empty();
                 }
             }
             Event::ServerRead(_) | Event::ServerWriteFailed => {
@@ -494,12 +513,15 @@ async fn next_event(
             // the loop moves them out, and a message larger than the mark
             // must still be read whole (its size is capped by
             // `max_message_bytes`). Nor while replies pile up for a client
-            // that doesn't read them. After a Terminate, read too (what
-            // comes is dropped): its close must be seen, since a server
-            // waiting for COPY data from it would otherwise wait for ever.
-            if up.out.len() < HIGH_WATER
+            // that doesn't read them. After a Terminate, not at all (what
+            // it asked for still runs to its end, as on PostgreSQL), unless
+            // the server waits for COPY data from it: its close must be
+            // seen then (and aborts the copy, as on PostgreSQL); what else
+            // comes is dropped.
+            if (!up.terminated || down.copy_in)
+                && up.out.len() < HIGH_WATER
                 && down.buf.len() < HIGH_WATER
-                && down.expect.len() < MAX_AWAITED
+                && (down.expect.len() < MAX_AWAITED || down.copy_in)
                 && (server.is_some() || !up.has_message(usize::MAX))
                 && waits.worth_polling(Side::Client, || client.maybe_readable())
                 && let Poll::Ready(r) =

@@ -144,9 +144,14 @@ async fn finish(
             }
             Ok(Hello::Startup { stream, params })
         }
-        StartupPacket::SslRequest | StartupPacket::GssEncRequest => Err(Failed::Tell(
+        // Asked again: PostgreSQL takes the code for a protocol version.
+        StartupPacket::SslRequest => Err(Failed::Tell(
             stream,
-            StartupError::Malformed("encryption requested twice").into(),
+            StartupError::UnsupportedVersion(1234, 5679).into(),
+        )),
+        StartupPacket::GssEncRequest => Err(Failed::Tell(
+            stream,
+            StartupError::UnsupportedVersion(1234, 5680).into(),
         )),
     }
 }

@@ -27,6 +27,7 @@ use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
 /// if the refused statement had failed there.
 const REFUSED_SQL: &str = "pgtenant refused this statement";
 const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
+pub const FLUSH: &[u8] = b"H\0\0\0\x04";
 /// A session's named statements, in number and in text (transaction mode
 /// keeps each one's Parse for the session).
 const MAX_STATEMENTS: usize = 10_000;
@@ -201,6 +202,13 @@ impl Upstream {
             if h.tag == tag::TERMINATE {
                 // Never forwarded: the server connection outlives the client.
                 self.terminated = true;
+                if self.unsynced {
+                    // The pipeline's replies wait for a Sync or Flush that
+                    // will never come. A Flush, not a Sync: a Sync would
+                    // commit what PostgreSQL rolls back when a client
+                    // leaves mid-pipeline (the connection is closed).
+                    self.out.extend_from_slice(FLUSH);
+                }
                 break;
             }
             if self.discard_until_sync && h.tag != tag::SYNC {
@@ -468,11 +476,13 @@ impl Upstream {
             _ => {
                 self.out.extend_from_slice(frame);
                 let reply = match t {
-                    tag::CLOSE => Some(Reply::Close),
-                    tag::EXECUTE => {
-                        down.copy_end_sent = false;
-                        Some(Reply::Execute)
+                    tag::CLOSE => {
+                        if body.starts_with(b"S\0") {
+                            self.unnamed_unbound = false; // closed: nothing to bind
+                        }
+                        Some(Reply::Close)
                     }
+                    tag::EXECUTE => Some(Reply::Execute),
                     tag::SYNC => {
                         self.discard_until_sync = false;
                         // A server waiting for COPY data ignores it.
@@ -480,7 +490,7 @@ impl Upstream {
                     }
                     tag::COPY_DONE | tag::COPY_FAIL => {
                         down.copy_in = false;
-                        down.copy_end_sent = true;
+                        down.copies_ended = down.copies_ended.saturating_add(1);
                         None
                     }
                     _ => None, // Flush, COPY data: no reply of their own
