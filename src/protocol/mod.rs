@@ -62,11 +62,19 @@ pub enum FrameError {
 /// client.
 #[inline]
 pub fn is_frontend_message(tag: u8) -> bool {
-    matches!(
-        tag,
-        b'Q' | b'P' | b'B' | b'D' | b'E' | b'C' | b'S' | b'H' | b'F' | b'X' | b'd' | b'c' | b'f'
-    )
+    FRONTEND_MESSAGES[tag as usize] // one load on the per-message path
 }
+
+static FRONTEND_MESSAGES: [bool; 256] = {
+    let mut t = [false; 256];
+    let tags = b"QPBDECSHFXdcf";
+    let mut i = 0;
+    while i < tags.len() {
+        t[tags[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Reads the header at the start of `buf`, if all 5 bytes are there.
 #[inline]

@@ -236,7 +236,10 @@ impl Downstream {
                 }
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
                     // (Named Parses are the proxy's own: Reparse, ParseNamed.)
-                    self.unnamed_failed |= matches!(e, Expect::Pass(Reply::Parse));
+                    // None is left unless a later one is in flight.
+                    let unnamed_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
+                    self.unnamed_failed |=
+                        unnamed_parse(&e) && !self.expect.iter().skip(1).any(unnamed_parse);
                     self.fail_until_sync(cache);
                 }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {

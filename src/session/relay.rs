@@ -141,7 +141,6 @@ async fn relay(
             flush_rest(s, client, down).await;
             return Some(ClientError::Terminated(reason.to_owned()));
         }
-        down.forget_copies();
         if !up.terminated && up.has_message(max) {
             if server.is_none() {
                 match up.prepare_locally(max, s.inspector, down) {
@@ -170,6 +169,18 @@ async fn relay(
             let co = server.as_mut().expect("attached above");
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
                 return Some(e);
+            }
+            // Past MAX_AWAITED the client is not read, and the server must
+            // not sit on replies the proxy's own answers wait behind:
+            // replies to extended-protocol messages wait for a Sync or
+            // Flush, which may be unread behind the cap. One Flush (no
+            // reply of its own) each time the cap is reached. (The queue
+            // grows only here.)
+            if down.expect.len() < MAX_AWAITED {
+                flushed_at_cap = false;
+            } else if !flushed_at_cap {
+                up.out.extend_from_slice(super::upstream::FLUSH);
+                flushed_at_cap = true;
             }
         }
         if up.terminated && up.out.is_empty() && down.settled() && down.scanned == 0 {
@@ -229,17 +240,6 @@ async fn relay(
                 up.inbuf = BytesMut::new();
             }
         }
-        // Past MAX_AWAITED the client is not read, and the server must not
-        // sit on replies the proxy's own answers wait behind: replies to
-        // extended-protocol messages wait for a Sync or Flush, which may
-        // be unread behind the cap. One Flush (no reply of its own) each
-        // time the cap is reached.
-        if down.expect.len() < MAX_AWAITED {
-            flushed_at_cap = false;
-        } else if !flushed_at_cap && server.is_some() {
-            up.out.extend_from_slice(super::upstream::FLUSH);
-            flushed_at_cap = true;
-        }
         // Room to read into: the server side only while attached. The
         // client side small while no message is partly read, except in
         // session mode, where a client holds its server and its buffers.
@@ -287,10 +287,8 @@ async fn relay(
                     return Some(e);
                 }
                 if down.unnamed_failed {
-                    // Nothing is gone for sure while a later unnamed Parse
-                    // may be in flight: then the hold stays.
                     down.unnamed_failed = false;
-                    up.unnamed_unbound &= !down.expect.is_empty();
+                    up.unnamed_unbound = false;
                 }
             }
             Event::ServerRead(_) | Event::ServerWriteFailed => {

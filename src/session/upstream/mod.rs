@@ -158,6 +158,7 @@ impl Upstream {
         down: &mut Downstream,
         server: &mut ServerConn,
     ) -> Result<(), ClientError> {
+        down.forget_copies();
         if down.skipping_to_sync {
             // The server skips to the client's next Sync (an error ended
             // its pipeline): so does the proxy, or it would expect replies,
