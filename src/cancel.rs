@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::pool::Endpoint;
-use crate::pool::server::negotiate_tls;
+use crate::pool::tls::negotiate;
 use crate::timer::Timers;
 
 /// Where a client's queries currently run.
@@ -126,7 +126,7 @@ pub async fn send_cancel(key: BackendKey, ep: &Endpoint, timers: &Timers) -> Res
         let tcp = TcpStream::connect(key.addr)
             .await
             .map_err(|e| e.to_string())?;
-        let mut stream = negotiate_tls(ep, tcp).await.map_err(|e| e.to_string())?;
+        let mut stream = negotiate(ep, tcp).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(16);
         postgres_protocol::message::frontend::cancel_request(key.pid, key.secret, &mut buf);
         stream.write_all(&buf).await.map_err(|e| e.to_string())?;

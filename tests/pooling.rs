@@ -373,18 +373,7 @@ async fn a_bare_prepare_is_answered_without_a_connection() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "1EZ");
     let run = |name: &'static str| {
         move |b: &mut bytes::BytesMut| {
-            frontend::bind(
-                "",
-                name,
-                [],
-                [],
-                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-                [1],
-                b,
-            )
-            .map_err(|_| ())
-            .unwrap();
-            frontend::execute("", 0, b).unwrap();
+            raw::bind_execute(b, name, 1);
             frontend::sync(b);
         }
     };

@@ -1,50 +1,19 @@
 //! What a client may leave half done, or send at a size the relay must
 //! not choke on, against a real PostgreSQL: a pipeline without its Sync,
 //! a statement larger than the relay's window, a killed client that
-//! stopped reading, COPY data after an Execute, prepared statements
-//! without end. In each, the connection must not reach another client
-//! dirty, and no session may hang.
+//! stopped reading, COPY data after an Execute, a goodbye mid-copy or
+//! mid-pipeline, a message type nobody knows. In each, the connection must
+//! not reach another client dirty, and no session may hang.
+//! (Transaction mode's statement bookkeeping: `statements.rs`.)
 
 mod support;
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use support::{raw, registry, sqlstate};
-use tokio::net::TcpStream;
 
 const ADMIN_PASSWORD: &str = "admin-password-for-relay-edges";
-
-/// Parse, Bind and Execute of `sql` as the unnamed statement, then Flush
-/// (no Sync): what pipelining drivers and cursors send to read results
-/// before ending the implicit transaction.
-fn run_unsynced(b: &mut BytesMut, sql: &str) {
-    frontend::parse("", sql, [], b).unwrap();
-    frontend::bind(
-        "",
-        "",
-        [],
-        [],
-        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-        [1],
-        b,
-    )
-    .map_err(|_| ())
-    .unwrap();
-    frontend::execute("", 0, b).unwrap();
-    frontend::flush(b);
-}
-
-/// The tags of the next `n` messages.
-async fn tags(s: &mut TcpStream, n: usize) -> String {
-    let mut tags = String::new();
-    for _ in 0..n {
-        let (tag, _) = raw::read_msg(s).await.expect("server reply");
-        tags.push(tag as char);
-    }
-    tags
-}
 
 #[tokio::test]
 async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
@@ -73,8 +42,8 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
     // Run but not synced: the server holds an open implicit transaction,
     // whatever its last ReadyForQuery said. Nobody else may have it.
     let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (1)")).await;
-    assert_eq!(tags(&mut a, 3).await, "12C");
+    raw::send(&mut a, |b| raw::run_unsynced(b, "INSERT INTO t VALUES (1)")).await;
+    assert_eq!(raw::tags(&mut a, 3).await, "12C");
     let e = count()
         .await
         .expect_err("another client ran inside the pipeline");
@@ -84,8 +53,11 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
     assert_eq!(count().await.unwrap(), 1, "committed at the Sync");
 
     // The same after an error: the server skips everything up to the Sync.
-    raw::send(&mut a, |b| run_unsynced(b, "SELECT * FROM no_such_table")).await;
-    assert_eq!(tags(&mut a, 1).await, "E");
+    raw::send(&mut a, |b| {
+        raw::run_unsynced(b, "SELECT * FROM no_such_table")
+    })
+    .await;
+    assert_eq!(raw::tags(&mut a, 1).await, "E");
     let e = count()
         .await
         .expect_err("another client's query went to a server skipping to Sync");
@@ -96,8 +68,8 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
 
     // A simple Query ends the pipeline as a Sync does (asyncpg prepares
     // with Flush, then may send only a Query such as COPY).
-    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (3)")).await;
-    assert_eq!(tags(&mut a, 3).await, "12C");
+    raw::send(&mut a, |b| raw::run_unsynced(b, "INSERT INTO t VALUES (3)")).await;
+    assert_eq!(raw::tags(&mut a, 3).await, "12C");
     raw::query(&mut a, "SELECT 1").await;
     assert_eq!(raw::until_ready(&mut a).await, None);
     assert_eq!(
@@ -110,8 +82,8 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
 
     // A client that leaves mid-pipeline: its connection is closed, not
     // handed on with the insert pending (the next statement would commit it).
-    raw::send(&mut a, |b| run_unsynced(b, "INSERT INTO t VALUES (2)")).await;
-    assert_eq!(tags(&mut a, 3).await, "12C");
+    raw::send(&mut a, |b| raw::run_unsynced(b, "INSERT INTO t VALUES (2)")).await;
+    assert_eq!(raw::tags(&mut a, 3).await, "12C");
     drop(a);
     let mut n = count().await;
     for _ in 0..20 {
@@ -170,30 +142,6 @@ async fn copy_in_through_the_extended_protocol_keeps_replies_in_step() {
         Err(e) => panic!("the connection was kept: {e:?}\n{}", proxy.log()),
     }
     c.query_one("SELECT 1", &[]).await.unwrap();
-}
-
-/// Transaction mode keeps each named statement for the session: past
-/// 10,000 a Parse gets 54000, and the session goes on; closing one makes
-/// room.
-#[tokio::test]
-async fn a_session_holds_a_bounded_number_of_prepared_statements() {
-    let reg = registry();
-    let t = reg.create_tenant("manystmts");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
-    let c = proxy.client_ok(&key).await;
-    let mut kept = Vec::new();
-    for i in 0..10_000 {
-        kept.push(c.prepare(&format!("SELECT {i}")).await.unwrap());
-    }
-    let e = c.prepare("SELECT 'one too many'").await.unwrap_err();
-    assert_eq!(sqlstate(&e), "54000", "{e:?}");
-    let n: i32 = c.query_one(&kept[42], &[]).await.unwrap().get(0);
-    assert_eq!(n, 42);
-    drop(kept.pop());
-    let st = c.prepare("SELECT 'room again'").await.unwrap();
-    let v: String = c.query_one(&st, &[]).await.unwrap().get(0);
-    assert_eq!(v, "room again");
 }
 
 #[tokio::test]
@@ -284,7 +232,7 @@ async fn a_client_that_quits_mid_copy_frees_its_connection() {
         drop(c);
         let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
         raw::query(&mut s, "COPY sink FROM STDIN").await;
-        assert_eq!(tags(&mut s, 1).await, "G");
+        assert_eq!(raw::tags(&mut s, 1).await, "G");
         raw::send(&mut s, |b| {
             frontend::CopyData::new(&b"1\n"[..]).unwrap().write(b);
             frontend::terminate(b);
@@ -297,52 +245,6 @@ async fn a_client_that_quits_mid_copy_frees_its_connection() {
             Err(e) => panic!("{mode}: the connection was kept: {e:?}\n{}", proxy.log()),
         }
     }
-}
-
-/// Parse (named), Bind and Execute of `sql`, then Sync.
-fn run_named(b: &mut BytesMut, name: &str, sql: &str) {
-    frontend::parse(name, sql, [], b).unwrap();
-    frontend::bind(
-        "",
-        name,
-        [],
-        [],
-        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-        [1],
-        b,
-    )
-    .map_err(|_| ())
-    .unwrap();
-    frontend::execute("", 0, b).unwrap();
-    frontend::sync(b);
-}
-
-/// An error in an unsynced pipeline makes the server skip everything up
-/// to the client's next Sync, also what the client sends after the error
-/// arrived. Transaction mode prepares named statements under names of its
-/// own: a Parse the server skipped must not count as prepared, or the
-/// same statement later gets 26000 (and every client of that connection
-/// with it).
-#[tokio::test]
-async fn messages_the_server_skips_after_an_error_are_not_counted_as_done() {
-    let reg = registry();
-    let t = reg.create_tenant("skipped");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-    ]);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::send(&mut s, |b| run_unsynced(b, "SELECT * FROM no_such_table")).await;
-    assert_eq!(tags(&mut s, 1).await, "E");
-    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
-    assert_eq!(tags(&mut s, 1).await, "Z", "all but the Sync was skipped");
-    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "12DCZ");
-    // Another client of the one connection prepares the same text.
-    let c = proxy.client_ok(&key).await;
-    let row = c.query_one("SELECT 42", &[]).await.unwrap();
-    assert_eq!(row.get::<_, i32>(0), 42);
 }
 
 /// A message type PostgreSQL doesn't know makes it end the session
@@ -387,118 +289,6 @@ async fn an_unknown_message_type_ends_only_its_own_session() {
     }
 }
 
-/// Transaction mode answers a Close of a statement itself: a client that
-/// streams them behind a slow query and never reads must meet
-/// backpressure, as it would from PostgreSQL, not grow the proxy without
-/// bound.
-#[tokio::test]
-async fn replies_the_proxy_gives_itself_meet_backpressure() {
-    use tokio::io::AsyncWriteExt;
-    const TOTAL: usize = 48 << 20;
-    let reg = registry();
-    let t = reg.create_tenant("noreader");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
-    let (s, _, _) = raw::startup(proxy.addr, &key).await;
-    let (_read, mut write) = s.into_split();
-    let mut batch = BytesMut::new();
-    frontend::query("SELECT pg_sleep(5)", &mut batch).unwrap();
-    write.write_all(&batch).await.unwrap();
-    batch.clear();
-    while batch.len() < 64 * 1024 {
-        frontend::close(b'S', "s", &mut batch).unwrap();
-    }
-    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = written.clone();
-    let writer = tokio::spawn(async move {
-        while count.load(std::sync::atomic::Ordering::Relaxed) < TOTAL {
-            if write.write_all(&batch).await.is_err() {
-                return;
-            }
-            count.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let n = written.load(std::sync::atomic::Ordering::Relaxed);
-    writer.abort();
-    assert!(
-        n < TOTAL / 2,
-        "{} MiB taken from a client that reads nothing",
-        n >> 20
-    );
-    // The proxy serves others meanwhile.
-    let c = proxy.client_ok(&key).await;
-    c.simple_query("SELECT 1").await.unwrap();
-}
-
-/// Transaction mode: the unnamed statement lives on one server connection.
-/// A client that prepares it in one round trip (Parse, Describe, Sync) and
-/// runs it in the next (`PQprepare(conn, "", …)` then `PQexecPrepared`,
-/// pgx's describe-then-execute) keeps its connection in between: another
-/// client's unnamed statement never runs in its place.
-#[tokio::test]
-async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
-    let reg = registry();
-    let t = reg.create_tenant("unnamed");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-    ]);
-    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
-    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELECT 'a'::text", [], b).unwrap();
-        frontend::describe(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
-    // Another client runs its own unnamed statement meanwhile.
-    let other = tokio::spawn(async move {
-        raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
-        raw::tags_until_ready(&mut b).await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    raw::send(&mut a, |b| {
-        frontend::bind(
-            "",
-            "",
-            [],
-            [],
-            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-            [0],
-            b,
-        )
-        .map_err(|_| ())
-        .unwrap();
-        frontend::execute("", 0, b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    let mut rows = Vec::new();
-    loop {
-        let (tag, body) = raw::read_msg(&mut a).await.expect("reply");
-        match tag {
-            b'D' => rows.push(body),
-            b'E' => panic!("{}", String::from_utf8_lossy(&body)),
-            b'Z' => break,
-            _ => {}
-        }
-    }
-    assert_eq!(rows.len(), 1);
-    assert!(
-        rows[0].ends_with(b"a"),
-        "ran another client's statement: {:?}",
-        rows[0]
-    );
-    assert_eq!(
-        other.await.unwrap(),
-        "12DCZ",
-        "the other client is served after"
-    );
-}
-
 /// A client that sends a statement and says goodbye without waiting
 /// (`PQsendQuery` then `PQfinish`): the statement runs to its end and
 /// commits, as it would on PostgreSQL itself. Both modes.
@@ -538,107 +328,6 @@ async fn a_statement_sent_before_goodbye_still_commits() {
     }
 }
 
-/// The unnamed statement holds its connection only while there is one to
-/// bind: after the server refused its Parse, or the client closed it, the
-/// connection goes back (another client is served).
-#[tokio::test]
-async fn an_unnamed_statement_that_is_gone_holds_nothing() {
-    let reg = registry();
-    let t = reg.create_tenant("unnamedgone");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
-    ]);
-    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
-    let other = proxy.client_ok(&key).await;
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELEC 1", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
-    other
-        .simple_query("SELECT 1")
-        .await
-        .expect("held after a failed Parse");
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELECT 1", [], b).unwrap();
-        frontend::describe(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
-    raw::send(&mut a, |b| {
-        frontend::close(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "3Z");
-    other
-        .simple_query("SELECT 1")
-        .await
-        .expect("held after a Close");
-}
-
-/// Past its cap on awaited replies the proxy stops reading the client; the
-/// answers it gives itself (here to Closes) wait behind a reply the server
-/// holds until a Sync or Flush, and the Sync is unread behind the cap: the
-/// proxy asks the server to flush, and the batch completes.
-#[tokio::test]
-async fn a_batch_past_the_reply_cap_completes() {
-    const CLOSES: usize = 20_000;
-    let reg = registry();
-    let t = reg.create_tenant("manycloses");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-    raw::send(&mut s, |b| {
-        frontend::parse("s1", "SELECT 1", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
-    let (mut read, mut write) = s.into_split();
-    let writer = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut b = BytesMut::new();
-        frontend::bind(
-            "",
-            "s1",
-            [],
-            [],
-            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-            [1],
-            &mut b,
-        )
-        .map_err(|_| ())
-        .unwrap();
-        frontend::execute("", 0, &mut b).unwrap();
-        for _ in 0..CLOSES {
-            frontend::close(b'S', "nothing", &mut b).unwrap();
-        }
-        frontend::sync(&mut b);
-        write.write_all(&b).await.unwrap();
-        write
-    });
-    let tags = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut tags = String::new();
-        loop {
-            let (tag, _) = raw::read_msg(&mut read).await.expect("reply");
-            tags.push(tag as char);
-            if tag == b'Z' {
-                return tags;
-            }
-        }
-    })
-    .await
-    .expect("the batch hangs");
-    assert_eq!(tags, format!("2DC{}Z", "3".repeat(CLOSES)));
-    drop(writer.await.unwrap());
-}
-
 /// A goodbye behind an unsynced pipeline (libpq's `PQfinish` in pipeline
 /// mode without a sync): the server holds the replies until a Sync or
 /// Flush that never comes, so the proxy asks for them; the pipeline is not
@@ -661,18 +350,7 @@ async fn a_goodbye_behind_an_unsynced_pipeline_frees_its_connection() {
         let insert = format!("INSERT INTO piped VALUES ('{mode}')");
         raw::send(&mut s, |b| {
             frontend::parse("", &insert, [], b).unwrap();
-            frontend::bind(
-                "",
-                "",
-                [],
-                [],
-                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-                [1],
-                b,
-            )
-            .map_err(|_| ())
-            .unwrap();
-            frontend::execute("", 0, b).unwrap();
+            raw::bind_execute(b, "", 1);
             frontend::terminate(b);
         })
         .await;

@@ -158,8 +158,13 @@ pub(crate) async fn ask_password(
         // As PostgreSQL answers it: the client skipped its turn.
         return Err(StartupError::Malformed("expected a password message").into());
     }
-    let early = buf.split_off(h.frame_len);
-    let body = &buf[protocol::HEADER_LEN..];
+    // Most clients wait for the answer: nothing to keep, nothing to split.
+    let early = if buf.len() > h.frame_len {
+        buf.split_off(h.frame_len)
+    } else {
+        BytesMut::new()
+    };
+    let body = &buf[protocol::HEADER_LEN..h.frame_len];
     let pw = protocol::read_cstr(body).map(|(s, _)| s).unwrap_or(body);
     // A non-UTF-8 password can't be a key; treat it like a wrong one.
     let pw = String::from_utf8(pw.to_vec()).unwrap_or_else(|_| "?".into());

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -62,36 +61,6 @@ impl Endpoint {
             connect_timeout,
             tls,
         }
-    }
-}
-
-/// SSLRequest, then the TLS handshake if the server agrees (or must).
-pub(crate) async fn negotiate_tls(
-    ep: &Endpoint,
-    mut tcp: TcpStream,
-) -> Result<BackendStream, ClientError> {
-    let Some(connector) = ep.tls.connector() else {
-        return Ok(BackendStream::Plain(tcp));
-    };
-    let fail = |e: std::io::Error| ClientError::BackendConnect(format!("TLS: {e}"));
-    let mut req = BytesMut::with_capacity(8);
-    frontend::ssl_request(&mut req);
-    tcp.write_all(&req).await.map_err(fail)?;
-    match tcp.read_u8().await.map_err(fail)? {
-        b'S' => {
-            let name = ServerName::try_from(ep.host.clone())
-                .map_err(|e| ClientError::BackendConnect(format!("TLS: host name: {e}")))?;
-            let tls = connector.connect(name, tcp).await.map_err(fail)?;
-            Ok(BackendStream::Tls(Box::new(tls)))
-        }
-        b'N' if ep.tls.mode == BackendTls::Prefer => Ok(BackendStream::Plain(tcp)),
-        b'N' => Err(ClientError::BackendConnect(format!(
-            "the server does not support TLS (backend.tls = {:?})",
-            ep.tls.mode
-        ))),
-        other => Err(ClientError::BackendConnect(format!(
-            "unexpected reply {other:#x} to SSLRequest"
-        ))),
     }
 }
 
@@ -171,7 +140,7 @@ impl ServerConn {
             .peer_addr()
             .map_err(|e| ClientError::BackendConnect(e.to_string()))?;
         let stream = timers
-            .timeout(ep.connect_timeout, negotiate_tls(ep, stream))
+            .timeout(ep.connect_timeout, super::tls::negotiate(ep, stream))
             .await
             .map_err(|_| ClientError::BackendConnect("TLS negotiation timed out".into()))??;
         let mut conn = ServerConn {

@@ -7,19 +7,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
-use tokio::io::ReadBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::Endpoint;
 use crate::config::BackendTls;
+use crate::error::ClientError;
 use crate::tls::MaybeTls;
 
 /// How backend connections are encrypted; built once from the config.
@@ -166,5 +170,32 @@ impl BackendStream {
         let mut buf = ReadBuf::new(&mut probe);
         let mut cx = Context::from_waker(Waker::noop());
         !matches!(self.tcp().poll_peek(&mut cx, &mut buf), Poll::Pending)
+    }
+}
+
+/// SSLRequest, then the TLS handshake if the server agrees (or must).
+pub async fn negotiate(ep: &Endpoint, mut tcp: TcpStream) -> Result<BackendStream, ClientError> {
+    let Some(connector) = ep.tls.connector() else {
+        return Ok(BackendStream::Plain(tcp));
+    };
+    let fail = |e: std::io::Error| ClientError::BackendConnect(format!("TLS: {e}"));
+    let mut req = BytesMut::with_capacity(8);
+    frontend::ssl_request(&mut req);
+    tcp.write_all(&req).await.map_err(fail)?;
+    match tcp.read_u8().await.map_err(fail)? {
+        b'S' => {
+            let name = ServerName::try_from(ep.host.clone())
+                .map_err(|e| ClientError::BackendConnect(format!("TLS: host name: {e}")))?;
+            let tls = connector.connect(name, tcp).await.map_err(fail)?;
+            Ok(BackendStream::Tls(Box::new(tls)))
+        }
+        b'N' if ep.tls.mode == BackendTls::Prefer => Ok(BackendStream::Plain(tcp)),
+        b'N' => Err(ClientError::BackendConnect(format!(
+            "the server does not support TLS (backend.tls = {:?})",
+            ep.tls.mode
+        ))),
+        other => Err(ClientError::BackendConnect(format!(
+            "unexpected reply {other:#x} to SSLRequest"
+        ))),
     }
 }

@@ -43,9 +43,12 @@ pub struct Downstream {
     /// An error ended an unsynced pipeline whose Sync the client has not
     /// sent yet: the server skips every message up to it.
     pub skipping_to_sync: bool,
-    /// The server refused a Parse of the unnamed statement: there is none
-    /// now (see `Upstream::unnamed_unbound`).
-    pub unnamed_failed: bool,
+    /// Transaction mode: the unnamed statement was parsed and not yet
+    /// bound (`PQprepare(conn, "", …)`, pgx's describe-then-execute): it
+    /// lives on this server connection only, so the client keeps the
+    /// connection until its Bind, its Close, a Query that replaces it or
+    /// the server's refusal of its Parse.
+    pub unnamed_unbound: bool,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -97,7 +100,7 @@ impl Downstream {
             copies_begun: 0,
             copies_ended: 0,
             skipping_to_sync: false,
-            unnamed_failed: false,
+            unnamed_unbound: false,
         }
     }
 
@@ -238,8 +241,9 @@ impl Downstream {
                     // (Named Parses are the proxy's own: Reparse, ParseNamed.)
                     // None is left unless a later one is in flight.
                     let unnamed_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
-                    self.unnamed_failed |=
-                        unnamed_parse(&e) && !self.expect.iter().skip(1).any(unnamed_parse);
+                    if unnamed_parse(&e) && !self.expect.iter().skip(1).any(unnamed_parse) {
+                        self.unnamed_unbound = false;
+                    }
                     self.fail_until_sync(cache);
                 }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {

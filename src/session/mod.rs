@@ -52,11 +52,9 @@ pub async fn serve_client(
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
-    let Some((login_by, place)) = login_place(ctx, peer) else {
-        drop(slot); // not held while the refusal is read out
-        return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
+    let Some((tcp, _slot, login_by, place)) = login_place(ctx, tcp, peer, slot).await else {
+        return;
     };
-    let _slot = slot;
     // A span is entered at every poll of what it instruments: with the
     // default subscriber at `info`, two lock reads and a registry update
     // each time, +13–15 % instructions per relayed transaction. So it
@@ -131,11 +129,9 @@ pub async fn serve_overflow(
 ) {
     let ctx = &*ctx;
     let span = client_span(peer);
-    let Some((login_by, place)) = login_place(ctx, peer) else {
-        drop(slot); // not held while the refusal is read out
-        return crate::listen::refuse(tcp, too_many_logins(ctx), &ctx.timers).await;
+    let Some((tcp, _slot, login_by, place)) = login_place(ctx, tcp, peer, slot).await else {
+        return;
     };
-    let _slot = slot;
     async {
         if let Some((mut stream, ..)) = hello(ctx, tcp, peer, login_by, place).await {
             metrics::counter!("pgtenant_clients_refused_total").increment(1);
@@ -162,20 +158,28 @@ fn client_span(peer: SocketAddr) -> tracing::Span {
 
 /// The login's deadline (TLS, startup and login together: each step
 /// restarting the clock would let a client hold its slot twice as long)
-/// and its place among its source's logins under way; None if the source
-/// has `auth.max_logins_per_source` already.
-fn login_place(ctx: &Context, peer: SocketAddr) -> Option<(Instant, LoginPlace<'_>)> {
+/// and its place among its source's logins under way. None: the source
+/// has `auth.max_logins_per_source` already, and the connection was
+/// refused (without its client slot while the refusal is read out).
+async fn login_place(
+    ctx: &Context,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+) -> Option<(TcpStream, OwnedSemaphorePermit, Instant, LoginPlace<'_>)> {
     let cfg = ctx.cfg();
-    let place = ctx
-        .logins
-        .start(peer.ip(), cfg.auth.max_logins_per_source)?;
-    Some((Instant::now() + cfg.login_timeout(), place))
-}
-
-fn too_many_logins(ctx: &Context) -> ClientError {
+    if let Some(place) = ctx.logins.start(peer.ip(), cfg.auth.max_logins_per_source) {
+        return Some((tcp, slot, Instant::now() + cfg.login_timeout(), place));
+    }
+    drop(slot);
     metrics::counter!("pgtenant_clients_refused_total").increment(1);
     tracing::debug!("refused: auth.max_logins_per_source reached");
-    ClientError::TooManyLogins(ctx.cfg().auth.max_logins_per_source)
+    let err = ClientError::TooManyLogins(cfg.auth.max_logins_per_source);
+    drop(cfg);
+    // Boxed: rare, and its read buffer would otherwise sit in every
+    // session's future.
+    Box::pin(crate::listen::refuse(tcp, err, &ctx.timers)).await;
+    None
 }
 
 /// TLS and the startup packet; a cancel request, the admin console and

@@ -195,7 +195,7 @@ async fn relay(
             && server.is_some()
             && up.pinned.is_none()
             && !up.unsynced
-            && !up.unnamed_unbound
+            && !down.unnamed_unbound
             && up.out.is_empty()
             && down.settled()
             && down.status == TxStatus::Idle;
@@ -263,7 +263,7 @@ async fn relay(
                 && server.is_some()
                 && up.pinned.is_none()
                 && !up.unsynced
-                && !up.unnamed_unbound
+                && !down.unnamed_unbound
                 && down.status == TxStatus::Idle);
         match next_event(
             client,
@@ -285,10 +285,6 @@ async fn relay(
                 let co = server.as_mut().expect("read from an attached server");
                 if let Err(e) = down.scan(&mut co.conn.statements, &mut co.conn.params) {
                     return Some(e);
-                }
-                if down.unnamed_failed {
-                    down.unnamed_failed = false;
-                    up.unnamed_unbound = false;
                 }
             }
             Event::ServerRead(_) | Event::ServerWriteFailed => {

@@ -94,3 +94,40 @@ pub async fn tags_until_ready(s: &mut TcpStream) -> String {
         }
     }
 }
+
+/// Bind of `statement` (no parameters, the unnamed portal, results in
+/// `format`: 0 text, 1 binary), then Execute: what a driver sends to run a
+/// prepared statement.
+pub fn bind_execute(b: &mut BytesMut, statement: &str, format: i16) {
+    postgres_protocol::message::frontend::bind(
+        "",
+        statement,
+        [],
+        [],
+        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+        [format],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+    postgres_protocol::message::frontend::execute("", 0, b).unwrap();
+}
+
+/// Parse, Bind and Execute of `sql` as the unnamed statement, then Flush
+/// (no Sync): what pipelining drivers and cursors send to read results
+/// before ending the implicit transaction.
+pub fn run_unsynced(b: &mut BytesMut, sql: &str) {
+    postgres_protocol::message::frontend::parse("", sql, [], b).unwrap();
+    bind_execute(b, "", 1);
+    postgres_protocol::message::frontend::flush(b);
+}
+
+/// The tags of the next `n` messages.
+pub async fn tags<S: AsyncRead + Unpin>(s: &mut S, n: usize) -> String {
+    let mut tags = String::new();
+    for _ in 0..n {
+        let (tag, _) = read_msg(s).await.expect("server reply");
+        tags.push(tag as char);
+    }
+    tags
+}

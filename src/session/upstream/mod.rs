@@ -88,11 +88,6 @@ pub struct Upstream {
     /// After a refused Parse or an error the server skips on from: drop
     /// messages up to Sync, as the server does.
     discard_until_sync: bool,
-    /// Transaction mode: the unnamed statement was parsed and not yet
-    /// bound (`PQprepare(conn, "", …)`, pgx's describe-then-execute): it
-    /// lives on this server connection only, so the client keeps the
-    /// connection until its Bind (or a Query replaces the statement).
-    pub unnamed_unbound: bool,
     /// Extended-protocol messages went to the server after its last Sync
     /// (or Query): whatever its last ReadyForQuery said, it is
     /// mid-pipeline (maybe in an implicit transaction, maybe skipping to
@@ -130,7 +125,6 @@ impl Upstream {
             out: BytesMut::new(),
             terminated: false,
             discard_until_sync: false,
-            unnamed_unbound: false,
             unsynced: false,
             pinned: None,
             settings_changed: false,
@@ -396,7 +390,7 @@ impl Upstream {
         match t {
             tag::QUERY => {
                 // It replaces the unnamed statement, on the server too.
-                self.unnamed_unbound = false;
+                down.unnamed_unbound = false;
                 // The text and its NUL; a malformed body may hold more.
                 let raw = match body.split_last() {
                     Some((0, text)) => text,
@@ -428,7 +422,7 @@ impl Upstream {
                         self.prepare(&st, &mut server.statements, q, false);
                     }
                 } else {
-                    self.unnamed_unbound |= self.rename && name.is_empty();
+                    down.unnamed_unbound |= self.rename && name.is_empty();
                     self.out.extend_from_slice(frame);
                     q.push_back(Expect::Pass(Reply::Parse));
                 }
@@ -446,11 +440,11 @@ impl Upstream {
                 q.push_back(Expect::Pass(Reply::UntilReady));
             }
             tag::BIND | tag::DESCRIBE if self.rename => {
-                let renamed = self.rename_statement(t, body, &mut server.statements, q);
+                let renamed = self.rename_statement(t, body, &mut server.statements, down);
                 if !renamed {
                     self.out.extend_from_slice(frame);
                 }
-                q.push_back(Expect::Pass(if t == tag::BIND {
+                down.expect.push_back(Expect::Pass(if t == tag::BIND {
                     Reply::Bind
                 } else {
                     Reply::Describe
@@ -479,7 +473,7 @@ impl Upstream {
                 let reply = match t {
                     tag::CLOSE => {
                         if body.starts_with(b"S\0") {
-                            self.unnamed_unbound = false; // closed: nothing to bind
+                            down.unnamed_unbound = false; // closed: nothing to bind
                         }
                         Some(Reply::Close)
                     }
@@ -510,7 +504,7 @@ impl Upstream {
         t: u8,
         body: &[u8],
         cache: &mut StatementCache,
-        q: &mut std::collections::VecDeque<Expect>,
+        down: &mut Downstream,
     ) -> bool {
         // Bind: portal\0 statement\0 rest; Describe: 'S' statement\0.
         let (prefix, name, rest) = if t == tag::BIND {
@@ -531,9 +525,7 @@ impl Upstream {
             (&body[..1], name, rest)
         };
         if name.is_empty() {
-            if t == tag::BIND {
-                self.unnamed_unbound = false;
-            }
+            down.unnamed_unbound &= t != tag::BIND;
             return false;
         }
         let Some(st) = self
@@ -544,7 +536,7 @@ impl Upstream {
             return false; // unknown: the server says "does not exist", as it should
         };
         if !matches!(cache.lookup(&st), Lookup::Present) {
-            self.prepare(&st, cache, q, true);
+            self.prepare(&st, cache, &mut down.expect, true);
         }
         self.out.put_u8(t);
         self.out

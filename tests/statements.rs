@@ -1,0 +1,271 @@
+//! Transaction mode's bookkeeping of statements, against a real
+//! PostgreSQL: named statements per session (bounded), the unnamed
+//! statement across round trips, what the server skips after an error,
+//! and the replies the proxy gives itself (backpressure, and a batch past
+//! their cap). A client's statements must never run on another's behalf,
+//! nor a connection's cache say something the server doesn't hold.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use support::{raw, registry, sqlstate};
+
+/// Transaction mode keeps each named statement for the session: past
+/// 10,000 a Parse gets 54000, and the session goes on; closing one makes
+/// room.
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_prepared_statements() {
+    let reg = registry();
+    let t = reg.create_tenant("manystmts");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let c = proxy.client_ok(&key).await;
+    let mut kept = Vec::new();
+    for i in 0..10_000 {
+        kept.push(c.prepare(&format!("SELECT {i}")).await.unwrap());
+    }
+    let e = c.prepare("SELECT 'one too many'").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "54000", "{e:?}");
+    let n: i32 = c.query_one(&kept[42], &[]).await.unwrap().get(0);
+    assert_eq!(n, 42);
+    drop(kept.pop());
+    let st = c.prepare("SELECT 'room again'").await.unwrap();
+    let v: String = c.query_one(&st, &[]).await.unwrap().get(0);
+    assert_eq!(v, "room again");
+}
+
+/// Parse (named), Bind and Execute of `sql`, then Sync.
+fn run_named(b: &mut BytesMut, name: &str, sql: &str) {
+    frontend::parse(name, sql, [], b).unwrap();
+    raw::bind_execute(b, name, 1);
+    frontend::sync(b);
+}
+
+/// An error in an unsynced pipeline makes the server skip everything up
+/// to the client's next Sync, also what the client sends after the error
+/// arrived. Transaction mode prepares named statements under names of its
+/// own: a Parse the server skipped must not count as prepared, or the
+/// same statement later gets 26000 (and every client of that connection
+/// with it).
+#[tokio::test]
+async fn messages_the_server_skips_after_an_error_are_not_counted_as_done() {
+    let reg = registry();
+    let t = reg.create_tenant("skipped");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        raw::run_unsynced(b, "SELECT * FROM no_such_table")
+    })
+    .await;
+    assert_eq!(raw::tags(&mut s, 1).await, "E");
+    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
+    assert_eq!(
+        raw::tags(&mut s, 1).await,
+        "Z",
+        "all but the Sync was skipped"
+    );
+    raw::send(&mut s, |b| run_named(b, "s1", "SELECT 42")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12DCZ");
+    // Another client of the one connection prepares the same text.
+    let c = proxy.client_ok(&key).await;
+    let row = c.query_one("SELECT 42", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+}
+
+/// Transaction mode answers a Close of a statement itself: a client that
+/// streams them behind a slow query and never reads must meet
+/// backpressure, as it would from PostgreSQL, not grow the proxy without
+/// bound.
+#[tokio::test]
+async fn replies_the_proxy_gives_itself_meet_backpressure() {
+    use tokio::io::AsyncWriteExt;
+    const TOTAL: usize = 48 << 20;
+    let reg = registry();
+    let t = reg.create_tenant("noreader");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (s, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_read, mut write) = s.into_split();
+    let mut batch = BytesMut::new();
+    frontend::query("SELECT pg_sleep(5)", &mut batch).unwrap();
+    write.write_all(&batch).await.unwrap();
+    batch.clear();
+    while batch.len() < 64 * 1024 {
+        frontend::close(b'S', "s", &mut batch).unwrap();
+    }
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = written.clone();
+    let writer = tokio::spawn(async move {
+        while count.load(std::sync::atomic::Ordering::Relaxed) < TOTAL {
+            if write.write_all(&batch).await.is_err() {
+                return;
+            }
+            count.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = written.load(std::sync::atomic::Ordering::Relaxed);
+    writer.abort();
+    assert!(
+        n < TOTAL / 2,
+        "{} MiB taken from a client that reads nothing",
+        n >> 20
+    );
+    // The proxy serves others meanwhile.
+    let c = proxy.client_ok(&key).await;
+    c.simple_query("SELECT 1").await.unwrap();
+}
+
+/// Transaction mode: the unnamed statement lives on one server connection.
+/// A client that prepares it in one round trip (Parse, Describe, Sync) and
+/// runs it in the next (`PQprepare(conn, "", …)` then `PQexecPrepared`,
+/// pgx's describe-then-execute) keeps its connection in between: another
+/// client's unnamed statement never runs in its place.
+#[tokio::test]
+async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
+    let reg = registry();
+    let t = reg.create_tenant("unnamed");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT 'a'::text", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    // Another client runs its own unnamed statement meanwhile.
+    let other = tokio::spawn(async move {
+        raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+        raw::tags_until_ready(&mut b).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw::send(&mut a, |b| {
+        raw::bind_execute(b, "", 0);
+        frontend::sync(b);
+    })
+    .await;
+    let mut rows = Vec::new();
+    loop {
+        let (tag, body) = raw::read_msg(&mut a).await.expect("reply");
+        match tag {
+            b'D' => rows.push(body),
+            b'E' => panic!("{}", String::from_utf8_lossy(&body)),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].ends_with(b"a"),
+        "ran another client's statement: {:?}",
+        rows[0]
+    );
+    assert_eq!(
+        other.await.unwrap(),
+        "12DCZ",
+        "the other client is served after"
+    );
+}
+
+/// The unnamed statement holds its connection only while there is one to
+/// bind: after the server refused its Parse, or the client closed it, the
+/// connection goes back (another client is served).
+#[tokio::test]
+async fn an_unnamed_statement_that_is_gone_holds_nothing() {
+    let reg = registry();
+    let t = reg.create_tenant("unnamedgone");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
+    ]);
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    let other = proxy.client_ok(&key).await;
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELEC 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("held after a failed Parse");
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT 1", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    raw::send(&mut a, |b| {
+        frontend::close(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "3Z");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("held after a Close");
+}
+
+/// Past its cap on awaited replies the proxy stops reading the client; the
+/// answers it gives itself (here to Closes) wait behind a reply the server
+/// holds until a Sync or Flush, and the Sync is unread behind the cap: the
+/// proxy asks the server to flush, and the batch completes.
+#[tokio::test]
+async fn a_batch_past_the_reply_cap_completes() {
+    const CLOSES: usize = 20_000;
+    let reg = registry();
+    let t = reg.create_tenant("manycloses");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("s1", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    let (mut read, mut write) = s.into_split();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut b = BytesMut::new();
+        raw::bind_execute(&mut b, "s1", 1);
+        for _ in 0..CLOSES {
+            frontend::close(b'S', "nothing", &mut b).unwrap();
+        }
+        frontend::sync(&mut b);
+        write.write_all(&b).await.unwrap();
+        write
+    });
+    let tags = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut tags = String::new();
+        loop {
+            let (tag, _) = raw::read_msg(&mut read).await.expect("reply");
+            tags.push(tag as char);
+            if tag == b'Z' {
+                return tags;
+            }
+        }
+    })
+    .await
+    .expect("the batch hangs");
+    assert_eq!(tags, format!("2DC{}Z", "3".repeat(CLOSES)));
+    drop(writer.await.unwrap());
+}
