@@ -333,6 +333,28 @@ async fn second_registry_in_the_cluster_needs_and_keeps_a_role_prefix() {
     assert_eq!(row.get::<_, String>(1), "second_registry");
 }
 
+/// `init` again on a registry whose tables someone holds (a pg_dump, a long
+/// transaction): its DDL would take table locks that every login's key
+/// lookup queues behind, so it gives up (55P03) instead of waiting; once
+/// the lock is gone it runs.
+#[tokio::test]
+async fn init_on_a_busy_registry_gives_up_instead_of_stalling_logins() {
+    let own = own_registry("busy_registry", "busy_");
+    let su = superuser("busy_registry").await;
+    su.batch_execute("BEGIN; LOCK pgtenant.api_keys IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    let env_owned = own.clone();
+    let again = tokio::task::spawn_blocking(move || fails(&env_of(&env_owned), &["init"], "55P03"));
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), again)
+        .await
+        .expect("init waited on the lock")
+        .unwrap();
+    assert!(line.contains("lock timeout"), "{line}");
+    su.batch_execute("COMMIT").await.unwrap();
+    assert!(ok(&env_of(&own), &["init"]).contains("up to date"));
+}
+
 /// The shared registry exists (so `tenant_default` is taken cluster-wide).
 fn registry_created(reg: &support::Registry) {
     assert_eq!(reg.db, "pgtenant_test");

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::commands::{Reply, Row, Show};
 use super::{exporter, show_config};
 use crate::context::Context;
-use crate::registry::admin::list_tenants;
 
 fn v(x: impl ToString) -> Option<String> {
     Some(x.to_string())
@@ -136,8 +135,7 @@ pub async fn show(ctx: &Context, what: Show) -> Reply {
 }
 
 async fn tenants(ctx: &Context) -> Result<Vec<Row>, String> {
-    let client = ctx.registry.client().await.map_err(|e| e.to_string())?;
-    let list = list_tenants(&client).await.map_err(|e| e.to_string())?;
+    let list = ctx.registry.list_tenants().await?;
     let mut clients: BTreeMap<String, usize> = BTreeMap::new();
     for s in ctx.sessions.snapshot() {
         *clients.entry(s.tenant.name.clone()).or_default() += 1;

@@ -11,13 +11,25 @@ const PROTOCOL_FIELDS: &[&str] = &["user", "database", "options", "replication"]
 const PINNED: &[&str] = &["search_path", "role", "session_authorization"];
 pub const KEY_SETTING: &str = "pgtenant.api_key";
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ClientRequest {
     pub user: String,
     pub database: String,
     pub key: Option<String>,
     /// Settings to apply on the backend, names lowercased.
     pub settings: Vec<(String, String)>,
+}
+
+/// Never the key: a `{request:?}` in a log line must not leak it.
+impl std::fmt::Debug for ClientRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRequest")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 pub fn split(params: &Params) -> Result<ClientRequest, ClientError> {
@@ -188,6 +200,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(r.key.as_deref(), Some("pgt_x"));
+        assert!(!format!("{r:?}").contains("pgt_x"), "{r:?}");
         assert_eq!(r.user, "app");
         assert_eq!(
             r.settings,

@@ -332,6 +332,12 @@ impl Config {
         }
         for (key, v) in [
             ("login_timeout_ms", self.login_timeout_ms),
+            // A client that waits for ever hides an outage; a large value
+            // says so on purpose.
+            (
+                "pool.query_wait_timeout_ms",
+                self.pool.query_wait_timeout_ms,
+            ),
             (
                 "backend.connect_timeout_ms",
                 self.backend.connect_timeout_ms,
@@ -409,6 +415,25 @@ impl Config {
                 "sets connect_timeout: remove it and set backend.connect_timeout_ms \
                  (PGTENANT_BACKEND_CONNECT_TIMEOUT_MS) instead, which pgtenant applies to \
                  its backend and registry connections",
+            ));
+        }
+        // The data plane connects to one TCP address; the control plane
+        // (tokio-postgres) would follow a socket path or a host list
+        // elsewhere, and tenants' data and the registry would part.
+        let hosts = pg.get_hosts();
+        let tcp = matches!(hosts, [tokio_postgres::config::Host::Tcp(_)]);
+        if !tcp || pg.get_ports().len() > 1 || !pg.get_hostaddrs().is_empty() {
+            return Err(invalid(
+                "backend.url",
+                "must name exactly one host, by TCP (no Unix socket, host list or hostaddr)",
+            ));
+        }
+        // TLS to the backend is `backend.tls`, for both planes; an sslmode
+        // in the URL would be overridden without a word.
+        if pg.get_ssl_mode() != tokio_postgres::config::SslMode::Prefer {
+            return Err(invalid(
+                "backend.url",
+                "sets sslmode: remove it and set backend.tls (PGTENANT_BACKEND_TLS) instead",
             ));
         }
         Ok(pg)

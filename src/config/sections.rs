@@ -142,9 +142,9 @@ pub struct PoolConfig {
     pub max_backend_connections: usize,
     /// How long a client waits for a backend connection before 53300.
     pub query_wait_timeout_ms: u64,
-    /// Idle backend connections older than this are closed.
+    /// Idle backend connections older than this are closed (0: never).
     pub server_idle_timeout_ms: u64,
-    /// Backend connections are retired after this long.
+    /// Backend connections are retired after this long (0: never).
     pub server_lifetime_ms: u64,
     /// Transaction mode: named statements kept prepared per backend connection.
     pub prepared_statements_per_connection: usize,

@@ -91,10 +91,39 @@ fn zero_timeouts_that_would_refuse_everything_are_refused() {
             "PGTENANT_BACKEND_CONNECT_TIMEOUT_MS",
             "backend.connect_timeout_ms",
         ),
+        (
+            "PGTENANT_QUERY_WAIT_TIMEOUT_MS",
+            "pool.query_wait_timeout_ms",
+        ),
     ] {
         let msg = load(URL, &[(var, "0")]).unwrap_err().to_string();
         assert!(msg.contains(key), "{msg}");
     }
+    // As PgBouncer's server_idle_timeout: 0 is no limit.
+    for var in [
+        "PGTENANT_SERVER_IDLE_TIMEOUT_MS",
+        "PGTENANT_SERVER_LIFETIME_MS",
+    ] {
+        assert!(load(URL, &[(var, "0")]).is_ok(), "{var}");
+    }
+}
+
+#[test]
+fn a_backend_url_must_be_one_tcp_host_without_sslmode() {
+    for url in [
+        "postgres://u@%2Frun%2Fpostgresql/db",
+        "postgres://u@a:5432,b:5432/db",
+        "postgres://u@127.0.0.1/db?sslmode=require",
+        "postgres://u@127.0.0.1/db?sslmode=disable",
+        "postgres://u@127.0.0.1/db?hostaddr=10.0.0.1",
+    ] {
+        let msg = load("", &[("PGTENANT_BACKEND_URL", url)])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("backend.url"), "{url}: {msg}");
+    }
+    let ok = "postgres://u@127.0.0.1:5433/db?sslmode=prefer";
+    assert!(load("", &[("PGTENANT_BACKEND_URL", ok)]).is_ok());
 }
 
 #[test]

@@ -470,10 +470,23 @@ impl Registry {
         }
     }
 
-    /// A control-plane connection from the pool, for the admin console's
-    /// read-only queries (`SHOW TENANTS`).
-    pub async fn client(&self) -> Result<deadpool_postgres::Object, RegistryError> {
-        self.get().await
+    /// The admin console's `SHOW TENANTS`, within the same deadline as the
+    /// proxy's own queries: a registry that stopped answering must not
+    /// hold the console, nor one of the few registry connections logins
+    /// need, until TCP gives up.
+    pub async fn list_tenants(&self) -> Result<Vec<admin::TenantInfo>, String> {
+        let client = self.get().await.map_err(|e| e.to_string())?;
+        let answered = self
+            .timers
+            .timeout(QUERY_TIMEOUT, admin::list_tenants(&client))
+            .await;
+        match answered {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(RegistryError::QueryTimeout.to_string())
+            }
+        }
     }
 
     /// A pooled connection, or a new one, within `backend.connect_timeout_ms`:

@@ -253,7 +253,15 @@ async fn recheck_sessions(ctx: &Context) {
         let session = sessions.iter().find(|s| s.key_id == key_id);
         if check.state == KeyState::Valid {
             if let Some(t) = check.expires_at {
-                ctx.registry.note_expiry(t);
+                // Valid past its expiry by this clock: the database's is
+                // behind. Checked again in a second, not at the timer's
+                // floor, for as long as the clocks differ.
+                let now = SystemTime::now();
+                ctx.registry.note_expiry(if t > now {
+                    t
+                } else {
+                    now + Duration::from_secs(1)
+                });
             }
             // A re-check that raced a reactivation may have closed it.
             if let Some(s) = session {

@@ -66,6 +66,11 @@ pub async fn init(
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADVISORY_LOCK])
         .await?;
+    // The DDL's `IF NOT EXISTS` still takes its table locks, and every
+    // login's key lookup would queue behind one waiting on, say, a
+    // pg_dump: re-running `init` on a busy registry fails (55P03, retry)
+    // rather than stall logins.
+    tx.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
     tx.batch_execute(DDL).await?;
     let stored: Option<String> = tx
         .query_opt("SELECT role_prefix FROM pgtenant.settings", &[])
