@@ -93,6 +93,7 @@ pub(crate) const EFFECT_WORDS: [u128; 11] = keyword_set(&[
 const SELECT: u128 = keyword("select");
 const WITH: u128 = keyword("with");
 const SET_CONFIG: u128 = keyword("set_config");
+const PG_SETTINGS: u128 = keyword("pg_settings");
 const INTO: u128 = keyword("into");
 
 /// What kind of statement a first word starts.
@@ -131,6 +132,7 @@ pub struct Lexed {
     pub odd_start: bool,
     /// `pg_advisory_lock…` or `pg_try_advisory_lock…` (session-level locks).
     pub advisory_lock: bool,
+    /// `set_config`, or `pg_settings` (whose UPDATE rule calls it).
     pub set_config: bool,
     /// `into` in a statement that starts with SELECT or WITH (which may
     /// then create a temporary table).
@@ -291,6 +293,7 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
             if SESSION_FACTS {
                 // Length first: most words fail on it.
                 match (word[0] | 0x20, word.len()) {
+                    (b'p', 11) => s.set_config |= pack(word) == PG_SETTINGS,
                     (b'p', 16..) => {
                         s.advisory_lock |= starts_ci(word, b"pg_advisory_lock")
                             || starts_ci(word, b"pg_try_advisory_lock")
@@ -374,6 +377,7 @@ mod tests {
         let l = scan_all(b"SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)");
         assert!(l.unicode_escape && l.may_have_session_effect());
         assert!(scan_all(b"SELECT 1 $$SET_CONFIG$$").set_config);
+        assert!(scan_all(b"UPDATE PG_SETTINGS SET setting = 'x'").set_config);
         assert_eq!(scan_all(b""), Lexed::default());
         // Without the session facts: the same fast-path verdict, reached
         // without reading past the first fact that rules it out.

@@ -48,6 +48,9 @@ pub const FUNCTION_CALL: &str = "function_call";
 pub const UNCLASSIFIED: &str = "unclassified";
 /// Text that does not parse and is not provably harmless.
 pub const UNPARSABLE: &str = "unparsable";
+/// Text that is not UTF-8, which the firewall can't read (checked before
+/// the firewall proper, by the session's inspector).
+pub const ENCODING: &str = "encoding";
 
 /// Every rule id, for docs and tests.
 pub const ALL: &[&str] = &[
@@ -90,6 +93,23 @@ pub const FASTPATH_FUNCTIONS: &[(u32, &str)] = &[
     (3171, "lo_tell64"),
     (3172, "lo_truncate64"),
 ];
+
+/// May the function-call message call `oid`?
+pub fn is_fastpath_function(oid: u32) -> bool {
+    FASTPATH_FUNCTIONS.iter().any(|(f, _)| *f == oid)
+}
+
+/// The SQLSTATE of a refusal: what PostgreSQL itself would report for
+/// text it can't read (42601 syntax error, 22021 a byte sequence invalid
+/// in the encoding), so that clients and ORMs classify it the same way;
+/// otherwise 42501, insufficient privilege.
+pub fn sqlstate(rule: &str) -> &'static str {
+    match rule {
+        UNPARSABLE => "42601",
+        ENCODING => "22021",
+        _ => "42501",
+    }
+}
 
 /// What to do instead, per rule.
 pub fn hint(rule: &str) -> &'static str {

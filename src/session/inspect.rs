@@ -54,7 +54,7 @@ impl Inspector for TenantFirewall<'_> {
                 .check_lexed(sql, lexed, self.schema)
                 .map_err(|r| (r.rule, r.message.clone(), r.hint.clone())),
             Err(_) => Err((
-                "encoding",
+                rules::ENCODING,
                 "pgtenant: encoding: the statement is not valid UTF-8".to_owned(),
                 "set client_encoding to UTF8; the firewall checks UTF-8 text".to_owned(),
             )),
@@ -70,9 +70,7 @@ impl Inspector for TenantFirewall<'_> {
     }
 
     fn function_call(&self, oid: Option<u32>) -> Result<(), Bytes> {
-        if self.mode == FirewallMode::Off
-            || oid.is_some_and(|o| rules::FASTPATH_FUNCTIONS.iter().any(|(f, _)| *f == o))
-        {
+        if self.mode == FirewallMode::Off || oid.is_some_and(rules::is_fastpath_function) {
             return Ok(());
         }
         let message = match oid {
@@ -101,7 +99,8 @@ impl TenantFirewall<'_> {
         }
         tracing::info!(parent: self.span, rule, "firewall refused a statement");
         let mut buf = BytesMut::new();
-        protocol::error_response(&mut buf, Severity::Error, "42501", message, Some(hint));
+        let code = rules::sqlstate(rule);
+        protocol::error_response(&mut buf, Severity::Error, code, message, Some(hint));
         Err(buf.freeze())
     }
 }
@@ -136,6 +135,12 @@ mod tests {
         assert!(inspect(enforce, "SELECT 'é' FROM t".as_bytes()).is_ok());
         let err = inspect(enforce, b"SELECT '\xff' FROM t").unwrap_err();
         assert!(err.windows(5).any(|w| w == b"UTF-8"), "{err:?}");
+        // PostgreSQL's own SQLSTATEs for text it can't read.
+        assert!(err.windows(6).any(|w| w == b"C22021"), "{err:?}");
+        let err = inspect(enforce, b"SELEC x FROM tenant_b.t").unwrap_err();
+        assert!(err.windows(6).any(|w| w == b"C42601"), "{err:?}");
+        let err = inspect(enforce, b"SELECT x FROM tenant_b.t").unwrap_err();
+        assert!(err.windows(6).any(|w| w == b"C42501"), "{err:?}");
         assert!(inspect(enforce, b"SELECT x FROM tenant_b.t").is_err());
         assert!(inspect(FirewallMode::Monitor, b"SELECT '\xff' FROM t").is_ok());
         assert!(inspect(FirewallMode::Off, b"SELECT '\xff' FROM t").is_ok());
