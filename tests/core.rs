@@ -67,6 +67,41 @@ async fn session_is_pinned_to_the_tenants_schema_and_role() {
     );
 }
 
+/// The schema and `standard_conforming_strings` are given at the backend
+/// login, not left to the role's defaults: a role may change its own
+/// (`ALTER ROLE CURRENT_USER SET …`, from dynamic SQL the firewall can't
+/// read), and the next connection must still be the tenant's schema alone,
+/// also after the client's `RESET ALL`.
+#[tokio::test]
+async fn role_defaults_can_not_move_the_schema_pin() {
+    let reg = registry();
+    let t = reg.create_tenant("roledefault");
+    let key = reg.issue_key(&t);
+    let role = format!("tenant_{t}");
+    let su = superuser().await;
+    su.batch_execute(&format!(
+        "ALTER ROLE {role} SET search_path = public, {role}; \
+         ALTER ROLE {role} SET standard_conforming_strings = off"
+    ))
+    .await
+    .unwrap();
+    let proxy = reg.proxy(&[("PGTENANT_FIREWALL_MODE", "off")]);
+    let c = proxy.client_ok(&key).await;
+    let probe = "SELECT array_to_string(current_schemas(false), ','), \
+                 current_setting('standard_conforming_strings')";
+    for step in ["login", "RESET ALL", "DISCARD ALL"] {
+        if step != "login" {
+            c.batch_execute(step).await.unwrap();
+        }
+        let row = c.query_one(probe, &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), role, "{step}");
+        assert_eq!(row.get::<_, String>(1), "on", "{step}");
+    }
+    su.batch_execute(&format!("ALTER ROLE {role} RESET ALL"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn key_as_startup_option_works_and_never_reaches_the_backend() {
     let reg = registry();

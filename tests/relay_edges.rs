@@ -289,6 +289,71 @@ async fn an_unknown_message_type_ends_only_its_own_session() {
     }
 }
 
+/// Messages in the same write before a bad one run first, as on
+/// PostgreSQL: a query before it commits and is answered; a pipeline
+/// without its Sync is answered and rolled back (its connection is
+/// closed); then the session ends with 08P01 and the pool's one connection
+/// serves the next client. Also for a bad length instead of a bad type.
+#[tokio::test]
+async fn messages_before_a_bad_one_are_answered_first() {
+    let reg = registry();
+    let t = reg.create_tenant("beforebad");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = one_connection_and_table(&key, mode, "before_bad").await;
+        for (bad, what) in [
+            (&b"z\0\0\0\x04"[..], "type 122"),
+            (b"Q\0\0\0\x01", "length 1"),
+        ] {
+            let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+            let committed = format!("{mode} {what} query");
+            let rolled_back = format!("{mode} {what} pipeline");
+            raw::send(&mut s, |b| {
+                frontend::query(&format!("INSERT INTO before_bad VALUES ('{committed}')"), b)
+                    .unwrap();
+                let insert = format!("INSERT INTO before_bad VALUES ('{rolled_back}')");
+                frontend::parse("", &insert, [], b).unwrap();
+                raw::bind_execute(b, "", 1);
+                b.extend_from_slice(bad);
+            })
+            .await;
+            let answered = tokio::time::timeout(Duration::from_secs(10), raw::tags(&mut s, 5))
+                .await
+                .unwrap_or_else(|_| panic!("{mode} {what}: no answer\n{}", proxy.log()));
+            assert_eq!(answered, "CZ12C", "{mode} {what}");
+            let (tag, body) = raw::read_msg(&mut s).await.expect("the error");
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                tag == b'E' && text.contains("C08P01") && text.contains(what),
+                "{mode}: {text}"
+            );
+            let end = tokio::time::timeout(Duration::from_secs(10), raw::read_msg(&mut s)).await;
+            assert!(
+                matches!(end, Ok(None)),
+                "{mode} {what}: the session goes on"
+            );
+            let c = tokio::time::timeout(Duration::from_secs(10), proxy.client_ok(&key))
+                .await
+                .unwrap_or_else(|_| panic!("{mode} {what}: the next client hangs"));
+            let count = |m: &str| format!("SELECT count(*) FROM before_bad WHERE m = '{m}'");
+            let n = |sql: String| {
+                let c = &c;
+                async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
+            };
+            assert_eq!(
+                n(count(&committed)).await,
+                1,
+                "{mode} {what}: the query was lost"
+            );
+            assert_eq!(
+                n(count(&rolled_back)).await,
+                0,
+                "{mode} {what}: the pipeline committed"
+            );
+        }
+    }
+}
+
 /// A client that sends a statement and says goodbye without waiting
 /// (`PQsendQuery` then `PQfinish`): the statement runs to its end and
 /// commits, as it would on PostgreSQL itself. Both modes.
@@ -298,13 +363,7 @@ async fn a_statement_sent_before_goodbye_still_commits() {
     let t = reg.create_tenant("goodbye");
     let key = reg.issue_key(&t);
     for mode in ["session", "transaction"] {
-        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
-        proxy
-            .client_ok(&key)
-            .await
-            .batch_execute("CREATE TABLE IF NOT EXISTS late (m text)")
-            .await
-            .unwrap();
+        let proxy = one_connection_and_table(&key, mode, "late").await;
         let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
         let insert = format!("INSERT INTO late SELECT '{mode}' FROM pg_sleep(0.3)");
         raw::send(&mut s, |b| {
@@ -339,13 +398,7 @@ async fn a_goodbye_behind_an_unsynced_pipeline_frees_its_connection() {
     let t = reg.create_tenant("unsyncedbye");
     let key = reg.issue_key(&t);
     for mode in ["session", "transaction"] {
-        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
-        proxy
-            .client_ok(&key)
-            .await
-            .batch_execute("CREATE TABLE IF NOT EXISTS piped (m text)")
-            .await
-            .unwrap();
+        let proxy = one_connection_and_table(&key, mode, "piped").await;
         let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
         let insert = format!("INSERT INTO piped VALUES ('{mode}')");
         raw::send(&mut s, |b| {
@@ -366,4 +419,17 @@ async fn a_goodbye_behind_an_unsynced_pipeline_frees_its_connection() {
             .get(0);
         assert_eq!(n, 0, "{mode}: an unsynced pipeline was committed");
     }
+}
+
+/// A proxy in `mode` with one server connection, and `table (m text)` in
+/// the tenant's schema.
+async fn one_connection_and_table(key: &str, mode: &str, table: &str) -> support::Proxy {
+    let proxy = registry().proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
+    proxy
+        .client_ok(key)
+        .await
+        .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table} (m text)"))
+        .await
+        .unwrap();
+    proxy
 }

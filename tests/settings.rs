@@ -153,6 +153,62 @@ async fn a_computed_setting_name_pins_the_client() {
     }
 }
 
+/// What the proxy can't read pins the client, whose connection is then
+/// reset when it leaves: dynamic SQL in a DO block (here a temporary
+/// table, spelled so that no word gives it away) and the function-call
+/// message (`PQfn`) calling `set_config` by its OID. The firewall, which
+/// refuses the second in `enforce` mode, is off.
+#[tokio::test]
+async fn state_made_out_of_sight_stays_with_its_client() {
+    use bytes::BufMut;
+    use support::raw;
+
+    let reg = registry();
+    let t = reg.create_tenant("outofsight");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_FIREWALL_MODE", "off"),
+    ]);
+    let a = proxy.client_ok(&key).await;
+    a.batch_execute("DO $$BEGIN EXECUTE 'CREATE TE' || 'MP TABLE dyn_tmp (x int)'; END$$")
+        .await
+        .unwrap();
+    drop(a);
+    let b = proxy.client_ok(&key).await;
+    let seen: bool = b
+        .query_one("SELECT to_regclass('pg_temp.dyn_tmp') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!seen, "the next client sees the temporary table");
+    drop(b);
+
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        let args: [&[u8]; 3] = [b"app.who", b"by PQfn", b"false"];
+        let len = 4 + 4 + 2 + 2 + args.iter().map(|a| 4 + a.len()).sum::<usize>() + 2;
+        b.put_u8(b'F');
+        b.put_i32(len as i32);
+        b.put_u32(2078); // set_config(text, text, boolean)
+        b.put_i16(0); // every argument in text
+        b.put_i16(3);
+        for a in args {
+            b.put_i32(a.len() as i32);
+            b.put_slice(a);
+        }
+        b.put_i16(0);
+    })
+    .await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::query(&mut s, WHO).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "TDCZ");
+    drop(s);
+    let c = proxy.client_ok(&key).await;
+    assert_eq!(who(&c).await, "", "the next client got the setting");
+}
+
 #[tokio::test]
 async fn a_client_keeps_its_settings_on_every_connection() {
     let reg = registry();
@@ -213,9 +269,12 @@ async fn startup_settings_follow_each_client_over_one_connection() {
         let mut pids = std::collections::HashSet::new();
         for round in 0..3 {
             // Quotes and backslashes must arrive as sent.
-            for (app, timeout, shown, style) in [
-                (r"al'p\ha", "1111", "1111ms", "SQL,DMY"),
-                ("beta", "2s", "2s", "SQL,YMD"),
+            // A style without an order gets the server's default order,
+            // not the one the client before set (a SET keeps it).
+            for (app, timeout, shown, style, shown_style) in [
+                (r"al'p\ha", "1111", "1111ms", "SQL,DMY", "SQL, DMY"),
+                ("beta", "2s", "2s", "SQL,YMD", "SQL, YMD"),
+                ("gamma", "3s", "3s", "ISO", "ISO, MDY"),
             ] {
                 let (c, conn) = connect(app, timeout, style).await.unwrap_or_else(|e| {
                     panic!("{mode} round {round} {app}: {e:?}\n{}", proxy.log())
@@ -232,7 +291,7 @@ async fn startup_settings_follow_each_client_over_one_connection() {
                 let got: (String, String, String) = (row.get(0), row.get(1), row.get(3));
                 assert_eq!(
                     got,
-                    (app.to_owned(), shown.to_owned(), style.replace(',', ", ")),
+                    (app.to_owned(), shown.to_owned(), shown_style.to_owned()),
                     "{mode} round {round}"
                 );
                 pids.insert(row.get::<_, i32>(2));
@@ -241,6 +300,68 @@ async fn startup_settings_follow_each_client_over_one_connection() {
             }
         }
         assert_eq!(pids.len(), 1, "{mode}: one connection served every client");
+    }
+}
+
+/// Startup settings are a session's reset values on PostgreSQL: `RESET
+/// ALL` (asyncpg's pool sends it at every release), `RESET x`, `SET x TO
+/// DEFAULT` and `DISCARD ALL` return to them, not to the server's
+/// defaults, also for a custom setting given at login. Both modes; a RESET
+/// in a transaction that is rolled back changes nothing.
+#[tokio::test]
+async fn a_reset_returns_to_the_startup_settings() {
+    let reg = registry();
+    let t = reg.create_tenant("resetstart");
+    let key = reg.issue_key(&t);
+    let probe = "SELECT current_setting('statement_timeout'), current_setting('application_name'), \
+                 current_setting('DateStyle'), coalesce(current_setting('app.who', true), '')";
+    let startup = ("4321ms", "restorer", "SQL, DMY", "from login");
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "2")]);
+        let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+        cfg.application_name("restorer")
+            .options("-c statement_timeout=4321 -c DateStyle=SQL,DMY -c app.who=from\\ login");
+        let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let read = || async {
+            let r = c.query_one(probe, &[]).await.unwrap();
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, String>(3),
+            )
+        };
+        let owned = |t: (&str, &str, &str, &str)| {
+            (
+                t.0.to_owned(),
+                t.1.to_owned(),
+                t.2.to_owned(),
+                t.3.to_owned(),
+            )
+        };
+        assert_eq!(read().await, owned(startup), "{mode}: login");
+        for reset in [
+            "SET statement_timeout = 7; SET application_name = 'x'; SET app.who = 'y'; \
+             SET DateStyle = 'ISO'; RESET ALL",
+            "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;",
+            "SET statement_timeout = 7; RESET statement_timeout",
+            "SET statement_timeout = 7; SET statement_timeout TO DEFAULT",
+            "DISCARD ALL",
+        ] {
+            c.batch_execute(reset).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(read().await, owned(startup), "{mode}: {reset}");
+            }
+        }
+        c.batch_execute("SET statement_timeout = 7").await.unwrap();
+        c.batch_execute("BEGIN; RESET ALL").await.unwrap();
+        c.batch_execute("ROLLBACK").await.unwrap();
+        assert_eq!(
+            read().await,
+            owned(("7ms", startup.1, startup.2, startup.3)),
+            "{mode}: a rolled-back RESET"
+        );
     }
 }
 

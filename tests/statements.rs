@@ -269,3 +269,100 @@ async fn a_batch_past_the_reply_cap_completes() {
     assert_eq!(tags, format!("2DC{}Z", "3".repeat(CLOSES)));
     drop(writer.await.unwrap());
 }
+
+/// SQL `DEALLOCATE name` of a named statement (what psycopg 3 with libpq
+/// before 17 and pgx v4 send to evict one): the server knows it by the
+/// proxy's name, or not at all, so the proxy answers for it, with the
+/// transaction status the server reports; the name is gone after it, as
+/// after `DEALLOCATE ALL`.
+#[tokio::test]
+async fn deallocate_by_name_drops_the_clients_statement() {
+    let reg = registry();
+    let t = reg.create_tenant("dealloc");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let prepare = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse(name, "SELECT 1", [], b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    let run = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            raw::bind_execute(b, name, 0);
+            frontend::sync(b);
+        }
+    };
+    for (sql, status) in [
+        ("DEALLOCATE _pg3_0", "I"),
+        ("deallocate prepare \"_PG3_0\"", "I"),
+        ("BEGIN; SELECT 1", "T"),
+    ] {
+        let name = if sql.contains("_PG3") {
+            "_PG3_0"
+        } else {
+            "_pg3_0"
+        };
+        raw::send(&mut s, prepare(name)).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        if status == "T" {
+            raw::query(&mut s, sql).await;
+            assert_eq!(raw::tags_until_ready(&mut s).await, "CTDCZ");
+            raw::query(&mut s, &format!("DEALLOCATE {name}")).await;
+        } else {
+            raw::query(&mut s, sql).await;
+        }
+        let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+        assert_eq!((tag, &body[..]), (b'C', &b"DEALLOCATE\0"[..]), "{sql}");
+        let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+        assert_eq!((tag, body[0]), (b'Z', status.as_bytes()[0]), "{sql}");
+        raw::send(&mut s, run(name)).await;
+        let err = raw::until_ready(&mut s).await.expect("the name is gone");
+        assert!(err.contains("26000"), "{sql}: {err}");
+    }
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::send(&mut s, prepare("kept")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::query(&mut s, "DEALLOCATE ALL").await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    raw::send(&mut s, run("kept")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL");
+    assert!(err.contains("26000"), "{err}");
+}
+
+/// A named Parse the firewall refuses leaves the unnamed statement alone,
+/// as PostgreSQL's failed named Parse does. Both modes.
+#[tokio::test]
+async fn a_refused_named_parse_keeps_the_unnamed_statement() {
+    let reg = registry();
+    let t = reg.create_tenant("refusednamed");
+    let key = reg.issue_key(&t);
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode)]);
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        raw::send(&mut s, |b| {
+            frontend::parse("", "SELECT 42", [], b).unwrap();
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "1Z", "{mode}");
+        raw::send(&mut s, |b| {
+            frontend::parse("s1", "SELECT * FROM tenant_other.t", [], b).unwrap();
+            frontend::sync(b);
+        })
+        .await;
+        let err = raw::until_ready(&mut s).await.expect("refused");
+        assert!(err.contains("cross_schema"), "{mode}: {err}");
+        raw::send(&mut s, |b| {
+            raw::bind_execute(b, "", 0);
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{mode}");
+    }
+}

@@ -21,7 +21,7 @@ pub mod server;
 mod settings;
 mod slots;
 mod stats;
-pub use settings::Settings;
+pub use settings::{Settings, restore_sql};
 pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
@@ -134,8 +134,8 @@ impl Pools {
             budget: Resizable::new(cfg.max_backend_connections),
             returned: Arc::new(Returned::default()),
             expiry: Arc::default(),
-            lifetime_ms: AtomicU64::new(cfg.server_lifetime_ms),
-            idle_timeout_ms: AtomicU64::new(cfg.server_idle_timeout_ms),
+            lifetime_ms: AtomicU64::new(no_limit_at_0(cfg.server_lifetime_ms)),
+            idle_timeout_ms: AtomicU64::new(no_limit_at_0(cfg.server_idle_timeout_ms)),
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
@@ -229,9 +229,9 @@ impl Pools {
     pub fn reconfigure(&self, cfg: PoolConfig) {
         self.budget.resize(cfg.max_backend_connections);
         self.lifetime_ms
-            .store(cfg.server_lifetime_ms, Ordering::Relaxed);
+            .store(no_limit_at_0(cfg.server_lifetime_ms), Ordering::Relaxed);
         self.idle_timeout_ms
-            .store(cfg.server_idle_timeout_ms, Ordering::Relaxed);
+            .store(no_limit_at_0(cfg.server_idle_timeout_ms), Ordering::Relaxed);
         // Under the map's lock, as pools are created: one created meanwhile
         // is either resized here or made with the new sizes.
         let map = self.tenants.lock().expect("poisoned");
@@ -583,4 +583,10 @@ impl Checkout {
             }
         }
     }
+}
+
+/// `server_lifetime_ms` and `server_idle_timeout_ms`: 0 is no limit, as
+/// PgBouncer's `server_idle_timeout` (not "every checkout a new login").
+fn no_limit_at_0(ms: u64) -> u64 {
+    if ms == 0 { u64::MAX } else { ms }
 }

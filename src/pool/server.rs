@@ -85,7 +85,10 @@ impl From<ServerError> for ClientError {
 }
 
 /// The pinned identity a connection must show before it is handed out.
-const VERIFY: &str = "SELECT current_user, current_schema(), current_setting('search_path')";
+/// `current_schemas(false)`: the schemas name resolution uses (bar the
+/// implicit `pg_catalog`), which must be the tenant's alone.
+const VERIFY: &str =
+    "SELECT current_user, current_schema(), array_to_string(current_schemas(false), ',')";
 const MAX_CONTROL_MSG: usize = 1 << 20;
 /// How long [`ServerConn::close`] waits for the server's end to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -203,12 +206,14 @@ impl ServerConn {
     ) -> Result<(), ServerError> {
         let mut out = BytesMut::new();
         let role = self.tenant.role.clone();
+        let options = settings::startup_options(&self.tenant.schema);
         frontend::startup_message(
             [
                 ("user", role.as_str()),
                 ("database", dbname),
                 ("client_encoding", "UTF8"),
                 ("application_name", "pgtenant"),
+                ("options", options.as_str()),
             ],
             &mut out,
         )?;
@@ -302,12 +307,13 @@ impl ServerConn {
         let row = r
             .rows
             .first()
-            .filter(|row| row.len() >= 2)
+            .filter(|row| row.len() >= 3)
             .ok_or_else(|| bad("no verification row"))?;
-        if row[0] != self.tenant.role || row[1] != self.tenant.schema {
+        if row[0] != self.tenant.role || row[1] != self.tenant.schema || row[2] != row[1] {
             return Err(ClientError::BackendConnect(format!(
-                "tenant role {} is not pinned to schema {} (got {}, {}); re-run `pgtenant tenant create` or fix the role's search_path",
-                self.tenant.role, self.tenant.schema, row[0], row[1]
+                "tenant role {} is not pinned to schema {} (got role {}, schemas {}); does the \
+                 schema exist, and is the role the one `pgtenant tenant create` made?",
+                self.tenant.role, self.tenant.schema, row[0], row[2]
             )));
         }
         Ok(())
@@ -337,6 +343,11 @@ impl ServerConn {
                 || reported.is_some_and(|(_, v)| v == value)
             {
                 continue;
+            }
+            // Another client's value first goes: a SET may keep part of it
+            // (`SET DateStyle = 'ISO'` keeps the field order `German` set).
+            if self.applied.iter().any(|(n, _)| n == name) {
+                settings::push_reset(&mut sql, name);
             }
             settings::push_set(&mut sql, name, value);
         }

@@ -66,6 +66,68 @@ pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
     sql
 }
 
+/// The backend session's `options`: the tenant's schema as `search_path`
+/// and `standard_conforming_strings` on, given at login so that they are
+/// the session's reset values. A client's `RESET ALL` or `DISCARD ALL`
+/// returns to them, and a role default (`ALTER ROLE … SET`, which a role
+/// may run on itself) can't replace them for the next connection.
+pub fn startup_options(schema: &str) -> String {
+    let mut o = String::from("-c standard_conforming_strings=on -c search_path=");
+    let plain = schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain {
+        o.push_str(schema);
+    } else {
+        // A quoted identifier; `options` splits at spaces unless escaped.
+        o.push('"');
+        for c in schema.chars() {
+            match c {
+                '"' => o.push_str("\"\""),
+                ' ' | '\\' => {
+                    o.push('\\');
+                    o.push(c);
+                }
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+    }
+    o
+}
+
+/// The query that gives a session back the client's startup settings a
+/// `RESET` (or `DISCARD ALL`, `SET … TO DEFAULT`) took away, as PostgreSQL
+/// keeps startup values as a session's reset values, where the proxy sets
+/// them with SET. It sets only what the server no longer holds as set in
+/// the session, so running it after any statement is right: after a
+/// rolled-back RESET it does nothing. Custom settings (not in
+/// `pg_settings`) are given back when empty. None without startup
+/// settings.
+pub fn restore_sql(startup: &[(String, String)]) -> Option<String> {
+    if startup.is_empty() {
+        return None;
+    }
+    let mut sql = String::from("SELECT set_config(s.n, s.v, false) FROM (VALUES ");
+    for (i, (name, value)) in startup.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        push_literal(&mut sql, name);
+        sql.push_str(", ");
+        push_literal(&mut sql, value);
+        sql.push(')');
+    }
+    sql.push_str(
+        ") AS s(n, v) LEFT JOIN pg_settings p ON lower(p.name) = s.n \
+         WHERE CASE WHEN p.name IS NULL THEN coalesce(current_setting(s.n, true), '') = '' \
+         ELSE p.source <> 'session' END",
+    );
+    Some(sql)
+}
+
 /// Appends `RESET name;`.
 pub fn push_reset(sql: &mut String, name: &str) {
     sql.push_str("RESET ");
@@ -120,6 +182,32 @@ fn push_quoted(sql: &mut String, quote: char, s: &str, backslashes: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_quotes_every_value() {
+        assert_eq!(restore_sql(&[]), None);
+        let sql = restore_sql(&[
+            ("datestyle".into(), "ISO, DMY".into()),
+            ("app.who".into(), r"it's a\b".into()),
+        ])
+        .unwrap();
+        assert!(
+            sql.contains(r"('datestyle', 'ISO, DMY'), ('app.who', E'it''s a\\b')"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn startup_options_name_the_schema_as_postgresql_splits_them() {
+        let o = |s| startup_options(s);
+        assert_eq!(
+            o("tenant_acme"),
+            "-c standard_conforming_strings=on -c search_path=tenant_acme"
+        );
+        // Adopted legacy schemas may have any name.
+        assert!(o("My Schema").ends_with(r#"search_path="My\ Schema""#));
+        assert!(o(r#"a"b\c"#).ends_with(r#"search_path="a""b\\c""#));
+    }
 
     #[test]
     fn capture_reads_custom_settings_by_name() {

@@ -225,6 +225,16 @@ impl Downstream {
                     self.expect.pop_front();
                     continue;
                 }
+                (Some(Expect::Deallocate), b'I') => {
+                    if !whole {
+                        break;
+                    }
+                    const DONE: &[u8] = b"C\0\0\0\x0fDEALLOCATE\0";
+                    splice(&mut self.buf, pos, h.frame_len, DONE);
+                    self.last_tag = b'C';
+                    pos += DONE.len();
+                    continue;
+                }
                 (Some(Expect::Refused(reply, ref err)), b'E') => {
                     if !whole {
                         break;

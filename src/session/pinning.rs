@@ -19,10 +19,17 @@ pub struct Effect {
     pub pins: Option<&'static str>,
     /// It may drop the server's prepared statements (DISCARD, DEALLOCATE).
     pub drops_statements: bool,
+    /// It drops every prepared statement (`DEALLOCATE ALL`, `DISCARD
+    /// ALL`): the client's names too.
+    pub drops_all: bool,
     /// It may change session settings (SET, RESET, set_config, DISCARD
     /// ALL): the proxy reads them back and replays them on the client's
     /// next connection.
     pub changes_settings: bool,
+    /// It may return settings to their reset values (RESET, DISCARD ALL,
+    /// SET … TO DEFAULT): the client's startup settings are given back
+    /// (see `session::restore`).
+    pub resets: bool,
 }
 
 /// Reads the session effects of a (possibly multi-statement) SQL text.
@@ -37,7 +44,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
-    let (mut do_read, mut sets) = (false, false);
+    let (mut do_read, mut role_change) = (false, false);
     for (start, end) in statements(&sql) {
         let (stmt, rest) = (&sql[start..end], &sql[start..]);
         let mut words = words(stmt);
@@ -57,13 +64,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         }
         let second = words.next().unwrap_or("");
         // SET LOCAL / SET TRANSACTION / SET CONSTRAINTS end with the transaction.
-        if is(first, "set")
-            && !["local", "transaction", "constraints"]
-                .iter()
-                .any(|k| is(second, k))
-        {
+        if is(first, "set") && !ends_with_transaction(stmt, second) {
             e.changes_settings = true;
-            sets = true;
+            role_change |= sets_a_role(stmt);
+            e.resets |= self::words(stmt).last().is_some_and(|w| is(w, "default"));
         }
         let pins = if is(first, "listen") {
             Some("LISTEN")
@@ -79,6 +83,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             || (read_do && creates_temp(rest))
         {
             Some("temporary table")
+        } else if read_do && self::words(rest).any(|w| is(w, "execute")) {
+            // Dynamic SQL: what it runs (a temporary table, a setting, a
+            // LISTEN) can't be read from here.
+            Some("dynamic SQL in a DO block")
         } else {
             None
         };
@@ -88,7 +96,9 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         // SEQUENCES, and the client's own SQL-level names, do not).
         if is(first, "discard") && is(second, "all") {
             e.drops_statements = true;
+            e.drops_all = true;
             e.changes_settings = true;
+            e.resets = true;
         }
         if is(first, "deallocate") {
             let target = if is(second, "prepare") {
@@ -96,11 +106,13 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             } else {
                 second
             };
+            e.drops_all |= is(target, "all");
             e.drops_statements |=
                 is(target, "all") || target.get(..4).is_some_and(|p| is(p, "pgt_"));
         }
         if is(first, "reset") {
             e.changes_settings = true;
+            e.resets = true;
         }
         // A DO block runs its body now: if the body may change a setting,
         // it is read back (and a custom one, which can't be named from
@@ -109,7 +121,8 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             && self::words(rest).any(|w| is(w, "set") || is(w, "reset") || is(w, "set_config"))
         {
             e.changes_settings = true;
-            sets = true;
+            role_change |= self::words(rest).any(names_a_role);
+            e.resets |= self::words(rest).any(|w| is(w, "reset") || is(w, "default"));
         }
     }
     if lexed.advisory_lock {
@@ -123,10 +136,54 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     // The role isn't in pg_settings, so it is neither read back nor reset
     // for the next client: a role change pins (the firewall refuses it in
     // `enforce` mode; this is for `monitor` and `off`).
-    if (sets || lexed.set_config) && words(&sql).any(names_a_role) {
+    if role_change || (lexed.set_config && words(&sql).any(names_a_role)) {
         e.pins = e.pins.or(Some("role change"));
     }
     e
+}
+
+/// `SET LOCAL …`, `SET TRANSACTION …`, `SET CONSTRAINTS …`: ends with
+/// the transaction. Not `SET local.x = 1` (a custom setting of that
+/// prefix), nor `SET "local" …`, which name a setting.
+fn ends_with_transaction(stmt: &str, second: &str) -> bool {
+    if !["local", "transaction", "constraints"]
+        .iter()
+        .any(|k| second.eq_ignore_ascii_case(k))
+    {
+        return false;
+    }
+    // The text around the word, as written (`words` drops quotes and
+    // dots): `second` is a slice of `stmt`.
+    let at = second.as_ptr() as usize - stmt.as_ptr() as usize;
+    let before = stmt[..at].trim_end();
+    let after = stmt[at + second.len()..].trim_start();
+    !before.ends_with('"') && !after.starts_with('.')
+}
+
+/// `SET [SESSION] ROLE r`, `SET [SESSION] SESSION AUTHORIZATION r`, `SET
+/// role TO r`: a role change, unless back to the login role (`NONE`,
+/// `DEFAULT`: Npgsql's reset when a connection goes back to its pool).
+fn sets_a_role(stmt: &str) -> bool {
+    let is = |w: Option<&str>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k));
+    let mut w = words(stmt).skip(1).peekable();
+    let mut next = w.next();
+    // `SET SESSION ROLE`, `SET SESSION SESSION AUTHORIZATION`: a scope.
+    if is(next, "session") && (is(w.peek().copied(), "session") || is(w.peek().copied(), "role")) {
+        next = w.next();
+    }
+    let named = if is(next, "role") {
+        true
+    } else {
+        is(next, "session") && is(w.next(), "authorization")
+    };
+    if !named {
+        return false;
+    }
+    let mut target = w.next();
+    if is(target, "to") {
+        target = w.next();
+    }
+    !(is(target, "none") || is(target, "default"))
 }
 
 fn names_a_role(w: &str) -> bool {
@@ -380,6 +437,11 @@ mod tests {
             ("SET LOCAL statement_timeout = 5", false),
             ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false),
             ("BEGIN; SET LOCAL x.y = 1; COMMIT", false),
+            (
+                "DO $$BEGIN EXECUTE 'CREATE TE' || 'MP TABLE a (id int)'; END$$",
+                true,
+            ),
+            ("DO $$BEGIN PERFORM 1; END$$", false),
             ("LISTEN chan", true),
             ("PREPARE p AS SELECT 1", true),
             ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", true),
@@ -453,6 +515,17 @@ mod tests {
             ("SELECT set_config('role', 'other', false)", true),
             ("RESET ROLE", false),
             ("SET LOCAL ROLE other", false),
+            ("SET SESSION ROLE other", true),
+            ("SET role TO other", true),
+            ("SET SESSION SESSION AUTHORIZATION other", true),
+            ("SET ROLE NONE", false),
+            ("SET search_path = a; SELECT role FROM t", false),
+            // Npgsql's reset when a connection goes back to its pool.
+            (
+                "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;CLOSE ALL;UNLISTEN *;\
+                 SELECT pg_advisory_unlock_all();DISCARD SEQUENCES;DISCARD TEMP",
+                false,
+            ),
             ("DO $$BEGIN SET ROLE other; END$$", true),
             ("SELECT U&\"pg\\005Fadvisory\\005Flock\"(1)", true),
             // Whole words only, however they are delimited.
@@ -504,9 +577,13 @@ mod tests {
         // Behind a comment that holds a `;`.
         assert!(session_effect(b"/* t; v */ SET app.user_id = '42'").changes_settings);
         let e = session_effect(b"select 1; RESET ALL");
-        assert!(e.changes_settings && !e.drops_statements);
+        assert!(e.changes_settings && !e.drops_statements && e.resets);
         let e = session_effect(b"DISCARD ALL");
-        assert!(e.changes_settings && e.drops_statements);
+        assert!(e.changes_settings && e.drops_statements && e.resets);
+        assert!(session_effect(b"SET DateStyle TO DEFAULT").resets);
+        assert!(session_effect(b"reset application_name").resets);
+        assert!(!session_effect(b"SET DateStyle TO 'ISO'").resets);
+        assert!(!session_effect(b"SET LOCAL work_mem TO DEFAULT").resets);
         let e = session_effect(b"DEALLOCATE ALL");
         assert!(!e.changes_settings && e.drops_statements);
         assert!(session_effect(b"deallocate prepare all").drops_statements);
@@ -530,6 +607,18 @@ mod tests {
         );
         assert!(session_effect(b"SET TIME ZONE 'UTC'").changes_settings);
         assert!(!session_effect(b"SET LOCAL work_mem = '1MB'").changes_settings);
+        // Custom settings whose prefix is one of those words.
+        for sql in [
+            &b"SET local.x = 1"[..],
+            b"SET transaction.x TO 1",
+            b"SET constraints .x = 1",
+            b"SET \"local\".x = 1",
+            b"SET \"LOCAL.x\" = 1",
+        ] {
+            let e = session_effect(sql);
+            assert!(e.changes_settings, "{}", String::from_utf8_lossy(sql));
+        }
+        assert!(!session_effect(b"SET LOCAL \"a.b\" = 1").changes_settings);
         assert!(session_effect(b"SELECT set_config('jit', $1, false)").changes_settings);
         assert!(session_effect(b"select SET_CONFIG('jit', 'off', false)").changes_settings);
         assert!(

@@ -137,9 +137,65 @@ impl StatementCache {
     }
 }
 
+/// The statement a Query of `DEALLOCATE [PREPARE] name` deallocates, as
+/// PostgreSQL reads its name (unquoted: lowercased); None for any other
+/// text, `DEALLOCATE ALL` included. (Transaction mode answers it for the
+/// client's own statements, which the server knows by other names.)
+pub fn deallocated_name(sql: &[u8]) -> Option<String> {
+    // Every Query comes here: most are ruled out by their first word.
+    let start = sql.iter().position(|b| !b.is_ascii_whitespace())?;
+    if !sql[start..].get(..10)?.eq_ignore_ascii_case(b"deallocate") {
+        return None;
+    }
+    let sql = std::str::from_utf8(&sql[start..]).ok()?.trim_end();
+    let sql = sql.strip_suffix(';').unwrap_or(sql).trim_end();
+    let rest = strip_word(sql, "deallocate")?;
+    let rest = strip_word(rest, "prepare").unwrap_or(rest);
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let inner = quoted.strip_suffix('"')?;
+        // Inner quotes come doubled; a lone one ends the name early.
+        if inner.replace("\"\"", "").contains('"') || inner.is_empty() {
+            return None;
+        }
+        return Some(inner.replace("\"\"", "\""));
+    }
+    let plain = rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+    (plain && !rest.eq_ignore_ascii_case("all")).then(|| rest.to_ascii_lowercase())
+}
+
+/// `s` without its leading `word` (any case) and the whitespace after it.
+fn strip_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
+    let head = s.get(..word.len())?;
+    let rest = &s[word.len()..];
+    (head.eq_ignore_ascii_case(word) && rest.starts_with(|c: char| c.is_ascii_whitespace()))
+        .then(|| rest.trim_start())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deallocate_names_are_read_as_postgresql_reads_them() {
+        for (sql, name) in [
+            ("DEALLOCATE _pg3_7", Some("_pg3_7")),
+            ("  deallocate PREPARE S_12 ; ", Some("s_12")),
+            ("deallocate \"stmtcache_Ab\"", Some("stmtcache_Ab")),
+            ("DEALLOCATE \"a\"\"b\"", Some("a\"b")),
+            ("DEALLOCATE ALL", None),
+            ("DEALLOCATE PREPARE all", None),
+            ("DEALLOCATE a, b", None),
+            ("DEALLOCATE \"a\"b\"", None),
+            ("DEALLOCATE", None),
+            ("DEALLOCATEx", None),
+            ("SELECT 1", None),
+        ] {
+            assert_eq!(deallocated_name(sql.as_bytes()).as_deref(), name, "{sql}");
+        }
+    }
 
     #[test]
     fn same_text_same_name_and_cache_evicts_lru() {

@@ -184,7 +184,31 @@ async fn relay(
             }
         }
         if up.terminated && up.out.is_empty() && down.settled() && down.scanned == 0 {
-            return None;
+            return up.quit.take().map(Into::into);
+        }
+        // A COPY begun before the bad message waits for data that will not
+        // come: end now (the connection, mid-copy, is closed).
+        if up.quit.is_some() && down.copy_in {
+            flush_rest(s, client, down).await;
+            return up.quit.take().map(Into::into);
+        }
+        // A RESET gave the client's startup settings up (the proxy sets
+        // them with SET; PostgreSQL keeps them as reset values): back on
+        // the same connection once it is answered, before anything else.
+        // Not in a failed transaction, whose rollback undoes the RESET.
+        if up.restore_startup
+            && server.is_some()
+            && !up.terminated
+            && !up.unsynced
+            && up.out.is_empty()
+            && down.settled()
+        {
+            match crate::pool::restore_sql(s.settings) {
+                Some(sql) if down.status != TxStatus::Failed => {
+                    up.restore_startup_settings(&sql, down)
+                }
+                _ => up.restore_startup = false,
+            }
         }
         // Transaction mode: give the connection back between transactions.
         // A short reply is written to the client first: the client waits

@@ -4,8 +4,11 @@
 //! have its settings read back (transaction mode).
 
 use bytes::Bytes;
+use postgres_protocol::message::frontend;
 
 use super::super::custom::{Unreadable, custom_names};
+use super::super::downstream::Downstream;
+use super::super::expect::Expect;
 use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
@@ -81,17 +84,31 @@ impl Upstream {
         server: &mut ServerConn,
     ) -> Effect {
         if !self.rename {
-            return Effect::default();
+            // Session mode: only whether startup settings need giving back.
+            // One plain statement (the firewall's fast path) resets nothing.
+            if lexed.firewall_fast_path() {
+                return Effect::default();
+            }
+            let resets = session_effect(sql, &lexical::scan(sql, true)).resets;
+            self.restore_startup |= resets;
+            return Effect {
+                resets,
+                ..Effect::default()
+            };
         }
         let e = session_effect(sql, lexed);
         if e == Effect::default() {
             return e;
         }
+        self.restore_startup |= e.resets;
         if let Some(why) = e.pins {
             self.pin(why);
         }
         if e.drops_statements {
             server.statements.dropped_maybe();
+        }
+        if e.drops_all {
+            self.forget_all_statements();
         }
         if e.changes_settings {
             self.settings_changed = true;
@@ -131,7 +148,18 @@ impl Upstream {
         self.pin(why);
     }
 
-    fn pin(&mut self, why: &'static str) {
+    /// Sends `sql` (from [`crate::pool::restore_sql`]) now,
+    /// its reply kept from the client but for the ParameterStatus reports
+    /// it draws, which tell the client its settings are back.
+    pub fn restore_startup_settings(&mut self, sql: &str, down: &mut Downstream) {
+        self.restore_startup = false;
+        // From NUL-terminated startup values.
+        if frontend::query(sql, &mut self.out).is_ok() {
+            down.expect.push_back(Expect::Hidden);
+        }
+    }
+
+    pub(super) fn pin(&mut self, why: &'static str) {
         if self.pinned.is_none() {
             tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
             metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);

@@ -7,20 +7,21 @@
 //! zero-copy in [`super::downstream`].
 
 mod effects;
+mod named;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
-use super::pinning::{Effect, session_effect};
-use super::prepared::{ClientStatements, Lookup, Statement, StatementCache};
+use super::prepared::{ClientStatements, Lookup, Statement, deallocated_name};
 use super::repeats::Repeats;
 use crate::error::ClientError;
-use crate::lexical::{self, Lexed};
+use crate::firewall::rules;
+use crate::lexical::Lexed;
 use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
-use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
+use crate::protocol::{self, FrameError, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
 /// a refused one so that the server's transaction state follows exactly as
@@ -28,10 +29,6 @@ use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
 const REFUSED_SQL: &str = "pgtenant refused this statement";
 const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
 pub const FLUSH: &[u8] = b"H\0\0\0\x04";
-/// A session's named statements, in number and in text (transaction mode
-/// keeps each one's Parse for the session).
-const MAX_STATEMENTS: usize = 10_000;
-const MAX_STATEMENT_BYTES: usize = 64 << 20;
 const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
 
 /// Decides whether SQL may reach the server; `Err` holds the ErrorResponse.
@@ -84,7 +81,12 @@ pub struct Upstream {
     pub inbuf: BytesMut,
     /// Complete messages to write to the server.
     pub out: BytesMut,
+    /// Nothing more is read from the client: it said goodbye, or sent
+    /// what ends its session (`quit`).
     pub terminated: bool,
+    /// A framing error behind whole messages: as PostgreSQL, the session
+    /// ends with it once what came before has been answered.
+    pub quit: Option<FrameError>,
     /// After a refused Parse or an error the server skips on from: drop
     /// messages up to Sync, as the server does.
     discard_until_sync: bool,
@@ -99,6 +101,9 @@ pub struct Upstream {
     /// Transaction mode: the client may have changed session settings; read
     /// them back before the connection is given away.
     pub settings_changed: bool,
+    /// A statement may have reset the client's startup settings: give them
+    /// back once it is answered (see `relay`).
+    pub restore_startup: bool,
     /// Transaction mode: custom settings the client changed, which only
     /// their names can read back (see [`super::custom`]).
     pub custom_settings: Vec<String>,
@@ -124,10 +129,12 @@ impl Upstream {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
             terminated: false,
+            quit: None,
             discard_until_sync: false,
             unsynced: false,
             pinned: None,
             settings_changed: false,
+            restore_startup: false,
             custom_settings: Vec::new(),
             rename,
             lex: rename || inspector_reads,
@@ -185,25 +192,24 @@ impl Upstream {
         server: &mut ServerConn,
     ) -> Result<usize, ClientError> {
         let mut pos = 0;
-        while let Some(h) = protocol::header(&inbuf[pos..], max)? {
-            if inbuf.len() - pos < h.frame_len {
-                break;
-            }
+        loop {
+            let h = match protocol::header(&inbuf[pos..], max) {
+                Ok(Some(h)) if inbuf.len() - pos >= h.frame_len => h,
+                Ok(_) => break,
+                Err(e) => {
+                    self.quit_after_replies(e);
+                    break;
+                }
+            };
             if !protocol::is_frontend_message(h.tag) {
-                return Err(FrameError::UnknownType(h.tag).into());
+                self.quit_after_replies(FrameError::UnknownType(h.tag));
+                break;
             }
             let frame = &inbuf[pos..pos + h.frame_len];
             pos += h.frame_len;
             if h.tag == tag::TERMINATE {
                 // Never forwarded: the server connection outlives the client.
-                self.terminated = true;
-                if self.unsynced {
-                    // The pipeline's replies wait for a Sync or Flush that
-                    // will never come. A Flush, not a Sync: a Sync would
-                    // commit what PostgreSQL rolls back when a client
-                    // leaves mid-pipeline (the connection is closed).
-                    self.out.extend_from_slice(FLUSH);
-                }
+                self.stop_reading();
                 break;
             }
             if self.discard_until_sync && h.tag != tag::SYNC {
@@ -222,135 +228,40 @@ impl Upstream {
         Ok(pos)
     }
 
-    /// Transaction mode, no connection attached, no transaction open: a
-    /// batch that only prepares named statements (Parse … Sync, what libpq's
-    /// `PQprepare` sends) is answered by the proxy, and the statements are
-    /// prepared on whichever connection first runs them, as after any
-    /// connection switch. A synchronous prepare then never waits for a
-    /// connection that other clients of the same thread hold (pgbench
-    /// `-M prepared` with more clients than connections would deadlock on
-    /// its own thread). The cost: a statement the server would reject is
-    /// reported at its first use rather than at the prepare. Returns false
-    /// (nothing consumed) for any other batch. A Terminate is taken here
-    /// too.
-    pub fn prepare_locally(
-        &mut self,
-        max: usize,
-        inspector: &dyn Inspector,
-        down: &mut Downstream,
-    ) -> Result<bool, ClientError> {
-        // A client that says goodbye between transactions needs no
-        // connection (nor to wait for one, at a PAUSE).
-        if self.inbuf.first() == Some(&tag::TERMINATE) {
-            self.terminated = true;
-            self.inbuf.clear();
-            return Ok(true);
+    /// What the client sent so far is answered, then its session ends with
+    /// `err`: PostgreSQL runs the messages before a bad one, and a
+    /// pipeline cut short by it is rolled back (its connection is closed,
+    /// as at a Terminate mid-pipeline).
+    fn quit_after_replies(&mut self, err: FrameError) {
+        self.quit = Some(err);
+        self.stop_reading();
+    }
+
+    fn stop_reading(&mut self) {
+        self.terminated = true;
+        if self.unsynced {
+            // The pipeline's replies wait for a Sync or Flush that will
+            // never come. A Flush, not a Sync: a Sync would commit what
+            // PostgreSQL rolls back when a client leaves mid-pipeline (the
+            // connection is closed).
+            self.out.extend_from_slice(FLUSH);
         }
-        // Nor one that sends what no server takes.
-        if let Some(&t) = self.inbuf.first()
-            && !protocol::is_frontend_message(t)
-        {
-            return Err(FrameError::UnknownType(t).into());
-        }
-        if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
-        {
-            return Ok(false);
-        }
-        // Most batches are ruled out by their first bytes: not a Parse, or
-        // one of the unnamed statement (its name is empty).
-        if self.inbuf.first() != Some(&tag::PARSE)
-            || self.inbuf.get(protocol::HEADER_LEN).is_none_or(|&b| b == 0)
-        {
-            return Ok(false);
-        }
-        // Parse(named)+ then Sync, all whole, none with session effects.
-        let mut pos = 0;
-        let mut parses = 0;
-        loop {
-            let Some(h) = protocol::header(&self.inbuf[pos..], max)? else {
-                return Ok(false);
-            };
-            if self.inbuf.len() - pos < h.frame_len {
-                return Ok(false);
-            }
-            let body = &self.inbuf[pos + protocol::HEADER_LEN..pos + h.frame_len];
-            pos += h.frame_len;
-            match h.tag {
-                tag::SYNC if parses > 0 && pos == self.inbuf.len() => break,
-                tag::PARSE => {
-                    let Some((name, rest)) = read_cstr(body) else {
-                        return Ok(false);
-                    };
-                    let sql = cstr(rest);
-                    if name.is_empty()
-                        || session_effect(sql, &lexical::scan(sql, true)) != Effect::default()
-                    {
-                        return Ok(false);
-                    }
-                    parses += 1;
-                }
-                _ => return Ok(false),
-            }
-        }
-        let batch = self.inbuf.split_to(pos);
-        let mut pos = 0;
-        while let Ok(Some(h)) = protocol::header(&batch[pos..], max) {
-            let body = &batch[pos + protocol::HEADER_LEN..pos + h.frame_len];
-            pos += h.frame_len;
-            let (tag::PARSE, Some((name, rest))) = (h.tag, read_cstr(body)) else {
-                continue;
-            };
-            // As the server would: the first refusal skips the rest up to Sync.
-            let sql = cstr(rest);
-            if let Err(err) = inspector.inspect(sql, &lexical::scan(sql, true)) {
-                down.buf.extend_from_slice(&err);
-                break;
-            }
-            if let Err(err) = self.keep_statement(name, Statement::from_parse_body(rest)) {
-                down.buf.extend_from_slice(&err);
-                break;
-            }
-            down.buf.extend_from_slice(PARSE_COMPLETE);
-        }
-        protocol::ready_for_query(&mut down.buf, b'I');
-        down.scanned = down.buf.len();
-        Ok(true)
     }
 
     /// Answers a Parse with `err`: the server gets one that fails in its
-    /// place, and skips to Sync as the client expects.
-    fn refuse_parse(&mut self, err: Bytes, q: &mut std::collections::VecDeque<Expect>) {
-        frontend::parse("", REFUSED_SQL, [], &mut self.out).expect("no NUL in constant");
+    /// place, and skips to Sync as the client expects. Named as the
+    /// client's is (unnamed or not): a failed Parse drops the unnamed
+    /// statement only if it is an unnamed one.
+    fn refuse_parse(
+        &mut self,
+        named: bool,
+        err: Bytes,
+        q: &mut std::collections::VecDeque<Expect>,
+    ) {
+        let name = if named { "pgt_refused" } else { "" };
+        frontend::parse(name, REFUSED_SQL, [], &mut self.out).expect("no NUL in constant");
         q.push_back(Expect::Refused(Reply::Parse, err));
         self.discard_until_sync = true;
-    }
-
-    /// Records a client's named statement (kept for the session: its text
-    /// goes to whichever connection it is used on), unless the session
-    /// holds too many already: then the error to answer its Parse with.
-    fn keep_statement(&mut self, name: &[u8], st: Statement) -> Result<(), Bytes> {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let replaced = self.statements.get(&name).map(|o| o.parse.len());
-        let bytes = self.statement_bytes - replaced.unwrap_or(0) + st.parse.len();
-        if bytes > MAX_STATEMENT_BYTES
-            || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
-        {
-            let mut err = BytesMut::new();
-            protocol::error_response(
-                &mut err,
-                protocol::Severity::Error,
-                "54000",
-                &format!(
-                    "too many prepared statements in this session (at most {MAX_STATEMENTS}, {} MiB of text)",
-                    MAX_STATEMENT_BYTES >> 20
-                ),
-                Some("close prepared statements the application no longer uses"),
-            );
-            return Err(err.freeze());
-        }
-        self.statement_bytes = bytes;
-        self.statements.insert(name, st);
-        Ok(())
     }
 
     /// Queues a Query of the proxy's own, sent in the same write as the
@@ -396,6 +307,17 @@ impl Upstream {
                     Some((0, text)) => text,
                     _ => body,
                 };
+                // The server knows the statement by another name (and may
+                // not have it at all): the proxy's copy goes, and an empty
+                // query stands in, answered as the DEALLOCATE.
+                if self.rename
+                    && let Some(name) = deallocated_name(raw)
+                    && self.forget_statement(&name)
+                {
+                    frontend::query("", &mut self.out).expect("no NUL in constant");
+                    q.push_back(Expect::Deallocate);
+                    return;
+                }
                 if let Err(err) = self.check(raw, false, inspector, server) {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
@@ -408,13 +330,13 @@ impl Upstream {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
                 let effect = match self.check(rest, true, inspector, server) {
                     Ok(effect) => effect,
-                    Err(err) => return self.refuse_parse(err, q),
+                    Err(err) => return self.refuse_parse(!name.is_empty(), err, q),
                 };
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
                     st.effect = effect;
                     if let Err(err) = self.keep_statement(name, st.clone()) {
-                        return self.refuse_parse(err, q);
+                        return self.refuse_parse(true, err, q);
                     }
                     if matches!(server.statements.lookup(&st), Lookup::Present) {
                         q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
@@ -435,6 +357,12 @@ impl Upstream {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
+                }
+                // Transaction mode, firewall not enforcing: a function other
+                // than the large-object ones may change the session
+                // (`set_config` by its OID), unseen.
+                if self.rename && !oid.is_some_and(rules::is_fastpath_function) {
+                    self.pin("function-call message");
                 }
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::UntilReady));
@@ -460,12 +388,7 @@ impl Upstream {
             }
             tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
                 // The server statement may be shared: only the client's name goes.
-                if let Some(st) = self
-                    .statements
-                    .remove(&*String::from_utf8_lossy(cstr(&body[1..])))
-                {
-                    self.statement_bytes -= st.parse.len();
-                }
+                self.forget_statement(&String::from_utf8_lossy(cstr(&body[1..])));
                 q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
             }
             _ => {
@@ -495,102 +418,6 @@ impl Upstream {
                 }
             }
         }
-    }
-
-    /// Bind or Describe of a named statement: use its server name, preparing
-    /// it first on this connection if needed. False: not ours to rename.
-    fn rename_statement(
-        &mut self,
-        t: u8,
-        body: &[u8],
-        cache: &mut StatementCache,
-        down: &mut Downstream,
-    ) -> bool {
-        // Bind: portal\0 statement\0 rest; Describe: 'S' statement\0.
-        let (prefix, name, rest) = if t == tag::BIND {
-            let Some((portal, after)) = read_cstr(body) else {
-                return false;
-            };
-            let Some((name, rest)) = read_cstr(after) else {
-                return false;
-            };
-            (&body[..portal.len() + 1], name, rest)
-        } else {
-            if body.first() != Some(&b'S') {
-                return false;
-            }
-            let Some((name, rest)) = read_cstr(&body[1..]) else {
-                return false;
-            };
-            (&body[..1], name, rest)
-        };
-        if name.is_empty() {
-            down.unnamed_unbound &= t != tag::BIND;
-            return false;
-        }
-        let Some(st) = self
-            .statements
-            .get(std::str::from_utf8(name).unwrap_or(""))
-            .cloned()
-        else {
-            return false; // unknown: the server says "does not exist", as it should
-        };
-        if !matches!(cache.lookup(&st), Lookup::Present) {
-            self.prepare(&st, cache, &mut down.expect, true);
-        }
-        self.out.put_u8(t);
-        self.out
-            .put_i32((4 + prefix.len() + st.server_name.len() + 1 + rest.len()) as i32);
-        self.out.put_slice(prefix);
-        self.out.put_slice(st.server_name.as_bytes());
-        self.out.put_u8(0);
-        self.out.put_slice(rest);
-        if t == tag::BIND && st.effect != Effect::default() {
-            // It runs again: a setting it changes must be read back before
-            // the connection goes to another client, and statements it
-            // drops are gone from this connection (after the Bind, which
-            // needs its own).
-            self.settings_changed |= st.effect.changes_settings;
-            if st.effect.drops_statements {
-                cache.dropped_maybe();
-            }
-        }
-        true
-    }
-
-    /// Sends a Parse of `st` under its server name (closing a colliding or
-    /// evicted statement first). `silent`: the client did not ask for it.
-    fn prepare(
-        &mut self,
-        st: &Statement,
-        cache: &mut StatementCache,
-        q: &mut std::collections::VecDeque<Expect>,
-        silent: bool,
-    ) {
-        match cache.lookup(st) {
-            Lookup::Collision => {
-                self.close_on_server(&st.server_name, q);
-                cache.forget(&st.server_name);
-            }
-            // The server may still have it (see `StatementCache::unsure`);
-            // closing a name it lacks is no error.
-            Lookup::Missing if cache.unsure() => self.close_on_server(&st.server_name, q),
-            _ => {}
-        }
-        if let Some(evicted) = cache.insert(st) {
-            self.close_on_server(&evicted, q);
-        }
-        self.out.extend_from_slice(&st.parse);
-        q.push_back(if silent {
-            Expect::Reparse(st.server_name.clone())
-        } else {
-            Expect::ParseNamed(st.server_name.clone())
-        });
-    }
-
-    fn close_on_server(&mut self, name: &str, q: &mut std::collections::VecDeque<Expect>) {
-        frontend::close(b'S', name, &mut self.out).expect("no NUL in generated name");
-        q.push_back(Expect::Evict);
     }
 }
 

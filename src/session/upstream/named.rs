@@ -1,0 +1,260 @@
+//! Transaction mode's named statements: the client's names are kept for
+//! the session (each one's Parse), renamed to the server's `pgt_<hash>` on
+//! every connection, prepared where missing, and closed by the proxy.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use postgres_protocol::message::frontend;
+
+use super::super::downstream::Downstream;
+use super::super::expect::Expect;
+use super::super::pinning::{Effect, session_effect};
+use super::super::prepared::{Lookup, Statement, StatementCache};
+use super::{Inspector, PARSE_COMPLETE, Upstream, cstr};
+use crate::error::ClientError;
+use crate::lexical;
+use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
+
+/// A session's named statements, in number and in text (transaction mode
+/// keeps each one's Parse for the session).
+const MAX_STATEMENTS: usize = 10_000;
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
+
+impl Upstream {
+    /// Transaction mode, no connection attached, no transaction open: a
+    /// batch that only prepares named statements (Parse … Sync, what libpq's
+    /// `PQprepare` sends) is answered by the proxy, and the statements are
+    /// prepared on whichever connection first runs them, as after any
+    /// connection switch. A synchronous prepare then never waits for a
+    /// connection that other clients of the same thread hold (pgbench
+    /// `-M prepared` with more clients than connections would deadlock on
+    /// its own thread). The cost: a statement the server would reject is
+    /// reported at its first use rather than at the prepare. Returns false
+    /// (nothing consumed) for any other batch. A Terminate is taken here
+    /// too.
+    pub fn prepare_locally(
+        &mut self,
+        max: usize,
+        inspector: &dyn Inspector,
+        down: &mut Downstream,
+    ) -> Result<bool, ClientError> {
+        // A client that says goodbye between transactions needs no
+        // connection (nor to wait for one, at a PAUSE).
+        if self.inbuf.first() == Some(&tag::TERMINATE) {
+            self.terminated = true;
+            self.inbuf.clear();
+            return Ok(true);
+        }
+        // Nor one that sends what no server takes.
+        if let Some(&t) = self.inbuf.first()
+            && !protocol::is_frontend_message(t)
+        {
+            return Err(FrameError::UnknownType(t).into());
+        }
+        if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
+        {
+            return Ok(false);
+        }
+        // Most batches are ruled out by their first bytes: not a Parse, or
+        // one of the unnamed statement (its name is empty).
+        if self.inbuf.first() != Some(&tag::PARSE)
+            || self.inbuf.get(protocol::HEADER_LEN).is_none_or(|&b| b == 0)
+        {
+            return Ok(false);
+        }
+        // Parse(named)+ then Sync, all whole, none with session effects.
+        let mut pos = 0;
+        let mut parses = 0;
+        loop {
+            let Some(h) = protocol::header(&self.inbuf[pos..], max)? else {
+                return Ok(false);
+            };
+            if self.inbuf.len() - pos < h.frame_len {
+                return Ok(false);
+            }
+            let body = &self.inbuf[pos + protocol::HEADER_LEN..pos + h.frame_len];
+            pos += h.frame_len;
+            match h.tag {
+                tag::SYNC if parses > 0 && pos == self.inbuf.len() => break,
+                tag::PARSE => {
+                    let Some((name, rest)) = read_cstr(body) else {
+                        return Ok(false);
+                    };
+                    let sql = cstr(rest);
+                    if name.is_empty()
+                        || session_effect(sql, &lexical::scan(sql, true)) != Effect::default()
+                    {
+                        return Ok(false);
+                    }
+                    parses += 1;
+                }
+                _ => return Ok(false),
+            }
+        }
+        let batch = self.inbuf.split_to(pos);
+        let mut pos = 0;
+        while let Ok(Some(h)) = protocol::header(&batch[pos..], max) {
+            let body = &batch[pos + protocol::HEADER_LEN..pos + h.frame_len];
+            pos += h.frame_len;
+            let (tag::PARSE, Some((name, rest))) = (h.tag, read_cstr(body)) else {
+                continue;
+            };
+            // As the server would: the first refusal skips the rest up to Sync.
+            let sql = cstr(rest);
+            if let Err(err) = inspector.inspect(sql, &lexical::scan(sql, true)) {
+                down.buf.extend_from_slice(&err);
+                break;
+            }
+            if let Err(err) = self.keep_statement(name, Statement::from_parse_body(rest)) {
+                down.buf.extend_from_slice(&err);
+                break;
+            }
+            down.buf.extend_from_slice(PARSE_COMPLETE);
+        }
+        protocol::ready_for_query(&mut down.buf, b'I');
+        down.scanned = down.buf.len();
+        Ok(true)
+    }
+
+    /// Forgets the client's statement `name`; false if it had none.
+    pub(super) fn forget_statement(&mut self, name: &str) -> bool {
+        let Some(st) = self.statements.remove(name) else {
+            return false;
+        };
+        self.statement_bytes -= st.parse.len();
+        true
+    }
+
+    /// `DEALLOCATE ALL`, `DISCARD ALL`: the client's names are gone too.
+    pub(super) fn forget_all_statements(&mut self) {
+        self.statements.clear();
+        self.statement_bytes = 0;
+    }
+
+    /// Records a client's named statement (kept for the session: its text
+    /// goes to whichever connection it is used on), unless the session
+    /// holds too many already: then the error to answer its Parse with.
+    pub(super) fn keep_statement(&mut self, name: &[u8], st: Statement) -> Result<(), Bytes> {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let replaced = self.statements.get(&name).map(|o| o.parse.len());
+        let bytes = self.statement_bytes - replaced.unwrap_or(0) + st.parse.len();
+        if bytes > MAX_STATEMENT_BYTES
+            || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
+        {
+            let mut err = BytesMut::new();
+            protocol::error_response(
+                &mut err,
+                protocol::Severity::Error,
+                "54000",
+                &format!(
+                    "too many prepared statements in this session (at most {MAX_STATEMENTS}, {} MiB of text)",
+                    MAX_STATEMENT_BYTES >> 20
+                ),
+                Some("close prepared statements the application no longer uses"),
+            );
+            return Err(err.freeze());
+        }
+        self.statement_bytes = bytes;
+        self.statements.insert(name, st);
+        Ok(())
+    }
+
+    /// Bind or Describe of a named statement: use its server name, preparing
+    /// it first on this connection if needed. False: not ours to rename.
+    pub(super) fn rename_statement(
+        &mut self,
+        t: u8,
+        body: &[u8],
+        cache: &mut StatementCache,
+        down: &mut Downstream,
+    ) -> bool {
+        // Bind: portal\0 statement\0 rest; Describe: 'S' statement\0.
+        let (prefix, name, rest) = if t == tag::BIND {
+            let Some((portal, after)) = read_cstr(body) else {
+                return false;
+            };
+            let Some((name, rest)) = read_cstr(after) else {
+                return false;
+            };
+            (&body[..portal.len() + 1], name, rest)
+        } else {
+            if body.first() != Some(&b'S') {
+                return false;
+            }
+            let Some((name, rest)) = read_cstr(&body[1..]) else {
+                return false;
+            };
+            (&body[..1], name, rest)
+        };
+        if name.is_empty() {
+            down.unnamed_unbound &= t != tag::BIND;
+            return false;
+        }
+        let Some(st) = self
+            .statements
+            .get(std::str::from_utf8(name).unwrap_or(""))
+            .cloned()
+        else {
+            return false; // unknown: the server says "does not exist", as it should
+        };
+        if !matches!(cache.lookup(&st), Lookup::Present) {
+            self.prepare(&st, cache, &mut down.expect, true);
+        }
+        self.out.put_u8(t);
+        self.out
+            .put_i32((4 + prefix.len() + st.server_name.len() + 1 + rest.len()) as i32);
+        self.out.put_slice(prefix);
+        self.out.put_slice(st.server_name.as_bytes());
+        self.out.put_u8(0);
+        self.out.put_slice(rest);
+        if t == tag::BIND && st.effect != Effect::default() {
+            // It runs again: a setting it changes must be read back before
+            // the connection goes to another client, and statements it
+            // drops are gone from this connection (after the Bind, which
+            // needs its own).
+            self.settings_changed |= st.effect.changes_settings;
+            if st.effect.drops_statements {
+                cache.dropped_maybe();
+            }
+        }
+        true
+    }
+
+    /// Sends a Parse of `st` under its server name (closing a colliding or
+    /// evicted statement first). `silent`: the client did not ask for it.
+    pub(super) fn prepare(
+        &mut self,
+        st: &Statement,
+        cache: &mut StatementCache,
+        q: &mut std::collections::VecDeque<Expect>,
+        silent: bool,
+    ) {
+        match cache.lookup(st) {
+            Lookup::Collision => {
+                self.close_on_server(&st.server_name, q);
+                cache.forget(&st.server_name);
+            }
+            // The server may still have it (see `StatementCache::unsure`);
+            // closing a name it lacks is no error.
+            Lookup::Missing if cache.unsure() => self.close_on_server(&st.server_name, q),
+            _ => {}
+        }
+        if let Some(evicted) = cache.insert(st) {
+            self.close_on_server(&evicted, q);
+        }
+        self.out.extend_from_slice(&st.parse);
+        q.push_back(if silent {
+            Expect::Reparse(st.server_name.clone())
+        } else {
+            Expect::ParseNamed(st.server_name.clone())
+        });
+    }
+
+    pub(super) fn close_on_server(
+        &mut self,
+        name: &str,
+        q: &mut std::collections::VecDeque<Expect>,
+    ) {
+        frontend::close(b'S', name, &mut self.out).expect("no NUL in generated name");
+        q.push_back(Expect::Evict);
+    }
+}
