@@ -316,8 +316,18 @@ async fn a_reset_returns_to_the_startup_settings() {
     let probe = "SELECT current_setting('statement_timeout'), current_setting('application_name'), \
                  current_setting('DateStyle'), coalesce(current_setting('app.who', true), '')";
     let startup = ("4321ms", "restorer", "SQL, DMY", "from login");
-    for mode in ["session", "transaction"] {
-        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "2")]);
+    // Session mode with the firewall off reads no statement but for this.
+    for (mode, firewall) in [
+        ("session", "enforce"),
+        ("session", "off"),
+        ("transaction", "enforce"),
+    ] {
+        let proxy = reg.proxy(&[
+            ("PGTENANT_POOL_MODE", mode),
+            ("PGTENANT_POOL_SIZE", "2"),
+            ("PGTENANT_FIREWALL_MODE", firewall),
+        ]);
+        let mode = format!("{mode}, firewall {firewall}");
         let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
         cfg.application_name("restorer")
             .options("-c statement_timeout=4321 -c DateStyle=SQL,DMY -c app.who=from\\ login");
@@ -354,6 +364,28 @@ async fn a_reset_returns_to_the_startup_settings() {
                 assert_eq!(read().await, owned(startup), "{mode}: {reset}");
             }
         }
+        // A prepared RESET, each time it runs (named: tokio-postgres).
+        let reset = c.prepare("RESET ALL").await.unwrap();
+        for _ in 0..2 {
+            c.batch_execute("SET statement_timeout = 7; SET app.who = 'y'")
+                .await
+                .unwrap();
+            c.execute(&reset, &[]).await.unwrap();
+            assert_eq!(read().await, owned(startup), "{mode}: prepared RESET ALL");
+        }
+        // Kept by a rollback to a savepoint after an error.
+        c.batch_execute("SET statement_timeout = 7").await.unwrap();
+        let e = c
+            .batch_execute("BEGIN; RESET ALL; SAVEPOINT s; SELECT 1/0")
+            .await
+            .unwrap_err();
+        assert_eq!(support::sqlstate(&e), "22012");
+        c.batch_execute("ROLLBACK TO s; COMMIT").await.unwrap();
+        assert_eq!(
+            read().await,
+            owned(startup),
+            "{mode}: RESET kept by a savepoint"
+        );
         c.batch_execute("SET statement_timeout = 7").await.unwrap();
         c.batch_execute("BEGIN; RESET ALL").await.unwrap();
         c.batch_execute("ROLLBACK").await.unwrap();

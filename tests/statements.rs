@@ -222,6 +222,25 @@ async fn an_unnamed_statement_that_is_gone_holds_nothing() {
         .simple_query("SELECT 1")
         .await
         .expect("held after a Close");
+    // An unnamed Parse the firewall refuses drops the unnamed statement on
+    // the server too.
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT 1", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    raw::send(&mut a, |b| {
+        frontend::parse("", "SELECT * FROM tenant_other.t", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
+    other
+        .simple_query("SELECT 1")
+        .await
+        .expect("held after a refused Parse");
 }
 
 /// Past its cap on awaited replies the proxy stops reading the client; the

@@ -80,12 +80,12 @@ pub fn startup_options(schema: &str) -> String {
     if plain {
         o.push_str(schema);
     } else {
-        // A quoted identifier; `options` splits at spaces unless escaped.
+        // A quoted identifier; `options` splits at whitespace unless escaped.
         o.push('"');
         for c in schema.chars() {
             match c {
                 '"' => o.push_str("\"\""),
-                ' ' | '\\' => {
+                c if c.is_ascii_whitespace() || c == '\\' => {
                     o.push('\\');
                     o.push(c);
                 }
@@ -123,7 +123,8 @@ pub fn restore_sql(startup: &[(String, String)]) -> Option<String> {
     sql.push_str(
         ") AS s(n, v) LEFT JOIN pg_settings p ON lower(p.name) = s.n \
          WHERE CASE WHEN p.name IS NULL THEN coalesce(current_setting(s.n, true), '') = '' \
-         ELSE p.source <> 'session' END",
+         ELSE p.source <> 'session' AND p.context IN ('user', 'superuser') \
+         AND p.name NOT LIKE 'transaction\\_%' END",
     );
     Some(sql)
 }
@@ -207,6 +208,11 @@ mod tests {
         // Adopted legacy schemas may have any name.
         assert!(o("My Schema").ends_with(r#"search_path="My\ Schema""#));
         assert!(o(r#"a"b\c"#).ends_with(r#"search_path="a""b\\c""#));
+        assert!(
+            o("a\tb").ends_with("search_path=\"a\\\tb\""),
+            "{}",
+            o("a\tb")
+        );
     }
 
     #[test]

@@ -185,11 +185,11 @@ impl Downstream {
                 }
                 record_param(params, body);
             }
-            if let Some(Expect::Hidden) = head {
+            if let Some(hidden @ (Expect::Hidden | Expect::Restore)) = head {
                 if !whole {
                     break;
                 }
-                if tag == b'E' {
+                if tag == b'E' && matches!(hidden, Expect::Hidden) {
                     let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
                     return Err(ClientError::Backend(ErrorFields::parse(body)));
                 }

@@ -65,6 +65,10 @@ pub enum Expect {
     /// A Query of the proxy's own (the client's settings on a connection):
     /// its whole reply is dropped; an error in it ends the session.
     Hidden,
+    /// The proxy's query that gives back startup settings a RESET took:
+    /// as Hidden, but an error in it (a cancel, the client's own
+    /// `statement_timeout`) is dropped too, and the session goes on.
+    Restore,
     /// A client's `DEALLOCATE name` of a statement the proxy keeps, sent as
     /// an empty query: its EmptyQueryResponse becomes the CommandComplete
     /// of a DEALLOCATE, its ReadyForQuery passes.
@@ -77,7 +81,7 @@ impl Expect {
             Expect::Pass(r) | Expect::Refused(r, _) => Some(*r),
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
-            Expect::Hidden | Expect::Deallocate => Some(Reply::UntilReady),
+            Expect::Hidden | Expect::Restore | Expect::Deallocate => Some(Reply::UntilReady),
             Expect::Synth(_) => None,
         }
     }

@@ -195,19 +195,19 @@ async fn relay(
         // A RESET gave the client's startup settings up (the proxy sets
         // them with SET; PostgreSQL keeps them as reset values): back on
         // the same connection once it is answered, before anything else.
-        // Not in a failed transaction, whose rollback undoes the RESET.
+        // Not in a failed transaction: after its ROLLBACK (which may undo
+        // the RESET, or, to a savepoint, not).
         if up.restore_startup
             && server.is_some()
             && !up.terminated
             && !up.unsynced
             && up.out.is_empty()
             && down.settled()
+            && down.status != TxStatus::Failed
         {
             match crate::pool::restore_sql(s.settings) {
-                Some(sql) if down.status != TxStatus::Failed => {
-                    up.restore_startup_settings(&sql, down)
-                }
-                _ => up.restore_startup = false,
+                Some(sql) => up.restore_startup_settings(&sql, down),
+                None => up.restore_startup = false,
             }
         }
         // Transaction mode: give the connection back between transactions.

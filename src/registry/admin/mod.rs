@@ -90,7 +90,8 @@ pub enum AdminError {
     },
     #[error(
         "a session of tenant \"{0}\" holds locks on its objects; run `pgtenant tenant \
-         deactivate {0}` first (that ends its sessions), then drop it"
+         deactivate {0}` first (with registry.on_revoke = terminate, the default, that \
+         ends its sessions; otherwise wait for them to end), then drop it"
     )]
     TenantBusy(String),
     #[error(

@@ -32,10 +32,11 @@ impl Upstream {
         server: &mut ServerConn,
     ) -> Result<Effect, Bytes> {
         if !self.lex {
-            // Nobody reads the text (nor needs its effects: no renaming).
-            return inspector
-                .inspect(cstr(raw), &Lexed::default())
-                .map(|()| Effect::default());
+            // Session mode, firewall off: nobody reads the text but for a
+            // reset of the startup settings.
+            let sql = cstr(raw);
+            inspector.inspect(sql, &Lexed::default())?;
+            return Ok(self.note_resets(sql, &lexical::scan(sql, false)));
         }
         let seen = if parse {
             self.repeats.parse_seen(raw)
@@ -84,17 +85,7 @@ impl Upstream {
         server: &mut ServerConn,
     ) -> Effect {
         if !self.rename {
-            // Session mode: only whether startup settings need giving back.
-            // One plain statement (the firewall's fast path) resets nothing.
-            if lexed.firewall_fast_path() {
-                return Effect::default();
-            }
-            let resets = session_effect(sql, &lexical::scan(sql, true)).resets;
-            self.restore_startup |= resets;
-            return Effect {
-                resets,
-                ..Effect::default()
-            };
+            return self.note_resets(sql, lexed);
         }
         let e = session_effect(sql, lexed);
         if e == Effect::default() {
@@ -115,6 +106,38 @@ impl Upstream {
             self.note_custom_settings(sql);
         }
         e
+    }
+
+    /// Session mode: only whether startup settings need giving back. One
+    /// plain statement (the firewall's fast path) resets nothing.
+    fn note_resets(&mut self, sql: &[u8], lexed: &Lexed) -> Effect {
+        if lexed.firewall_fast_path() {
+            return Effect::default();
+        }
+        let resets = session_effect(sql, &lexical::scan(sql, true)).resets;
+        self.restore_startup |= resets;
+        Effect {
+            resets,
+            ..Effect::default()
+        }
+    }
+
+    /// A statement prepared as `name` (unnamed: empty) resets settings
+    /// each time it runs, or no longer does (parsed again): see
+    /// [`Upstream::bound`]. Session mode, and the unnamed statement in
+    /// transaction mode (named ones carry their effect).
+    pub(super) fn note_prepared_resets(&mut self, name: &[u8], resets: bool) {
+        self.resetting.retain(|n| &**n != name);
+        if resets {
+            self.resetting.push(name.into());
+        }
+    }
+
+    /// A Bind of `name`: its statement runs again.
+    pub(super) fn bound(&mut self, name: &[u8]) {
+        if self.resetting.iter().any(|n| &**n == name) {
+            self.restore_startup = true;
+        }
     }
 
     /// Remembers the custom settings `sql` changes, to read back by name;
@@ -155,7 +178,7 @@ impl Upstream {
         self.restore_startup = false;
         // From NUL-terminated startup values.
         if frontend::query(sql, &mut self.out).is_ok() {
-            down.expect.push_back(Expect::Hidden);
+            down.expect.push_back(Expect::Restore);
         }
     }
 

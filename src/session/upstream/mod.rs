@@ -21,7 +21,7 @@ use crate::firewall::rules;
 use crate::lexical::Lexed;
 use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
-use crate::protocol::{self, FrameError, read_cstr, tag};
+use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
 
 /// A statement the server is sure to reject at parse time, sent in place of
 /// a refused one so that the server's transaction state follows exactly as
@@ -104,6 +104,9 @@ pub struct Upstream {
     /// A statement may have reset the client's startup settings: give them
     /// back once it is answered (see `relay`).
     pub restore_startup: bool,
+    /// Prepared statements (by name; "" unnamed) that reset settings when
+    /// they run: nearly always empty.
+    resetting: Vec<Box<[u8]>>,
     /// Transaction mode: custom settings the client changed, which only
     /// their names can read back (see [`super::custom`]).
     pub custom_settings: Vec<String>,
@@ -135,6 +138,7 @@ impl Upstream {
             pinned: None,
             settings_changed: false,
             restore_startup: false,
+            resetting: Vec::new(),
             custom_settings: Vec::new(),
             rename,
             lex: rename || inspector_reads,
@@ -310,7 +314,11 @@ impl Upstream {
                 // The server knows the statement by another name (and may
                 // not have it at all): the proxy's copy goes, and an empty
                 // query stands in, answered as the DEALLOCATE.
+                // In a failed transaction the server's 25P02 is the answer,
+                // and the statement stays.
+                let failed = down.status == TxStatus::Failed && q.is_empty();
                 if self.rename
+                    && !failed
                     && let Some(name) = deallocated_name(raw)
                     && self.forget_statement(&name)
                 {
@@ -330,8 +338,17 @@ impl Upstream {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
                 let effect = match self.check(rest, true, inspector, server) {
                     Ok(effect) => effect,
-                    Err(err) => return self.refuse_parse(!name.is_empty(), err, q),
+                    Err(err) => {
+                        // A failed unnamed Parse drops the unnamed statement.
+                        down.unnamed_unbound &= !name.is_empty();
+                        return self.refuse_parse(!name.is_empty(), err, q);
+                    }
                 };
+                if (!self.rename || name.is_empty())
+                    && (effect.resets || !self.resetting.is_empty())
+                {
+                    self.note_prepared_resets(name, effect.resets);
+                }
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
                     st.effect = effect;
@@ -379,6 +396,9 @@ impl Upstream {
                 }));
             }
             tag::BIND => {
+                if !self.resetting.is_empty() {
+                    self.bound(bound_statement(body));
+                }
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::Bind));
             }
@@ -419,6 +439,13 @@ impl Upstream {
             }
         }
     }
+}
+
+/// The statement a Bind's body names (after its portal's name).
+fn bound_statement(body: &[u8]) -> &[u8] {
+    read_cstr(body)
+        .and_then(|(_, after)| read_cstr(after))
+        .map_or(&[][..], |(name, _)| name)
 }
 
 /// The NUL-terminated string at the start of `b`.

@@ -44,11 +44,19 @@ impl Upstream {
             self.inbuf.clear();
             return Ok(true);
         }
-        // Nor one that sends what no server takes.
-        if let Some(&t) = self.inbuf.first()
-            && !protocol::is_frontend_message(t)
-        {
-            return Err(FrameError::UnknownType(t).into());
+        // Nor one that sends what no server takes: its session ends once
+        // what it was sent is written.
+        let bad = match protocol::header(&self.inbuf, max) {
+            Err(e) => Some(e),
+            Ok(Some(h)) if !protocol::is_frontend_message(h.tag) => {
+                Some(FrameError::UnknownType(h.tag))
+            }
+            _ => None,
+        };
+        if let Some(e) = bad {
+            self.quit_after_replies(e);
+            self.inbuf.clear();
+            return Ok(true);
         }
         if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
         {
@@ -186,7 +194,12 @@ impl Upstream {
             (&body[..1], name, rest)
         };
         if name.is_empty() {
-            down.unnamed_unbound &= t != tag::BIND;
+            if t == tag::BIND {
+                down.unnamed_unbound = false;
+                if !self.resetting.is_empty() {
+                    self.bound(name);
+                }
+            }
             return false;
         }
         let Some(st) = self
@@ -212,8 +225,12 @@ impl Upstream {
             // drops are gone from this connection (after the Bind, which
             // needs its own).
             self.settings_changed |= st.effect.changes_settings;
+            self.restore_startup |= st.effect.resets;
             if st.effect.drops_statements {
                 cache.dropped_maybe();
+            }
+            if st.effect.drops_all {
+                self.forget_all_statements();
             }
         }
         true
