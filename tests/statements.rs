@@ -205,13 +205,7 @@ async fn an_unnamed_statement_that_is_gone_holds_nothing() {
         .simple_query("SELECT 1")
         .await
         .expect("held after a failed Parse");
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELECT 1", [], b).unwrap();
-        frontend::describe(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    parse_and_describe_unnamed(&mut a).await;
     raw::send(&mut a, |b| {
         frontend::close(b'S', "", b).unwrap();
         frontend::sync(b);
@@ -224,13 +218,7 @@ async fn an_unnamed_statement_that_is_gone_holds_nothing() {
         .expect("held after a Close");
     // An unnamed Parse the firewall refuses drops the unnamed statement on
     // the server too.
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELECT 1", [], b).unwrap();
-        frontend::describe(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    parse_and_describe_unnamed(&mut a).await;
     raw::send(&mut a, |b| {
         frontend::parse("", "SELECT * FROM tenant_other.t", [], b).unwrap();
         frontend::sync(b);
@@ -384,4 +372,16 @@ async fn a_refused_named_parse_keeps_the_unnamed_statement() {
         .await;
         assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{mode}");
     }
+}
+
+/// Parse and Describe of the unnamed statement, then Sync (pgx's
+/// describe-then-execute, first round trip): it stays unbound.
+async fn parse_and_describe_unnamed(s: &mut tokio::net::TcpStream) {
+    raw::send(s, |b| {
+        frontend::parse("", "SELECT 1", [], b).unwrap();
+        frontend::describe(b'S', "", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(s).await, "1tTZ");
 }
