@@ -385,3 +385,49 @@ async fn parse_and_describe_unnamed(s: &mut tokio::net::TcpStream) {
     .await;
     assert_eq!(raw::tags_until_ready(s).await, "1tTZ");
 }
+
+/// Transaction mode: the unnamed statement lives on the connection its
+/// Parse went to. A client that binds it again in a later transaction
+/// gets PostgreSQL's answer for a missing one (26000), never the unnamed
+/// statement another client parsed there since.
+#[tokio::test]
+async fn a_client_never_binds_another_clients_unnamed_statement() {
+    let reg = registry();
+    let t = reg.create_tenant("unnamedowner");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
+    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
+    let run = |sql: &'static str| {
+        move |buf: &mut BytesMut| {
+            frontend::parse("", sql, [], buf).unwrap();
+            raw::bind_execute(buf, "", 0);
+            frontend::sync(buf);
+        }
+    };
+    raw::send(&mut a, run("SELECT 'a'")).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+    raw::send(&mut b, run("SELECT 'b'")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    for describe in [false, true] {
+        raw::send(&mut a, |buf| {
+            if describe {
+                frontend::describe(b'S', "", buf).unwrap();
+            } else {
+                raw::bind_execute(buf, "", 0);
+            }
+            frontend::sync(buf);
+        })
+        .await;
+        let err = raw::until_ready(&mut a).await.expect("not a's statement");
+        assert!(
+            err.contains("26000") && err.contains("unnamed prepared statement"),
+            "{err}"
+        );
+    }
+    raw::send(&mut a, run("SELECT 'a'")).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+}

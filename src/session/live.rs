@@ -122,6 +122,13 @@ pub struct Registration<'a> {
     id: u64,
 }
 
+impl Registration<'_> {
+    /// The session's number, unique for the life of the process (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.live.map.lock().expect("poisoned").remove(&self.id);
@@ -130,7 +137,7 @@ impl Drop for Registration<'_> {
 
 impl LiveSessions {
     pub fn register(&self, info: SessionInfo) -> Registration<'_> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.lock().expect("poisoned").insert(id, info);
         Registration { live: self, id }
     }

@@ -95,6 +95,7 @@ pub async fn serve_client(
             },
             kill: &open.kill,
             cancel: &open.cancel,
+            id: open.live.id(),
             span: &span,
         };
         let meters = ctx.meters.get();
@@ -261,7 +262,7 @@ fn ended(
 /// (Fields drop in this order: the session leaves the live list first,
 /// its client slot last.)
 struct Opened<'c> {
-    _live: live::Registration<'c>,
+    live: live::Registration<'c>,
     kill: Arc<live::KillSwitch>,
     cancel: cancel::CancelKey<'c>,
     admitted: crate::pool::Admission,
@@ -376,7 +377,7 @@ async fn open<'c>(
     }
     tracing::info!("session started");
     Ok(Some(Opened {
-        _live: live,
+        live,
         kill,
         cancel,
         admitted,

@@ -65,6 +65,10 @@ pub struct StatementCache {
     /// DISCARD/DEALLOCATE that may have failed, or a Close the server
     /// skipped after an error. Each is then closed before it is prepared.
     unsure: bool,
+    /// Transaction mode: the session whose Parse made the connection's
+    /// unnamed statement (0: none). Another client's Bind of it would run
+    /// that client's statement.
+    pub unnamed_owner: u64,
 }
 
 pub enum Lookup {
@@ -79,6 +83,7 @@ impl StatementCache {
         StatementCache {
             lru: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)")),
             unsure: false,
+            unnamed_owner: 0,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Session<'a> {
     pub kill: &'a KillSwitch,
     /// The client's cancel key, to point at whichever server it uses.
     pub cancel: &'a CancelKey<'a>,
+    /// The session's number (see `live::Registration::id`).
+    pub id: u64,
     /// The client's span: not entered while relaying (see
     /// [`super::serve_client`]), only where something may log.
     pub span: &'a tracing::Span,
@@ -83,6 +85,7 @@ pub async fn run(
     let mut up = Upstream::new(
         s.mode == PoolMode::Transaction,
         s.inspector.reads_text(),
+        s.id,
         s.span.clone(),
     );
     up.inbuf = early;

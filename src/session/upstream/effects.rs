@@ -198,7 +198,7 @@ mod tests {
     /// Past the limit the client is pinned and no more names are kept.
     #[test]
     fn many_custom_settings_pin_and_stop_being_recorded() {
-        let mut up = Upstream::new(true, false, tracing::Span::none());
+        let mut up = Upstream::new(true, false, 1, tracing::Span::none());
         let sql: String = (0..1000).map(|i| format!("SET app.s{i} = 1;")).collect();
         up.note_custom_settings(sql.as_bytes());
         assert_eq!(up.pinned, Some("too many custom settings"));

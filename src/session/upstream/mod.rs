@@ -9,6 +9,8 @@
 mod effects;
 mod named;
 
+use named::Renamed;
+
 use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
@@ -107,6 +109,9 @@ pub struct Upstream {
     /// Prepared statements (by name; "" unnamed) that reset settings when
     /// they run: nearly always empty.
     resetting: Vec<Box<[u8]>>,
+    /// The session's number: whose unnamed statement a connection holds
+    /// (see `StatementCache::unnamed_owner`).
+    owner: u64,
     /// Transaction mode: custom settings the client changed, which only
     /// their names can read back (see [`super::custom`]).
     pub custom_settings: Vec<String>,
@@ -127,7 +132,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(rename: bool, inspector_reads: bool, span: tracing::Span) -> Upstream {
+    pub fn new(rename: bool, inspector_reads: bool, owner: u64, span: tracing::Span) -> Upstream {
         Upstream {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
@@ -139,6 +144,7 @@ impl Upstream {
             settings_changed: false,
             restore_startup: false,
             resetting: Vec::new(),
+            owner,
             custom_settings: Vec::new(),
             rename,
             lex: rename || inspector_reads,
@@ -361,7 +367,10 @@ impl Upstream {
                         self.prepare(&st, &mut server.statements, q, false);
                     }
                 } else {
-                    down.unnamed_unbound |= self.rename && name.is_empty();
+                    if self.rename && name.is_empty() {
+                        down.unnamed_unbound = true;
+                        server.statements.unnamed_owner = self.owner;
+                    }
                     self.out.extend_from_slice(frame);
                     q.push_back(Expect::Pass(Reply::Parse));
                 }
@@ -385,15 +394,20 @@ impl Upstream {
                 q.push_back(Expect::Pass(Reply::UntilReady));
             }
             tag::BIND | tag::DESCRIBE if self.rename => {
-                let renamed = self.rename_statement(t, body, &mut server.statements, down);
-                if !renamed {
-                    self.out.extend_from_slice(frame);
-                }
-                down.expect.push_back(Expect::Pass(if t == tag::BIND {
+                let reply = if t == tag::BIND {
                     Reply::Bind
                 } else {
                     Reply::Describe
-                }));
+                };
+                match self.rename_statement(t, body, &mut server.statements, down) {
+                    Renamed::No => self.out.extend_from_slice(frame),
+                    Renamed::Yes => {}
+                    Renamed::NotOurs(err) => {
+                        down.expect.push_back(Expect::Refused(reply, err));
+                        return;
+                    }
+                }
+                down.expect.push_back(Expect::Pass(reply));
             }
             tag::BIND => {
                 if !self.resetting.is_empty() {

@@ -14,6 +14,17 @@ use crate::error::ClientError;
 use crate::lexical;
 use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
 
+/// What became of a Bind or Describe (see [`Upstream::rename_statement`]).
+pub(super) enum Renamed {
+    /// Not a statement of the proxy's: forward it as sent.
+    No,
+    /// Rewritten into the output.
+    Yes,
+    /// Another client's unnamed statement: rewritten to fail, with this
+    /// error for the client.
+    NotOurs(Bytes),
+}
+
 /// A session's named statements, in number and in text (transaction mode
 /// keeps each one's Parse for the session).
 const MAX_STATEMENTS: usize = 10_000;
@@ -167,47 +178,54 @@ impl Upstream {
     }
 
     /// Bind or Describe of a named statement: use its server name, preparing
-    /// it first on this connection if needed. False: not ours to rename.
+    /// it first on this connection if needed. Of the unnamed statement:
+    /// only the client's own on this connection.
     pub(super) fn rename_statement(
         &mut self,
         t: u8,
         body: &[u8],
         cache: &mut StatementCache,
         down: &mut Downstream,
-    ) -> bool {
+    ) -> Renamed {
         // Bind: portal\0 statement\0 rest; Describe: 'S' statement\0.
         let (prefix, name, rest) = if t == tag::BIND {
             let Some((portal, after)) = read_cstr(body) else {
-                return false;
+                return Renamed::No;
             };
             let Some((name, rest)) = read_cstr(after) else {
-                return false;
+                return Renamed::No;
             };
             (&body[..portal.len() + 1], name, rest)
         } else {
             if body.first() != Some(&b'S') {
-                return false;
+                return Renamed::No;
             }
             let Some((name, rest)) = read_cstr(&body[1..]) else {
-                return false;
+                return Renamed::No;
             };
             (&body[..1], name, rest)
         };
         if name.is_empty() {
+            if cache.unnamed_owner != self.owner {
+                // Parsed in an earlier transaction, on another connection
+                // (or by another client on this one): PostgreSQL's answer
+                // when it is gone, never another client's statement.
+                return self.not_ours(t, prefix, rest);
+            }
             if t == tag::BIND {
                 down.unnamed_unbound = false;
                 if !self.resetting.is_empty() {
                     self.bound(name);
                 }
             }
-            return false;
+            return Renamed::No;
         }
         let Some(st) = self
             .statements
             .get(std::str::from_utf8(name).unwrap_or(""))
             .cloned()
         else {
-            return false; // unknown: the server says "does not exist", as it should
+            return Renamed::No; // unknown: the server says "does not exist", as it should
         };
         if !matches!(cache.lookup(&st), Lookup::Present) {
             self.prepare(&st, cache, &mut down.expect, true);
@@ -233,7 +251,33 @@ impl Upstream {
                 self.forget_all_statements();
             }
         }
-        true
+        Renamed::Yes
+    }
+
+    /// A Bind or Describe of an unnamed statement that is not the client's:
+    /// sent naming a statement that never exists, so that the server fails
+    /// it and skips to Sync as for a missing one; its error is replaced.
+    fn not_ours(&mut self, t: u8, prefix: &[u8], rest: &[u8]) -> Renamed {
+        const GONE: &[u8] = b"pgt_unnamed_gone";
+        self.out.put_u8(t);
+        self.out
+            .put_i32((4 + prefix.len() + GONE.len() + 1 + rest.len()) as i32);
+        self.out.put_slice(prefix);
+        self.out.put_slice(GONE);
+        self.out.put_u8(0);
+        self.out.put_slice(rest);
+        let mut err = BytesMut::new();
+        protocol::error_response(
+            &mut err,
+            protocol::Severity::Error,
+            "26000",
+            "unnamed prepared statement does not exist",
+            Some(
+                "transaction pooling: the unnamed statement lives on one server connection until \
+                 the transaction ends; parse it again in the transaction that runs it, or name it",
+            ),
+        );
+        Renamed::NotOurs(err.freeze())
     }
 
     /// Sends a Parse of `st` under its server name (closing a colliding or
