@@ -401,13 +401,7 @@ async fn a_client_never_binds_another_clients_unnamed_statement() {
     ]);
     let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
     let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
-    let run = |sql: &'static str| {
-        move |buf: &mut BytesMut| {
-            frontend::parse("", sql, [], buf).unwrap();
-            raw::bind_execute(buf, "", 0);
-            frontend::sync(buf);
-        }
-    };
+    let run = |sql: &'static str| move |buf: &mut BytesMut| run_named(buf, "", sql);
     raw::send(&mut a, run("SELECT 'a'")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
     raw::send(&mut b, run("SELECT 'b'")).await;
