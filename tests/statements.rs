@@ -195,40 +195,51 @@ async fn an_unnamed_statement_that_is_gone_holds_nothing() {
     ]);
     let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
     let other = proxy.client_ok(&key).await;
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELEC 1", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
-    other
-        .simple_query("SELECT 1")
-        .await
-        .expect("held after a failed Parse");
-    parse_and_describe_unnamed(&mut a).await;
-    raw::send(&mut a, |b| {
-        frontend::close(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "3Z");
-    other
-        .simple_query("SELECT 1")
-        .await
-        .expect("held after a Close");
-    // An unnamed Parse the firewall refuses drops the unnamed statement on
-    // the server too.
-    parse_and_describe_unnamed(&mut a).await;
-    raw::send(&mut a, |b| {
-        frontend::parse("", "SELECT * FROM tenant_other.t", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "EZ");
-    other
-        .simple_query("SELECT 1")
-        .await
-        .expect("held after a refused Parse");
+    // (Parse and Describe first: the unnamed statement holds the
+    // connection; then what ends it; then another client is served.)
+    /// Parse and Describe first?, the message, its reply's tags, what it is.
+    type Step = (bool, fn(&mut BytesMut), &'static str, &'static str);
+    let steps: [Step; 3] = [
+        (
+            false,
+            |b| frontend::parse("", "SELEC 1", [], b).unwrap(),
+            "EZ",
+            "a failed Parse",
+        ),
+        (
+            true,
+            |b| frontend::close(b'S', "", b).unwrap(),
+            "3Z",
+            "a Close",
+        ),
+        // The firewall refuses it: gone on the server too.
+        (
+            true,
+            |b| frontend::parse("", "SELECT * FROM tenant_other.t", [], b).unwrap(),
+            "EZ",
+            "a refused Parse",
+        ),
+    ];
+    for (unbound_first, message, tags, what) in steps {
+        if unbound_first {
+            raw::send(&mut a, |b| {
+                frontend::parse("", "SELECT 1", [], b).unwrap();
+                frontend::describe(b'S', "", b).unwrap();
+                frontend::sync(b);
+            })
+            .await;
+            assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+        }
+        raw::send(&mut a, |b| {
+            message(b);
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(raw::tags_until_ready(&mut a).await, tags, "{what}");
+        if let Err(e) = other.simple_query("SELECT 1").await {
+            panic!("held after {what}: {e}");
+        }
+    }
 }
 
 /// Past its cap on awaited replies the proxy stops reading the client; the
@@ -372,18 +383,6 @@ async fn a_refused_named_parse_keeps_the_unnamed_statement() {
         .await;
         assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{mode}");
     }
-}
-
-/// Parse and Describe of the unnamed statement, then Sync (pgx's
-/// describe-then-execute, first round trip): it stays unbound.
-async fn parse_and_describe_unnamed(s: &mut tokio::net::TcpStream) {
-    raw::send(s, |b| {
-        frontend::parse("", "SELECT 1", [], b).unwrap();
-        frontend::describe(b'S', "", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(s).await, "1tTZ");
 }
 
 /// Transaction mode: the unnamed statement lives on the connection its

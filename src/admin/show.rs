@@ -135,7 +135,11 @@ pub async fn show(ctx: &Context, what: Show) -> Reply {
 }
 
 async fn tenants(ctx: &Context) -> Result<Vec<Row>, String> {
-    let list = ctx.registry.list_tenants().await?;
+    let list = ctx
+        .registry
+        .list_tenants()
+        .await
+        .map_err(|e| e.to_string())?;
     let mut clients: BTreeMap<String, usize> = BTreeMap::new();
     for s in ctx.sessions.snapshot() {
         *clients.entry(s.tenant.name.clone()).or_default() += 1;

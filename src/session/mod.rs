@@ -13,6 +13,7 @@ pub mod prepared;
 mod relay;
 mod repeats;
 mod socket;
+mod split;
 pub mod startup;
 pub mod upstream;
 mod wakes;

@@ -320,11 +320,10 @@ impl Upstream {
                 // The server knows the statement by another name (and may
                 // not have it at all): the proxy's copy goes, and an empty
                 // query stands in, answered as the DEALLOCATE.
-                // In a failed transaction the server's 25P02 is the answer,
-                // and the statement stays.
-                let failed = down.status == TxStatus::Failed && q.is_empty();
+                // (In a failed transaction the server's 25P02 is the
+                // answer, and the statement stays.)
                 if self.rename
-                    && !failed
+                    && !(down.status == TxStatus::Failed && q.is_empty())
                     && let Some(name) = deallocated_name(raw)
                     && self.forget_statement(&name)
                 {

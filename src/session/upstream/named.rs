@@ -230,13 +230,7 @@ impl Upstream {
         if !matches!(cache.lookup(&st), Lookup::Present) {
             self.prepare(&st, cache, &mut down.expect, true);
         }
-        self.out.put_u8(t);
-        self.out
-            .put_i32((4 + prefix.len() + st.server_name.len() + 1 + rest.len()) as i32);
-        self.out.put_slice(prefix);
-        self.out.put_slice(st.server_name.as_bytes());
-        self.out.put_u8(0);
-        self.out.put_slice(rest);
+        self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
         if t == tag::BIND && st.effect != Effect::default() {
             // It runs again: a setting it changes must be read back before
             // the connection goes to another client, and statements it
@@ -254,18 +248,23 @@ impl Upstream {
         Renamed::Yes
     }
 
+    /// Writes message `t` (a Bind or Describe) naming statement `name`,
+    /// between the `prefix` and `rest` of the client's.
+    fn write_naming(&mut self, t: u8, prefix: &[u8], name: &[u8], rest: &[u8]) {
+        self.out.put_u8(t);
+        self.out
+            .put_i32((4 + prefix.len() + name.len() + 1 + rest.len()) as i32);
+        self.out.put_slice(prefix);
+        self.out.put_slice(name);
+        self.out.put_u8(0);
+        self.out.put_slice(rest);
+    }
+
     /// A Bind or Describe of an unnamed statement that is not the client's:
     /// sent naming a statement that never exists, so that the server fails
     /// it and skips to Sync as for a missing one; its error is replaced.
     fn not_ours(&mut self, t: u8, prefix: &[u8], rest: &[u8]) -> Renamed {
-        const GONE: &[u8] = b"pgt_unnamed_gone";
-        self.out.put_u8(t);
-        self.out
-            .put_i32((4 + prefix.len() + GONE.len() + 1 + rest.len()) as i32);
-        self.out.put_slice(prefix);
-        self.out.put_slice(GONE);
-        self.out.put_u8(0);
-        self.out.put_slice(rest);
+        self.write_naming(t, prefix, b"pgt_unnamed_gone", rest);
         let mut err = BytesMut::new();
         protocol::error_response(
             &mut err,
