@@ -94,11 +94,10 @@ impl Context {
             firewall: ArcSwap::from_pointee(firewall(&cfg)),
             registry: Registry::new(
                 pg,
-                &tls,
+                endpoint.clone(),
                 cfg.registry.pool_size,
                 Duration::from_millis(cfg.registry.cache_ttl_ms),
                 timers.clone(),
-                Duration::from_millis(cfg.backend.connect_timeout_ms),
             ),
             pools: Pools::new(endpoint, secret, cfg.pool.clone(), timers.clone()),
             cancels: CancelMap::default(),

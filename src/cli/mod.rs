@@ -143,16 +143,19 @@ async fn connect(cfg: &Config) -> anyhow::Result<tokio_postgres::Client> {
     let tls =
         crate::pool::tls::BackendTlsPolicy::new(cfg.backend.tls, cfg.backend.tls_ca.as_deref())
             .map_err(|e| anyhow::anyhow!(e))?;
-    let mut pg = cfg.backend_pg_config()?;
+    let pg = cfg.backend_pg_config()?;
+    let timeout = std::time::Duration::from_millis(cfg.backend.connect_timeout_ms);
+    let ep = crate::pool::server::Endpoint::from_pg(&pg, timeout, tls);
     // The CLI's runtime has tokio's timers (the proxy's has its own): an
     // unreachable database fails the command instead of hanging it.
-    pg.connect_timeout(std::time::Duration::from_millis(
-        cfg.backend.connect_timeout_ms,
-    ));
-    let (pg, tls) = tls.control_plane(pg);
-    let (client, conn) = pg
-        .connect(tls)
+    let (client, conn) = tokio::time::timeout(timeout, crate::pool::control::connect(&ep, &pg))
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "cannot connect to backend.url: no answer within backend.connect_timeout_ms ({} ms)",
+                timeout.as_millis()
+            )
+        })?
         .map_err(admin::AdminError::from)
         .context("cannot connect to backend.url")?;
     tokio::spawn(async move {

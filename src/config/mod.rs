@@ -436,6 +436,15 @@ impl Config {
                 "sets sslmode: remove it and set backend.tls (PGTENANT_BACKEND_TLS) instead",
             ));
         }
+        // Neither plane binds SCRAM to the TLS channel; the server is
+        // authenticated by its certificate (`verify-full`) instead.
+        if pg.get_channel_binding() == tokio_postgres::config::ChannelBinding::Require {
+            return Err(invalid(
+                "backend.url",
+                "sets channel_binding=require, which pgtenant does not do: remove it and set \
+                 backend.tls = verify-full (PGTENANT_BACKEND_TLS) to authenticate the server",
+            ));
+        }
         Ok(pg)
     }
 

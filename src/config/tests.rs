@@ -116,6 +116,7 @@ fn a_backend_url_must_be_one_tcp_host_without_sslmode() {
         "postgres://u@127.0.0.1/db?sslmode=require",
         "postgres://u@127.0.0.1/db?sslmode=disable",
         "postgres://u@127.0.0.1/db?hostaddr=10.0.0.1",
+        "postgres://u@127.0.0.1/db?channel_binding=require",
     ] {
         let msg = load("", &[("PGTENANT_BACKEND_URL", url)])
             .unwrap_err()

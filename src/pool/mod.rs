@@ -12,6 +12,7 @@
 //! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
 mod clock;
+pub mod control;
 mod expiry;
 mod gate;
 mod replies;

@@ -16,8 +16,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_postgres::config::SslMode;
-use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -30,7 +28,6 @@ use crate::tls::MaybeTls;
 #[derive(Clone)]
 pub struct BackendTlsPolicy {
     pub mode: BackendTls,
-    config: Arc<rustls::ClientConfig>,
     connector: Option<TlsConnector>,
 }
 
@@ -75,25 +72,10 @@ impl BackendTlsPolicy {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
-        let config = Arc::new(cfg);
         Ok(BackendTlsPolicy {
             mode,
-            connector: (mode != BackendTls::Disable).then(|| TlsConnector::from(config.clone())),
-            config,
+            connector: (mode != BackendTls::Disable).then(|| TlsConnector::from(Arc::new(cfg))),
         })
-    }
-
-    /// The control plane (registry, watcher, CLI) follows the same policy.
-    pub fn control_plane(
-        &self,
-        mut pg: tokio_postgres::Config,
-    ) -> (tokio_postgres::Config, MakeRustlsConnect) {
-        pg.ssl_mode(match self.mode {
-            BackendTls::Disable => SslMode::Disable,
-            BackendTls::Prefer => SslMode::Prefer,
-            _ => SslMode::Require,
-        });
-        (pg, MakeRustlsConnect::new((*self.config).clone()))
     }
 
     pub fn connector(&self) -> Option<&TlsConnector> {

@@ -36,6 +36,7 @@ pub mod tag {
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const BACKEND_KEY_DATA: u8 = b'K';
     pub const AUTHENTICATION: u8 = b'R';
+    pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
 }
 
 /// A parsed message header.

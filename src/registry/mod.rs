@@ -177,16 +177,15 @@ fn epoch(secs: Option<f64>) -> Option<SystemTime> {
 impl Registry {
     pub fn new(
         pg: tokio_postgres::Config,
-        tls: &crate::pool::tls::BackendTlsPolicy,
+        endpoint: crate::pool::server::Endpoint,
         size: usize,
         ttl: Duration,
         timers: crate::timer::Timers,
-        connect_timeout: Duration,
     ) -> Registry {
-        let (pg, tls) = tls.control_plane(pg);
-        let mgr = Manager::from_config(
+        let connect_timeout = endpoint.connect_timeout;
+        let mgr = Manager::from_connect(
             pg,
-            tls,
+            crate::pool::control::PoolConnect(endpoint),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

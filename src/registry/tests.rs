@@ -34,14 +34,8 @@ fn registry_with(entries: &[(u8, Arc<KeyInfo>)]) -> Registry {
     let tls =
         crate::pool::tls::BackendTlsPolicy::new(crate::config::BackendTls::Disable, None).unwrap();
     let timers = crate::timer::Timers::new().unwrap();
-    let r = Registry::new(
-        pg,
-        &tls,
-        1,
-        Duration::from_secs(60),
-        timers,
-        Duration::from_secs(5),
-    );
+    let ep = crate::pool::server::Endpoint::from_pg(&pg, Duration::from_secs(5), tls);
+    let r = Registry::new(pg, ep, 1, Duration::from_secs(60), timers);
     {
         let mut c = r.cache.lock().unwrap();
         for (h, i) in entries {

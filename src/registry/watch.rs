@@ -87,8 +87,8 @@ async fn listen(ctx: &Context, backoff: &mut Duration) -> WatchError {
     };
     // Findable in pg_stat_activity, per replica.
     pg.application_name(format!("pgtenant watch {}", std::process::id()));
-    let (pg, tls) = ctx.pools.endpoint().tls.control_plane(pg);
-    let (client, mut conn) = match ctx.timers.timeout(connect_timeout, pg.connect(tls)).await {
+    let connect = crate::pool::control::connect(ctx.pools.endpoint(), &pg);
+    let (client, mut conn) = match ctx.timers.timeout(connect_timeout, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return WatchError::Connect(e),
         Err(_) => return WatchError::ConnectTimeout,
