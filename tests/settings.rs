@@ -447,3 +447,48 @@ async fn a_queued_setting_the_server_refuses_ends_the_session() {
     let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
 }
+
+/// The proxy's own queries name `pg_catalog` objects in full: a temporary
+/// table named like a catalog (searched before `pg_catalog`) must not feed it settings the client never made, such as a
+/// `search_path` away from the tenant's schema or
+/// `standard_conforming_strings = off`, which would make the server read
+/// SQL differently from the firewall.
+#[tokio::test]
+async fn the_proxys_own_queries_cannot_be_fed_by_look_alikes() {
+    let (proxy, key) = one_connection("lookalike");
+    let c = proxy.client_ok(&key).await;
+    let schema: String = c
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute(
+        "CREATE FUNCTION shadow() RETURNS void LANGUAGE sql AS $$
+           CREATE TEMP TABLE pg_settings AS SELECT * FROM (VALUES
+             ('standard_conforming_strings', 'off', 'session'),
+             ('search_path', 'public', 'session')) v(name, setting, source) $$;
+         BEGIN; SELECT shadow(); SET application_name = 'lookalike'; COMMIT",
+    )
+    .await
+    .unwrap();
+    // The read-back ran after COMMIT, on the connection with the table;
+    // the next transactions get what it read.
+    for _ in 0..2 {
+        let row = c
+            .query_one(
+                "SELECT current_setting('search_path'), \
+                 current_setting('standard_conforming_strings'), \
+                 current_setting('application_name')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(
+            got,
+            (schema.clone(), "on".into(), "lookalike".into()),
+            "{}",
+            proxy.log()
+        );
+    }
+}

@@ -87,8 +87,8 @@ impl From<ServerError> for ClientError {
 /// The pinned identity a connection must show before it is handed out.
 /// `current_schemas(false)`: the schemas name resolution uses (bar the
 /// implicit `pg_catalog`), which must be the tenant's alone.
-const VERIFY: &str =
-    "SELECT current_user, current_schema(), array_to_string(current_schemas(false), ',')";
+const VERIFY: &str = "SELECT current_user, pg_catalog.current_schema(), \
+     pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')";
 const MAX_CONTROL_MSG: usize = 1 << 20;
 /// How long [`ServerConn::close`] waits for the server's end to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);

@@ -25,7 +25,7 @@ const LIST_OF_NAMES: &[&str] = &[
 /// Appends the statement that sets `name` to `value` for the session.
 pub fn push_set(sql: &mut String, name: &str, value: &str) {
     if LIST_OF_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-        sql.push_str("SELECT set_config(");
+        sql.push_str("SELECT pg_catalog.set_config(");
         push_literal(sql, name);
         sql.push_str(", ");
         push_literal(sql, value);
@@ -44,8 +44,9 @@ pub fn push_set(sql: &mut String, name: &str, value: &str) {
 /// session, and the custom settings `custom` names, which it never lists
 /// unless an extension defines them (see `session::custom`).
 pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
-    let mut sql =
-        String::from("SELECT lower(name), setting FROM pg_settings WHERE source = 'session'");
+    let mut sql = String::from(
+        "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings WHERE source = 'session'",
+    );
     let mut any = false;
     for name in custom {
         sql.push_str(if any {
@@ -58,8 +59,9 @@ pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
     }
     if any {
         sql.push_str(
-            ")) AS c(n), current_setting(c.n, true) AS v WHERE v IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM pg_settings s WHERE lower(s.name) = c.n)",
+            ")) AS c(n), pg_catalog.current_setting(c.n, true) AS v WHERE v IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s \
+             WHERE pg_catalog.lower(s.name) = c.n)",
         );
     }
     sql.push_str(" ORDER BY 1");
@@ -109,7 +111,7 @@ pub fn restore_sql(startup: &[(String, String)]) -> Option<String> {
     if startup.is_empty() {
         return None;
     }
-    let mut sql = String::from("SELECT set_config(s.n, s.v, false) FROM (VALUES ");
+    let mut sql = String::from("SELECT pg_catalog.set_config(s.n, s.v, false) FROM (VALUES ");
     for (i, (name, value)) in startup.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
@@ -121,8 +123,9 @@ pub fn restore_sql(startup: &[(String, String)]) -> Option<String> {
         sql.push(')');
     }
     sql.push_str(
-        ") AS s(n, v) LEFT JOIN pg_settings p ON lower(p.name) = s.n \
-         WHERE CASE WHEN p.name IS NULL THEN coalesce(current_setting(s.n, true), '') = '' \
+        ") AS s(n, v) LEFT JOIN pg_catalog.pg_settings p ON pg_catalog.lower(p.name) = s.n \
+         WHERE CASE WHEN p.name IS NULL \
+         THEN coalesce(pg_catalog.current_setting(s.n, true), '') = '' \
          ELSE p.source <> 'session' AND p.context IN ('user', 'superuser') \
          AND p.name NOT LIKE 'transaction\\_%' END",
     );
@@ -217,14 +220,16 @@ mod tests {
 
     #[test]
     fn capture_reads_custom_settings_by_name() {
-        let plain = "SELECT lower(name), setting FROM pg_settings WHERE source = 'session'";
+        let plain = "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings \
+                     WHERE source = 'session'";
         assert_eq!(capture_sql([].into_iter()), format!("{plain} ORDER BY 1"));
         assert_eq!(
             capture_sql(["app.who", "App.O'k"].into_iter()),
             format!(
                 "{plain} UNION SELECT c.n, v FROM (VALUES ('app.who'), ('app.o''k')) AS c(n), \
-                 current_setting(c.n, true) AS v WHERE v IS NOT NULL AND NOT EXISTS \
-                 (SELECT 1 FROM pg_settings s WHERE lower(s.name) = c.n) ORDER BY 1"
+                 pg_catalog.current_setting(c.n, true) AS v WHERE v IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s \
+                 WHERE pg_catalog.lower(s.name) = c.n) ORDER BY 1"
             )
         );
     }
@@ -252,7 +257,7 @@ mod tests {
     fn lists_of_names_use_set_config() {
         assert_eq!(
             set("Search_Path", "a, b"),
-            "SELECT set_config('Search_Path', 'a, b', false);"
+            "SELECT pg_catalog.set_config('Search_Path', 'a, b', false);"
         );
     }
 

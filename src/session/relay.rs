@@ -24,6 +24,7 @@ use crate::cancel::CancelKey;
 use crate::config::PoolMode;
 use crate::context::Context;
 use crate::error::ClientError;
+use crate::firewall::misread_under;
 use crate::pool::{Admission, Checkout, Release, ServerConn, Settings};
 use crate::protocol::{TxStatus, tag};
 use crate::tls::ClientStream;
@@ -242,6 +243,17 @@ async fn relay(
                 // SET/RESET/set_config ran: carry the result to the next connection.
                 match co.conn.capture_settings(&up.custom_settings, wanted).await {
                     Ok(now) => {
+                        // The server's report of such a change ends the
+                        // session; nor may this read carry one to the next
+                        // connection.
+                        let misread = |(n, v): &&(String, String)| misread_under(n, v);
+                        if down.guard_reading
+                            && let Some((n, v)) = now.iter().find(misread)
+                        {
+                            let e = ClientError::ReadingChanged(n.clone(), v.clone());
+                            co.release(Release::Dirty).await;
+                            return Some(e);
+                        }
                         *wanted = s.ctx.pools.intern(&now);
                         co.conn.settings_applied(wanted); // the shared copy
                     }
