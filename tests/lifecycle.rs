@@ -109,9 +109,9 @@ async fn deactivated_tenant_is_refused_with_28000_and_reactivation_restores_logi
     assert!(alive(&s).await);
 }
 
-/// A change to a tenant that leaves it active (here its metadata) drops
-/// its idle connections once, but the connections its live sessions use
-/// go back to the pool as before: they are not closed at every return.
+/// A change to a tenant that leaves it active, with the same role and
+/// schema (here its metadata), keeps its pooled connections, and so does
+/// a notification that only claims a change.
 #[tokio::test]
 async fn a_tenant_change_that_keeps_it_active_keeps_its_pooled_connections() {
     let reg = registry();
@@ -127,28 +127,45 @@ async fn a_tenant_change_that_keeps_it_active_keeps_its_pooled_connections() {
         let row = s.client.query_one("SELECT pg_backend_pid()", &[]);
         row.await.unwrap().get(0)
     }
-    pid(&s).await;
-    support::cluster()
-        .connect(&reg.db)
-        .await
-        .execute(
-            "UPDATE pgtenant.tenants SET metadata = '{\"plan\": \"pro\"}' WHERE name = $1",
-            &[&t],
-        )
-        .await
-        .unwrap();
-    // The notification arrives, the idle connection closes, the session
-    // stays: its next transaction gets a new connection, and the one after
-    // gets that one back.
+    let first = pid(&s).await;
+    let su = support::cluster().connect(&reg.db).await;
+    su.execute(
+        "UPDATE pgtenant.tenants SET metadata = '{\"plan\": \"pro\"}' WHERE name = $1",
+        &[&t],
+    )
+    .await
+    .unwrap();
+    // The notification arrives; the tenant's role and schema are the
+    // same, so the idle connection stays, and so does the session.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         alive(&s).await,
         "a change that keeps the tenant active ended a session"
     );
-    let first = pid(&s).await;
     for _ in 0..3 {
         assert_eq!(pid(&s).await, first, "the connection was not pooled again");
     }
+    // Any role may NOTIFY on the registry's channel: a claim of a change
+    // costs a registry query, not the tenant's connections.
+    let id: uuid::Uuid = su
+        .query_one("SELECT id FROM pgtenant.tenants WHERE name = $1", &[&t])
+        .await
+        .unwrap()
+        .get(0);
+    su.batch_execute(&format!("NOTIFY pgtenant_registry, 'tenant:{id}'"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pid(&s).await, first, "a forged notification closed it");
+    // A real change of what the connection is (inactive) closes it.
+    su.execute(
+        "UPDATE pgtenant.tenants SET active = false WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let e = refused_by(&p, &key, Instant::now() + Duration::from_secs(2)).await;
+    assert_eq!(code(&e), "28000");
 }
 
 #[tokio::test]

@@ -525,6 +525,11 @@ impl Pools {
         }
     }
 
+    /// The tenant as its pool was opened for, if it has a pool.
+    pub fn pooled_tenant(&self, id: Uuid) -> Option<Arc<Tenant>> {
+        self.existing_pool(id).map(|p| p.tenant.clone())
+    }
+
     /// A tenant's pool if it has one (a lookup that creates none).
     fn existing_pool(&self, id: Uuid) -> Option<Arc<TenantPool>> {
         self.tenants.lock().expect("poisoned").get(&id).cloned()

@@ -373,6 +373,22 @@ impl Registry {
         self.cache.lock().expect("poisoned").generation
     }
 
+    /// The tenant as the registry has it now; None once it is dropped.
+    pub async fn tenant(&self, id: Uuid) -> Result<Option<Tenant>, RegistryError> {
+        const SQL: &str = "SELECT name, schema_name, role_name, active \
+                           FROM pgtenant.tenants WHERE id = $1";
+        let row = self
+            .run(|c| Box::pin(async move { Ok(c.query_opt(SQL, &[&id]).await?) }))
+            .await?;
+        Ok(row.map(|r| Tenant {
+            id,
+            name: r.get(0),
+            schema: r.get(1),
+            role: r.get(2),
+            active: r.get(3),
+        }))
+    }
+
     /// The current state of each (key id, tenant id) pair, in one query.
     pub async fn check_keys(
         &self,

@@ -175,13 +175,14 @@ fn parse(payload: &str) -> Option<(&'static str, Uuid)> {
 }
 
 async fn on_notifications(ctx: &Context, batch: &[String]) {
+    let mut tenants = Vec::new();
     for payload in batch {
         match parse(payload) {
             Some((kind, id)) => {
                 match kind {
                     "tenant" => {
                         ctx.registry.invalidate_tenant(id);
-                        ctx.pools.forget_tenant(id);
+                        tenants.push(id);
                     }
                     "user" => ctx.registry.invalidate_user(id),
                     _ => ctx.registry.invalidate_key(id),
@@ -201,8 +202,40 @@ async fn on_notifications(ctx: &Context, batch: &[String]) {
             }
         }
     }
+    tenants.sort_unstable();
+    tenants.dedup();
+    for id in tenants {
+        tenant_changed(ctx, id).await;
+    }
     if ctx.cfg().registry.on_revoke == OnRevoke::Terminate {
         recheck_sessions(ctx).await;
+    }
+}
+
+/// A tenant's idle connections close only if what they were opened as
+/// changed: the tenant is gone or inactive, renamed, or has another role
+/// or schema. A change of its metadata keeps them; so does a notification
+/// that only claims a change, which any role that can connect to the
+/// database can send (NOTIFY needs no privilege): it costs one registry
+/// query, not another tenant's pooled connections.
+async fn tenant_changed(ctx: &Context, id: Uuid) {
+    let Some(pooled) = ctx.pools.pooled_tenant(id) else {
+        return;
+    };
+    let same = match ctx.registry.tenant(id).await {
+        Ok(Some(now)) => {
+            now.active
+                && (&now.name, &now.schema, &now.role)
+                    == (&pooled.name, &pooled.schema, &pooled.role)
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, tenant = %pooled.name, "cannot read a changed tenant; its idle connections close");
+            false
+        }
+    };
+    if !same {
+        ctx.pools.forget_tenant(id);
     }
 }
 
