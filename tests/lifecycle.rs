@@ -227,12 +227,14 @@ async fn dropped_tenant_loses_schema_role_rows_and_sessions() {
     let schema = format!("tenant_{t}");
     let (_, key) = issue(&env, &t, &[]);
     ok(&env, &["user", "add", "--tenant", &t, "x@example.com"]);
-    let p = proxy(&[]);
+    let p = proxy(&[("PGTENANT_ADMIN_PASSWORD", "console-password")]);
+    let console = p.client_db("console-password", "pgtenant").await.unwrap();
     let s = open_ok(&p, &key).await;
     s.client
         .batch_execute("CREATE TABLE notes (x int); INSERT INTO notes VALUES (1)")
         .await
         .unwrap();
+    assert!(pool_listed(&console, &t).await);
 
     fails(&env, &["tenant", "drop", &t], "without --yes");
     fails(
@@ -260,6 +262,12 @@ async fn dropped_tenant_loses_schema_role_rows_and_sessions() {
     assert_eq!(m, format!("pgtenant: tenant \"{t}\" was dropped"));
     let e = refused_by(&p, &key, deadline).await;
     assert_eq!(code(&e), "28P01");
+    // Its pool goes too, once its last connection closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool_listed(&console, &t).await {
+        assert!(Instant::now() < deadline, "the dropped tenant's pool stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let su = superuser(&reg.db).await;
     let row = su
@@ -280,6 +288,15 @@ async fn dropped_tenant_loses_schema_role_rows_and_sessions() {
         (false, false, false)
     );
     fails(&env, &["tenant", "show", &t], "no tenant named");
+}
+
+/// Whether the admin console's SHOW POOLS has a line for `tenant`.
+async fn pool_listed(console: &tokio_postgres::Client, tenant: &str) -> bool {
+    let rows = console.simple_query("SHOW POOLS").await.unwrap();
+    rows.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some(tenant),
+        _ => false,
+    })
 }
 
 #[tokio::test]

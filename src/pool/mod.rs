@@ -265,10 +265,17 @@ impl Pools {
 
     /// Opens one idle connection for `tenant` if the budget has room.
     pub async fn warm(&self, tenant: &Arc<Tenant>) {
+        // Not a pool of its own: one removed since (see [`Self::reap`])
+        // stays removed.
+        let Some(pool) = self
+            .existing_pool(tenant.id)
+            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
+        else {
+            return;
+        };
         let Some(budget) = self.budget.try_acquire() else {
             return;
         };
-        let pool = self.tenant_pool(tenant);
         let cache = self.cfg.load().prepared_statements_per_connection;
         pool.warming.fetch_add(1, Ordering::Relaxed);
         let opened = self.open(tenant, budget, cache).await;
@@ -549,6 +556,17 @@ impl Pools {
             p.slots
                 .with_idle(|idle| idle.retain(|c| !self.expired(c, now)));
         }
+        // A tenant the registry changed, deactivated or dropped keeps no
+        // pool (nor a line in SHOW POOLS) once nothing is left of it: the
+        // map's is the only reference (no client, no checkout), no
+        // connection is out or idle, none is being opened. Under the map's
+        // lock, through which a login would find it again.
+        self.tenants.lock().expect("poisoned").retain(|_, p| {
+            !(p.forgotten.load(Ordering::Relaxed)
+                && Arc::strong_count(p) == 1
+                && p.warming.load(Ordering::Relaxed) == 0
+                && p.slots.counts() == (0, 0))
+        });
     }
 }
 
