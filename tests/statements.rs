@@ -353,6 +353,63 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     assert!(err.contains("26000"), "{err}");
 }
 
+/// `DEALLOCATE ALL` and `DISCARD ALL` that the server refuses (in a failed
+/// transaction, or `DISCARD ALL` inside one) drop nothing, as in
+/// PostgreSQL; nor does a named Parse of one, which runs nothing; and a
+/// statement parsed behind a `DEALLOCATE ALL` that runs is still there.
+#[tokio::test]
+async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
+    let reg = registry();
+    let t = reg.create_tenant("deallocall");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("kept", "SELECT 1", [], b).unwrap();
+        frontend::parse("dealloc", "DEALLOCATE ALL", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    let runs = |s: &'static str| {
+        move |b: &mut BytesMut| {
+            raw::bind_execute(b, s, 0);
+            frontend::sync(b);
+        }
+    };
+    raw::send(&mut s, runs("kept")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "a Parse ran");
+    for failing in [
+        "BEGIN; SELECT 1/0; DEALLOCATE ALL",
+        "BEGIN; SELECT 1/0; DISCARD ALL",
+        "BEGIN; DISCARD ALL",
+    ] {
+        raw::query(&mut s, failing).await;
+        assert!(raw::until_ready(&mut s).await.is_some(), "{failing}");
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, runs("kept")).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{failing}");
+    }
+    // Runs, with a statement parsed behind it in the same write.
+    raw::send(&mut s, |b| {
+        frontend::query("DEALLOCATE ALL", b).unwrap();
+        frontend::parse("after", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, runs("after")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, runs("kept")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+    assert!(err.contains("26000"), "{err}");
+}
+
 /// A named Parse the firewall refuses leaves the unnamed statement alone,
 /// as PostgreSQL's failed named Parse does. Both modes.
 #[tokio::test]

@@ -49,6 +49,9 @@ pub struct Downstream {
     /// connection until its Bind, its Close, a Query that replaces it or
     /// the server's refusal of its Parse.
     pub unnamed_unbound: bool,
+    /// A `DEALLOCATE ALL` or `DISCARD ALL` ran (see [`Expect::DropsAll`]):
+    /// the client's statements kept up to this number are gone.
+    pub dropped_all: Option<u64>,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -101,6 +104,7 @@ impl Downstream {
             copies_ended: 0,
             skipping_to_sync: false,
             unnamed_unbound: false,
+            dropped_all: None,
         }
     }
 
@@ -224,6 +228,15 @@ impl Downstream {
                     splice(&mut self.buf, pos, h.frame_len, &[]);
                     self.expect.pop_front();
                     continue;
+                }
+                (Some(Expect::DropsAll(upto)), b'C') => {
+                    if !whole {
+                        break;
+                    }
+                    let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
+                    if body == b"DEALLOCATE ALL\0" || body == b"DISCARD ALL\0" {
+                        self.dropped_all = Some(upto);
+                    }
                 }
                 (Some(Expect::Deallocate), b'I') => {
                     if !whole {

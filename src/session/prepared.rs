@@ -25,6 +25,9 @@ pub struct Statement {
     /// What running it does to the session, noted at every Bind: only
     /// the Parse is read, and a statement may run many times after.
     pub effect: Effect,
+    /// When the client's Parse made it, in the session's count (see
+    /// `Upstream::keep_statement`).
+    pub kept: u64,
 }
 
 impl Statement {
@@ -44,6 +47,7 @@ impl Statement {
             server_name,
             parse: frame.freeze(),
             effect: Effect::default(),
+            kept: 0,
         }
     }
 

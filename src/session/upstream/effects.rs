@@ -98,9 +98,6 @@ impl Upstream {
         if e.drops_statements {
             server.statements.dropped_maybe();
         }
-        if e.drops_all {
-            self.forget_all_statements();
-        }
         if e.changes_settings {
             self.settings_changed = true;
             self.note_custom_settings(sql);

@@ -123,6 +123,8 @@ pub struct Upstream {
     statements: ClientStatements,
     /// The size of `statements`' Parse messages.
     statement_bytes: usize,
+    /// Statements kept so far (see [`Statement::kept`]).
+    statements_kept: u64,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -150,6 +152,7 @@ impl Upstream {
             lex: rename || inspector_reads,
             statements: ClientStatements::new(),
             statement_bytes: 0,
+            statements_kept: 0,
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -296,6 +299,9 @@ impl Upstream {
         server: &mut ServerConn,
     ) {
         let body = &frame[protocol::HEADER_LEN..];
+        if let Some(upto) = down.dropped_all.take() {
+            self.forget_statements_upto(upto);
+        }
         let q = &mut down.expect;
         match t {
             // A Query or FunctionCall also ends the implicit transaction
@@ -331,13 +337,22 @@ impl Upstream {
                     q.push_back(Expect::Deallocate);
                     return;
                 }
-                if let Err(err) = self.check(raw, false, inspector, server) {
-                    frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
-                    q.push_back(Expect::Refused(Reply::UntilReady, err));
-                    return;
-                }
+                let effect = match self.check(raw, false, inspector, server) {
+                    Ok(effect) => effect,
+                    Err(err) => {
+                        frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
+                        q.push_back(Expect::Refused(Reply::UntilReady, err));
+                        return;
+                    }
+                };
                 self.out.extend_from_slice(frame);
-                q.push_back(Expect::Pass(Reply::UntilReady));
+                // Its names go once the server says it ran (it may not,
+                // in a failed transaction).
+                q.push_back(if effect.drops_all {
+                    Expect::DropsAll(self.statements_kept)
+                } else {
+                    Expect::Pass(Reply::UntilReady)
+                });
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
@@ -353,6 +368,11 @@ impl Upstream {
                     && (effect.resets || !self.resetting.is_empty())
                 {
                     self.note_prepared_resets(name, effect.resets);
+                }
+                // A named one drops them when it is bound (see
+                // `rename_statement`); the unnamed one is bound next.
+                if effect.drops_all && name.is_empty() {
+                    self.forget_all_statements();
                 }
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);

@@ -149,10 +149,17 @@ impl Upstream {
         self.statement_bytes = 0;
     }
 
+    /// A `DEALLOCATE ALL` ran: the statements kept before it was sent go;
+    /// those the client parsed behind it stay.
+    pub(super) fn forget_statements_upto(&mut self, upto: u64) {
+        self.statements.retain(|_, s| s.kept > upto);
+        self.statement_bytes = self.statements.values().map(|s| s.parse.len()).sum();
+    }
+
     /// Records a client's named statement (kept for the session: its text
     /// goes to whichever connection it is used on), unless the session
     /// holds too many already: then the error to answer its Parse with.
-    pub(super) fn keep_statement(&mut self, name: &[u8], st: Statement) -> Result<(), Bytes> {
+    pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<(), Bytes> {
         let name = String::from_utf8_lossy(name).into_owned();
         let replaced = self.statements.get(&name).map(|o| o.parse.len());
         let bytes = self.statement_bytes - replaced.unwrap_or(0) + st.parse.len();
@@ -173,6 +180,8 @@ impl Upstream {
             return Err(err.freeze());
         }
         self.statement_bytes = bytes;
+        self.statements_kept += 1;
+        st.kept = self.statements_kept;
         self.statements.insert(name, st);
         Ok(())
     }
