@@ -364,6 +364,30 @@ async fn a_reset_returns_to_the_startup_settings() {
                 assert_eq!(read().await, owned(startup), "{mode}: {reset}");
             }
         }
+        // What the client pipelined behind the RESET sees them too.
+        let (reset, probed) = tokio::join!(
+            c.batch_execute("SET statement_timeout = 7; RESET ALL"),
+            c.simple_query(probe)
+        );
+        reset.unwrap();
+        let row = probed
+            .unwrap()
+            .into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            (row.get(0), row.get(1), row.get(2), row.get(3)),
+            (
+                Some(startup.0),
+                Some(startup.1),
+                Some(startup.2),
+                Some(startup.3)
+            ),
+            "{mode}: pipelined behind RESET ALL"
+        );
         // A prepared RESET, each time it runs (named: tokio-postgres).
         let reset = c.prepare("RESET ALL").await.unwrap();
         for _ in 0..2 {

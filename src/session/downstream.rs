@@ -52,6 +52,8 @@ pub struct Downstream {
     /// A `DEALLOCATE ALL` or `DISCARD ALL` ran (see [`Expect::DropsAll`]):
     /// the client's statements kept up to this number are gone.
     pub dropped_all: Option<u64>,
+    /// The proxy's restore of startup settings met a failed transaction.
+    pub restore_again: bool,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -105,6 +107,7 @@ impl Downstream {
             skipping_to_sync: false,
             unnamed_unbound: false,
             dropped_all: None,
+            restore_again: false,
         }
     }
 
@@ -193,9 +196,15 @@ impl Downstream {
                 if !whole {
                     break;
                 }
-                if tag == b'E' && matches!(hidden, Expect::Hidden) {
+                if tag == b'E' {
                     let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
-                    return Err(ClientError::Backend(ErrorFields::parse(body)));
+                    let err = ErrorFields::parse(body);
+                    if matches!(hidden, Expect::Hidden) {
+                        return Err(ClientError::Backend(err));
+                    }
+                    // Sent behind a RESET in a transaction that failed:
+                    // again once it is rolled back (see `relay`).
+                    self.restore_again |= err.code == "25P02";
                 }
                 if tag == b'Z' {
                     self.expect.pop_front();

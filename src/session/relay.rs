@@ -90,6 +90,7 @@ pub async fn run(
         s.span.clone(),
     );
     up.inbuf = early;
+    up.startup = (!s.settings.is_empty()).then(|| s.settings.clone());
     // The client's settings: its startup ones, then whatever it SETs.
     let mut wanted = s.settings.clone();
     // Buffers grow on first use: an idle client costs little memory.
@@ -201,6 +202,7 @@ async fn relay(
         // the same connection once it is answered, before anything else.
         // Not in a failed transaction: after its ROLLBACK (which may undo
         // the RESET, or, to a savepoint, not).
+        up.restore_startup |= std::mem::take(&mut down.restore_again);
         if up.restore_startup
             && server.is_some()
             && !up.terminated

@@ -179,6 +179,22 @@ impl Upstream {
         }
     }
 
+    /// Right behind a client's Query that resets settings, in the same
+    /// write: the startup settings it took are back before anything the
+    /// client sent after it runs (statements pipelined behind it). In the
+    /// same transaction, so a rollback undoes both; refused in a failed
+    /// one, it is sent again after the rollback (`restore_again`). Not
+    /// behind a COPY, which would take the query for its data: there the
+    /// relay restores once the Query is answered.
+    pub(super) fn restore_behind(&mut self, sql: &[u8], down: &mut Downstream) {
+        let copies = sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"copy"));
+        if let Some(restore) = self.startup.as_deref().and_then(crate::pool::restore_sql)
+            && !copies
+        {
+            self.restore_startup_settings(&restore, down);
+        }
+    }
+
     pub(super) fn pin(&mut self, why: &'static str) {
         if self.pinned.is_none() {
             tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");

@@ -106,6 +106,8 @@ pub struct Upstream {
     /// A statement may have reset the client's startup settings: give them
     /// back once it is answered (see `relay`).
     pub restore_startup: bool,
+    /// The client's startup settings, if it gave any: what a RESET gives back.
+    pub startup: Option<Settings>,
     /// Prepared statements (by name; "" unnamed) that reset settings when
     /// they run: nearly always empty.
     resetting: Vec<Box<[u8]>>,
@@ -145,6 +147,7 @@ impl Upstream {
             pinned: None,
             settings_changed: false,
             restore_startup: false,
+            startup: None,
             resetting: Vec::new(),
             owner,
             custom_settings: Vec::new(),
@@ -353,6 +356,9 @@ impl Upstream {
                 } else {
                     Expect::Pass(Reply::UntilReady)
                 });
+                if effect.resets {
+                    self.restore_behind(raw, down);
+                }
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
