@@ -87,9 +87,10 @@ pub enum Mode {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
-    /// Schemas every tenant may read and call into, besides pg_catalog and
-    /// information_schema (always allowed), e.g. `"extensions"`. Tenants
-    /// cannot create or change objects in them.
+    /// Schemas every tenant may use, besides pg_catalog and
+    /// information_schema (always allowed), e.g. `"extensions"`: what a
+    /// tenant may read or write in them is up to PostgreSQL's grants, but
+    /// it cannot create, alter or drop objects in them.
     pub shared_schemas: Vec<String>,
     /// Whether tenants may run CREATE/ALTER/DROP EXTENSION (into their own
     /// schema only).

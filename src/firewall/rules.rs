@@ -254,6 +254,7 @@ const FUNCTIONS: &[(&str, FuncClass)] = &[
     ("pg_relation_is_updatable", ObjectNameArgs),
     ("pg_relation_size", ObjectNameArgs),
     ("pg_reload_conf", Refuse(CLUSTER_ADMIN, ADMIN)),
+    ("pg_relpages", ObjectNameArgs),
     ("pg_rotate_logfile", Refuse(CLUSTER_ADMIN, ADMIN)),
     (
         "pg_safe_snapshot_blocking_pids",
@@ -273,6 +274,8 @@ const FUNCTIONS: &[(&str, FuncClass)] = &[
         "pg_stat_statements_info",
         Refuse(OTHER_TENANTS, SEES_OTHERS),
     ),
+    // Every session's statistics, reset.
+    ("pg_stat_statements_reset", Refuse(CLUSTER_ADMIN, ADMIN)),
     ("pg_switch_wal", Refuse(CLUSTER_ADMIN, ADMIN)),
     ("pg_table_size", ObjectNameArgs),
     (
@@ -320,6 +323,8 @@ const FUNCTIONS: &[(&str, FuncClass)] = &[
     ("to_regtypemod", ObjectNameArgs),
     ("ts_rewrite", RefuseWithArgs(2, DYNAMIC_SQL, RUNS_SQL)),
     ("ts_stat", Refuse(DYNAMIC_SQL, RUNS_SQL)),
+    // xml2's: its last argument is a WHERE clause, run as SQL.
+    ("xpath_table", Refuse(DYNAMIC_SQL, RUNS_SQL)),
 ];
 
 /// Function families matched by prefix (after the exact table).

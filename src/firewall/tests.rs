@@ -109,7 +109,7 @@ fn shared_schemas_come_from_the_policy() {
     assert_eq!(rule_of(&strict, sql), X);
     let shared = Firewall::new(policy(), 10);
     assert_eq!(rule_of(&shared, sql), OK);
-    // Readable, not writable.
+    // Used as the grants allow (rows), never changed (objects).
     assert_eq!(rule_of(&shared, "INSERT INTO extensions.t VALUES (1)"), OK);
     assert_eq!(rule_of(&shared, "DROP TABLE extensions.t"), X);
     assert_eq!(

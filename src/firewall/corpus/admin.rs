@@ -92,6 +92,12 @@ pub const CASES: &[(&str, Option<&str>)] = &[
         DYN,
     ),
     ("SELECT xpath('/a', '<a/>'::xml)", OK),
+    (
+        "SELECT * FROM xpath_table('id', 'doc', 't', '/a', 'true') AS x(id int, a text)",
+        DYN,
+    ),
+    ("SELECT pg_relpages('tenant_b.t')", X),
+    ("SELECT pg_relpages('t')", OK),
     ("SELECT * FROM pg_stat_activity", OTH),
     (
         "SELECT query FROM pg_catalog.pg_stat_activity WHERE pid <> pg_backend_pid()",
@@ -145,6 +151,7 @@ pub const CASES: &[(&str, Option<&str>)] = &[
     ("ALTER LANGUAGE plpgsql OWNER TO x", ADM),
     ("SELECT pg_reload_conf()", ADM),
     ("SELECT pg_stat_reset()", ADM),
+    ("SELECT pg_stat_statements_reset()", ADM),
     ("CREATE EXTENSION hstore", EXT),
     (
         "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\" SCHEMA extensions",
