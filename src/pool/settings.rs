@@ -40,12 +40,15 @@ pub fn push_set(sql: &mut String, name: &str, value: &str) {
 }
 
 /// The query that reads back a session's settings (name, value), names
-/// lowercased, ordered by name: what `pg_settings` lists as set in the
+/// lowercased, ordered by name (every name and operator qualified: a
+/// tenant's temporary table or operator must not stand in for the
+/// catalog's): what `pg_settings` lists as set in the
 /// session, and the custom settings `custom` names, which it never lists
 /// unless an extension defines them (see `session::custom`).
 pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
     let mut sql = String::from(
-        "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings WHERE source = 'session'",
+        "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings \
+         WHERE source OPERATOR(pg_catalog.=) 'session'",
     );
     let mut any = false;
     for name in custom {
@@ -61,7 +64,7 @@ pub fn capture_sql<'a>(custom: impl Iterator<Item = &'a str>) -> String {
         sql.push_str(
             ")) AS c(n), pg_catalog.current_setting(c.n, true) AS v WHERE v IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s \
-             WHERE pg_catalog.lower(s.name) = c.n)",
+             WHERE pg_catalog.lower(s.name) OPERATOR(pg_catalog.=) c.n)",
         );
     }
     sql.push_str(" ORDER BY 1");
@@ -123,11 +126,14 @@ pub fn restore_sql(startup: &[(String, String)]) -> Option<String> {
         sql.push(')');
     }
     sql.push_str(
-        ") AS s(n, v) LEFT JOIN pg_catalog.pg_settings p ON pg_catalog.lower(p.name) = s.n \
+        ") AS s(n, v) LEFT JOIN pg_catalog.pg_settings p \
+         ON pg_catalog.lower(p.name) OPERATOR(pg_catalog.=) s.n \
          WHERE CASE WHEN p.name IS NULL \
-         THEN coalesce(pg_catalog.current_setting(s.n, true), '') = '' \
-         ELSE p.source <> 'session' AND p.context IN ('user', 'superuser') \
-         AND p.name NOT LIKE 'transaction\\_%' END",
+         THEN coalesce(pg_catalog.current_setting(s.n, true), '') OPERATOR(pg_catalog.=) '' \
+         ELSE p.source OPERATOR(pg_catalog.<>) 'session' \
+         AND (p.context OPERATOR(pg_catalog.=) 'user' \
+         OR p.context OPERATOR(pg_catalog.=) 'superuser') \
+         AND NOT p.name OPERATOR(pg_catalog.~~) 'transaction\\_%' END",
     );
     Some(sql)
 }
@@ -221,7 +227,7 @@ mod tests {
     #[test]
     fn capture_reads_custom_settings_by_name() {
         let plain = "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings \
-                     WHERE source = 'session'";
+                     WHERE source OPERATOR(pg_catalog.=) 'session'";
         assert_eq!(capture_sql([].into_iter()), format!("{plain} ORDER BY 1"));
         assert_eq!(
             capture_sql(["app.who", "App.O'k"].into_iter()),
@@ -229,7 +235,7 @@ mod tests {
                 "{plain} UNION SELECT c.n, v FROM (VALUES ('app.who'), ('app.o''k')) AS c(n), \
                  pg_catalog.current_setting(c.n, true) AS v WHERE v IS NOT NULL \
                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_settings s \
-                 WHERE pg_catalog.lower(s.name) = c.n) ORDER BY 1"
+                 WHERE pg_catalog.lower(s.name) OPERATOR(pg_catalog.=) c.n) ORDER BY 1"
             )
         );
     }
