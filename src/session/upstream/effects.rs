@@ -8,7 +8,7 @@ use postgres_protocol::message::frontend;
 
 use super::super::custom::{Unreadable, custom_names};
 use super::super::downstream::Downstream;
-use super::super::expect::Expect;
+use super::super::expect::{Expect, Reply};
 use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
@@ -98,6 +98,7 @@ impl Upstream {
         if e.drops_statements {
             server.statements.dropped_maybe();
         }
+        self.drops_all = e.drops_all;
         if e.changes_settings {
             self.settings_changed = true;
             self.note_custom_settings(sql);
@@ -176,6 +177,22 @@ impl Upstream {
         // From NUL-terminated startup values.
         if frontend::query(sql, &mut self.out).is_ok() {
             down.expect.push_back(Expect::Restore);
+        }
+    }
+
+    /// The rare effects of a client's Query, forwarded: a `DEALLOCATE ALL`
+    /// (its names go once the server says it ran; it may not, in a failed
+    /// transaction), a reset of startup settings.
+    #[cold]
+    pub(super) fn query_effects(&mut self, sql: &[u8], down: &mut Downstream) {
+        down.expect
+            .push_back(if std::mem::take(&mut self.drops_all) {
+                Expect::DropsAll(self.statements_kept)
+            } else {
+                Expect::Pass(Reply::UntilReady)
+            });
+        if self.restore_startup {
+            self.restore_behind(sql, down);
         }
     }
 

@@ -127,6 +127,8 @@ pub struct Upstream {
     statement_bytes: usize,
     /// Statements kept so far (see [`Statement::kept`]).
     statements_kept: u64,
+    /// The statement just checked drops every prepared statement.
+    drops_all: bool,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -156,6 +158,7 @@ impl Upstream {
             statements: ClientStatements::new(),
             statement_bytes: 0,
             statements_kept: 0,
+            drops_all: false,
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -176,6 +179,11 @@ impl Upstream {
         server: &mut ServerConn,
     ) -> Result<(), ClientError> {
         down.forget_copies();
+        // Replies are read between batches: a DEALLOCATE ALL answered since
+        // the last one takes its names before this one uses any.
+        if let Some(upto) = down.dropped_all.take() {
+            self.forget_statements_upto(upto);
+        }
         if down.skipping_to_sync {
             // The server skips to the client's next Sync (an error ended
             // its pipeline): so does the proxy, or it would expect replies,
@@ -302,9 +310,6 @@ impl Upstream {
         server: &mut ServerConn,
     ) {
         let body = &frame[protocol::HEADER_LEN..];
-        if let Some(upto) = down.dropped_all.take() {
-            self.forget_statements_upto(upto);
-        }
         let q = &mut down.expect;
         match t {
             // A Query or FunctionCall also ends the implicit transaction
@@ -340,25 +345,16 @@ impl Upstream {
                     q.push_back(Expect::Deallocate);
                     return;
                 }
-                let effect = match self.check(raw, false, inspector, server) {
-                    Ok(effect) => effect,
-                    Err(err) => {
-                        frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
-                        q.push_back(Expect::Refused(Reply::UntilReady, err));
-                        return;
-                    }
-                };
-                self.out.extend_from_slice(frame);
-                // Its names go once the server says it ran (it may not,
-                // in a failed transaction).
-                q.push_back(if effect.drops_all {
-                    Expect::DropsAll(self.statements_kept)
-                } else {
-                    Expect::Pass(Reply::UntilReady)
-                });
-                if effect.resets {
-                    self.restore_behind(raw, down);
+                if let Err(err) = self.check(raw, false, inspector, server) {
+                    frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
+                    q.push_back(Expect::Refused(Reply::UntilReady, err));
+                    return;
                 }
+                self.out.extend_from_slice(frame);
+                if self.drops_all || self.restore_startup {
+                    return self.query_effects(raw, down);
+                }
+                q.push_back(Expect::Pass(Reply::UntilReady));
             }
             tag::PARSE => {
                 let (name, rest) = read_cstr(body).unwrap_or((b"", body));
@@ -377,7 +373,7 @@ impl Upstream {
                 }
                 // A named one drops them when it is bound (see
                 // `rename_statement`); the unnamed one is bound next.
-                if effect.drops_all && name.is_empty() {
+                if std::mem::take(&mut self.drops_all) && name.is_empty() {
                     self.forget_all_statements();
                 }
                 if self.rename && !name.is_empty() {
