@@ -436,13 +436,15 @@ impl Config {
                 "sets sslmode: remove it and set backend.tls (PGTENANT_BACKEND_TLS) instead",
             ));
         }
-        // Neither plane binds SCRAM to the TLS channel; the server is
-        // authenticated by its certificate (`verify-full`) instead.
+        // Only the control plane binds SCRAM to the TLS channel (where the
+        // server offers it); the tenants' logins don't, so requiring it
+        // would promise what half the connections can't keep.
         if pg.get_channel_binding() == tokio_postgres::config::ChannelBinding::Require {
             return Err(invalid(
                 "backend.url",
-                "sets channel_binding=require, which pgtenant does not do: remove it and set \
-                 backend.tls = verify-full (PGTENANT_BACKEND_TLS) to authenticate the server",
+                "sets channel_binding=require, which would hold for the registry's connections \
+                 only, not the tenants': remove it and set backend.tls = verify-full \
+                 (PGTENANT_BACKEND_TLS) to authenticate the server for both",
             ));
         }
         Ok(pg)

@@ -28,6 +28,7 @@ use crate::tls::MaybeTls;
 #[derive(Clone)]
 pub struct BackendTlsPolicy {
     pub mode: BackendTls,
+    config: Arc<rustls::ClientConfig>,
     connector: Option<TlsConnector>,
 }
 
@@ -72,10 +73,19 @@ impl BackendTlsPolicy {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
+        let config = Arc::new(cfg);
         Ok(BackendTlsPolicy {
             mode,
-            connector: (mode != BackendTls::Disable).then(|| TlsConnector::from(Arc::new(cfg))),
+            connector: (mode != BackendTls::Disable).then(|| TlsConnector::from(config.clone())),
+            config,
         })
+    }
+
+    /// The control plane's TLS (tokio-postgres's, for its channel binding),
+    /// with the same verifier; None with `disable`.
+    pub fn control_tls(&self) -> Option<tokio_postgres_rustls::MakeRustlsConnect> {
+        (self.mode != BackendTls::Disable)
+            .then(|| tokio_postgres_rustls::MakeRustlsConnect::new((*self.config).clone()))
     }
 
     pub fn connector(&self) -> Option<&TlsConnector> {
