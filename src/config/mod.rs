@@ -31,6 +31,10 @@ fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
 /// Keys whose values are secrets: no error message ever quotes them.
 const SECRET_KEYS: [&str; 3] = ["backend.url", "backend.secret", "admin.password"];
 
+/// The largest connection count or pool size a setting may hold: beyond
+/// any deployment, far below what tokio's semaphores take.
+const MAX_COUNT: usize = 1_000_000;
+
 /// Where the file stops being TOML, and why. Not the parser's own display,
 /// which quotes the line: `secret = "…` with a bad escape would print the
 /// secret to the log, the console's RELOAD reply and stderr.
@@ -315,6 +319,37 @@ impl Config {
         }
         if self.pool.min_idle > self.pool.pool_size {
             return Err(invalid("pool.min_idle", "must not exceed pool.pool_size"));
+        }
+        // Sizes of semaphores, which panic far below usize::MAX: a typo'd
+        // value must fail the load (or the reload), not the running proxy.
+        let mut counts = vec![
+            ("pool.pool_size".to_owned(), self.pool.pool_size),
+            (
+                "pool.max_backend_connections".to_owned(),
+                self.pool.max_backend_connections,
+            ),
+            (
+                "max_client_connections".to_owned(),
+                self.max_client_connections,
+            ),
+            ("registry.pool_size".to_owned(), self.registry.pool_size),
+            (
+                "pool.max_client_connections_per_tenant".to_owned(),
+                self.pool.max_client_connections_per_tenant,
+            ),
+        ];
+        for (name, o) in &self.pool.tenants {
+            counts.push((
+                format!("pool.tenants.{name}.pool_size"),
+                o.pool_size.unwrap_or(0),
+            ));
+            counts.push((
+                format!("pool.tenants.{name}.max_client_connections"),
+                o.max_client_connections.unwrap_or(0),
+            ));
+        }
+        if let Some((key, _)) = counts.iter().find(|(_, v)| *v > MAX_COUNT) {
+            return Err(invalid(key, format!("must be at most {MAX_COUNT}")));
         }
         for (key, v) in [
             (

@@ -238,3 +238,25 @@ fn every_setting_is_documented() {
         assert!(readme.contains(var), "{var} is not in README.md");
     }
 }
+
+#[test]
+fn counts_past_any_deployment_are_refused_before_they_reach_a_semaphore() {
+    for (file, key) in [
+        (
+            format!("{URL}[pool]\nmax_backend_connections = 9223372036854775807\n"),
+            "pool.max_backend_connections",
+        ),
+        (
+            format!("{URL}[pool]\nmax_client_connections_per_tenant = 2000000\n"),
+            "pool.max_client_connections_per_tenant",
+        ),
+        (
+            format!("{URL}[pool.tenants.acme]\nmax_client_connections = 2000000\n"),
+            "pool.tenants.acme.max_client_connections",
+        ),
+    ] {
+        let e = load(&file, &[]).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("at most"), "{e}");
+    }
+    assert!(load(&format!("max_client_connections = 1000000\n{URL}"), &[]).is_ok());
+}
