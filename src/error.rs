@@ -133,3 +133,17 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Client-given text (a user name, an identifier from its SQL) as part of
+/// one log line: control characters become `?`, so that a newline can't
+/// start a line of the client's making.
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}

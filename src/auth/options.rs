@@ -94,7 +94,7 @@ pub fn user_shown(params: &Params) -> String {
     while !user.is_char_boundary(end) {
         end -= 1;
     }
-    user[..end].to_owned()
+    crate::error::one_line(&user[..end]).into_owned()
 }
 
 /// What of a refused option may be echoed in errors and logs: the name
@@ -104,7 +104,8 @@ fn shown(word: &str) -> String {
     if name.contains(crate::auth::key::PREFIX) {
         return "<redacted>".into();
     }
-    name.chars().take(64).collect()
+    let name: String = name.chars().take(64).collect();
+    crate::error::one_line(&name).into_owned()
 }
 
 /// Parses a libpq `options` string: whitespace-separated switches, where a
@@ -185,6 +186,13 @@ mod tests {
         assert_eq!(split(&params(&[("user", &long)])).unwrap().user.len(), 63);
         let wide = "é".repeat(40); // 2 bytes each
         assert_eq!(split(&params(&[("user", &wide)])).unwrap().user.len(), 62);
+        // Shown in logs: a newline must not start a line of the client's.
+        let forged = "x\n2026-12-06T00:00:00Z INFO admin console session started";
+        let shown = split(&params(&[("user", forged)])).unwrap().user;
+        assert!(
+            !shown.contains('\n') && shown.starts_with("x?2026"),
+            "{shown}"
+        );
     }
 
     #[test]

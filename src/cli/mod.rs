@@ -74,7 +74,7 @@ pub enum Command {
 /// swallow log lines written by other threads meanwhile.
 pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     fn hook<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> crate::context::LogReload
     where
@@ -82,8 +82,8 @@ pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
         S: 'static,
     {
         Box::new(move |level: &str| {
-            let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-            h.reload(L::from(f)).map_err(|e| e.to_string())
+            h.reload(L::from(log_filter(level)?))
+                .map_err(|e| e.to_string())
         })
     }
     // Two chains: formatter and writer must be chosen before the reload layer.
@@ -109,6 +109,14 @@ pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
             hook(h)
         }
     }
+}
+
+/// `log.level`, with tokio-postgres held at `info` whatever it says: at
+/// `debug` it logs every statement's parameters, the key hashes of the
+/// registry's lookups among them.
+fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    Ok(f.add_directive("tokio_postgres=info".parse().expect("a valid directive")))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -93,6 +93,7 @@ impl TenantFirewall<'_> {
     /// ErrorResponse (enforce).
     fn refuse(&self, rule: &'static str, message: &str, hint: &str) -> Result<(), Bytes> {
         if self.mode == FirewallMode::Monitor {
+            let message = crate::error::one_line(message);
             tracing::warn!(parent: self.span, rule, "firewall (monitor): would refuse: {message}");
             metrics::counter!("pgtenant_firewall_monitored_total", "rule" => rule).increment(1);
             return Ok(());
