@@ -204,6 +204,42 @@ async fn pool_waits_are_timed() {
     assert!((0.1..5.0).contains(&waited), "waited {waited} s:\n{body}");
 }
 
+/// `pgtenant_prepared_statements` counts every connection's statements,
+/// not the last one's that changed.
+#[tokio::test]
+async fn prepared_statements_are_counted_over_all_connections() {
+    let reg = registry();
+    let t = reg.create_tenant("met_prep");
+    let key = reg.issue_key(&t);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_METRICS_ADDR", &maddr),
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    // Inside transactions, so each client holds its own connection.
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    a.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    for (c, texts) in [(&a, &["SELECT 1", "SELECT 2"][..]), (&b, &["SELECT 3"][..])] {
+        for sql in texts {
+            let st = c.prepare(sql).await.unwrap();
+            c.query(&st, &[]).await.unwrap();
+        }
+    }
+    let body = scrape_until(&maddr, "three statements on two connections", |t| {
+        metric(t, "pgtenant_prepared_statements", &[]) == Some(3.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&body, "pgtenant_prepared_statements", &[]),
+        Some(3.0)
+    );
+    a.batch_execute("COMMIT").await.unwrap();
+    b.batch_execute("COMMIT").await.unwrap();
+}
+
 #[tokio::test]
 async fn health_and_readiness() {
     let reg = registry();
@@ -230,6 +266,31 @@ async fn health_and_readiness() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("registry"), "{body}");
     assert!(!body.contains(&cluster.password), "{body}");
+    // What failed, not where: the address is in the log only.
+    assert!(!body.contains("127.0.0.1"), "{body}");
+
+    // Connections past the cap are closed unanswered; the port serves
+    // again once those held are gone.
+    let held: Vec<tokio::net::TcpStream> = futures_util::future::join_all(
+        (0..64).map(|_| tokio::net::TcpStream::connect(maddr.as_str())),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(maddr.as_str())
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte))
+        .await
+        .expect("closed at once, not held")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(http_get(&maddr, "/healthz").await.0, 200);
 }
 
 #[tokio::test]

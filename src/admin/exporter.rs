@@ -188,7 +188,7 @@ fn describe() {
     );
     describe_gauge!(
         "pgtenant_prepared_statements",
-        "Named statements prepared on a backend connection (transaction mode)."
+        "Named statements prepared on the backend connections, all together (transaction mode)."
     );
 }
 

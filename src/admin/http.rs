@@ -18,8 +18,23 @@ const MAX_REQUEST: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound of each readiness check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole exchange, request to last byte written: a reader that stops
+/// reading can't hold its connection longer.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed unanswered, so that a
+/// flood on this port can't take the file descriptors logins need.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a readiness verdict is reused: probes in a burst share one
+/// check (each takes a registry connection, which logins need too).
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// The last readiness verdict; its lock makes concurrent probes wait for
+/// one check instead of running their own.
+type ReadyCache = tokio::sync::Mutex<Option<(std::time::Instant, Result<(), &'static str>)>>;
 
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener) {
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let cache = Arc::new(ReadyCache::default());
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -29,8 +44,17 @@ pub async fn serve(ctx: Arc<Context>, listener: TcpListener) {
                 continue;
             }
         };
-        let ctx = ctx.clone();
-        tokio::spawn(async move { respond(&ctx, tcp).await });
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            continue; // closed: dropped unanswered
+        };
+        let (ctx, cache) = (ctx.clone(), cache.clone());
+        tokio::spawn(async move {
+            let _ = ctx
+                .timers
+                .timeout(EXCHANGE_TIMEOUT, respond(&ctx, &cache, tcp))
+                .await;
+            drop(place);
+        });
     }
 }
 
@@ -48,7 +72,7 @@ fn text(status: &'static str, body: impl Into<String>) -> Response {
     }
 }
 
-async fn respond(ctx: &Context, mut tcp: TcpStream) {
+async fn respond(ctx: &Context, cache: &ReadyCache, mut tcp: TcpStream) {
     let Ok(Some((method, path))) = ctx
         .timers
         .timeout(READ_TIMEOUT, read_head(&mut tcp))
@@ -57,7 +81,7 @@ async fn respond(ctx: &Context, mut tcp: TcpStream) {
     else {
         return;
     };
-    let r = route(ctx, &method, &path).await;
+    let r = route(ctx, cache, &method, &path).await;
     let head = format!(
         "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         r.status,
@@ -71,7 +95,7 @@ async fn respond(ctx: &Context, mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
 }
 
-async fn route(ctx: &Context, method: &str, path: &str) -> Response {
+async fn route(ctx: &Context, cache: &ReadyCache, method: &str, path: &str) -> Response {
     if method != "GET" && method != "HEAD" {
         return text("405 Method Not Allowed", "GET only\n");
     }
@@ -83,9 +107,11 @@ async fn route(ctx: &Context, method: &str, path: &str) -> Response {
             body: super::exporter::render(ctx),
         },
         "/healthz" => text("200 OK", "ok\n"),
-        "/readyz" => match ready(ctx).await {
+        "/readyz" => match ready_cached(ctx, cache).await {
             Ok(()) => text("200 OK", "ready\n"),
-            Err(why) => text("503 Service Unavailable", format!("not ready: {why}\n")),
+            // What failed, not where: the port may face the network; the
+            // log has the address and the error.
+            Err(part) => text("503 Service Unavailable", format!("not ready: {part}\n")),
         },
         _ => text("404 Not Found", "try /metrics, /healthz or /readyz\n"),
     }
@@ -111,6 +137,25 @@ async fn read_head(tcp: &mut TcpStream) -> std::io::Result<Option<(String, Strin
         }
         _ => None,
     })
+}
+
+async fn ready_cached(ctx: &Context, cache: &ReadyCache) -> Result<(), &'static str> {
+    let mut last = cache.lock().await;
+    if let Some((at, verdict)) = *last
+        && at.elapsed() < READY_FOR
+    {
+        return verdict;
+    }
+    let verdict = ready(ctx).await.map_err(|why| {
+        tracing::warn!(reason = %why, "not ready");
+        if why.starts_with("registry") {
+            "registry"
+        } else {
+            "backend"
+        }
+    });
+    *last = Some((std::time::Instant::now(), verdict));
+    verdict
 }
 
 /// The registry answers `SELECT 1` and the backend accepts a TCP

@@ -75,6 +75,15 @@ pub struct StatementCache {
     pub unnamed_owner: u64,
 }
 
+impl Drop for StatementCache {
+    fn drop(&mut self) {
+        let n = self.lru.len();
+        if n > 0 {
+            metrics::gauge!("pgtenant_prepared_statements").decrement(n as f64);
+        }
+    }
+}
+
 pub enum Lookup {
     Present,
     Missing,
@@ -102,30 +111,47 @@ impl StatementCache {
     /// Records a statement as prepared; returns one to close if the cache
     /// was full.
     pub fn insert(&mut self, st: &Statement) -> Option<Arc<str>> {
+        let before = self.lru.len();
         let body = st.parse.slice(5 + st.server_name.len() + 1..);
         let evicted = match self.lru.push(st.server_name.clone(), body) {
             Some((name, _)) if name != st.server_name => Some(name),
             _ => None,
         };
-        metrics::gauge!("pgtenant_prepared_statements").set(self.lru.len() as f64);
+        self.counted(before);
         evicted
     }
 
     pub fn forget(&mut self, name: &str) {
+        let before = self.lru.len();
         self.lru.pop(name);
+        self.counted(before);
     }
 
     /// After a DISCARD ALL that succeeded the server has none.
     pub fn clear(&mut self) {
+        let before = self.lru.len();
         self.lru.clear();
         self.unsure = false;
+        self.counted(before);
     }
 
     /// A statement that drops them (DISCARD ALL, DEALLOCATE) was sent: the
     /// server has none, unless it failed.
     pub fn dropped_maybe(&mut self) {
+        let before = self.lru.len();
         self.lru.clear();
         self.unsure = true;
+        self.counted(before);
+    }
+
+    /// `pgtenant_prepared_statements` counts the statements of every
+    /// connection: each cache adds what it gained and takes off what it
+    /// lost (all of it when its connection closes).
+    fn counted(&self, before: usize) {
+        let after = self.lru.len();
+        if after != before {
+            metrics::gauge!("pgtenant_prepared_statements").increment(after as f64 - before as f64);
+        }
     }
 
     /// A Close of an evicted statement was skipped (an error before it).
