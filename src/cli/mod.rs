@@ -111,12 +111,18 @@ pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
     }
 }
 
-/// `log.level`, with tokio-postgres held at `info` whatever it says: at
-/// `debug` it logs every statement's parameters, the key hashes of the
+/// `log.level`, with tokio-postgres held at `info` when it would say more:
+/// at `debug` it logs every statement's parameters, the key hashes of the
 /// registry's lookups among them.
 fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    use tracing_subscriber::filter::LevelFilter;
     let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-    Ok(f.add_directive("tokio_postgres=info".parse().expect("a valid directive")))
+    let verbose = f.max_level_hint().is_none_or(|l| l > LevelFilter::INFO);
+    Ok(if verbose {
+        f.add_directive("tokio_postgres=info".parse().expect("a valid directive"))
+    } else {
+        f
+    })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -172,4 +178,23 @@ async fn connect(cfg: &Config) -> anyhow::Result<tokio_postgres::Client> {
         }
     });
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokio_postgres_never_logs_below_info() {
+        let shown = |level: &str| super::log_filter(level).unwrap().to_string();
+        assert!(shown("debug").contains("tokio_postgres=info"));
+        let told = shown("warn,tokio_postgres=trace");
+        assert!(
+            told.contains("tokio_postgres=info") && !told.contains("trace"),
+            "{told}"
+        );
+        assert!(
+            !shown("warn").contains("tokio_postgres"),
+            "{}",
+            shown("warn")
+        );
+    }
 }
