@@ -11,6 +11,7 @@
 //! Both serve waiting clients in order.
 //! Sizes follow the configuration live (see [`Pools::reconfigure`]).
 
+mod checkout;
 mod clock;
 pub mod control;
 mod expiry;
@@ -22,6 +23,7 @@ pub mod server;
 mod settings;
 mod slots;
 mod stats;
+pub use checkout::{Checkout, Release};
 pub use settings::{Settings, restore_sql};
 pub use stats::{IdleServer, PoolStats};
 pub mod tls;
@@ -38,7 +40,6 @@ use uuid::Uuid;
 
 use crate::config::PoolConfig;
 use crate::error::ClientError;
-use crate::protocol::TxStatus;
 use crate::registry::Tenant;
 use crate::registry::admin::role_password;
 use crate::timer::Timers;
@@ -48,7 +49,7 @@ pub use replies::record_param;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};
-use slots::{Permit, Slots};
+use slots::Slots;
 
 /// Idle connections older than this (ms) are probed before being handed out.
 const PROBE_AFTER_MS: u64 = 1000;
@@ -118,12 +119,6 @@ fn kept_size(settings: &[(String, String)]) -> usize {
 pub struct Admission {
     pool: Arc<TenantPool>,
     _permit: OwnedSemaphorePermit,
-}
-
-/// A connection lent to one client, with the right to hold it.
-pub struct Checkout {
-    pub conn: Box<ServerConn>,
-    permit: Permit,
 }
 
 impl Pools {
@@ -573,40 +568,6 @@ impl Pools {
 /// 0 in the configuration means no per-tenant client limit.
 fn client_limit(max: usize) -> usize {
     if max == 0 { Resizable::UNLIMITED } else { max }
-}
-
-/// How the client left the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
-    /// Every request was answered; the session is at ReadyForQuery.
-    Ready(TxStatus),
-    /// Something was in flight (a query, a COPY, an unsynced extended
-    /// query) or the server failed: the connection cannot be proven clean.
-    Dirty,
-}
-
-impl Checkout {
-    /// Puts the connection back as it is: transaction mode, between
-    /// transactions, when the proxy knows nothing session-scoped was done.
-    pub fn release_idle(self) {
-        self.permit.give_back(self.conn);
-    }
-
-    /// Resets the connection and puts it back, or closes it.
-    pub async fn release(mut self, how: Release) {
-        let Release::Ready(status) = how else {
-            metrics::counter!("pgtenant_server_discards_total", "reason" => "dirty").increment(1);
-            return; // dropped: socket closed, budget and permit freed
-        };
-        match self.conn.reset(status).await {
-            Ok(()) => self.permit.give_back(self.conn),
-            Err(e) => {
-                metrics::counter!("pgtenant_server_discards_total", "reason" => "reset_failed")
-                    .increment(1);
-                tracing::warn!(error = %e, "server connection failed its reset; closed");
-            }
-        }
-    }
 }
 
 /// `server_lifetime_ms` and `server_idle_timeout_ms`: 0 is no limit, as

@@ -2,6 +2,10 @@
 //! cleartext password request where it may not be answered.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::protocol::tag;
 
@@ -31,6 +35,22 @@ impl PasswordGuard {
             have: 0,
             skip: 0,
         }
+    }
+
+    /// A read from `stream`, watched: the read that carries a refused
+    /// request fails.
+    pub(super) fn read<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(stream).poll_read(cx, buf))?;
+        if !self.done {
+            self.scan(&buf.filled()[before..])?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     pub(super) fn scan(&mut self, mut bytes: &[u8]) -> io::Result<()> {

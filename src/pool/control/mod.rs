@@ -134,13 +134,11 @@ impl AsyncRead for ControlStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let stream = ready!(this.poll_open(cx))?;
-        let before = buf.filled().len();
-        ready!(Pin::new(stream).poll_read(cx, buf))?;
-        if !this.guard.done {
-            this.guard.scan(&buf.filled()[before..])?;
-        }
-        Poll::Ready(Ok(()))
+        ready!(this.poll_open(cx))?;
+        let State::Open(stream) = &mut this.state else {
+            unreachable!("opened above")
+        };
+        this.guard.read(stream, cx, buf)
     }
 }
 
@@ -214,12 +212,7 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if !this.guard.done {
-            this.guard.scan(&buf.filled()[before..])?;
-        }
-        Poll::Ready(Ok(()))
+        this.guard.read(&mut this.inner, cx, buf)
     }
 }
 
