@@ -353,14 +353,11 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     assert!(err.contains("26000"), "{err}");
 }
 
-/// `DEALLOCATE ALL` and `DISCARD ALL` that the server refuses (in a failed
-/// transaction, or `DISCARD ALL` inside one) drop nothing, as in
-/// PostgreSQL; nor does a named Parse of one, which runs nothing; and a
-/// statement parsed behind a `DEALLOCATE ALL` that runs is still there.
-#[tokio::test]
-async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
+/// A transaction-mode session (two connections) that prepared `kept`
+/// (`SELECT 1`) and `dealloc` (`DEALLOCATE ALL`); and its proxy.
+async fn kept_and_dealloc(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
     let reg = registry();
-    let t = reg.create_tenant("deallocall");
+    let t = reg.create_tenant(tenant);
     let key = reg.issue_key(&t);
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
@@ -374,12 +371,24 @@ async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
-    let runs = |s: &'static str| {
-        move |b: &mut BytesMut| {
-            raw::bind_execute(b, s, 0);
-            frontend::sync(b);
-        }
-    };
+    (proxy, s)
+}
+
+/// Bind and Execute of `statement`, then Sync.
+fn runs(statement: &'static str) -> impl FnOnce(&mut BytesMut) {
+    move |b| {
+        raw::bind_execute(b, statement, 0);
+        frontend::sync(b);
+    }
+}
+
+/// `DEALLOCATE ALL` and `DISCARD ALL` that the server refuses (in a failed
+/// transaction, or `DISCARD ALL` inside one) drop nothing, as in
+/// PostgreSQL; nor does a named Parse of one, which runs nothing; and a
+/// statement parsed behind a `DEALLOCATE ALL` that runs is still there.
+#[tokio::test]
+async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
+    let (_proxy, mut s) = kept_and_dealloc("deallocall").await;
     raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "a Parse ran");
     for failing in [
@@ -407,6 +416,77 @@ async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
     raw::send(&mut s, runs("kept")).await;
     let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+    assert!(err.contains("26000"), "{err}");
+}
+
+/// The same through the extended protocol (pgjdbc runs its SQL so): the
+/// names go when an Execute of `DEALLOCATE ALL` or `DISCARD ALL` is
+/// answered as done, not at its Parse or Bind, which a failed transaction
+/// refuses; named and unnamed statements and portals alike.
+#[tokio::test]
+async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
+    let (_proxy, mut s) = kept_and_dealloc("deallocext").await;
+    let unnamed = |sql: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse("", sql, [], b).unwrap();
+            raw::bind_execute(b, "", 0);
+            frontend::sync(b);
+        }
+    };
+    // A named statement's Bind, an unnamed one's Parse: refused in the block.
+    for (opening, sql, code) in [
+        ("BEGIN; SELECT 1/0", None, "25P02"),
+        ("BEGIN; SELECT 1/0", Some("DEALLOCATE ALL"), "25P02"),
+        ("BEGIN", Some("DISCARD ALL"), "25001"),
+    ] {
+        raw::query(&mut s, opening).await;
+        raw::until_ready(&mut s).await;
+        match sql {
+            None => raw::send(&mut s, runs("dealloc")).await,
+            Some(sql) => raw::send(&mut s, unnamed(sql)).await,
+        }
+        let err = raw::until_ready(&mut s)
+            .await
+            .expect("refused in the block");
+        assert!(err.contains(code), "{err}");
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, runs("kept")).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{code}");
+    }
+    // Runs, bound to a named portal, with the unnamed one bound to another
+    // statement and a statement parsed behind it in the same pipeline.
+    raw::send(&mut s, |b| {
+        frontend::bind(
+            "p",
+            "dealloc",
+            [],
+            [],
+            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+            [0],
+            b,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        raw::bind_execute(b, "kept", 0);
+        frontend::execute("p", 0, b).unwrap();
+        frontend::parse("after", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "22DCC1Z");
+    raw::send(&mut s, runs("after")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    for gone in ["kept", "dealloc"] {
+        raw::send(&mut s, runs(gone)).await;
+        let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+        assert!(err.contains("26000"), "{gone}: {err}");
+    }
+    // The unnamed statement's, run.
+    raw::send(&mut s, unnamed("DISCARD ALL")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12CZ");
+    raw::send(&mut s, runs("after")).await;
+    let err = raw::until_ready(&mut s).await.expect("DISCARD ALL ran");
     assert!(err.contains("26000"), "{err}");
 }
 

@@ -238,13 +238,16 @@ impl Downstream {
                     self.expect.pop_front();
                     continue;
                 }
-                (Some(Expect::DropsAll(upto)), b'C') => {
+                (Some(Expect::DropsAll(reply, upto)), b'C') => {
                     if !whole {
                         break;
                     }
                     let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
                     if body == b"DEALLOCATE ALL\0" || body == b"DISCARD ALL\0" {
                         self.dropped_all = Some(upto);
+                    }
+                    if reply.ended_by(tag) {
+                        self.expect.pop_front();
                     }
                 }
                 (Some(Expect::Deallocate), b'I') => {

@@ -73,22 +73,20 @@ pub enum Expect {
     /// an empty query: its EmptyQueryResponse becomes the CommandComplete
     /// of a DEALLOCATE, its ReadyForQuery passes.
     Deallocate,
-    /// A client's Query with `DEALLOCATE ALL` or `DISCARD ALL`: passes as
-    /// `Pass(UntilReady)`, and its CommandComplete, if the statement ran,
+    /// A client's Query, or Execute, of `DEALLOCATE ALL` or `DISCARD ALL`:
+    /// passes as `Pass`, and its CommandComplete, if the statement ran,
     /// drops the client's statements kept up to this number (see
     /// `Downstream::dropped_all`).
-    DropsAll(u64),
+    DropsAll(Reply, u64),
 }
 
 impl Expect {
     pub fn reply(&self) -> Option<Reply> {
         match self {
-            Expect::Pass(r) | Expect::Refused(r, _) => Some(*r),
+            Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) => Some(*r),
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
-            Expect::Hidden | Expect::Restore | Expect::Deallocate | Expect::DropsAll(_) => {
-                Some(Reply::UntilReady)
-            }
+            Expect::Hidden | Expect::Restore | Expect::Deallocate => Some(Reply::UntilReady),
             Expect::Synth(_) => None,
         }
     }

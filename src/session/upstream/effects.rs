@@ -187,7 +187,7 @@ impl Upstream {
     pub(super) fn query_effects(&mut self, sql: &[u8], down: &mut Downstream) {
         down.expect
             .push_back(if std::mem::take(&mut self.drops_all) {
-                Expect::DropsAll(self.statements_kept)
+                Expect::DropsAll(Reply::UntilReady, self.statements_kept)
             } else {
                 Expect::Pass(Reply::UntilReady)
             });

@@ -129,6 +129,13 @@ pub struct Upstream {
     statements_kept: u64,
     /// The statement just checked drops every prepared statement.
     drops_all: bool,
+    /// The unnamed statement does, when it runs.
+    unnamed_drops_all: bool,
+    /// The portal last bound to such a statement: what its Execute's reply
+    /// says decides whether the client's names go (see
+    /// [`Expect::DropsAll`]). A stale one costs nothing: the reply's
+    /// CommandComplete must name the statement.
+    drops_all_portal: Option<Box<[u8]>>,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -159,6 +166,8 @@ impl Upstream {
             statement_bytes: 0,
             statements_kept: 0,
             drops_all: false,
+            unnamed_drops_all: false,
+            drops_all_portal: None,
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -371,10 +380,10 @@ impl Upstream {
                 {
                     self.note_prepared_resets(name, effect.resets);
                 }
-                // A named one drops them when it is bound (see
-                // `rename_statement`); the unnamed one is bound next.
-                if std::mem::take(&mut self.drops_all) && name.is_empty() {
-                    self.forget_all_statements();
+                // It drops them when it runs (see `bind_portal`).
+                let drops_all = std::mem::take(&mut self.drops_all);
+                if name.is_empty() {
+                    self.unnamed_drops_all = drops_all;
                 }
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
@@ -445,6 +454,15 @@ impl Upstream {
                 // The server statement may be shared: only the client's name goes.
                 self.forget_statement(&String::from_utf8_lossy(cstr(&body[1..])));
                 q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
+            }
+            tag::EXECUTE
+                if self
+                    .drops_all_portal
+                    .as_deref()
+                    .is_some_and(|p| p == cstr(body)) =>
+            {
+                self.out.extend_from_slice(frame);
+                q.push_back(Expect::DropsAll(Reply::Execute, self.statements_kept));
             }
             _ => {
                 self.out.extend_from_slice(frame);

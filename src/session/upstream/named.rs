@@ -143,12 +143,6 @@ impl Upstream {
         true
     }
 
-    /// `DEALLOCATE ALL`, `DISCARD ALL`: the client's names are gone too.
-    pub(super) fn forget_all_statements(&mut self) {
-        self.statements.clear();
-        self.statement_bytes = 0;
-    }
-
     /// A `DEALLOCATE ALL` ran: the statements kept before it was sent go;
     /// those the client parsed behind it stay.
     pub(super) fn forget_statements_upto(&mut self, upto: u64) {
@@ -226,6 +220,7 @@ impl Upstream {
                 if !self.resetting.is_empty() {
                     self.bound(name);
                 }
+                self.bind_portal(prefix, self.unnamed_drops_all);
             }
             return Renamed::No;
         }
@@ -240,6 +235,9 @@ impl Upstream {
             self.prepare(&st, cache, &mut down.expect, true);
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
+        if t == tag::BIND {
+            self.bind_portal(prefix, st.effect.drops_all);
+        }
         if t == tag::BIND && st.effect != Effect::default() {
             // It runs again: a setting it changes must be read back before
             // the connection goes to another client, and statements it
@@ -250,11 +248,21 @@ impl Upstream {
             if st.effect.drops_statements {
                 cache.dropped_maybe();
             }
-            if st.effect.drops_all {
-                self.forget_all_statements();
-            }
         }
         Renamed::Yes
+    }
+
+    /// A Bind of portal `prefix` (its name and NUL) to a statement that
+    /// drops every prepared statement when it runs, or not: the client's
+    /// names go once an Execute of that portal is answered as done (it may
+    /// fail: in a failed transaction, `DISCARD ALL` in a block).
+    fn bind_portal(&mut self, prefix: &[u8], drops_all: bool) {
+        let portal = &prefix[..prefix.len() - 1];
+        if drops_all {
+            self.drops_all_portal = Some(portal.into());
+        } else if self.drops_all_portal.as_deref() == Some(portal) {
+            self.drops_all_portal = None;
+        }
     }
 
     /// Writes message `t` (a Bind or Describe) naming statement `name`,
