@@ -6,6 +6,7 @@
 
 mod key;
 mod legacy;
+mod logging;
 mod output;
 mod tenant;
 mod user;
@@ -15,9 +16,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::registry::admin;
 pub use key::KeyCmd;
+pub use logging::init_logging;
 pub use tenant::TenantCmd;
 pub use user::UserCmd;
 
@@ -66,63 +68,6 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-/// Installs the tracing subscriber; returns the hook that changes its
-/// filter at runtime (SIGHUP, `RELOAD`). Logs go to stdout: libpg_query
-/// briefly redirects the process's stderr while it parses, which would
-/// swallow log lines written by other threads meanwhile.
-pub fn init_logging(cfg: &Config) -> crate::context::LogReload {
-    use tracing_subscriber::EnvFilter;
-    let filter = log_filter(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    fn hook<L, S>(h: tracing_subscriber::reload::Handle<L, S>) -> crate::context::LogReload
-    where
-        L: From<EnvFilter> + Send + Sync + 'static,
-        S: 'static,
-    {
-        Box::new(move |level: &str| {
-            h.reload(L::from(log_filter(level)?))
-                .map_err(|e| e.to_string())
-        })
-    }
-    // Two chains: formatter and writer must be chosen before the reload layer.
-    match cfg.log.format {
-        LogFormat::Json => {
-            let b = tracing_subscriber::fmt()
-                .json()
-                .with_writer(std::io::stdout)
-                .with_env_filter(filter)
-                .with_filter_reloading();
-            let h = b.reload_handle();
-            b.init();
-            hook(h)
-        }
-        LogFormat::Text => {
-            let b = tracing_subscriber::fmt()
-                .with_writer(std::io::stdout)
-                .with_ansi(ansi)
-                .with_env_filter(filter)
-                .with_filter_reloading();
-            let h = b.reload_handle();
-            b.init();
-            hook(h)
-        }
-    }
-}
-
-/// `log.level`, with tokio-postgres held at `info` when it would say more:
-/// at `debug` it logs every statement's parameters, the key hashes of the
-/// registry's lookups among them.
-fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
-    use tracing_subscriber::filter::LevelFilter;
-    let f = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-    let verbose = f.max_level_hint().is_none_or(|l| l > LevelFilter::INFO);
-    Ok(if verbose {
-        f.add_directive("tokio_postgres=info".parse().expect("a valid directive"))
-    } else {
-        f
-    })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -178,23 +123,4 @@ async fn connect(cfg: &Config) -> anyhow::Result<tokio_postgres::Client> {
         }
     });
     Ok(client)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokio_postgres_never_logs_below_info() {
-        let shown = |level: &str| super::log_filter(level).unwrap().to_string();
-        assert!(shown("debug").contains("tokio_postgres=info"));
-        let told = shown("warn,tokio_postgres=trace");
-        assert!(
-            told.contains("tokio_postgres=info") && !told.contains("trace"),
-            "{told}"
-        );
-        assert!(
-            !shown("warn").contains("tokio_postgres"),
-            "{}",
-            shown("warn")
-        );
-    }
 }
