@@ -129,7 +129,7 @@ async fn bad_input_fails_with_one_line_and_leaves_the_registry_unchanged() {
         &env,
         &["user", "add", "--tenant", "acme", "Dana@Example.com"],
     );
-    let (key_id, _) = issue(&env, "acme", &[]);
+    let (key_id, key) = issue(&env, "acme", &[]);
     // A role of the same name made outside pgtenant.
     support::cluster().psql("bad_input_test", "CREATE ROLE bad_tenant_clash");
     let before = snapshot("bad_input_test", "bad\\_%").await;
@@ -227,7 +227,8 @@ async fn bad_input_fails_with_one_line_and_leaves_the_registry_unchanged() {
         ),
         (&["key", "list", "--tenant", "nosuch"], "no tenant named"),
         (&["key", "revoke", &unknown], "no API key with id"),
-        (&["key", "revoke", "not-a-uuid"], "no API key with id"),
+        (&["key", "revoke", "not-a-uuid"], "not an API key id"),
+        (&["key", "rotate", &key], "not an API key id"),
         (&["key", "rotate", &unknown], "no API key with id"),
         (
             &["key", "rotate", &key_id, "--grace", "1y"],
@@ -248,7 +249,8 @@ async fn bad_input_fails_with_one_line_and_leaves_the_registry_unchanged() {
         (&["init", "--role-prefix", "other_"], "cannot be changed"),
     ];
     for (args, expect) in cases {
-        fails(&env, args, expect);
+        let said = fails(&env, args, expect);
+        assert!(!said.contains(&key[4..]), "the key shown back: {said}");
         assert_eq!(
             snapshot("bad_input_test", "bad\\_%").await,
             before,

@@ -252,10 +252,7 @@ pub async fn list_keys(client: &Client, tenant: Option<&str>) -> Result<Vec<KeyR
 }
 
 fn parse_id(key_id: &str) -> Result<Uuid, AdminError> {
-    key_id
-        .trim()
-        .parse()
-        .map_err(|_| AdminError::NoSuchKey(key_id.to_owned()))
+    key_id.trim().parse().map_err(|_| AdminError::NotAKeyId)
 }
 
 /// Revokes a key; returns (tenant, whether it was active until now).
@@ -270,7 +267,7 @@ pub async fn revoke_key(client: &mut Client, key_id: &str) -> Result<(String, bo
             &[&id],
         )
         .await?
-        .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
+        .ok_or(AdminError::NoSuchKey(id))?;
     let was_active: bool = row.get(1);
     if was_active {
         tx.execute(
@@ -311,7 +308,7 @@ pub async fn rotate_key(
             &[&id],
         )
         .await?
-        .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
+        .ok_or(AdminError::NoSuchKey(id))?;
     if let Some(new) = old.get::<_, Option<Uuid>>(7) {
         return Err(AdminError::AlreadyRotated { old: id, new });
     }

@@ -56,7 +56,12 @@ pub enum AdminError {
     #[error("no tenant named \"{0}\"")]
     NoSuchTenant(String),
     #[error("no API key with id {0}")]
-    NoSuchKey(String),
+    NoSuchKey(Uuid),
+    /// The text given is never shown: it may be the key itself.
+    #[error(
+        "not an API key id: ids are UUIDs, as `pgtenant key list` shows them (never pass the key itself)"
+    )]
+    NotAKeyId,
     #[error("tenant \"{tenant}\" has no user with e-mail {email:?}")]
     NoSuchUser { tenant: String, email: String },
     #[error(
