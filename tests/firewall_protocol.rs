@@ -155,7 +155,11 @@ async fn the_function_call_message_reaches_only_large_objects() {
     use support::raw;
 
     let two = two_tenants().await;
-    let proxy = registry().proxy(&[("PGTENANT_FIREWALL_MODE", "enforce")]);
+    let maddr = metrics_addr();
+    let proxy = registry().proxy(&[
+        ("PGTENANT_FIREWALL_MODE", "enforce"),
+        ("PGTENANT_METRICS_ADDR", &maddr),
+    ]);
     // The allowed OIDs are PostgreSQL's own for those names.
     let c = proxy.client_ok(&two.key_a).await;
     for (oid, name) in pgtenant::firewall::rules::FASTPATH_FUNCTIONS {
@@ -199,6 +203,15 @@ async fn the_function_call_message_reaches_only_large_objects() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "VZ");
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
+    // Counted as the firewall's refusals are (SHOW FIREWALL reads these).
+    let counted = |text: &str| {
+        metric(
+            text,
+            "pgtenant_firewall_verdicts_total",
+            &[("rule", "function_call"), ("outcome", "refused")],
+        ) == Some(1.0)
+    };
+    scrape_until(&maddr, "the function_call refusal", counted).await;
 }
 
 /// Dynamic SQL in a DO block or a function runs text the firewall never

@@ -62,6 +62,9 @@ impl Inspector for TenantFirewall<'_> {
         let Err((rule, message, hint)) = verdict else {
             return Ok(());
         };
+        if rule == rules::ENCODING {
+            count_verdict(rule); // the firewall counts those it reads
+        }
         self.refuse(rule, &message, &hint)
     }
 
@@ -80,12 +83,21 @@ impl Inspector for TenantFirewall<'_> {
             ),
             None => "pgtenant: function_call: malformed function-call message".to_owned(),
         };
+        count_verdict(rules::FUNCTION_CALL);
         self.refuse(
             rules::FUNCTION_CALL,
             &message,
             rules::hint(rules::FUNCTION_CALL),
         )
     }
+}
+
+/// A refusal the firewall's own analysis did not count (it counts every
+/// statement it judges, in monitor mode too).
+#[cold]
+fn count_verdict(rule: &'static str) {
+    metrics::counter!("pgtenant_firewall_verdicts_total", "rule" => rule, "outcome" => "refused")
+        .increment(1);
 }
 
 impl TenantFirewall<'_> {
