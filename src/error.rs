@@ -8,8 +8,6 @@ pub enum ClientError {
     // -- startup and authentication --
     #[error("{0}")]
     Startup(#[from] StartupError),
-    #[error("SSL/TLS is not enabled on this pgtenant server")]
-    TlsUnavailable,
     #[error("this pgtenant server accepts only TLS connections")]
     TlsRequired,
     #[error("an API key must not be sent over an unencrypted connection")]
@@ -37,7 +35,10 @@ pub enum ClientError {
          (auth.max_logins_per_source = {0})"
     )]
     TooManyLogins(u32),
-    #[error("too many client connections for tenant \"{tenant}\" (max_client_connections = {max})")]
+    #[error(
+        "too many client connections for tenant \"{tenant}\" (at most {max}: \
+         pool.max_client_connections_per_tenant or pool.tenants.{tenant}.max_client_connections)"
+    )]
     TooManyTenantClients { tenant: String, max: usize },
     #[error("no server connection for tenant \"{tenant}\" became free within {waited_ms} ms")]
     PoolTimeout { tenant: String, waited_ms: u64 },
@@ -72,9 +73,7 @@ impl ClientError {
         match self {
             Startup(StartupError::UnsupportedVersion(..)) => "0A000",
             Startup(_) | Protocol(_) => "08P01",
-            TlsUnavailable | TlsRequired | PlaintextPassword | NoUser | TenantInactive(_) => {
-                "28000"
-            }
+            TlsRequired | PlaintextPassword | NoUser | TenantInactive(_) => "28000",
             MissingKey | InvalidKey => "28P01",
             ForbiddenOption(_) | ReadingChanged(..) => "42501",
             LoginTimeout => "08006",
