@@ -37,6 +37,9 @@ trap 'as_pg "$PGBIN/pg_ctl" -D "$DEV/data" -m fast stop >/dev/null' EXIT
 export PGTENANT_BACKEND_URL="postgres://postgres:$PGPW@127.0.0.1:$PGPORT/app"
 export PGTENANT_BACKEND_SECRET="$SECRET"
 export PGTENANT_LISTEN_ADDR=127.0.0.1:6432
+# For the CLI in another terminal (secrets: only for this user).
+( umask 077; printf 'export PGTENANT_BACKEND_URL=%q\nexport PGTENANT_BACKEND_SECRET=%q\n' \
+    "$PGTENANT_BACKEND_URL" "$PGTENANT_BACKEND_SECRET" > "$DEV/cli.env" )
 PGPASSWORD=$PGPW psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -Xqtc \
   "SELECT 1 FROM pg_database WHERE datname='app'" | grep -q 1 \
   || PGPASSWORD=$PGPW psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -Xqc "CREATE DATABASE app"
@@ -55,7 +58,7 @@ Try, in another terminal:
   psql "postgresql://app:$(cat "$DEV/globex.key")@127.0.0.1:6432/app"
 
   then: SHOW search_path; SELECT current_user; CREATE TABLE notes(id int); \\dt
-Environment for more CLI commands:  . $DEV/env; export PGTENANT_BACKEND_URL=$PGTENANT_BACKEND_URL PGTENANT_BACKEND_SECRET=...
+More CLI commands:  . $DEV/cli.env; $BIN tenant list
 Ctrl-C stops the proxy and PostgreSQL.
 
 EOT
