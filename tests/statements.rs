@@ -344,6 +344,31 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     }
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
+    // Pipelined behind a query that fails its transaction: PostgreSQL's
+    // 25P02, and the statement stays; behind one that doesn't, it goes.
+    for (opening, fails) in [("BEGIN; SELECT 1/0", true), ("BEGIN; SELECT 1", false)] {
+        raw::send(&mut s, prepare("piped")).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        raw::send(&mut s, |b| {
+            frontend::query(opening, b).unwrap();
+            frontend::query("DEALLOCATE piped", b).unwrap();
+        })
+        .await;
+        assert_eq!(raw::until_ready(&mut s).await.is_some(), fails);
+        let answer = raw::until_ready(&mut s).await;
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, run("piped")).await;
+        let ran = raw::until_ready(&mut s).await;
+        if fails {
+            let err = answer.expect("refused in the failed transaction");
+            assert!(err.contains("25P02"), "{err}");
+            assert_eq!(ran, None, "the statement stayed");
+        } else {
+            assert_eq!(answer, None);
+            assert!(ran.expect("gone").contains("26000"));
+        }
+    }
     raw::send(&mut s, prepare("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::query(&mut s, "DEALLOCATE ALL").await;

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::expect::{Expect, Reply};
 use super::prepared::StatementCache;
@@ -54,6 +54,9 @@ pub struct Downstream {
     pub dropped_all: Option<u64>,
     /// The proxy's restore of startup settings met a failed transaction.
     pub restore_again: bool,
+    /// A pipelined `DEALLOCATE name` met a failed transaction: the
+    /// client's statement is back (see [`Expect::Deallocate`]).
+    pub undeallocated: Option<std::sync::Arc<(String, super::prepared::Statement)>>,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -76,6 +79,20 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
 
 /// What the server skipped never happened: a statement the proxy prepared
 /// is not there, and one it closed may still be.
+/// PostgreSQL's ErrorResponse for a statement in a failed transaction.
+#[cold]
+fn in_failed_transaction() -> Bytes {
+    let mut err = BytesMut::new();
+    protocol::error_response(
+        &mut err,
+        protocol::Severity::Error,
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block",
+        None,
+    );
+    err.freeze()
+}
+
 fn never_answered(e: &Expect, cache: &mut StatementCache) {
     match e {
         Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
@@ -107,6 +124,7 @@ impl Downstream {
             skipping_to_sync: false,
             unnamed_unbound: false,
             dropped_all: None,
+            undeallocated: None,
             restore_again: false,
         }
     }
@@ -250,14 +268,20 @@ impl Downstream {
                         self.expect.pop_front();
                     }
                 }
-                (Some(Expect::Deallocate), b'I') => {
+                (Some(Expect::Deallocate(kept)), b'I') => {
                     if !whole {
                         break;
                     }
-                    const DONE: &[u8] = b"C\0\0\0\x0fDEALLOCATE\0";
-                    splice(&mut self.buf, pos, h.frame_len, DONE);
-                    self.last_tag = b'C';
-                    pos += DONE.len();
+                    let reply = if self.status == TxStatus::Failed {
+                        // PostgreSQL's answer there; the statement stays.
+                        self.undeallocated = kept;
+                        in_failed_transaction()
+                    } else {
+                        Bytes::from_static(b"C\0\0\0\x0fDEALLOCATE\0")
+                    };
+                    splice(&mut self.buf, pos, h.frame_len, &reply);
+                    self.last_tag = reply[0];
+                    pos += reply.len();
                     continue;
                 }
                 (Some(Expect::Refused(reply, ref err)), b'E') => {

@@ -71,8 +71,11 @@ pub enum Expect {
     Restore,
     /// A client's `DEALLOCATE name` of a statement the proxy keeps, sent as
     /// an empty query: its EmptyQueryResponse becomes the CommandComplete
-    /// of a DEALLOCATE, its ReadyForQuery passes.
-    Deallocate,
+    /// of a DEALLOCATE, its ReadyForQuery passes. Pipelined behind other
+    /// queries it may meet a failed transaction, which runs no DEALLOCATE:
+    /// then the name and statement to give back (see
+    /// `Downstream::undeallocated`).
+    Deallocate(Option<std::sync::Arc<(String, super::prepared::Statement)>>),
     /// A client's Query, or Execute, of `DEALLOCATE ALL` or `DISCARD ALL`:
     /// passes as `Pass`, and its CommandComplete, if the statement ran,
     /// drops the client's statements kept up to this number (see
@@ -86,7 +89,7 @@ impl Expect {
             Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) => Some(*r),
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
-            Expect::Hidden | Expect::Restore | Expect::Deallocate => Some(Reply::UntilReady),
+            Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
             Expect::Synth(_) => None,
         }
     }

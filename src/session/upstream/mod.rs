@@ -193,6 +193,9 @@ impl Upstream {
         if let Some(upto) = down.dropped_all.take() {
             self.forget_statements_upto(upto);
         }
+        if let Some(kept) = down.undeallocated.take() {
+            self.undeallocate(&kept.0, &kept.1);
+        }
         if down.skipping_to_sync {
             // The server skips to the client's next Sync (an error ended
             // its pipeline): so does the proxy, or it would expect replies,
@@ -344,14 +347,16 @@ impl Upstream {
                 // not have it at all): the proxy's copy goes, and an empty
                 // query stands in, answered as the DEALLOCATE.
                 // (In a failed transaction the server's 25P02 is the
-                // answer, and the statement stays.)
+                // answer, and the statement stays; behind other queries,
+                // whether it will be one is known at the answer.)
                 if self.rename
                     && !(down.status == TxStatus::Failed && q.is_empty())
                     && let Some(name) = deallocated_name(raw)
-                    && self.forget_statement(&name)
+                    && let Some(st) = self.forget_statement(&name)
                 {
                     frontend::query("", &mut self.out).expect("no NUL in constant");
-                    q.push_back(Expect::Deallocate);
+                    let kept = (!q.is_empty()).then(|| std::sync::Arc::new((name, st)));
+                    q.push_back(Expect::Deallocate(kept));
                     return;
                 }
                 if let Err(err) = self.check(raw, false, inspector, server) {

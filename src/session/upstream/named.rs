@@ -134,13 +134,20 @@ impl Upstream {
         Ok(true)
     }
 
-    /// Forgets the client's statement `name`; false if it had none.
-    pub(super) fn forget_statement(&mut self, name: &str) -> bool {
-        let Some(st) = self.statements.remove(name) else {
-            return false;
-        };
+    /// Forgets the client's statement `name`, if it had one.
+    pub(super) fn forget_statement(&mut self, name: &str) -> Option<Statement> {
+        let st = self.statements.remove(name)?;
         self.statement_bytes -= st.parse.len();
-        true
+        Some(st)
+    }
+
+    /// A `DEALLOCATE name` did not run: the statement is back, unless the
+    /// client has parsed another under its name since.
+    pub(super) fn undeallocate(&mut self, name: &str, st: &Statement) {
+        if !self.statements.contains_key(name) {
+            self.statement_bytes += st.parse.len();
+            self.statements.insert(name.to_owned(), st.clone());
+        }
     }
 
     /// A `DEALLOCATE ALL` ran: the statements kept before it was sent go;
