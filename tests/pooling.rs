@@ -241,6 +241,7 @@ async fn session_state_never_reaches_the_next_client() {
         "DO $$DECLARE n int; BEGIN CREATE TEMP TABLE tmp (x int); END$$",
         "SELECT 1 AS x INTO pg_temp.tmp",
         "/* /* */ x */ CREATE TEMP TABLE tmp (x int)",
+        "/* report */ SELECT 1 AS x INTO TEMP tmp",
     ] {
         let c = proxy.client_ok(&key).await;
         c.batch_execute(leaves).await.unwrap();

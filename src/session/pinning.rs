@@ -56,8 +56,13 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
         // blocks must not be read once per block).
         let read_do = is(first, "do") && !do_read;
         do_read |= read_do;
-        // SELECT … INTO TEMP t creates a temporary table too.
-        if lexed.into && (is(first, "select") || is(first, "with")) && selects_into_temp(stmt) {
+        // SELECT … INTO TEMP t creates a temporary table too. (The words
+        // pass sees INTO only where SELECT or WITH came first; after a
+        // comment or a parenthesis it can't tell which came first.)
+        if (lexed.into || lexed.odd_start)
+            && (is(first, "select") || is(first, "with"))
+            && selects_into_temp(stmt)
+        {
             e.pins = e.pins.or(Some("temporary table"));
         }
         if !has_effect_word(first.as_bytes()) {
@@ -324,6 +329,11 @@ mod tests {
             ("SELECT * INTO t FROM a", false),
             ("INSERT INTO temp (x) VALUES (1)", false),
             ("SELECT 1 INTO /* c */ TEMP t", true),
+            ("/* report */ SELECT 1 AS x INTO TEMP t", true),
+            ("-- report\nSELECT 1 AS x INTO TEMP t", true),
+            ("(SELECT 1 AS x INTO TEMP t)", true),
+            ("SELECT 1; /* c */ SELECT 1 AS x INTO pg_temp.t", true),
+            ("/* c */ SELECT * INTO t FROM a", false),
             // A `;` in a comment or a quote ends no statement; one in a
             // comment must not hide the statement after it.
             ("/* a; b */ LISTEN c", true),
