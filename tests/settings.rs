@@ -397,6 +397,23 @@ async fn a_reset_returns_to_the_startup_settings() {
             c.execute(&reset, &[]).await.unwrap();
             assert_eq!(read().await, owned(startup), "{mode}: prepared RESET ALL");
         }
+        // Pipelined behind a prepared RESET, each with its own Sync
+        // (tokio-postgres's pipelining, pgx batches, libpq pipeline mode):
+        // the probe is on the wire before the RESET is answered.
+        let probe_st = c.prepare(probe).await.unwrap();
+        for _ in 0..2 {
+            c.batch_execute("SET statement_timeout = 7; SET app.who = 'y'")
+                .await
+                .unwrap();
+            let (ran, probed) = tokio::join!(c.execute(&reset, &[]), c.query_one(&probe_st, &[]));
+            ran.unwrap();
+            let r = probed.unwrap();
+            assert_eq!(
+                (r.get(0), r.get(1), r.get(2), r.get(3)),
+                owned(startup),
+                "{mode}: pipelined behind a prepared RESET ALL"
+            );
+        }
         // Kept by a rollback to a savepoint after an error.
         c.batch_execute("SET statement_timeout = 7").await.unwrap();
         let e = c
@@ -418,6 +435,107 @@ async fn a_reset_returns_to_the_startup_settings() {
             owned(("7ms", startup.1, startup.2, startup.3)),
             "{mode}: a rolled-back RESET"
         );
+    }
+}
+
+/// A reset run through the extended protocol gets the startup settings
+/// back right behind its Execute, so what the client pipelined behind it
+/// in the same Sync sees them; the restore leaves the client's unnamed
+/// statement alone (parsed, described, then bound in a later round trip:
+/// pgx, `PQprepare(conn, "", …)`); a reset the server refuses brings no
+/// reply the client did not ask for. Both modes.
+#[tokio::test]
+async fn a_reset_in_an_extended_pipeline_is_restored_in_place() {
+    use bytes::BytesMut;
+    use postgres_protocol::message::frontend;
+    use support::raw;
+
+    let reg = registry();
+    let t = reg.create_tenant("resetpiped");
+    let key = reg.issue_key(&t);
+    const PROBE: &str = "SELECT current_setting('application_name')";
+    // Replies up to ReadyForQuery, but for ParameterStatus: their tags, and
+    // the value of the last application_name report and DataRow.
+    async fn replies(s: &mut tokio::net::TcpStream) -> (String, String, String) {
+        let (mut tags, mut reported, mut row) = (String::new(), String::new(), String::new());
+        loop {
+            let (tag, body) = raw::read_msg(s).await.expect("a reply");
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if tag == b'S' {
+                if text.starts_with("application_name\0") {
+                    reported = text;
+                }
+                continue;
+            }
+            tags.push(tag as char);
+            match tag {
+                b'D' => row = text,
+                b'Z' => return (tags, reported, row),
+                _ => {}
+            }
+        }
+    }
+    let unnamed = |sql: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse("", sql, [], b).unwrap();
+            raw::bind_execute(b, "", 0);
+        }
+    };
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "2")]);
+        let (mut s, _, _) =
+            raw::startup_with(proxy.addr, &key, &[("application_name", "restorer")]).await;
+        // One Sync: the probe runs after the restore.
+        raw::query(&mut s, "SET application_name = 'changed'").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, |b| {
+            unnamed("RESET ALL")(b);
+            unnamed(PROBE)(b);
+            frontend::sync(b);
+        })
+        .await;
+        let (tags, reported, row) = replies(&mut s).await;
+        assert_eq!(tags, "12C12DCZ", "{mode}");
+        assert!(row.ends_with("restorer"), "{mode}: {row:?}");
+        assert!(reported.contains("restorer"), "{mode}: told {reported:?}");
+        // Parsed and described, bound a round trip later.
+        raw::query(&mut s, "SET application_name = 'changed'").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, |b| {
+            frontend::parse("", "RESET ALL", [], b).unwrap();
+            frontend::describe(b'S', "", b).unwrap();
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(replies(&mut s).await.0, "1tnZ", "{mode}");
+        raw::send(&mut s, |b| {
+            raw::bind_execute(b, "", 0);
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(
+            replies(&mut s).await.0,
+            "2CZ",
+            "{mode}: the unnamed statement stayed"
+        );
+        raw::send(&mut s, |b| {
+            unnamed(PROBE)(b);
+            frontend::sync(b);
+        })
+        .await;
+        assert!(replies(&mut s).await.2.ends_with("restorer"), "{mode}");
+        // Refused in a failed transaction: one error, then Ready.
+        raw::query(&mut s, "BEGIN; SELECT 1/0").await;
+        assert!(raw::until_ready(&mut s).await.is_some());
+        raw::send(&mut s, |b| {
+            unnamed("RESET ALL")(b);
+            unnamed(PROBE)(b);
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(replies(&mut s).await.0, "EZ", "{mode}");
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None, "{mode}");
     }
 }
 

@@ -230,6 +230,18 @@ impl Downstream {
                 splice(&mut self.buf, pos, h.frame_len, &[]);
                 continue;
             }
+            if let Some(Expect::Quiet(reply)) = head
+                && tag != b'E'
+            {
+                if !whole {
+                    break;
+                }
+                if reply.ended_by(tag) {
+                    self.expect.pop_front();
+                }
+                splice(&mut self.buf, pos, h.frame_len, &[]);
+                continue;
+            }
             if tag == b'Z' && !self.read_status(pos)? {
                 break;
             }
@@ -295,6 +307,11 @@ impl Downstream {
                         self.fail_until_sync(cache);
                     }
                     continue;
+                }
+                (Some(Expect::Quiet(_)), b'E') => {
+                    // The restore failed (a cancel): again after the Sync.
+                    self.restore_again = true;
+                    self.fail_until_sync(cache);
                 }
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
                     // (Named Parses are the proxy's own: Reparse, ParseNamed.)

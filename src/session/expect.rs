@@ -76,6 +76,10 @@ pub enum Expect {
     /// then the name and statement to give back (see
     /// `Downstream::undeallocated`).
     Deallocate(Option<std::sync::Arc<(String, super::prepared::Statement)>>),
+    /// A message of the proxy's own inside a client's pipeline (the restore
+    /// of startup settings behind a reset): its reply is dropped; an error
+    /// passes, as the server then skips the client's messages up to Sync.
+    Quiet(Reply),
     /// A client's Query, or Execute, of `DEALLOCATE ALL` or `DISCARD ALL`:
     /// passes as `Pass`, and its CommandComplete, if the statement ran,
     /// drops the client's statements kept up to this number (see
@@ -86,7 +90,9 @@ pub enum Expect {
 impl Expect {
     pub fn reply(&self) -> Option<Reply> {
         match self {
-            Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) => Some(*r),
+            Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) | Expect::Quiet(r) => {
+                Some(*r)
+            }
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
             Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),

@@ -6,7 +6,16 @@ use tokio::net::TcpStream;
 
 /// Logs in with `key`: the connection, and its cancel pid and secret.
 pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, i32) {
-    let mut s = send_startup(addr, key).await;
+    startup_with(addr, key, &[]).await
+}
+
+/// Logs in with `key` and startup parameters `extra` (`application_name`, …).
+pub async fn startup_with(
+    addr: std::net::SocketAddr,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> (TcpStream, i32, i32) {
+    let mut s = send_startup_with(addr, key, extra).await;
     let (mut pid, mut secret) = (0, 0);
     loop {
         let (tag, body) = read_msg(&mut s).await.expect("startup reply");
@@ -24,15 +33,24 @@ pub async fn startup(addr: std::net::SocketAddr, key: &str) -> (TcpStream, i32, 
 
 /// A startup message with `key` in its options, its reply left unread.
 pub async fn send_startup(addr: std::net::SocketAddr, key: &str) -> TcpStream {
+    send_startup_with(addr, key, &[]).await
+}
+
+async fn send_startup_with(
+    addr: std::net::SocketAddr,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut buf = BytesMut::new();
     let opts = format!("-c pgtenant.api_key={key}");
+    let params = [
+        ("user", "raw"),
+        ("database", "app"),
+        ("options", opts.as_str()),
+    ];
     postgres_protocol::message::frontend::startup_message(
-        [
-            ("user", "raw"),
-            ("database", "app"),
-            ("options", opts.as_str()),
-        ],
+        params.iter().chain(extra).copied(),
         &mut buf,
     )
     .unwrap();

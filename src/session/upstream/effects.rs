@@ -14,6 +14,16 @@ use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
 
+/// The portal last bound to a statement whose run the proxy follows up
+/// (see [`Upstream::portal_runs`]). A stale one costs little: a
+/// `DEALLOCATE ALL`'s reply must name the statement, and a restore of
+/// settings nothing reset changes nothing.
+pub(super) struct EffectPortal {
+    pub name: Box<[u8]>,
+    drops_all: bool,
+    resets: bool,
+}
+
 impl Upstream {
     /// Asks the inspector about the text that starts `raw` and ends at its
     /// first NUL (or with `raw`), and notes its session effects, unless it
@@ -36,7 +46,7 @@ impl Upstream {
             // reset of the startup settings.
             let sql = cstr(raw);
             inspector.inspect(sql, &Lexed::default())?;
-            return Ok(self.note_resets(sql, &lexical::scan(sql, false)));
+            return Ok(self.note_resets(sql, &lexical::scan(sql, false), parse));
         }
         let seen = if parse {
             self.repeats.parse_seen(raw)
@@ -49,7 +59,7 @@ impl Upstream {
         let sql = cstr(raw);
         let lexed = lexical::scan(sql, self.rename);
         inspector.inspect(sql, &lexed)?;
-        let effect = self.note_session_effect(sql, &lexed, server);
+        let effect = self.note_session_effect(sql, &lexed, parse, server);
         // A repeat read again by the inspector's choice (monitor mode) is
         // remembered already.
         if !seen {
@@ -77,21 +87,23 @@ impl Upstream {
 
     /// Transaction mode: pins the client on statements with session
     /// effects, and forgets what a clearing statement wipes on the server.
-    /// Returns the effects (none outside transaction mode).
+    /// Returns the effects (none outside transaction mode). `parse`: the
+    /// text is only parsed now; a reset is followed up when it runs.
     fn note_session_effect(
         &mut self,
         sql: &[u8],
         lexed: &Lexed,
+        parse: bool,
         server: &mut ServerConn,
     ) -> Effect {
         if !self.rename {
-            return self.note_resets(sql, lexed);
+            return self.note_resets(sql, lexed, parse);
         }
         let e = session_effect(sql, lexed);
         if e == Effect::default() {
             return e;
         }
-        self.restore_startup |= e.resets;
+        self.restore_startup |= e.resets && !parse;
         if let Some(why) = e.pins {
             self.pin(why);
         }
@@ -108,12 +120,12 @@ impl Upstream {
 
     /// Session mode: only whether startup settings need giving back. One
     /// plain statement (the firewall's fast path) resets nothing.
-    fn note_resets(&mut self, sql: &[u8], lexed: &Lexed) -> Effect {
+    fn note_resets(&mut self, sql: &[u8], lexed: &Lexed, parse: bool) -> Effect {
         if lexed.firewall_fast_path() {
             return Effect::default();
         }
         let resets = session_effect(sql, &lexical::scan(sql, true)).resets;
-        self.restore_startup |= resets;
+        self.restore_startup |= resets && !parse;
         Effect {
             resets,
             ..Effect::default()
@@ -131,11 +143,91 @@ impl Upstream {
         }
     }
 
-    /// A Bind of `name`: its statement runs again.
-    pub(super) fn bound(&mut self, name: &[u8]) {
-        if self.resetting.iter().any(|n| &**n == name) {
-            self.restore_startup = true;
+    /// A Bind of `name`: its statement runs again. Whether it resets.
+    pub(super) fn bound(&mut self, name: &[u8]) -> bool {
+        let resets = self.resetting.iter().any(|n| &**n == name);
+        self.restore_startup |= resets;
+        resets
+    }
+
+    /// A Bind of `portal` to a statement that, when it runs, drops every
+    /// prepared statement or resets settings (or neither).
+    pub(super) fn bind_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
+        if drops_all || resets {
+            self.effect_portal = Some(EffectPortal {
+                name: portal.into(),
+                drops_all,
+                resets,
+            });
+        } else if self
+            .effect_portal
+            .as_ref()
+            .is_some_and(|p| *p.name == *portal)
+        {
+            self.effect_portal = None;
         }
+    }
+
+    /// An Execute of the portal in `effect_portal`, forwarded: whether the
+    /// client's names go is decided by its reply (it may fail: in a failed
+    /// transaction, `DISCARD ALL` in a block); a reset's restore goes right
+    /// behind it.
+    #[cold]
+    pub(super) fn portal_runs(&mut self, down: &mut Downstream) {
+        let Some(p) = &self.effect_portal else { return };
+        let resets = p.resets;
+        down.expect.push_back(if p.drops_all {
+            Expect::DropsAll(Reply::Execute, self.statements_kept)
+        } else {
+            Expect::Pass(Reply::Execute)
+        });
+        if resets {
+            self.restore_in_pipeline(down);
+        }
+    }
+
+    /// Right behind the Execute of a reset, inside the client's pipeline
+    /// (libpq pipeline mode, pgx batches, a driver's pipelined queries):
+    /// the startup settings are back before its next message runs, in the
+    /// same transaction, as [`Upstream::restore_behind`] does for a Query.
+    /// A named statement and portal of the proxy's own, closed again, so
+    /// the client's unnamed ones are left alone. If the reset fails the
+    /// server skips these too; if they fail, the relay restores after the
+    /// Sync (`restore_again`).
+    fn restore_in_pipeline(&mut self, down: &mut Downstream) {
+        const NAME: &str = "pgt_restore";
+        let Some(sql) = self.startup.as_deref().and_then(crate::pool::restore_sql) else {
+            return;
+        };
+        let mut msgs = bytes::BytesMut::new();
+        let written = frontend::parse(NAME, &sql, [], &mut msgs).is_ok()
+            && frontend::bind(
+                NAME,
+                NAME,
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [],
+                &mut msgs,
+            )
+            .is_ok()
+            && frontend::execute(NAME, 0, &mut msgs).is_ok()
+            && frontend::close(b'P', NAME, &mut msgs).is_ok()
+            && frontend::close(b'S', NAME, &mut msgs).is_ok();
+        if !written {
+            return; // (startup values hold no NUL)
+        }
+        self.out.extend_from_slice(&msgs);
+        for r in [
+            Reply::Parse,
+            Reply::Bind,
+            Reply::Execute,
+            Reply::Close,
+            Reply::Close,
+        ] {
+            down.expect.push_back(Expect::Quiet(r));
+        }
+        self.restore_startup = false;
     }
 
     /// Remembers the custom settings `sql` changes, to read back by name;

@@ -131,11 +131,8 @@ pub struct Upstream {
     drops_all: bool,
     /// The unnamed statement does, when it runs.
     unnamed_drops_all: bool,
-    /// The portal last bound to such a statement: what its Execute's reply
-    /// says decides whether the client's names go (see
-    /// [`Expect::DropsAll`]). A stale one costs nothing: the reply's
-    /// CommandComplete must name the statement.
-    drops_all_portal: Option<Box<[u8]>>,
+    /// See [`effects::EffectPortal`].
+    effect_portal: Option<effects::EffectPortal>,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -167,7 +164,7 @@ impl Upstream {
             statements_kept: 0,
             drops_all: false,
             unnamed_drops_all: false,
-            drops_all_portal: None,
+            effect_portal: None,
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -445,8 +442,9 @@ impl Upstream {
                 down.expect.push_back(Expect::Pass(reply));
             }
             tag::BIND => {
-                if !self.resetting.is_empty() {
-                    self.bound(bound_statement(body));
+                if !self.resetting.is_empty() || self.effect_portal.is_some() {
+                    let resets = self.bound(bound_statement(body));
+                    self.bind_portal(cstr(body), false, resets);
                 }
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::Bind));
@@ -462,12 +460,12 @@ impl Upstream {
             }
             tag::EXECUTE
                 if self
-                    .drops_all_portal
-                    .as_deref()
-                    .is_some_and(|p| p == cstr(body)) =>
+                    .effect_portal
+                    .as_ref()
+                    .is_some_and(|p| *p.name == *cstr(body)) =>
             {
                 self.out.extend_from_slice(frame);
-                q.push_back(Expect::DropsAll(Reply::Execute, self.statements_kept));
+                self.portal_runs(down);
             }
             _ => {
                 self.out.extend_from_slice(frame);

@@ -224,10 +224,9 @@ impl Upstream {
             }
             if t == tag::BIND {
                 down.unnamed_unbound = false;
-                if !self.resetting.is_empty() {
-                    self.bound(name);
-                }
-                self.bind_portal(prefix, self.unnamed_drops_all);
+                let resets = !self.resetting.is_empty() && self.bound(name);
+                let portal = &prefix[..prefix.len() - 1];
+                self.bind_portal(portal, self.unnamed_drops_all, resets);
             }
             return Renamed::No;
         }
@@ -243,7 +242,8 @@ impl Upstream {
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
         if t == tag::BIND {
-            self.bind_portal(prefix, st.effect.drops_all);
+            let portal = &prefix[..prefix.len() - 1];
+            self.bind_portal(portal, st.effect.drops_all, st.effect.resets);
         }
         if t == tag::BIND && st.effect != Effect::default() {
             // It runs again: a setting it changes must be read back before
@@ -257,19 +257,6 @@ impl Upstream {
             }
         }
         Renamed::Yes
-    }
-
-    /// A Bind of portal `prefix` (its name and NUL) to a statement that
-    /// drops every prepared statement when it runs, or not: the client's
-    /// names go once an Execute of that portal is answered as done (it may
-    /// fail: in a failed transaction, `DISCARD ALL` in a block).
-    fn bind_portal(&mut self, prefix: &[u8], drops_all: bool) {
-        let portal = &prefix[..prefix.len() - 1];
-        if drops_all {
-            self.drops_all_portal = Some(portal.into());
-        } else if self.drops_all_portal.as_deref() == Some(portal) {
-            self.drops_all_portal = None;
-        }
     }
 
     /// Writes message `t` (a Bind or Describe) naming statement `name`,
