@@ -585,4 +585,23 @@ async fn a_client_never_binds_another_clients_unnamed_statement() {
     }
     raw::send(&mut a, run("SELECT 'a'")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+    // An unnamed Parse the server skips (an error before it in the
+    // pipeline) makes nothing a's: b's statement stays b's.
+    raw::send(&mut b, run("SELECT 'b'")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    raw::send(&mut a, |buf| {
+        raw::bind_execute(buf, "no_such_statement", 0);
+        frontend::parse("", "SELECT 'a'", [], buf).unwrap();
+        frontend::sync(buf);
+    })
+    .await;
+    let err = raw::until_ready(&mut a).await.expect("no such statement");
+    assert!(err.contains("26000"), "{err}");
+    raw::send(&mut a, |buf| {
+        raw::bind_execute(buf, "", 0);
+        frontend::sync(buf);
+    })
+    .await;
+    let err = raw::until_ready(&mut a).await.expect("not a's statement");
+    assert!(err.contains("unnamed prepared statement"), "{err}");
 }

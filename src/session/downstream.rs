@@ -96,6 +96,10 @@ fn in_failed_transaction() -> Bytes {
 fn never_answered(e: &Expect, cache: &mut StatementCache) {
     match e {
         Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
+        // A client's unnamed Parse (transaction mode: named ones are the
+        // proxy's): the connection's unnamed statement is whoever's it
+        // was, so nobody's.
+        Expect::Pass(Reply::Parse) => cache.unnamed_owner = 0,
         Expect::Evict => cache.close_skipped(),
         _ => {}
     }
@@ -387,6 +391,8 @@ impl Downstream {
             if e.reply() == Some(Reply::UntilReady) {
                 return;
             }
+            // Nothing the client may bind holds its connection.
+            self.unnamed_unbound &= !matches!(e, Expect::Pass(Reply::Parse));
             never_answered(e, cache);
             self.expect.pop_front();
         }
