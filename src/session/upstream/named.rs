@@ -225,8 +225,10 @@ impl Upstream {
             if t == tag::BIND {
                 down.unnamed_unbound = false;
                 let resets = !self.resetting.is_empty() && self.bound(name);
-                let portal = &prefix[..prefix.len() - 1];
-                self.bind_portal(portal, self.unnamed_drops_all, resets);
+                if resets || self.unnamed_drops_all || self.effect_portal.is_some() {
+                    let portal = &prefix[..prefix.len() - 1];
+                    self.bind_portal(portal, self.unnamed_drops_all, resets);
+                }
             }
             return Renamed::No;
         }
@@ -241,7 +243,9 @@ impl Upstream {
             self.prepare(&st, cache, &mut down.expect, true);
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
-        if t == tag::BIND {
+        if t == tag::BIND
+            && (st.effect.drops_all || st.effect.resets || self.effect_portal.is_some())
+        {
             let portal = &prefix[..prefix.len() - 1];
             self.bind_portal(portal, st.effect.drops_all, st.effect.resets);
         }
