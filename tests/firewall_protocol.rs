@@ -203,15 +203,27 @@ async fn the_function_call_message_reaches_only_large_objects() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "VZ");
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None, "the session goes on");
-    // Counted as the firewall's refusals are (SHOW FIREWALL reads these).
+    // Text the firewall can't read as UTF-8 is refused too.
+    raw::send(&mut s, |b| {
+        let sql = b"SELECT '\xff'\0";
+        b.put_u8(b'Q');
+        b.put_i32(4 + sql.len() as i32);
+        b.put_slice(sql);
+    })
+    .await;
+    let err = raw::until_ready(&mut s).await.expect("refused");
+    assert!(err.contains("22021") && err.contains("encoding"), "{err}");
+    // Both counted as the firewall's refusals are (SHOW FIREWALL reads these).
     let counted = |text: &str| {
-        metric(
-            text,
-            "pgtenant_firewall_verdicts_total",
-            &[("rule", "function_call"), ("outcome", "refused")],
-        ) == Some(1.0)
+        ["function_call", "encoding"].iter().all(|rule| {
+            metric(
+                text,
+                "pgtenant_firewall_verdicts_total",
+                &[("rule", rule), ("outcome", "refused")],
+            ) == Some(1.0)
+        })
     };
-    scrape_until(&maddr, "the function_call refusal", counted).await;
+    scrape_until(&maddr, "the function_call and encoding refusals", counted).await;
 }
 
 /// Dynamic SQL in a DO block or a function runs text the firewall never

@@ -524,6 +524,38 @@ async fn a_reset_in_an_extended_pipeline_is_restored_in_place() {
         })
         .await;
         assert!(replies(&mut s).await.2.ends_with("restorer"), "{mode}");
+        // Bound in a transaction, run a round trip later: the portal is
+        // still there, and the restore follows the run.
+        raw::query(&mut s, "BEGIN; SET application_name = 'changed'").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, |b| {
+            frontend::parse("", "RESET ALL", [], b).unwrap();
+            frontend::bind(
+                "",
+                "",
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap();
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(replies(&mut s).await.0, "12Z", "{mode}");
+        raw::send(&mut s, |b| {
+            frontend::execute("", 0, b).unwrap();
+            unnamed(PROBE)(b);
+            frontend::sync(b);
+        })
+        .await;
+        let (tags, _, row) = replies(&mut s).await;
+        assert_eq!(tags, "C12DCZ", "{mode}: the portal stayed");
+        assert!(row.ends_with("restorer"), "{mode}: {row:?}");
+        raw::query(&mut s, "COMMIT").await;
+        assert_eq!(raw::until_ready(&mut s).await, None, "{mode}");
         // Refused in a failed transaction: one error, then Ready.
         raw::query(&mut s, "BEGIN; SELECT 1/0").await;
         assert!(raw::until_ready(&mut s).await.is_some());

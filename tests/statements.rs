@@ -345,30 +345,58 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
     // Pipelined behind a query that fails its transaction: PostgreSQL's
-    // 25P02, and the statement stays; behind one that doesn't, it goes.
+    // 25P02, and the statements stay; behind one that doesn't, they go.
     for (opening, fails) in [("BEGIN; SELECT 1/0", true), ("BEGIN; SELECT 1", false)] {
-        raw::send(&mut s, prepare("piped")).await;
-        assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        for name in ["piped", "piped2"] {
+            raw::send(&mut s, prepare(name)).await;
+            assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        }
         raw::send(&mut s, |b| {
             frontend::query(opening, b).unwrap();
             frontend::query("DEALLOCATE piped", b).unwrap();
+            frontend::query("DEALLOCATE piped2", b).unwrap();
         })
         .await;
         assert_eq!(raw::until_ready(&mut s).await.is_some(), fails);
-        let answer = raw::until_ready(&mut s).await;
+        let answers = [
+            raw::until_ready(&mut s).await,
+            raw::until_ready(&mut s).await,
+        ];
         raw::query(&mut s, "ROLLBACK").await;
         assert_eq!(raw::until_ready(&mut s).await, None);
-        raw::send(&mut s, run("piped")).await;
-        let ran = raw::until_ready(&mut s).await;
-        if fails {
-            let err = answer.expect("refused in the failed transaction");
-            assert!(err.contains("25P02"), "{err}");
-            assert_eq!(ran, None, "the statement stayed");
-        } else {
-            assert_eq!(answer, None);
-            assert!(ran.expect("gone").contains("26000"));
+        for (name, answer) in ["piped", "piped2"].into_iter().zip(answers) {
+            raw::send(&mut s, run(name)).await;
+            let ran = raw::until_ready(&mut s).await;
+            if fails {
+                let err = answer.expect("refused in the failed transaction");
+                assert!(err.contains("25P02"), "{err}");
+                assert_eq!(ran, None, "{name} stayed");
+            } else {
+                assert_eq!(answer, None);
+                assert!(ran.expect("gone").contains("26000"));
+            }
         }
     }
+    // Given back before a DEALLOCATE ALL behind them drops it.
+    raw::send(&mut s, prepare("piped")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        for sql in [
+            "BEGIN; SELECT 1/0",
+            "DEALLOCATE piped",
+            "ROLLBACK",
+            "DEALLOCATE ALL",
+        ] {
+            frontend::query(sql, b).unwrap();
+        }
+    })
+    .await;
+    for _ in 0..4 {
+        raw::until_ready(&mut s).await;
+    }
+    raw::send(&mut s, run("piped")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+    assert!(err.contains("26000"), "{err}");
     raw::send(&mut s, prepare("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::query(&mut s, "DEALLOCATE ALL").await;
@@ -479,27 +507,31 @@ async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
         raw::send(&mut s, runs("kept")).await;
         assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{code}");
     }
-    // Runs, bound to a named portal, with the unnamed one bound to another
-    // statement and a statement parsed behind it in the same pipeline.
+    // Runs, bound to a named portal, with another bound to a reset and
+    // the unnamed one to another statement, and a statement parsed behind
+    // it in the same pipeline.
     raw::send(&mut s, |b| {
-        frontend::bind(
-            "p",
-            "dealloc",
-            [],
-            [],
-            |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-            [0],
-            b,
-        )
-        .map_err(|_| ())
-        .unwrap();
+        frontend::parse("reset", "RESET ALL", [], b).unwrap();
+        for (portal, statement) in [("p", "dealloc"), ("r", "reset")] {
+            frontend::bind(
+                portal,
+                statement,
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [0],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap();
+        }
         raw::bind_execute(b, "kept", 0);
         frontend::execute("p", 0, b).unwrap();
         frontend::parse("after", "SELECT 2", [], b).unwrap();
         frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "22DCC1Z");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1222DCC1Z");
     raw::send(&mut s, runs("after")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
     for gone in ["kept", "dealloc"] {
@@ -604,4 +636,22 @@ async fn a_client_never_binds_another_clients_unnamed_statement() {
     .await;
     let err = raw::until_ready(&mut a).await.expect("not a's statement");
     assert!(err.contains("unnamed prepared statement"), "{err}");
+    // Unless a's next Parse was already on its way: then it is a's.
+    raw::send(&mut a, |buf| {
+        raw::bind_execute(buf, "no_such_statement", 0);
+        frontend::parse("", "SELECT 'skipped'", [], buf).unwrap();
+        frontend::sync(buf);
+        frontend::parse("", "SELECT 'a2'", [], buf).unwrap();
+        frontend::describe(b'S', "", buf).unwrap();
+        frontend::sync(buf);
+    })
+    .await;
+    assert!(raw::until_ready(&mut a).await.is_some());
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1tTZ");
+    raw::send(&mut a, |buf| {
+        raw::bind_execute(buf, "", 0);
+        frontend::sync(buf);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "2DCZ");
 }

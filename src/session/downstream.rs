@@ -54,9 +54,9 @@ pub struct Downstream {
     pub dropped_all: Option<u64>,
     /// The proxy's restore of startup settings met a failed transaction.
     pub restore_again: bool,
-    /// A pipelined `DEALLOCATE name` met a failed transaction: the
-    /// client's statement is back (see [`Expect::Deallocate`]).
-    pub undeallocated: Option<std::sync::Arc<(String, super::prepared::Statement)>>,
+    /// Pipelined `DEALLOCATE name`s that met a failed transaction: the
+    /// client's statements are back (see [`Expect::Deallocate`]).
+    pub undeallocated: Vec<std::sync::Arc<(String, super::prepared::Statement)>>,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -77,8 +77,6 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// What the server skipped never happened: a statement the proxy prepared
-/// is not there, and one it closed may still be.
 /// PostgreSQL's ErrorResponse for a statement in a failed transaction.
 #[cold]
 fn in_failed_transaction() -> Bytes {
@@ -93,13 +91,11 @@ fn in_failed_transaction() -> Bytes {
     err.freeze()
 }
 
+/// What the server skipped never happened: a statement the proxy prepared
+/// is not there, and one it closed may still be.
 fn never_answered(e: &Expect, cache: &mut StatementCache) {
     match e {
         Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
-        // A client's unnamed Parse (transaction mode: named ones are the
-        // proxy's): the connection's unnamed statement is whoever's it
-        // was, so nobody's.
-        Expect::Pass(Reply::Parse) => cache.unnamed_owner = 0,
         Expect::Evict => cache.close_skipped(),
         _ => {}
     }
@@ -128,7 +124,7 @@ impl Downstream {
             skipping_to_sync: false,
             unnamed_unbound: false,
             dropped_all: None,
-            undeallocated: None,
+            undeallocated: Vec::new(),
             restore_again: false,
         }
     }
@@ -290,7 +286,7 @@ impl Downstream {
                     }
                     let reply = if self.status == TxStatus::Failed {
                         // PostgreSQL's answer there; the statement stays.
-                        self.undeallocated = kept;
+                        self.undeallocated.extend(kept);
                         in_failed_transaction()
                     } else {
                         Bytes::from_static(b"C\0\0\0\x0fDEALLOCATE\0")
@@ -387,18 +383,30 @@ impl Downstream {
     /// An error in the extended protocol: the server skips everything up
     /// to the next Sync, so those replies will never come.
     fn fail_until_sync(&mut self, cache: &mut StatementCache) {
+        // A client's unnamed Parse (transaction mode: named ones are the
+        // proxy's) among them.
+        let unnamed_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
+        let mut skipped_parse = false;
+        let mut synced = false;
         while let Some(e) = self.expect.front() {
             if e.reply() == Some(Reply::UntilReady) {
-                return;
+                synced = true;
+                break;
             }
-            // Nothing the client may bind holds its connection.
-            self.unnamed_unbound &= !matches!(e, Expect::Pass(Reply::Parse));
+            skipped_parse |= unnamed_parse(e);
             never_answered(e, cache);
             self.expect.pop_front();
         }
+        // The connection's unnamed statement is whoever's it was before,
+        // so nobody's, and nothing the client may bind holds the
+        // connection; unless the client sent another Parse since.
+        if skipped_parse && !self.expect.iter().any(unnamed_parse) {
+            cache.unnamed_owner = 0;
+            self.unnamed_unbound = false;
+        }
         // The client's Sync is still to come: what it sends until then is
         // skipped too (see `Upstream::process`).
-        self.skipping_to_sync = true;
+        self.skipping_to_sync |= !synced;
     }
 
     /// Answers the proxy gives itself, once all earlier replies are out.

@@ -243,9 +243,9 @@ async fn relay(
         {
             if up.settings_changed {
                 // SET/RESET/set_config ran: carry the result to the next
-                // connection. The client has its reply: a cancel it sends
-                // now (a timer racing the reply) must not hit this read,
-                // as PostgreSQL ignores one that finds the session idle.
+                // connection. The client's statements are done: a cancel it
+                // sends now (a timer racing the reply) must not hit this
+                // read, as PostgreSQL ignores one that finds the session idle.
                 s.cancel.set_backend(None);
                 match co.conn.capture_settings(&up.custom_settings, wanted).await {
                     Ok(now) => {

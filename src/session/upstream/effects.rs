@@ -14,15 +14,18 @@ use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
 
-/// The portal last bound to a statement whose run the proxy follows up
-/// (see [`Upstream::portal_runs`]). A stale one costs little: a
-/// `DEALLOCATE ALL`'s reply must name the statement, and a restore of
-/// settings nothing reset changes nothing.
+/// A portal bound to a statement whose run the proxy follows up (see
+/// [`Upstream::portal_runs`]). A stale one costs little: a `DEALLOCATE
+/// ALL`'s reply must name the statement, and a restore of settings nothing
+/// reset changes nothing.
 pub(super) struct EffectPortal {
     pub name: Box<[u8]>,
     drops_all: bool,
     resets: bool,
 }
+
+/// Effect portals a session tracks at once (nearly always none or one).
+const EFFECT_PORTALS: usize = 16;
 
 impl Upstream {
     /// Asks the inspector about the text that starts `raw` and ends at its
@@ -143,38 +146,42 @@ impl Upstream {
         }
     }
 
-    /// A Bind of `name`: its statement runs again. Whether it resets.
-    pub(super) fn bound(&mut self, name: &[u8]) -> bool {
-        let resets = self.resetting.iter().any(|n| &**n == name);
-        self.restore_startup |= resets;
-        resets
+    /// Whether the statement a Bind names resets settings when it runs.
+    pub(super) fn bound(&self, name: &[u8]) -> bool {
+        self.resetting.iter().any(|n| &**n == name)
     }
 
-    /// A Bind of `portal` to a statement that, when it runs, drops every
-    /// prepared statement or resets settings (or neither).
+    /// A Bind of `portal` (replacing any portal of that name) to a
+    /// statement that, when it runs, drops every prepared statement or
+    /// resets settings, or neither; or a Close of it (neither).
     pub(super) fn bind_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
+        self.effect_portals.retain(|p| *p.name != *portal);
         if drops_all || resets {
-            self.effect_portal = Some(EffectPortal {
+            if self.effect_portals.len() == EFFECT_PORTALS {
+                self.effect_portals.remove(0);
+            }
+            self.effect_portals.push(EffectPortal {
                 name: portal.into(),
                 drops_all,
                 resets,
             });
-        } else if self
-            .effect_portal
-            .as_ref()
-            .is_some_and(|p| *p.name == *portal)
-        {
-            self.effect_portal = None;
         }
     }
 
-    /// An Execute of the portal in `effect_portal`, forwarded: whether the
-    /// client's names go is decided by its reply (it may fail: in a failed
+    /// Is `portal` one whose run the proxy follows up?
+    pub(super) fn has_effect(&self, portal: &[u8]) -> bool {
+        self.effect_portals.iter().any(|p| *p.name == *portal)
+    }
+
+    /// An Execute of an effect portal, forwarded: whether the client's
+    /// names go is decided by its reply (it may fail: in a failed
     /// transaction, `DISCARD ALL` in a block); a reset's restore goes right
     /// behind it.
     #[cold]
-    pub(super) fn portal_runs(&mut self, down: &mut Downstream) {
-        let Some(p) = &self.effect_portal else { return };
+    pub(super) fn portal_runs(&mut self, portal: &[u8], down: &mut Downstream) {
+        let Some(p) = self.effect_portals.iter().find(|p| *p.name == *portal) else {
+            return;
+        };
         let resets = p.resets;
         down.expect.push_back(if p.drops_all {
             Expect::DropsAll(Reply::Execute, self.statements_kept)
@@ -195,15 +202,18 @@ impl Upstream {
     /// server skips these too; if they fail, the relay restores after the
     /// Sync (`restore_again`).
     fn restore_in_pipeline(&mut self, down: &mut Downstream) {
-        const NAME: &str = "pgt_restore";
         let Some(sql) = self.startup.as_deref().and_then(crate::pool::restore_sql) else {
             return;
         };
+        // The client's names reach the server as they are in session mode
+        // (portals in both): one it could not have chosen by accident.
+        let name = format!("pgt_restore_{}", self.owner);
+        let name = name.as_str();
         let mut msgs = bytes::BytesMut::new();
-        let written = frontend::parse(NAME, &sql, [], &mut msgs).is_ok()
+        let written = frontend::parse(name, &sql, [], &mut msgs).is_ok()
             && frontend::bind(
-                NAME,
-                NAME,
+                name,
+                name,
                 [],
                 [],
                 |_: (), _| Ok(postgres_protocol::IsNull::Yes),
@@ -211,9 +221,9 @@ impl Upstream {
                 &mut msgs,
             )
             .is_ok()
-            && frontend::execute(NAME, 0, &mut msgs).is_ok()
-            && frontend::close(b'P', NAME, &mut msgs).is_ok()
-            && frontend::close(b'S', NAME, &mut msgs).is_ok();
+            && frontend::execute(name, 0, &mut msgs).is_ok()
+            && frontend::close(b'P', name, &mut msgs).is_ok()
+            && frontend::close(b'S', name, &mut msgs).is_ok();
         if !written {
             return; // (startup values hold no NUL)
         }

@@ -132,7 +132,7 @@ pub struct Upstream {
     /// The unnamed statement does, when it runs.
     unnamed_drops_all: bool,
     /// See [`effects::EffectPortal`].
-    effect_portal: Option<effects::EffectPortal>,
+    effect_portals: Vec<effects::EffectPortal>,
     /// See [`Upstream::hidden_query`].
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
@@ -164,7 +164,7 @@ impl Upstream {
             statements_kept: 0,
             drops_all: false,
             unnamed_drops_all: false,
-            effect_portal: None,
+            effect_portals: Vec::new(),
             hidden: None,
             repeats: Repeats::default(),
             span,
@@ -187,11 +187,8 @@ impl Upstream {
         down.forget_copies();
         // Replies are read between batches: a DEALLOCATE ALL answered since
         // the last one takes its names before this one uses any.
-        if let Some(upto) = down.dropped_all.take() {
-            self.forget_statements_upto(upto);
-        }
-        if let Some(kept) = down.undeallocated.take() {
-            self.undeallocate(&kept.0, &kept.1);
+        if down.dropped_all.is_some() || !down.undeallocated.is_empty() {
+            self.statements_answered(down);
         }
         if down.skipping_to_sync {
             // The server skips to the client's next Sync (an error ended
@@ -442,7 +439,7 @@ impl Upstream {
                 down.expect.push_back(Expect::Pass(reply));
             }
             tag::BIND => {
-                if !self.resetting.is_empty() || self.effect_portal.is_some() {
+                if !self.resetting.is_empty() || !self.effect_portals.is_empty() {
                     let resets = self.bound(bound_statement(body));
                     self.bind_portal(cstr(body), false, resets);
                 }
@@ -458,14 +455,9 @@ impl Upstream {
                 self.forget_statement(&String::from_utf8_lossy(cstr(&body[1..])));
                 q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
             }
-            tag::EXECUTE
-                if self
-                    .effect_portal
-                    .as_ref()
-                    .is_some_and(|p| *p.name == *cstr(body)) =>
-            {
+            tag::EXECUTE if !self.effect_portals.is_empty() && self.has_effect(cstr(body)) => {
                 self.out.extend_from_slice(frame);
-                self.portal_runs(down);
+                self.portal_runs(cstr(body), down);
             }
             _ => {
                 self.out.extend_from_slice(frame);
@@ -473,6 +465,9 @@ impl Upstream {
                     tag::CLOSE => {
                         if body.starts_with(b"S\0") {
                             down.unnamed_unbound = false; // closed: nothing to bind
+                        }
+                        if body.first() == Some(&b'P') && !self.effect_portals.is_empty() {
+                            self.bind_portal(cstr(&body[1..]), false, false);
                         }
                         Some(Reply::Close)
                     }

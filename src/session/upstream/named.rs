@@ -150,6 +150,19 @@ impl Upstream {
         }
     }
 
+    /// What the replies read since the last batch say about the client's
+    /// statements: pipelined `DEALLOCATE name`s that did not run give
+    /// theirs back, then a `DEALLOCATE ALL` that ran drops what it did.
+    #[cold]
+    pub(super) fn statements_answered(&mut self, down: &mut Downstream) {
+        for kept in down.undeallocated.drain(..) {
+            self.undeallocate(&kept.0, &kept.1);
+        }
+        if let Some(upto) = down.dropped_all.take() {
+            self.forget_statements_upto(upto);
+        }
+    }
+
     /// A `DEALLOCATE ALL` ran: the statements kept before it was sent go;
     /// those the client parsed behind it stay.
     pub(super) fn forget_statements_upto(&mut self, upto: u64) {
@@ -225,7 +238,7 @@ impl Upstream {
             if t == tag::BIND {
                 down.unnamed_unbound = false;
                 let resets = !self.resetting.is_empty() && self.bound(name);
-                if resets || self.unnamed_drops_all || self.effect_portal.is_some() {
+                if resets || self.unnamed_drops_all || !self.effect_portals.is_empty() {
                     let portal = &prefix[..prefix.len() - 1];
                     self.bind_portal(portal, self.unnamed_drops_all, resets);
                 }
@@ -244,7 +257,7 @@ impl Upstream {
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
         if t == tag::BIND
-            && (st.effect.drops_all || st.effect.resets || self.effect_portal.is_some())
+            && (st.effect.drops_all || st.effect.resets || !self.effect_portals.is_empty())
         {
             let portal = &prefix[..prefix.len() - 1];
             self.bind_portal(portal, st.effect.drops_all, st.effect.resets);
@@ -255,7 +268,6 @@ impl Upstream {
             // drops are gone from this connection (after the Bind, which
             // needs its own).
             self.settings_changed |= st.effect.changes_settings;
-            self.restore_startup |= st.effect.resets;
             if st.effect.drops_statements {
                 cache.dropped_maybe();
             }
