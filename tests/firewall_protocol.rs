@@ -213,17 +213,22 @@ async fn the_function_call_message_reaches_only_large_objects() {
     .await;
     let err = raw::until_ready(&mut s).await.expect("refused");
     assert!(err.contains("22021") && err.contains("encoding"), "{err}");
-    // Both counted as the firewall's refusals are (SHOW FIREWALL reads these).
+    raw::query(&mut s, &fill("SELECT secret FROM {B}.t", &two)).await;
+    let err = raw::until_ready(&mut s).await.expect("refused");
+    assert!(err.contains("cross_schema"), "{err}");
+    // Each counted once by its rule (SHOW FIREWALL reads these).
     let counted = |text: &str| {
-        ["function_call", "encoding"].iter().all(|rule| {
-            metric(
-                text,
-                "pgtenant_firewall_verdicts_total",
-                &[("rule", rule), ("outcome", "refused")],
-            ) == Some(1.0)
-        })
+        ["function_call", "encoding", "cross_schema"]
+            .iter()
+            .all(|rule| {
+                metric(
+                    text,
+                    "pgtenant_firewall_verdicts_total",
+                    &[("rule", rule), ("outcome", "refused")],
+                ) == Some(1.0)
+            })
     };
-    scrape_until(&maddr, "the function_call and encoding refusals", counted).await;
+    scrape_until(&maddr, "the three refusals", counted).await;
 }
 
 /// Dynamic SQL in a DO block or a function runs text the firewall never

@@ -242,16 +242,8 @@ impl Firewall {
             return Ok(());
         }
         let counters = self.counters.get_or_init(Counters::new);
-        let verdict = self.analysis(sql, counters).verdict(tenant_schema);
-        if let Err(r) = &verdict {
-            metrics::counter!(
-                "pgtenant_firewall_verdicts_total",
-                "rule" => r.rule,
-                "outcome" => "refused"
-            )
-            .increment(1);
-        }
-        verdict
+        // Refusals are counted where the session decides what they become.
+        self.analysis(sql, counters).verdict(tenant_schema)
     }
 
     /// Whether the pre-check alone accepts a text with these words (see

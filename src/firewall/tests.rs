@@ -372,14 +372,10 @@ fn metrics_count_cache_results_and_refusals() {
     );
     // Cleared by the precheck every time, without touching the cache.
     assert_eq!(get("pgtenant_firewall_fastpath_total{}"), 3, "{got:?}");
-    assert_eq!(
-        get("pgtenant_firewall_verdicts_total{rule=cross_schema,outcome=refused}"),
-        3,
-        "{got:?}"
-    );
-    assert_eq!(
-        get("pgtenant_firewall_verdicts_total{rule=role,outcome=refused}"),
-        3,
+    // Refusals are the session's to count (`session::inspect`).
+    assert!(
+        !got.keys()
+            .any(|k| k.starts_with("pgtenant_firewall_verdicts_total")),
         "{got:?}"
     );
 }

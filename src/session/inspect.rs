@@ -62,9 +62,6 @@ impl Inspector for TenantFirewall<'_> {
         let Err((rule, message, hint)) = verdict else {
             return Ok(());
         };
-        if rule == rules::ENCODING {
-            count_verdict(rule); // the firewall counts those it reads
-        }
         self.refuse(rule, &message, &hint)
     }
 
@@ -83,7 +80,6 @@ impl Inspector for TenantFirewall<'_> {
             ),
             None => "pgtenant: function_call: malformed function-call message".to_owned(),
         };
-        count_verdict(rules::FUNCTION_CALL);
         self.refuse(
             rules::FUNCTION_CALL,
             &message,
@@ -92,18 +88,12 @@ impl Inspector for TenantFirewall<'_> {
     }
 }
 
-/// A refusal the firewall's own analysis did not count (it counts every
-/// statement it judges, in monitor mode too).
-#[cold]
-fn count_verdict(rule: &'static str) {
-    metrics::counter!("pgtenant_firewall_verdicts_total", "rule" => rule, "outcome" => "refused")
-        .increment(1);
-}
-
 impl TenantFirewall<'_> {
     /// What a refusal becomes: a log line (monitor) or the client's
-    /// ErrorResponse (enforce).
+    /// ErrorResponse (enforce). Counted in both modes, whichever rule.
     fn refuse(&self, rule: &'static str, message: &str, hint: &str) -> Result<(), Bytes> {
+        metrics::counter!("pgtenant_firewall_verdicts_total", "rule" => rule, "outcome" => "refused")
+            .increment(1);
         if self.mode == FirewallMode::Monitor {
             let message = crate::error::one_line(message);
             tracing::warn!(parent: self.span, rule, "firewall (monitor): would refuse: {message}");

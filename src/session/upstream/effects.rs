@@ -19,7 +19,7 @@ use crate::pool::ServerConn;
 /// ALL`'s reply must name the statement, and a restore of settings nothing
 /// reset changes nothing.
 pub(super) struct EffectPortal {
-    pub name: Box<[u8]>,
+    name: Box<[u8]>,
     drops_all: bool,
     resets: bool,
 }
@@ -146,15 +146,25 @@ impl Upstream {
         }
     }
 
-    /// Whether the statement a Bind names resets settings when it runs.
-    pub(super) fn bound(&self, name: &[u8]) -> bool {
+    /// Whether the statement `name` (unnamed: empty) resets settings when
+    /// it runs.
+    pub(super) fn resets_when_run(&self, name: &[u8]) -> bool {
         self.resetting.iter().any(|n| &**n == name)
     }
 
     /// A Bind of `portal` (replacing any portal of that name) to a
     /// statement that, when it runs, drops every prepared statement or
-    /// resets settings, or neither; or a Close of it (neither).
+    /// resets settings, or neither; or a Close of it (neither). One test
+    /// when no portal is tracked nor is to be.
+    #[inline]
     pub(super) fn bind_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
+        if drops_all || resets || !self.effect_portals.is_empty() {
+            self.track_portal(portal, drops_all, resets);
+        }
+    }
+
+    #[cold]
+    fn track_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
         self.effect_portals.retain(|p| *p.name != *portal);
         if drops_all || resets {
             if self.effect_portals.len() == EFFECT_PORTALS {
@@ -168,22 +178,15 @@ impl Upstream {
         }
     }
 
-    /// Is `portal` one whose run the proxy follows up?
-    pub(super) fn has_effect(&self, portal: &[u8]) -> bool {
-        self.effect_portals.iter().any(|p| *p.name == *portal)
-    }
-
-    /// An Execute of an effect portal, forwarded: whether the client's
-    /// names go is decided by its reply (it may fail: in a failed
-    /// transaction, `DISCARD ALL` in a block); a reset's restore goes right
-    /// behind it.
+    /// An Execute of `portal`, forwarded while effect portals are tracked:
+    /// if it is one, whether the client's names go is decided by its reply
+    /// (it may fail: in a failed transaction, `DISCARD ALL` in a block),
+    /// and a reset's restore goes right behind it.
     #[cold]
     pub(super) fn portal_runs(&mut self, portal: &[u8], down: &mut Downstream) {
-        let Some(p) = self.effect_portals.iter().find(|p| *p.name == *portal) else {
-            return;
-        };
-        let resets = p.resets;
-        down.expect.push_back(if p.drops_all {
+        let p = self.effect_portals.iter().find(|p| *p.name == *portal);
+        let (drops_all, resets) = p.map_or((false, false), |p| (p.drops_all, p.resets));
+        down.expect.push_back(if drops_all {
             Expect::DropsAll(Reply::Execute, self.statements_kept)
         } else {
             Expect::Pass(Reply::Execute)

@@ -439,8 +439,9 @@ impl Upstream {
                 down.expect.push_back(Expect::Pass(reply));
             }
             tag::BIND => {
+                // (Read only when a statement resets or a portal is tracked.)
                 if !self.resetting.is_empty() || !self.effect_portals.is_empty() {
-                    let resets = self.bound(bound_statement(body));
+                    let resets = self.resets_when_run(bound_statement(body));
                     self.bind_portal(cstr(body), false, resets);
                 }
                 self.out.extend_from_slice(frame);
@@ -455,7 +456,7 @@ impl Upstream {
                 self.forget_statement(&String::from_utf8_lossy(cstr(&body[1..])));
                 q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
             }
-            tag::EXECUTE if !self.effect_portals.is_empty() && self.has_effect(cstr(body)) => {
+            tag::EXECUTE if !self.effect_portals.is_empty() => {
                 self.out.extend_from_slice(frame);
                 self.portal_runs(cstr(body), down);
             }
@@ -466,7 +467,7 @@ impl Upstream {
                         if body.starts_with(b"S\0") {
                             down.unnamed_unbound = false; // closed: nothing to bind
                         }
-                        if body.first() == Some(&b'P') && !self.effect_portals.is_empty() {
+                        if body.first() == Some(&b'P') {
                             self.bind_portal(cstr(&body[1..]), false, false);
                         }
                         Some(Reply::Close)

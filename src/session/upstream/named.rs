@@ -237,11 +237,9 @@ impl Upstream {
             }
             if t == tag::BIND {
                 down.unnamed_unbound = false;
-                let resets = !self.resetting.is_empty() && self.bound(name);
-                if resets || self.unnamed_drops_all || !self.effect_portals.is_empty() {
-                    let portal = &prefix[..prefix.len() - 1];
-                    self.bind_portal(portal, self.unnamed_drops_all, resets);
-                }
+                let resets = self.resets_when_run(name);
+                let portal = &prefix[..prefix.len() - 1];
+                self.bind_portal(portal, self.unnamed_drops_all, resets);
             }
             return Renamed::No;
         }
@@ -256,9 +254,7 @@ impl Upstream {
             self.prepare(&st, cache, &mut down.expect, true);
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
-        if t == tag::BIND
-            && (st.effect.drops_all || st.effect.resets || !self.effect_portals.is_empty())
-        {
+        if t == tag::BIND {
             let portal = &prefix[..prefix.len() - 1];
             self.bind_portal(portal, st.effect.drops_all, st.effect.resets);
         }
