@@ -1,0 +1,270 @@
+//! Transaction mode's `DEALLOCATE`, against a real PostgreSQL: the
+//! server knows a client's named statements by the proxy's names, so SQL
+//! `DEALLOCATE name` is answered by the proxy, and the client's names go
+//! when a `DEALLOCATE ALL` or `DISCARD ALL` runs (as a Query or through the
+//! extended protocol), never when the server refuses it.
+
+mod support;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use support::{raw, registry};
+
+/// SQL `DEALLOCATE name` of a named statement (what psycopg 3 with libpq
+/// before 17 and pgx v4 send to evict one): the server knows it by the
+/// proxy's name, or not at all, so the proxy answers for it, with the
+/// transaction status the server reports; the name is gone after it, as
+/// after `DEALLOCATE ALL`.
+#[tokio::test]
+async fn deallocate_by_name_drops_the_clients_statement() {
+    let reg = registry();
+    let t = reg.create_tenant("dealloc");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let prepare = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse(name, "SELECT 1", [], b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    let run = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            raw::bind_execute(b, name, 0);
+            frontend::sync(b);
+        }
+    };
+    for (sql, status) in [
+        ("DEALLOCATE _pg3_0", "I"),
+        ("deallocate prepare \"_PG3_0\"", "I"),
+        ("BEGIN; SELECT 1", "T"),
+    ] {
+        let name = if sql.contains("_PG3") {
+            "_PG3_0"
+        } else {
+            "_pg3_0"
+        };
+        raw::send(&mut s, prepare(name)).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        if status == "T" {
+            raw::query(&mut s, sql).await;
+            assert_eq!(raw::tags_until_ready(&mut s).await, "CTDCZ");
+            raw::query(&mut s, &format!("DEALLOCATE {name}")).await;
+        } else {
+            raw::query(&mut s, sql).await;
+        }
+        let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+        assert_eq!((tag, &body[..]), (b'C', &b"DEALLOCATE\0"[..]), "{sql}");
+        let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+        assert_eq!((tag, body[0]), (b'Z', status.as_bytes()[0]), "{sql}");
+        raw::send(&mut s, run(name)).await;
+        let err = raw::until_ready(&mut s).await.expect("the name is gone");
+        assert!(err.contains("26000"), "{sql}: {err}");
+    }
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    // Pipelined behind a query that fails its transaction: PostgreSQL's
+    // 25P02, and the statements stay; behind one that doesn't, they go.
+    for (opening, fails) in [("BEGIN; SELECT 1/0", true), ("BEGIN; SELECT 1", false)] {
+        for name in ["piped", "piped2"] {
+            raw::send(&mut s, prepare(name)).await;
+            assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+        }
+        raw::send(&mut s, |b| {
+            frontend::query(opening, b).unwrap();
+            frontend::query("DEALLOCATE piped", b).unwrap();
+            frontend::query("DEALLOCATE piped2", b).unwrap();
+        })
+        .await;
+        assert_eq!(raw::until_ready(&mut s).await.is_some(), fails);
+        let answers = [
+            raw::until_ready(&mut s).await,
+            raw::until_ready(&mut s).await,
+        ];
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        for (name, answer) in ["piped", "piped2"].into_iter().zip(answers) {
+            raw::send(&mut s, run(name)).await;
+            let ran = raw::until_ready(&mut s).await;
+            if fails {
+                let err = answer.expect("refused in the failed transaction");
+                assert!(err.contains("25P02"), "{err}");
+                assert_eq!(ran, None, "{name} stayed");
+            } else {
+                assert_eq!(answer, None);
+                assert!(ran.expect("gone").contains("26000"));
+            }
+        }
+    }
+    // Given back before a DEALLOCATE ALL behind them drops it.
+    raw::send(&mut s, prepare("piped")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        for sql in [
+            "BEGIN; SELECT 1/0",
+            "DEALLOCATE piped",
+            "ROLLBACK",
+            "DEALLOCATE ALL",
+        ] {
+            frontend::query(sql, b).unwrap();
+        }
+    })
+    .await;
+    for _ in 0..4 {
+        raw::until_ready(&mut s).await;
+    }
+    raw::send(&mut s, run("piped")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+    assert!(err.contains("26000"), "{err}");
+    raw::send(&mut s, prepare("kept")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::query(&mut s, "DEALLOCATE ALL").await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    raw::send(&mut s, run("kept")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL");
+    assert!(err.contains("26000"), "{err}");
+}
+
+/// A transaction-mode session (two connections) that prepared `kept`
+/// (`SELECT 1`) and `dealloc` (`DEALLOCATE ALL`); and its proxy.
+async fn kept_and_dealloc(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
+    let reg = registry();
+    let t = reg.create_tenant(tenant);
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("kept", "SELECT 1", [], b).unwrap();
+        frontend::parse("dealloc", "DEALLOCATE ALL", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    (proxy, s)
+}
+
+/// Bind and Execute of `statement`, then Sync.
+fn runs(statement: &'static str) -> impl FnOnce(&mut BytesMut) {
+    move |b| {
+        raw::bind_execute(b, statement, 0);
+        frontend::sync(b);
+    }
+}
+
+/// `DEALLOCATE ALL` and `DISCARD ALL` that the server refuses (in a failed
+/// transaction, or `DISCARD ALL` inside one) drop nothing, as in
+/// PostgreSQL; nor does a named Parse of one, which runs nothing; and a
+/// statement parsed behind a `DEALLOCATE ALL` that runs is still there.
+#[tokio::test]
+async fn only_a_deallocate_all_that_runs_drops_the_clients_statements() {
+    let (_proxy, mut s) = kept_and_dealloc("deallocall").await;
+    raw::send(&mut s, runs("kept")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "a Parse ran");
+    for failing in [
+        "BEGIN; SELECT 1/0; DEALLOCATE ALL",
+        "BEGIN; SELECT 1/0; DISCARD ALL",
+        "BEGIN; DISCARD ALL",
+    ] {
+        raw::query(&mut s, failing).await;
+        assert!(raw::until_ready(&mut s).await.is_some(), "{failing}");
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, runs("kept")).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{failing}");
+    }
+    // Runs, with a statement parsed behind it in the same write.
+    raw::send(&mut s, |b| {
+        frontend::query("DEALLOCATE ALL", b).unwrap();
+        frontend::parse("after", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, runs("after")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, runs("kept")).await;
+    let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+    assert!(err.contains("26000"), "{err}");
+}
+
+/// The same through the extended protocol (pgjdbc runs its SQL so): the
+/// names go when an Execute of `DEALLOCATE ALL` or `DISCARD ALL` is
+/// answered as done, not at its Parse or Bind, which a failed transaction
+/// refuses; named and unnamed statements and portals alike.
+#[tokio::test]
+async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
+    let (_proxy, mut s) = kept_and_dealloc("deallocext").await;
+    let unnamed = |sql: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse("", sql, [], b).unwrap();
+            raw::bind_execute(b, "", 0);
+            frontend::sync(b);
+        }
+    };
+    // A named statement's Bind, an unnamed one's Parse: refused in the block.
+    for (opening, sql, code) in [
+        ("BEGIN; SELECT 1/0", None, "25P02"),
+        ("BEGIN; SELECT 1/0", Some("DEALLOCATE ALL"), "25P02"),
+        ("BEGIN", Some("DISCARD ALL"), "25001"),
+    ] {
+        raw::query(&mut s, opening).await;
+        raw::until_ready(&mut s).await;
+        match sql {
+            None => raw::send(&mut s, runs("dealloc")).await,
+            Some(sql) => raw::send(&mut s, unnamed(sql)).await,
+        }
+        let err = raw::until_ready(&mut s)
+            .await
+            .expect("refused in the block");
+        assert!(err.contains(code), "{err}");
+        raw::query(&mut s, "ROLLBACK").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        raw::send(&mut s, runs("kept")).await;
+        assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ", "{code}");
+    }
+    // Runs, bound to a named portal, with another bound to a reset and
+    // the unnamed one to another statement, and a statement parsed behind
+    // it in the same pipeline.
+    raw::send(&mut s, |b| {
+        frontend::parse("reset", "RESET ALL", [], b).unwrap();
+        for (portal, statement) in [("p", "dealloc"), ("r", "reset")] {
+            frontend::bind(
+                portal,
+                statement,
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [0],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap();
+        }
+        raw::bind_execute(b, "kept", 0);
+        frontend::execute("p", 0, b).unwrap();
+        frontend::parse("after", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1222DCC1Z");
+    raw::send(&mut s, runs("after")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    for gone in ["kept", "dealloc"] {
+        raw::send(&mut s, runs(gone)).await;
+        let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
+        assert!(err.contains("26000"), "{gone}: {err}");
+    }
+    // The unnamed statement's, run.
+    raw::send(&mut s, unnamed("DISCARD ALL")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12CZ");
+    raw::send(&mut s, runs("after")).await;
+    let err = raw::until_ready(&mut s).await.expect("DISCARD ALL ran");
+    assert!(err.contains("26000"), "{err}");
+}
