@@ -1,7 +1,8 @@
 //! What a client may leave half done, or send at a size the relay must
 //! not choke on, against a real PostgreSQL: a pipeline without its Sync,
 //! a statement larger than the relay's window, a killed client that
-//! stopped reading, COPY data after an Execute, a goodbye mid-copy or
+//! stopped reading, COPY data after an Execute (or ahead of the server's
+//! CopyInResponse), a goodbye mid-copy or
 //! mid-pipeline, a message type nobody knows. In each, the connection must
 //! not reach another client dirty, and no session may hang.
 //! (Transaction mode's statement bookkeeping: `statements.rs`.)
@@ -142,6 +143,86 @@ async fn copy_in_through_the_extended_protocol_keeps_replies_in_step() {
         Err(e) => panic!("the connection was kept: {e:?}\n{}", proxy.log()),
     }
     c.query_one("SELECT 1", &[]).await.unwrap();
+}
+
+/// COPY FROM STDIN with its data, its end and the next Sync sent before
+/// the server's CopyInResponse (a client that streams without waiting):
+/// the server ignores only the Sync sent inside the copy, so each pipeline
+/// gets exactly the replies PostgreSQL sends and, in transaction mode, the
+/// pool's one connection is free for the next client after each.
+#[tokio::test]
+async fn a_copy_pipelined_ahead_of_its_start_keeps_replies_in_step() {
+    let reg = registry();
+    let t = reg.create_tenant("copyahead");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
+    ]);
+    let c = proxy.client_ok(&key).await;
+    c.batch_execute("CREATE TABLE ahead (x int)").await.unwrap();
+    drop(c);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let copy = |b: &mut bytes::BytesMut, table: &str, end: bool| {
+        frontend::parse("", &format!("COPY {table} FROM STDIN"), [], b).unwrap();
+        raw::bind_execute(b, "", 0);
+        frontend::sync(b); // ignored by a server in COPY
+        frontend::CopyData::new(&b"1\n2\n"[..]).unwrap().write(b);
+        if end {
+            frontend::copy_done(b);
+        } else {
+            frontend::copy_fail("changed my mind", b).unwrap();
+        }
+        frontend::sync(b);
+    };
+    let cases: [(&str, bool, &str); 3] = [
+        // Copied: CopyInResponse, then the one Sync's answer.
+        ("ahead", true, "12GCZ"),
+        // The client's CopyFail: its error, then Ready.
+        ("ahead", false, "12GEZ"),
+        // No such table (found at Execute): the error skips to the first
+        // Sync, which is answered; the data and CopyDone then arrive
+        // outside any COPY (ignored), and the second Sync is answered too.
+        ("missing", true, "12EZZ"),
+    ];
+    for (table, end, want) in cases {
+        raw::send(&mut s, |b| copy(b, table, end)).await;
+        let mut got = String::new();
+        for _ in 0..want.matches('Z').count() {
+            got += &raw::tags_until_ready(&mut s).await;
+        }
+        assert_eq!(got, want, "{table}, end {end}");
+        // The next client gets the one connection: nothing kept it.
+        let other = proxy.client_ok(&key).await;
+        let n: i64 = tokio::time::timeout(
+            Duration::from_secs(10),
+            other.query_one("SELECT count(*) FROM ahead", &[]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{table}: the connection was kept\n{}", proxy.log()))
+        .unwrap()
+        .get(0);
+        assert_eq!(n, 2, "{table}, end {end}");
+    }
+    // The same through a Query: no Sync involved.
+    raw::send(&mut s, |b| {
+        frontend::query("COPY ahead FROM STDIN", b).unwrap();
+        frontend::CopyData::new(&b"3\n"[..]).unwrap().write(b);
+        frontend::copy_done(b);
+        frontend::query("SELECT 1", b).unwrap();
+    })
+    .await;
+    let mut got = raw::tags_until_ready(&mut s).await;
+    got += &raw::tags_until_ready(&mut s).await;
+    assert_eq!(got, "GCZTDCZ");
+    let other = proxy.client_ok(&key).await;
+    let n: i64 = other
+        .query_one("SELECT count(*) FROM ahead", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
 }
 
 #[tokio::test]

@@ -34,12 +34,6 @@ pub struct Downstream {
     /// Execute): it ignores Syncs until the client's CopyDone or CopyFail,
     /// and only the client can end the wait.
     pub copy_in: bool,
-    /// Copies the server started (CopyInResponse) and the client ended
-    /// (CopyDone, CopyFail), counted while anything is in flight: a copy
-    /// the client ended before the server's CopyInResponse came (a
-    /// pipelined COPY) must not be taken for one waiting on data.
-    pub copies_begun: u32,
-    pub copies_ended: u32,
     /// An error ended an unsynced pipeline whose Sync the client has not
     /// sent yet: the server skips every message up to it.
     pub skipping_to_sync: bool,
@@ -119,22 +113,11 @@ impl Downstream {
             queries: 0,
             guard_reading: false,
             copy_in: false,
-            copies_begun: 0,
-            copies_ended: 0,
             skipping_to_sync: false,
             unnamed_unbound: false,
             dropped_all: None,
             undeallocated: Vec::new(),
             restore_again: false,
-        }
-    }
-
-    /// Nothing in flight: no copy can be, so the copy counts start over
-    /// (an error leaves a copy the client may never end).
-    #[inline]
-    pub fn forget_copies(&mut self) {
-        if self.copies_ended | self.copies_begun != 0 && self.expect.is_empty() {
-            (self.copies_begun, self.copies_ended) = (0, 0);
         }
     }
 
@@ -251,14 +234,9 @@ impl Downstream {
             if tag == b'E' {
                 self.copy_in = false; // an error ends a copy
             }
-            if tag == b'G' {
-                self.copies_begun = self.copies_begun.saturating_add(1);
-            }
-            let waits_for_data = self.copies_begun > self.copies_ended;
             match (head, tag) {
-                (Some(Expect::Pass(Reply::Execute)), b'G') if waits_for_data => self.copy_started(),
-                // A Query's COPY: nothing behind it to drop (see `copy_started`).
-                (_, b'G') => self.copy_in |= waits_for_data,
+                (Some(Expect::Pass(Reply::Execute)), b'G') => self.copy_started(true),
+                (_, b'G') => self.copy_started(false),
                 // The proxy's own Parse/Close succeeded: the client never asked.
                 (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
                     if !whole {
@@ -361,19 +339,25 @@ impl Downstream {
         Ok(true)
     }
 
-    /// COPY FROM STDIN run by an Execute (CopyInResponse): the server now
-    /// ignores Syncs until the copy ends, those the client already sent
-    /// behind the Execute included, so their replies never come; the
-    /// client's Sync after its CopyDone gets the one ReadyForQuery. (A
-    /// client that sent its data and CopyDone before this reply is left
-    /// as it was: see `copies_ended`.)
-    fn copy_started(&mut self) {
+    /// COPY FROM STDIN began (CopyInResponse). The server now ignores
+    /// Syncs until the client's CopyDone or CopyFail; for a COPY run by an
+    /// Execute, those the client already sent behind it too, so their
+    /// replies never come, and the client's Sync after its CopyDone gets
+    /// the one ReadyForQuery. If the client already ended the copy (its
+    /// data pipelined ahead of this reply: a [`Expect::CopyEnd`] behind),
+    /// only the Syncs before that end are ignored, and nothing waits for data.
+    fn copy_started(&mut self, by_execute: bool) {
         // Behind the Execute: its Syncs, and answers the proxy gives itself.
         let mut i = 1;
         while let Some(e) = self.expect.get(i) {
             match e {
-                Expect::Pass(Reply::UntilReady) => drop(self.expect.remove(i)),
-                Expect::Synth(_) => i += 1,
+                Expect::Pass(Reply::UntilReady) if by_execute => drop(self.expect.remove(i)),
+                Expect::Synth(_) if by_execute => i += 1,
+                Expect::CopyEnd => {
+                    self.expect.remove(i);
+                    self.copy_in = false;
+                    return;
+                }
                 _ => break,
             }
         }
@@ -410,10 +394,18 @@ impl Downstream {
     }
 
     /// Answers the proxy gives itself, once all earlier replies are out.
+    /// (A copy's end that no CopyInResponse claimed, a stray CopyDone,
+    /// goes here too.)
     fn emit_synth(&mut self, pos: &mut usize) {
-        while let Some(Expect::Synth(bytes)) = self.expect.front() {
-            splice(&mut self.buf, *pos, 0, bytes);
-            *pos += bytes.len();
+        loop {
+            match self.expect.front() {
+                Some(Expect::Synth(bytes)) => {
+                    splice(&mut self.buf, *pos, 0, bytes);
+                    *pos += bytes.len();
+                }
+                Some(Expect::CopyEnd) => {}
+                _ => return,
+            }
             self.expect.pop_front();
         }
     }
@@ -425,7 +417,10 @@ impl Downstream {
         cache: &mut StatementCache,
         params: &mut Params,
     ) -> Result<(), ClientError> {
-        if matches!(self.expect.front(), Some(Expect::Synth(_))) {
+        if matches!(
+            self.expect.front(),
+            Some(Expect::Synth(_) | Expect::CopyEnd)
+        ) {
             self.scan(cache, params)?;
         }
         Ok(())
@@ -508,6 +503,38 @@ mod tests {
         d.buf.extend_from_slice(&msg(b'E', b"C22P04\0\0"));
         d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert!(!d.copy_in);
+    }
+
+    /// The client sent its data, CopyDone and another Sync before the
+    /// server's CopyInResponse: only the Sync before the CopyDone goes
+    /// unanswered, and nothing waits for data.
+    #[test]
+    fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
+        let mut cache = StatementCache::new(8);
+        let mut d = Downstream::new(BytesMut::new());
+        for e in [
+            Expect::Pass(Reply::Execute),
+            Expect::Pass(Reply::UntilReady),
+            Expect::CopyEnd,
+            Expect::Pass(Reply::UntilReady),
+        ] {
+            d.expect.push_back(e);
+        }
+        let mut server = msg(b'G', b"\0\0\0");
+        server.extend(msg(b'C', b"COPY 1\0"));
+        server.extend(msg(b'Z', b"I"));
+        d.buf.extend_from_slice(&server);
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
+        assert!(!d.copy_in);
+        assert!(d.settled(), "{:?}", d.expect);
+        assert_eq!(&d.buf[..d.scanned], &server[..]);
+        // A CopyDone with no COPY to end (the server ignores it) leaves
+        // nothing behind.
+        d.expect.push_back(Expect::Pass(Reply::UntilReady));
+        d.expect.push_back(Expect::CopyEnd);
+        d.buf.extend_from_slice(&msg(b'Z', b"I"));
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
+        assert!(d.settled(), "{:?}", d.expect);
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub enum Expect {
     /// drops the client's statements kept up to this number (see
     /// `Downstream::dropped_all`).
     DropsAll(Reply, u64),
+    /// Where the client ended a COPY (CopyDone, CopyFail) the server had
+    /// not yet started: the client's Syncs between the COPY's Execute and
+    /// here are ones the server will ignore (see `Downstream::copy_started`).
+    /// No reply; dropped when it reaches the front.
+    CopyEnd,
 }
 
 impl Expect {
@@ -96,7 +101,7 @@ impl Expect {
             Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
             Expect::Evict => Some(Reply::Close),
             Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
-            Expect::Synth(_) => None,
+            Expect::Synth(_) | Expect::CopyEnd => None,
         }
     }
 }

@@ -184,7 +184,6 @@ impl Upstream {
         down: &mut Downstream,
         server: &mut ServerConn,
     ) -> Result<(), ClientError> {
-        down.forget_copies();
         // Replies are read between batches: a DEALLOCATE ALL answered since
         // the last one takes its names before this one uses any.
         if down.dropped_all.is_some() || !down.undeallocated.is_empty() {
@@ -479,8 +478,11 @@ impl Upstream {
                         (!down.copy_in).then_some(Reply::UntilReady)
                     }
                     tag::COPY_DONE | tag::COPY_FAIL => {
-                        down.copy_in = false;
-                        down.copies_ended = down.copies_ended.saturating_add(1);
+                        // Ahead of the server's CopyInResponse (or stray):
+                        // mark where, for the Syncs before it.
+                        if !std::mem::take(&mut down.copy_in) {
+                            q.push_back(Expect::CopyEnd);
+                        }
                         None
                     }
                     _ => None, // Flush, COPY data: no reply of their own
