@@ -283,3 +283,35 @@ async fn per_tenant_overrides_pick_mode_and_client_limit() {
         .get(0);
     assert_ne!(q1, q2);
 }
+
+/// A changed `admin.password` (a rotation after a leak) shuts out the
+/// console sessions that logged in with the old one at their next command;
+/// the new password logs in.
+#[tokio::test]
+async fn a_changed_admin_password_ends_console_sessions_of_the_old_one() {
+    let reg = registry();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    let write = |password: &str| {
+        std::fs::write(&file, format!("[admin]\npassword = \"{password}\"\n")).unwrap()
+    };
+    let (old, new) = ("old-console-password", "new-console-password");
+    write(old);
+    let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
+    let console = proxy.client_db(old, "pgtenant").await.unwrap();
+    console.simple_query("SHOW POOLS").await.unwrap();
+    // The same password again: a reload that changes nothing else of it.
+    proxy.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    console.simple_query("SHOW POOLS").await.unwrap();
+    write(new);
+    proxy.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = console.simple_query("SHOW POOLS").await.unwrap_err();
+    assert_eq!(support::sqlstate(&e), "28000", "{e:?}");
+    assert!(console.simple_query("SHOW POOLS").await.is_err(), "closed");
+    assert!(proxy.client_db(old, "pgtenant").await.is_err());
+    let fresh = proxy.client_db(new, "pgtenant").await.unwrap();
+    fresh.simple_query("SHOW POOLS").await.unwrap();
+    assert!(!proxy.log().contains(old) && !proxy.log().contains(new));
+}

@@ -90,7 +90,7 @@ pub async fn serve(
     }
     metrics::counter!("pgtenant_logins_total", "outcome" => "admin").increment(1);
     tracing::info!("admin console session started");
-    let _ = session(ctx, &mut stream).await;
+    let _ = session(ctx, &mut stream, &password_digest(ctx)).await;
     tracing::info!("admin console session ended");
 }
 
@@ -140,14 +140,20 @@ async fn login(
 /// Constant-time equality of the two secrets' SHA-256 (which also hides
 /// the length of the password).
 fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    same_digest(
+        &Sha256::digest(given.as_bytes()),
+        &Sha256::digest(expected.as_bytes()),
+    )
+}
+
+fn same_digest(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The admin password in force, as a digest (a session keeps this, not
+/// the password).
+fn password_digest(ctx: &Context) -> [u8; 32] {
+    Sha256::digest(ctx.cfg().admin.password.0.as_bytes()).into()
 }
 
 fn hello(buf: &mut BytesMut) {
@@ -168,8 +174,14 @@ fn hello(buf: &mut BytesMut) {
     protocol::ready_for_query(buf, b'I');
 }
 
-/// Serves queries until the client leaves.
-async fn session(ctx: &Context, stream: &mut ClientStream) -> std::io::Result<()> {
+/// Serves queries until the client leaves, or until `admin.password` is
+/// no longer the one it logged in with (`logged_in_with`, a digest): a
+/// rotated password, say after a leak, must shut out who used the old one.
+async fn session(
+    ctx: &Context,
+    stream: &mut ClientStream,
+    logged_in_with: &[u8; 32],
+) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(4096);
     hello(&mut out);
     stream.write_all(&out).await?;
@@ -203,6 +215,18 @@ async fn session(ctx: &Context, stream: &mut ClientStream) -> std::io::Result<()
         let msg = inbuf.split_to(h.frame_len);
         let body = &msg[protocol::HEADER_LEN..];
         match h.tag {
+            tag::QUERY if !same_digest(&password_digest(ctx), logged_in_with) => {
+                tracing::info!("admin console session ended: admin.password changed");
+                protocol::error_response(
+                    &mut out,
+                    Severity::Fatal,
+                    "28000",
+                    "admin.password changed since this console session logged in",
+                    Some("connect again with the new password"),
+                );
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
             tag::QUERY => {
                 let sql = protocol::read_cstr(body).map(|(s, _)| s).unwrap_or(body);
                 query(ctx, &String::from_utf8_lossy(sql), &mut out).await;
