@@ -315,3 +315,48 @@ async fn a_changed_admin_password_ends_console_sessions_of_the_old_one() {
     fresh.simple_query("SHOW POOLS").await.unwrap();
     assert!(!proxy.log().contains(old) && !proxy.log().contains(new));
 }
+
+/// A tenant past `admin.metrics_max_tenants` counts under `tenant="other"`;
+/// once a reload raises the cap, its later traffic counts under its own
+/// name (as its gauges do), and what `other` counted stays there.
+#[tokio::test]
+async fn a_raised_metrics_tenant_cap_gives_a_folded_tenant_its_own_counters() {
+    use support::metrics::{metric, metrics_addr, scrape_until};
+    let reg = registry();
+    let (a, b) = (reg.create_tenant("cap_a"), reg.create_tenant("cap_b"));
+    let (ka, kb) = (reg.issue_key(&a), reg.issue_key(&b));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    let write = |cap: usize| {
+        std::fs::write(&file, format!("[admin]\nmetrics_max_tenants = {cap}\n")).unwrap()
+    };
+    write(1);
+    let maddr = metrics_addr();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_CONFIG", file.to_str().unwrap()),
+        ("PGTENANT_METRICS_ADDR", &maddr),
+    ]);
+    let run = |key: String| {
+        let proxy = &proxy;
+        async move {
+            let c = proxy.client_ok(&key).await;
+            c.simple_query("SELECT 1").await.unwrap();
+        }
+    };
+    let tx =
+        |t: &str, tenant: &str| metric(t, "pgtenant_transactions_total", &[("tenant", tenant)]);
+    run(ka.clone()).await;
+    run(kb.clone()).await;
+    scrape_until(&maddr, "B under other", |t| tx(t, "other") == Some(1.0)).await;
+    write(5);
+    proxy.signal("HUP");
+    scrape_until(&maddr, "the reload", |_| {
+        proxy.log().contains("configuration reloaded")
+    })
+    .await;
+    run(kb.clone()).await;
+    run(kb).await;
+    let body = scrape_until(&maddr, "B's own counter", |t| tx(t, &b) == Some(2.0)).await;
+    assert_eq!(tx(&body, "other"), Some(1.0), "{body}");
+    assert_eq!(tx(&body, &a), Some(1.0), "{body}");
+}

@@ -19,6 +19,9 @@ pub const OTHER: &str = "other";
 /// The labels given so far; one per process, in [`super::stats::Stats`].
 pub struct TenantLabels {
     cap: AtomicUsize,
+    /// Bumped when the cap changes: a tenant folded into `other` before
+    /// may get its own label now (see [`TenantLabels::cap_changes`]).
+    changes: AtomicUsize,
     names: RwLock<HashMap<String, SharedString>>,
 }
 
@@ -26,6 +29,7 @@ impl Default for TenantLabels {
     fn default() -> Self {
         TenantLabels {
             cap: AtomicUsize::new(crate::config::AdminConfig::default().metrics_max_tenants),
+            changes: AtomicUsize::new(0),
             names: RwLock::new(HashMap::new()),
         }
     }
@@ -35,7 +39,15 @@ impl TenantLabels {
     /// Sets the cap (from `admin.metrics_max_tenants`, at start and on
     /// reload). Tenants labelled before keep their label.
     pub fn set_cap(&self, cap: usize) {
-        self.cap.store(cap, Ordering::Relaxed);
+        if self.cap.swap(cap, Ordering::Relaxed) != cap {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many times the cap changed: whoever holds an `other` label
+    /// asks [`TenantLabels::get`] again when this moved.
+    pub fn cap_changes(&self) -> usize {
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// The metric label of tenant `name`: its name, or `other` past the

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use metrics::Counter;
 
-use super::labels::TenantLabels;
+use super::labels::{OTHER, TenantLabels};
 
 /// Traffic of one session, or one part of it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,17 @@ struct Entry {
     /// This tenant's counters, registered at its first session: a
     /// `counter!` with a tenant label allocates its key on every call.
     counters: [Counter; 4],
+    /// Folded into `tenant="other"`, at this count of cap changes: a
+    /// raised cap gives the tenant its own counters from then on, as its
+    /// gauges get its name.
+    folded_at: Option<usize>,
 }
 
 impl Entry {
     fn new(tenant: &str, labels: &TenantLabels) -> Entry {
+        let changes = labels.cap_changes();
         let label = labels.get(tenant);
+        let folded_at = (&*label == OTHER && tenant != OTHER).then_some(changes);
         let count = |name: &'static str| metrics::counter!(name, "tenant" => label.clone());
         let bytes = |direction: &'static str| {
             metrics::counter!(
@@ -64,6 +70,7 @@ impl Entry {
                 bytes("in"),
                 bytes("out"),
             ],
+            folded_at,
         }
     }
 }
@@ -72,6 +79,14 @@ impl Stats {
     fn with_tenant<R>(&self, tenant: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
         let mut map = self.tenants.lock().expect("poisoned");
         if let Some(e) = map.get_mut(tenant) {
+            if e.folded_at
+                .is_some_and(|at| at != self.labels.cap_changes())
+            {
+                *e = Entry {
+                    totals: e.totals,
+                    ..Entry::new(tenant, &self.labels)
+                };
+            }
             return f(e);
         }
         f(map
@@ -135,5 +150,25 @@ mod tests {
         assert_eq!(snap[0].1.sessions, 1);
         assert_eq!(snap[0].1.traffic.transactions, 4);
         assert_eq!(snap[0].1.traffic.bytes_out, 40);
+    }
+
+    /// Folded into `other` under a cap of one; a raised cap (a reload)
+    /// gives the tenant counters of its own, its totals kept.
+    #[test]
+    fn a_raised_cap_gives_a_folded_tenant_its_own_counters() {
+        let s = Stats::default();
+        s.labels.set_cap(1);
+        s.session_ended("first");
+        s.session_ended("second");
+        assert_eq!(s.tenants.lock().unwrap()["second"].folded_at, Some(1));
+        s.labels.set_cap(1);
+        s.session_ended("second");
+        assert_eq!(s.tenants.lock().unwrap()["second"].folded_at, Some(1));
+        s.labels.set_cap(5);
+        s.session_ended("second");
+        let map = s.tenants.lock().unwrap();
+        assert_eq!(map["second"].folded_at, None);
+        assert_eq!(map["second"].totals.sessions, 3);
+        assert_eq!(map["first"].folded_at, None);
     }
 }
