@@ -50,6 +50,8 @@ pub struct Context {
     pub meters: crate::admin::meters::Meters,
     /// Failed-login throttling per source address.
     pub throttle: crate::auth::throttle::Throttle,
+    /// Keys that logged in: past the throttle (see `auth::known`).
+    pub known_keys: crate::auth::known::KnownKeys,
     /// Logins under way per source address.
     pub logins: crate::auth::logins::Logins,
     /// Server-reply buffers lent to sessions while they hold a connection.
@@ -108,6 +110,7 @@ impl Context {
             stats: Default::default(),
             meters: Default::default(),
             throttle: Default::default(),
+            known_keys: Default::default(),
             logins: Default::default(),
             buffers: Default::default(),
             scrapes: Default::default(),

@@ -175,7 +175,9 @@ async fn a_throttled_address_still_logs_in_known_keys() {
         ("PGTENANT_AUTH_FAILED_LOGIN_BURST", "1"),
         ("PGTENANT_AUTH_FAILED_LOGIN_RATE_PER_SEC", "0.001"),
         ("PGTENANT_AUTH_THROTTLE_DELAY_MS", "100"),
-        ("PGTENANT_REGISTRY_CACHE_TTL_MS", "600000"),
+        // Not from the key cache, whose entries expire (a second by
+        // default) and which a resync empties.
+        ("PGTENANT_REGISTRY_CACHE_TTL_MS", "1"),
     ]);
     proxy.client_ok(&key).await; // now known
     assert_eq!(failed_login(proxy.addr).await.0, "28P01");
@@ -186,6 +188,23 @@ async fn a_throttled_address_still_logs_in_known_keys() {
     .await;
     let c = proxy.client(&key).await.expect("a known key was throttled");
     c.simple_query("SELECT 1").await.unwrap();
+    // Revoked, it is looked up once more (refused), then throttled again.
+    let su = support::cluster().connect(&reg.db).await;
+    su.execute(
+        "UPDATE pgtenant.api_keys k SET active = false FROM pgtenant.tenants t \
+         WHERE t.id = k.tenant_id AND t.name = $1",
+        &[&t],
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let e = proxy.client(&key).await.unwrap_err();
+        assert_eq!(support::sqlstate(&e), "28P01", "{e:?}");
+    }
+    scrape_until(&maddr, "the revoked key throttled", |t| {
+        metric(t, "pgtenant_logins_throttled_total", &[]) == Some(2.0)
+    })
+    .await;
 }
 
 /// One address can't hold every client slot with logins it never

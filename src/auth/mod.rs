@@ -2,6 +2,7 @@
 //! password; its SHA-256 is looked up in the registry.
 
 pub mod key;
+pub mod known;
 pub mod logins;
 pub mod options;
 pub mod throttle;
@@ -48,17 +49,28 @@ pub async fn authenticate(
         None => ask_password(stream).await?,
     };
     let generation = ctx.registry.generation();
-    let info = match cached_key(ctx, &key) {
-        // A key the cache holds as valid is no guess: it skips the
-        // throttle, so that a source's failures (a stale key retried in a
-        // loop, anyone behind the same NAT) never lock out its valid keys.
-        Some(info) => usable(info),
-        None => {
+    let hash = key::is_well_formed(&key).then(|| key::hash(&key));
+    let cached = hash.and_then(|h| ctx.registry.cached(&h));
+    let info = match (cached, hash) {
+        (Some(info), _) => usable(info),
+        // A key that logged in before is no guess: it skips the throttle
+        // (see `known`), and is forgotten if it no longer works.
+        (None, Some(h)) if ctx.known_keys.contains(&h) => {
+            let info = check_key(ctx, &key).await;
+            if matches!(info, Err(ClientError::InvalidKey)) {
+                ctx.known_keys.remove(&h);
+            }
+            info
+        }
+        (None, _) => {
             // A source that failed too often is refused unseen; a wrong key
             // costs it a token.
             let ticket = throttle::gate(ctx, peer).await?;
             let info = check_key(ctx, &key).await;
             ticket.settle(matches!(info, Err(ClientError::InvalidKey)));
+            if let (Ok(_), Some(h)) = (&info, hash) {
+                ctx.known_keys.add(h);
+            }
             info
         }
     };
@@ -119,12 +131,6 @@ pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, 
 }
 
 /// `key`'s tenant if the registry cache holds the key as valid.
-fn cached_key(ctx: &Context, key: &str) -> Option<Arc<KeyInfo>> {
-    key::is_well_formed(key)
-        .then(|| ctx.registry.cached(&key::hash(key)))
-        .flatten()
-}
-
 fn usable(info: Arc<KeyInfo>) -> Result<Arc<KeyInfo>, ClientError> {
     if !info.tenant.active {
         return Err(ClientError::TenantInactive(info.tenant.name.clone()));
