@@ -168,6 +168,66 @@ async fn a_tenant_change_that_keeps_it_active_keeps_its_pooled_connections() {
     assert_eq!(code(&e), "28000");
 }
 
+/// The registry edited by hand to give a tenant another schema: new
+/// sessions get it (the pool's connections, opened with the old
+/// `search_path`, are not theirs), both with a pooled connection already
+/// idle and with a session of the old schema still running, which keeps
+/// the schema it logged in with.
+#[tokio::test]
+async fn a_tenant_moved_to_another_schema_gets_it_in_new_sessions() {
+    let reg = registry();
+    let env = reg.env_refs();
+    let t = reg.create_tenant("moved");
+    let (_, key) = issue(&env, &t, &[]);
+    for mode in ["transaction", "session"] {
+        let p = proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "2")]);
+        async fn schema(s: &Session) -> String {
+            let row = s.client.query_one("SELECT current_schema()::text", &[]);
+            row.await.unwrap().get(0)
+        }
+        let su = support::cluster().connect(&reg.db).await;
+        let now: String = su
+            .query_one(
+                "SELECT schema_name::text FROM pgtenant.tenants WHERE name = $1",
+                &[&t],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let moved = format!("{now}_x");
+        let old = open_ok(&p, &key).await;
+        assert_eq!(schema(&old).await, now);
+        drop(open_ok(&p, &key).await); // its connection stays pooled
+        su.batch_execute(&format!(
+            "CREATE SCHEMA {moved} AUTHORIZATION tenant_{t}; \
+             UPDATE pgtenant.tenants SET schema_name = '{moved}' WHERE name = '{t}'"
+        ))
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let new = open_ok(&p, &key).await;
+            let got = schema(&new).await;
+            if got == moved {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{mode}: new sessions still get {got}\n{}",
+                p.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(schema(&old).await, now, "{mode}: the running session moved");
+        su.batch_execute(&format!(
+            "UPDATE pgtenant.tenants SET schema_name = '{now}' WHERE name = '{t}'; \
+             DROP SCHEMA {moved}"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn deactivated_user_loses_its_keys_and_sessions_but_not_the_tenants() {
     let reg = registry();

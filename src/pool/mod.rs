@@ -141,21 +141,33 @@ impl Pools {
         }
     }
 
+    /// The pool of `tenant` as the login found it in the registry. A pool
+    /// opened for it under another name, schema or role (the registry was
+    /// edited since) is replaced: its connections are logged in as that
+    /// role with that `search_path`, so they close, the busy ones as their
+    /// sessions give them back, and no new session gets one.
     fn tenant_pool(&self, tenant: &Arc<Tenant>) -> Arc<TenantPool> {
         let mut map = self.tenants.lock().expect("poisoned");
-        map.entry(tenant.id)
-            .or_insert_with(|| {
-                let t = self.cfg.load().for_tenant(&tenant.name);
-                Arc::new(TenantPool {
-                    tenant: tenant.clone(),
-                    slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
-                    clients: Resizable::new(client_limit(t.max_client_connections)),
-                    waiters: Arc::default(),
-                    warming: AtomicUsize::new(0),
-                    forgotten: AtomicBool::new(false),
-                })
-            })
-            .clone()
+        if let Some(p) = map.get(&tenant.id) {
+            let was = &p.tenant;
+            if (&was.name, &was.schema, &was.role) == (&tenant.name, &tenant.schema, &tenant.role) {
+                return p.clone();
+            }
+            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: its pool starts over");
+            p.forgotten.store(true, Ordering::Relaxed);
+            p.slots.close();
+        }
+        let t = self.cfg.load().for_tenant(&tenant.name);
+        let pool = Arc::new(TenantPool {
+            tenant: tenant.clone(),
+            slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
+            clients: Resizable::new(client_limit(t.max_client_connections)),
+            waiters: Arc::default(),
+            warming: AtomicUsize::new(0),
+            forgotten: AtomicBool::new(false),
+        });
+        map.insert(tenant.id, pool.clone());
+        pool
     }
 
     /// Where backend connections go.
