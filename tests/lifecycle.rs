@@ -170,21 +170,22 @@ async fn a_tenant_change_that_keeps_it_active_keeps_its_pooled_connections() {
 
 /// The registry edited by hand to give a tenant another schema: new
 /// sessions get it (the pool's connections, opened with the old
-/// `search_path`, are not theirs), both with a pooled connection already
-/// idle and with a session of the old schema still running, which keeps
-/// the schema it logged in with.
+/// `search_path`, are not theirs), with a pooled connection already idle;
+/// a session of the old schema still running keeps the schema it logged
+/// in with, on pooled connections (not a new one per transaction).
 #[tokio::test]
 async fn a_tenant_moved_to_another_schema_gets_it_in_new_sessions() {
     let reg = registry();
     let env = reg.env_refs();
     let t = reg.create_tenant("moved");
     let (_, key) = issue(&env, &t, &[]);
+    async fn schema_and_pid(s: &Session) -> (String, i32) {
+        let sql = "SELECT current_schema()::text, pg_backend_pid()";
+        let row = s.client.query_one(sql, &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    }
     for mode in ["transaction", "session"] {
-        let p = proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "2")]);
-        async fn schema(s: &Session) -> String {
-            let row = s.client.query_one("SELECT current_schema()::text", &[]);
-            row.await.unwrap().get(0)
-        }
+        let p = proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
         let su = support::cluster().connect(&reg.db).await;
         let now: String = su
             .query_one(
@@ -196,8 +197,8 @@ async fn a_tenant_moved_to_another_schema_gets_it_in_new_sessions() {
             .get(0);
         let moved = format!("{now}_x");
         let old = open_ok(&p, &key).await;
-        assert_eq!(schema(&old).await, now);
-        drop(open_ok(&p, &key).await); // its connection stays pooled
+        let (got, old_pid) = schema_and_pid(&old).await;
+        assert_eq!(got, now);
         su.batch_execute(&format!(
             "CREATE SCHEMA {moved} AUTHORIZATION tenant_{t}; \
              UPDATE pgtenant.tenants SET schema_name = '{moved}' WHERE name = '{t}'"
@@ -207,8 +208,9 @@ async fn a_tenant_moved_to_another_schema_gets_it_in_new_sessions() {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let new = open_ok(&p, &key).await;
-            let got = schema(&new).await;
+            let (got, pid) = schema_and_pid(&new).await;
             if got == moved {
+                assert_ne!(pid, old_pid);
                 break;
             }
             assert!(
@@ -218,7 +220,13 @@ async fn a_tenant_moved_to_another_schema_gets_it_in_new_sessions() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(schema(&old).await, now, "{mode}: the running session moved");
+        // (Its idle connection closed at the change: one new connection.)
+        let again = schema_and_pid(&old).await;
+        assert_eq!(again.0, now, "{mode}: the running session moved");
+        for _ in 0..3 {
+            let got = schema_and_pid(&old).await;
+            assert_eq!(got, again, "{mode}: not pooled, or moved");
+        }
         su.batch_execute(&format!(
             "UPDATE pgtenant.tenants SET schema_name = '{now}' WHERE name = '{t}'; \
              DROP SCHEMA {moved}"

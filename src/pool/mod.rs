@@ -143,9 +143,10 @@ impl Pools {
 
     /// The pool of `tenant` as the login found it in the registry. A pool
     /// opened for it under another name, schema or role (the registry was
-    /// edited since) is replaced: its connections are logged in as that
-    /// role with that `search_path`, so they close, the busy ones as their
-    /// sessions give them back, and no new session gets one.
+    /// edited since) is replaced for new sessions: its connections are
+    /// logged in as that role with that `search_path`. The sessions that
+    /// logged in under it keep it, and pool among themselves, until the
+    /// last one leaves and it closes with them (nothing else holds it).
     fn tenant_pool(&self, tenant: &Arc<Tenant>) -> Arc<TenantPool> {
         let mut map = self.tenants.lock().expect("poisoned");
         if let Some(p) = map.get(&tenant.id) {
@@ -153,9 +154,8 @@ impl Pools {
             if (&was.name, &was.schema, &was.role) == (&tenant.name, &tenant.schema, &tenant.role) {
                 return p.clone();
             }
-            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: its pool starts over");
-            p.forgotten.store(true, Ordering::Relaxed);
-            p.slots.close();
+            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: new sessions get a new pool");
+            p.forgotten.store(true, Ordering::Relaxed); // no more min_idle
         }
         let t = self.cfg.load().for_tenant(&tenant.name);
         let pool = Arc::new(TenantPool {
@@ -273,10 +273,11 @@ impl Pools {
     /// Opens one idle connection for `tenant` if the budget has room.
     pub async fn warm(&self, tenant: &Arc<Tenant>) {
         // Not a pool of its own: one removed since (see [`Self::reap`])
-        // stays removed.
+        // stays removed; nor one that replaced it (the registry moved the
+        // tenant since: `tenant` is no longer its tenant).
         let Some(pool) = self
             .existing_pool(tenant.id)
-            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
+            .filter(|p| !p.forgotten.load(Ordering::Relaxed) && Arc::ptr_eq(&p.tenant, tenant))
         else {
             return;
         };
