@@ -360,3 +360,53 @@ async fn a_raised_metrics_tenant_cap_gives_a_folded_tenant_its_own_counters() {
     assert_eq!(tx(&body, "other"), Some(1.0), "{body}");
     assert_eq!(tx(&body, &a), Some(1.0), "{body}");
 }
+
+/// A reload that shrinks `pool_size` closes the connections past it: the
+/// idle ones at once, the busy ones as their transactions end (not at
+/// the idle timeout, minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrunk_pool_closes_the_connections_past_its_size() {
+    let reg = registry();
+    let t = reg.create_tenant("shrink");
+    let key = reg.issue_key(&t);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    let write = |n: usize| {
+        let text = format!("[pool]\nmode = \"transaction\"\npool_size = {n}\n");
+        std::fs::write(&file, text).unwrap()
+    };
+    write(4);
+    let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
+    let role = format!("tenant_{t}");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let c = proxy.client(&key).await.unwrap();
+        c.batch_execute("BEGIN").await.unwrap();
+        clients.push(c);
+    }
+    // Three busy, one idle.
+    clients
+        .pop()
+        .unwrap()
+        .batch_execute("COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(role_connections(&role).await, 4);
+    write(1);
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while role_connections(&role).await > 3 {
+        assert!(Instant::now() < deadline, "the idle one stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in &clients {
+        c.batch_execute("COMMIT").await.unwrap();
+    }
+    while role_connections(&role).await > 1 {
+        assert!(Instant::now() < deadline, "the returned ones stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in &clients {
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+}

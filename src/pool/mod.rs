@@ -232,8 +232,8 @@ impl Pools {
     }
 
     /// Applies a new pool configuration to live pools: sizes grow at once
-    /// and shrink as connections are returned; timeouts apply to the next
-    /// wait. Nothing is dropped.
+    /// and shrink at once for idle connections, as they are returned for
+    /// busy ones; timeouts apply to the next wait. No client is dropped.
     pub fn reconfigure(&self, cfg: PoolConfig) {
         self.budget.resize(cfg.max_backend_connections);
         self.lifetime_ms

@@ -238,12 +238,13 @@ impl Slots {
     }
 
     /// Puts a connection on the idle list without a slot changing hands
-    /// (a warm-up connection).
+    /// (a warm-up connection), if the tenant has room for it: clients may
+    /// have taken every slot and opened their own meanwhile.
     pub fn put_idle(&self, mut conn: Box<ServerConn>) {
         conn.idle_since = Stamp::now();
         {
             let mut st = self.lock();
-            if self.closing() {
+            if self.closing() || st.out + st.idle.len() >= st.size {
                 return; // closed as it drops, the lock released first
             }
             st.idle.push(conn);
@@ -263,7 +264,9 @@ impl Slots {
             let next = {
                 let mut st = self.lock();
                 if let Some(c) = conn.take() {
-                    if self.closing() {
+                    // Past `pool_size` (a reload shrank it): closed, so
+                    // that the tenant holds no more than that for long.
+                    if self.closing() || st.out + st.idle.len() > st.size {
                         closing = Some(c);
                     } else {
                         st.idle.push(c);
@@ -287,13 +290,18 @@ impl Slots {
         }
     }
 
-    /// Grows at once (waiters first) or shrinks as slots come back.
+    /// Grows at once (waiters first) or shrinks: idle connections past the
+    /// new size close now (the oldest), busy ones as they come back.
     pub fn resize(self: &Arc<Self>, size: usize) {
-        let handed: Vec<_> = {
+        let (handed, excess): (Vec<_>, Vec<_>) = {
             let mut st = self.lock();
             st.size = size;
-            std::iter::from_fn(|| st.next_waiter()).collect()
+            let idle = st.idle.len();
+            let keep = size.saturating_sub(st.out).min(idle);
+            let excess = st.idle.drain(..idle - keep).collect();
+            (std::iter::from_fn(|| st.next_waiter()).collect(), excess)
         };
+        drop(excess); // closed with the lock released
         for w in handed {
             // A waiter that gave up drops the permit: its slot is freed.
             let _ = w.send(Permit(Some(self.clone())));
