@@ -398,3 +398,43 @@ async fn the_proxys_own_queries_cannot_be_fed_by_look_alikes() {
         );
     }
 }
+
+/// A client's login reports the server's parameters as they are for it:
+/// not the `application_name` or `DateStyle` another client of the tenant
+/// set on the same connection (pgjdbc refuses a login whose DateStyle is
+/// not ISO), while that client keeps them.
+#[tokio::test]
+async fn a_login_is_not_told_another_clients_settings() {
+    use support::raw;
+    let (proxy, key) = one_connection("hello");
+    let a = proxy.client_ok(&key).await;
+    a.batch_execute("SET application_name = 'svc-a'; SET DateStyle = 'German'")
+        .await
+        .unwrap();
+    let mut b = raw::send_startup(proxy.addr, &key).await;
+    let mut params = std::collections::HashMap::new();
+    loop {
+        let (tag, body) = raw::read_msg(&mut b).await.expect("login reply");
+        match tag {
+            b'S' => {
+                let text = String::from_utf8(body).unwrap();
+                let mut parts = text.split('\0');
+                let (k, v) = (parts.next().unwrap(), parts.next().unwrap());
+                params.insert(k.to_owned(), v.to_owned());
+            }
+            b'E' => panic!("login failed: {}", String::from_utf8_lossy(&body)),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    assert_ne!(params["application_name"], "svc-a", "{params:?}");
+    assert!(params["DateStyle"].starts_with("ISO"), "{params:?}");
+    drop(b);
+    let row = a.query_one(
+        "SELECT current_setting('application_name'), current_setting('DateStyle')",
+        &[],
+    );
+    let row = row.await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "svc-a");
+    assert!(row.get::<_, String>(1).starts_with("German"));
+}

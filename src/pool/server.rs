@@ -354,6 +354,13 @@ impl ServerConn {
         (!sql.is_empty()).then_some(sql)
     }
 
+    /// Some setting an earlier client had is not in `wanted`: making the
+    /// session the client's resets it to a value only the server knows.
+    pub fn resets_any(&self, wanted: &Settings) -> bool {
+        let kept = |name: &String| wanted.iter().any(|(n, _)| n == name);
+        self.applied.iter().any(|(name, _)| !kept(name))
+    }
+
     pub fn settings_applied(&mut self, wanted: &Settings) {
         self.applied = wanted.clone();
     }

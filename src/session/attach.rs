@@ -91,7 +91,32 @@ pub async fn client_settings(
         Plan::SendAhead(sql) => return Ok(Some(sql)),
         Plan::RunFirst(sql) => sql,
     };
-    co.conn.run_settings(&sql).await?;
+    run_settings(ctx, co, &sql, wanted).await
+}
+
+/// [`client_settings`] at login, where the server's parameters are
+/// reported to the client: what an earlier client set and this one did
+/// not ask for is reset first, since only the server knows the values
+/// then (another client's `DateStyle` fails pgjdbc's login, and its
+/// `application_name` is not this client's to see).
+pub async fn login_settings(
+    ctx: &Context,
+    co: &mut Checkout,
+    wanted: &Settings,
+) -> Result<Option<String>, ClientError> {
+    match co.conn.settings_sql(wanted) {
+        Some(sql) if co.conn.resets_any(wanted) => run_settings(ctx, co, &sql, wanted).await,
+        _ => client_settings(ctx, co, wanted).await,
+    }
+}
+
+async fn run_settings(
+    ctx: &Context,
+    co: &mut Checkout,
+    sql: &str,
+    wanted: &Settings,
+) -> Result<Option<String>, ClientError> {
+    co.conn.run_settings(sql).await?;
     co.conn.settings_applied(wanted);
     ctx.pools.settings_accepted(wanted);
     Ok(None)
