@@ -46,6 +46,12 @@ pub enum ClientError {
     // -- backend --
     #[error("could not connect to the database server: {0}")]
     BackendConnect(String),
+    /// The server refused the tenant role's login (its SQLSTATE): the
+    /// proxy's problem, logged with the server's reason where it happened.
+    #[error(
+        "could not connect to the database server: the server refused the tenant's backend login (SQLSTATE {0}); see the proxy's log"
+    )]
+    BackendLoginRefused(String),
     /// The backend refused us; its own SQLSTATE and message are passed on.
     #[error("{}", .0.message)]
     Backend(ErrorFields),
@@ -82,7 +88,7 @@ impl ClientError {
             | TooManyLogins(_)
             | TooManyTenantClients { .. }
             | PoolTimeout { .. } => "53300",
-            BackendConnect(_) | BackendLost => "08006",
+            BackendConnect(_) | BackendLoginRefused(_) | BackendLost => "08006",
             Backend(f) => &f.code,
             Shutdown | Terminated(_) => "57P01",
         }

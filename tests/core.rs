@@ -468,3 +468,30 @@ async fn a_backend_login_refusal_is_not_passed_off_as_a_bad_key() {
         proxy.log()
     );
 }
+
+/// Any other failure to open a server connection reaches the client with
+/// the server's code and goes to the proxy's log (here the role's
+/// connection limit: the operator, not the client, can fix that).
+#[tokio::test]
+async fn a_failed_server_connection_is_logged() {
+    let reg = registry();
+    let t = reg.create_tenant("connlimit");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+    let su = superuser().await;
+    su.batch_execute(&format!("ALTER ROLE tenant_{t} CONNECTION LIMIT 0"))
+        .await
+        .unwrap();
+    let e = proxy.client(&key).await.expect_err("no backend login");
+    su.batch_execute(&format!("ALTER ROLE tenant_{t} CONNECTION LIMIT -1"))
+        .await
+        .unwrap();
+    assert_eq!(sqlstate(&e), "53300", "{e:?}");
+    let log = proxy.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("server connection failed") && l.contains(&t)),
+        "{log}"
+    );
+    proxy.client_ok(&key).await;
+}

@@ -293,9 +293,7 @@ impl Pools {
             // is gone; it closes here.
             Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
             Ok(conn) => pool.slots.put_idle(conn),
-            Err(e) => {
-                tracing::warn!(tenant = %tenant.name, error = %e, "min_idle connection failed")
-            }
+            Err(_) => {} // logged by `open`
         }
     }
 
@@ -459,7 +457,13 @@ impl Pools {
             budget,
             statement_cache,
         )
-        .await?;
+        .await
+        .inspect_err(|e| {
+            // The client is told; the operator needs it in the log too.
+            if !matches!(e, ClientError::BackendLoginRefused(_)) {
+                tracing::warn!(tenant = %tenant.name, error = %e, "server connection failed");
+            }
+        })?;
         metrics::counter!("pgtenant_server_connects_total").increment(1);
         Ok(Box::new(conn))
     }

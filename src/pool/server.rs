@@ -187,10 +187,7 @@ impl ServerConn {
                     reason = %f.message,
                     "the server refused the tenant role's login"
                 );
-                ClientError::BackendConnect(format!(
-                    "the server refused the tenant's backend login (SQLSTATE {}); see the proxy's log",
-                    f.code
-                ))
+                ClientError::BackendLoginRefused(f.code)
             }
             e => e.into(),
         }
@@ -273,14 +270,16 @@ impl ServerConn {
                             // for good (+5.5 % instructions per relayed
                             // transaction: bench/results/
                             // 2026-12-05-1143-vm-login-burst.md).
-                            s.update(&body)?;
+                            s.update(&body).map_err(|e| bad(&format!("SCRAM: {e}")))?;
                             frontend::sasl_response(s.message(), &mut out)?;
                         }
                         12 => {
                             let s = scram
                                 .as_mut()
                                 .ok_or_else(|| bad("SASL final before start"))?;
-                            s.finish(&body)?;
+                            // A wrong signature: the server does not know
+                            // the password, so it is not ours.
+                            s.finish(&body).map_err(|e| bad(&format!("SCRAM: {e}")))?;
                             continue;
                         }
                         other => return Err(bad(&format!("authentication method {other}"))),
