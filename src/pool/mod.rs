@@ -474,7 +474,9 @@ impl Pools {
     fn usable(&self, conn: &ServerConn, now: Stamp) -> bool {
         // A connection used within the last second is not probed (one
         // syscall per transaction saved); if it died meanwhile, its client
-        // gets the server's own error, as with PgBouncer.
+        // gets the server's own error. (PgBouncer watches its idle server
+        // sockets and would notice sooner; here that would cost a readiness
+        // registration per return.)
         let idle_for = now.ms_since(conn.idle_since);
         let probe = idle_for >= PROBE_AFTER_MS;
         !(self.too_old(conn, now, idle_for) || (probe && conn.is_broken()))
