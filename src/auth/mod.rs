@@ -130,7 +130,6 @@ pub(crate) async fn check_key(ctx: &Context, key: &str) -> Result<Arc<KeyInfo>, 
     usable(info)
 }
 
-/// `key`'s tenant if the registry cache holds the key as valid.
 fn usable(info: Arc<KeyInfo>) -> Result<Arc<KeyInfo>, ClientError> {
     if !info.tenant.active {
         return Err(ClientError::TenantInactive(info.tenant.name.clone()));

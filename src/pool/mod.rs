@@ -23,6 +23,7 @@ pub mod server;
 mod settings;
 mod slots;
 mod stats;
+mod tenants;
 pub use checkout::{Checkout, Release};
 pub use settings::{Settings, restore_sql};
 pub use stats::{IdleServer, PoolStats};
@@ -30,7 +31,7 @@ pub mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -81,6 +82,10 @@ pub struct Pools {
     /// The deadlines of clients waiting for a slot; see [`Self::expire_waits`].
     expiry: Arc<Expiry>,
     tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
+    /// Pools a registry edit replaced (see [`Self::tenant_pool`]), while
+    /// sessions hold them: their waits still expire, their idle
+    /// connections are still reaped, and they show in the stats.
+    retired: Mutex<Vec<Weak<TenantPool>>>,
     /// Admin `PAUSE`/`RESUME`.
     pause: gate::PauseGate,
     /// Client settings (name, value) the server has accepted before; see
@@ -135,39 +140,11 @@ impl Pools {
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
+            retired: Mutex::default(),
             pause: gate::PauseGate::default(),
             accepted: Mutex::default(),
             interned: Mutex::default(),
         }
-    }
-
-    /// The pool of `tenant` as the login found it in the registry. A pool
-    /// opened for it under another name, schema or role (the registry was
-    /// edited since) is replaced for new sessions: its connections are
-    /// logged in as that role with that `search_path`. The sessions that
-    /// logged in under it keep it, and pool among themselves, until the
-    /// last one leaves and it closes with them (nothing else holds it).
-    fn tenant_pool(&self, tenant: &Arc<Tenant>) -> Arc<TenantPool> {
-        let mut map = self.tenants.lock().expect("poisoned");
-        if let Some(p) = map.get(&tenant.id) {
-            let was = &p.tenant;
-            if (&was.name, &was.schema, &was.role) == (&tenant.name, &tenant.schema, &tenant.role) {
-                return p.clone();
-            }
-            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: new sessions get a new pool");
-            p.forgotten.store(true, Ordering::Relaxed); // no more min_idle
-        }
-        let t = self.cfg.load().for_tenant(&tenant.name);
-        let pool = Arc::new(TenantPool {
-            tenant: tenant.clone(),
-            slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
-            clients: Resizable::new(client_limit(t.max_client_connections)),
-            waiters: Arc::default(),
-            warming: AtomicUsize::new(0),
-            forgotten: AtomicBool::new(false),
-        });
-        map.insert(tenant.id, pool.clone());
-        pool
     }
 
     /// Where backend connections go.
@@ -243,58 +220,12 @@ impl Pools {
         // Under the map's lock, as pools are created: one created meanwhile
         // is either resized here or made with the new sizes.
         let map = self.tenants.lock().expect("poisoned");
-        for p in map.values() {
+        for p in map.values().cloned().chain(self.retired_pools()) {
             let t = cfg.for_tenant(&p.tenant.name);
             p.slots.resize(t.pool_size);
             p.clients.resize(client_limit(t.max_client_connections));
         }
         self.cfg.store(Arc::new(cfg));
-    }
-
-    /// Tenants whose idle connections are below `min_idle`, with how many
-    /// are missing (counting a tenant's busy connections, and those being
-    /// opened, as present). Tenants the registry changed since their last
-    /// login are left alone (a deactivated or dropped one must not get
-    /// connections back every tick).
-    pub fn below_min_idle(&self) -> Vec<(Arc<Tenant>, usize)> {
-        let cfg = self.cfg.load();
-        let map = self.tenants.lock().expect("poisoned");
-        map.values()
-            .filter(|p| !p.forgotten.load(Ordering::Relaxed))
-            .filter_map(|p| {
-                let min = cfg.for_tenant(&p.tenant.name).min_idle;
-                let (out, idle) = p.slots.counts();
-                let have = idle + out + p.warming.load(Ordering::Relaxed);
-                (have < min).then(|| (p.tenant.clone(), min - have))
-            })
-            .collect()
-    }
-
-    /// Opens one idle connection for `tenant` if the budget has room.
-    pub async fn warm(&self, tenant: &Arc<Tenant>) {
-        // Not a pool of its own: one removed since (see [`Self::reap`])
-        // stays removed; nor one that replaced it (the registry moved the
-        // tenant since: `tenant` is no longer its tenant).
-        let Some(pool) = self
-            .existing_pool(tenant.id)
-            .filter(|p| !p.forgotten.load(Ordering::Relaxed) && Arc::ptr_eq(&p.tenant, tenant))
-        else {
-            return;
-        };
-        let Some(budget) = self.budget.try_acquire() else {
-            return;
-        };
-        let cache = self.cfg.load().prepared_statements_per_connection;
-        pool.warming.fetch_add(1, Ordering::Relaxed);
-        let opened = self.open(tenant, budget, cache).await;
-        pool.warming.fetch_sub(1, Ordering::Relaxed);
-        match opened {
-            // Forgotten meanwhile: the connection may be for a tenant that
-            // is gone; it closes here.
-            Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
-            Ok(conn) => pool.slots.put_idle(conn),
-            Err(_) => {} // logged by `open`
-        }
     }
 
     /// The common case of [`Self::acquire`], without an await: not paused,
@@ -516,71 +447,6 @@ impl Pools {
             .with_idle(|idle| (!idle.is_empty()).then(|| idle.remove(0)))?;
         metrics::counter!("pgtenant_server_evictions_total").increment(1);
         Some(evicted)
-    }
-
-    /// Closes a tenant's idle connections (it was changed, deactivated or
-    /// dropped in the registry); busy ones come back to the pool unless
-    /// the registry says the tenant is gone (see [`Self::close_tenant`]).
-    pub fn forget_tenant(&self, id: Uuid) {
-        if let Some(p) = self.existing_pool(id) {
-            p.forgotten.store(true, Ordering::Relaxed);
-            drop(p.slots.with_idle(std::mem::take));
-        }
-    }
-
-    /// The registry found the tenant's keys valid: whatever a re-check that
-    /// raced its reactivation concluded, its connections are pooled again.
-    pub fn reopen_tenant(&self, id: Uuid) {
-        if let Some(p) = self.existing_pool(id) {
-            p.slots.reopen();
-        }
-    }
-
-    /// The registry says the tenant is inactive or gone: its idle
-    /// connections close, and so do the busy ones as their (ended)
-    /// sessions give them back, until one of its clients logs in again.
-    pub fn close_tenant(&self, id: Uuid) {
-        if let Some(p) = self.existing_pool(id) {
-            p.forgotten.store(true, Ordering::Relaxed);
-            p.slots.close();
-        }
-    }
-
-    /// The tenant as its pool was opened for, if it has a pool.
-    pub fn pooled_tenant(&self, id: Uuid) -> Option<Arc<Tenant>> {
-        self.existing_pool(id).map(|p| p.tenant.clone())
-    }
-
-    /// A tenant's pool if it has one (a lookup that creates none).
-    fn existing_pool(&self, id: Uuid) -> Option<Arc<TenantPool>> {
-        self.tenants.lock().expect("poisoned").get(&id).cloned()
-    }
-
-    /// The tenant pools, copied out so no lock is held while they are used.
-    fn all_pools(&self) -> Vec<Arc<TenantPool>> {
-        let map = self.tenants.lock().expect("poisoned");
-        map.values().cloned().collect()
-    }
-
-    /// Closes idle connections past `server_idle_timeout` or `server_lifetime`.
-    pub fn reap(&self) {
-        let pools = self.all_pools();
-        let now = Stamp::now();
-        for p in pools {
-            p.slots
-                .with_idle(|idle| idle.retain(|c| !self.expired(c, now)));
-        }
-        // A tenant the registry changed, deactivated or dropped keeps no
-        // pool (nor a line in SHOW POOLS) once nothing is left of it: the
-        // map's is the only reference (no client, no checkout), no
-        // connection is out or idle, none is being opened. Under the map's
-        // lock, through which a login would find it again.
-        self.tenants.lock().expect("poisoned").retain(|_, p| {
-            !(p.forgotten.load(Ordering::Relaxed)
-                && Arc::strong_count(p) == 1
-                && p.warming.load(Ordering::Relaxed) == 0
-                && p.slots.counts() == (0, 0))
-        });
     }
 }
 
