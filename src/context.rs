@@ -193,6 +193,7 @@ impl Context {
         }
         self.pools.reconfigure(new.pool.clone());
         self.clients.resize(new.max_client_connections);
+        self.stats.labels.set_cap(new.admin.metrics_max_tenants);
         self.cfg.store(Arc::new(new));
         report.push("configuration reloaded".into());
         Ok(report)

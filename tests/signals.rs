@@ -300,13 +300,23 @@ async fn a_changed_admin_password_ends_console_sessions_of_the_old_one() {
     let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
     let console = proxy.client_db(old, "pgtenant").await.unwrap();
     console.simple_query("SHOW POOLS").await.unwrap();
+    let reloaded = |n: usize| {
+        let proxy = &proxy;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while proxy.log().matches("configuration reloaded").count() < n {
+                assert!(Instant::now() < deadline, "no reload\n{}", proxy.log());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     // The same password again: a reload that changes nothing else of it.
     proxy.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reloaded(1).await;
     console.simple_query("SHOW POOLS").await.unwrap();
     write(new);
     proxy.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reloaded(2).await;
     let e = console.simple_query("SHOW POOLS").await.unwrap_err();
     assert_eq!(support::sqlstate(&e), "28000", "{e:?}");
     assert!(console.simple_query("SHOW POOLS").await.is_err(), "closed");
@@ -350,10 +360,13 @@ async fn a_raised_metrics_tenant_cap_gives_a_folded_tenant_its_own_counters() {
     scrape_until(&maddr, "B under other", |t| tx(t, "other") == Some(1.0)).await;
     write(5);
     proxy.signal("HUP");
-    scrape_until(&maddr, "the reload", |_| {
-        proxy.log().contains("configuration reloaded")
-    })
-    .await;
+    // (No scrape until after the sessions: the cap must take effect at
+    // the reload, not at the next scrape.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     run(kb.clone()).await;
     run(kb).await;
     let body = scrape_until(&maddr, "B's own counter", |t| tx(t, &b) == Some(2.0)).await;

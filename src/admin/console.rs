@@ -78,28 +78,36 @@ pub async fn serve(
         .await
         .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
     drop(place);
-    if let Err(e) = login {
-        let outcome = match e {
-            ConsoleError::TenantKey => "admin_tenant_key",
-            _ => "admin_refused",
-        };
-        metrics::counter!("pgtenant_logins_total", "outcome" => outcome).increment(1);
-        tracing::info!(error = %e, "admin console login refused");
-        crate::session::send_fatal(&mut stream, e.sqlstate(), &e.to_string(), e.hint()).await;
-        return;
-    }
+    let logged_in_with = match login {
+        Ok(digest) => digest,
+        Err(e) => {
+            refused(&mut stream, e).await;
+            return;
+        }
+    };
     metrics::counter!("pgtenant_logins_total", "outcome" => "admin").increment(1);
     tracing::info!("admin console session started");
-    let _ = session(ctx, &mut stream, &password_digest(ctx)).await;
+    let _ = session(ctx, &mut stream, &logged_in_with).await;
     tracing::info!("admin console session ended");
 }
 
+async fn refused(stream: &mut ClientStream, e: ConsoleError) {
+    let outcome = match e {
+        ConsoleError::TenantKey => "admin_tenant_key",
+        _ => "admin_refused",
+    };
+    metrics::counter!("pgtenant_logins_total", "outcome" => outcome).increment(1);
+    tracing::info!(error = %e, "admin console login refused");
+    crate::session::send_fatal(stream, e.sqlstate(), &e.to_string(), e.hint()).await;
+}
+
+/// The digest of the password the client gave, once it is the right one.
 async fn login(
     ctx: &Context,
     stream: &mut ClientStream,
     params: &Params,
     peer: SocketAddr,
-) -> Result<(), ConsoleError> {
+) -> Result<[u8; 32], ConsoleError> {
     let from_options = options::split(params).ok().and_then(|r| r.key);
     auth::secret_may_travel(ctx, stream, peer)?;
     let secret = match from_options {
@@ -118,7 +126,7 @@ async fn login(
     let password = ctx.cfg().admin.password.0.clone();
     if !password.is_empty() && same_secret(&secret, &password) {
         ticket.settle(false);
-        return Ok(());
+        return Ok(Sha256::digest(password.as_bytes()).into());
     }
     if key::is_well_formed(&secret) {
         match auth::check_key(ctx, &secret).await {

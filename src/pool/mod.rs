@@ -57,6 +57,8 @@ const PROBE_AFTER_MS: u64 = 1000;
 
 struct TenantPool {
     tenant: Arc<Tenant>,
+    /// The registry's generation when the login that made it read `tenant`.
+    generation: u64,
     /// `pool_size` slots and the idle connections.
     slots: Arc<Slots>,
     /// Connected clients of this tenant (`max_client_connections`).
@@ -153,8 +155,9 @@ impl Pools {
     }
 
     /// Admits one more client of `tenant`, or refuses with 53300.
-    pub fn admit(&self, tenant: &Arc<Tenant>) -> Result<Admission, ClientError> {
-        let pool = self.tenant_pool(tenant);
+    /// `generation`: the registry's when the login read `tenant`.
+    pub fn admit(&self, tenant: &Arc<Tenant>, generation: u64) -> Result<Admission, ClientError> {
+        let pool = self.tenant_pool(tenant, generation);
         let permit =
             pool.clients
                 .try_acquire()
@@ -330,7 +333,7 @@ impl Pools {
                 }
                 // The budget is spent: close another tenant's idle connection,
                 // or wait for one to become idle (or closed) and look again.
-                if let Some(evicted) = self.evict_one_idle(tenant.id) {
+                if let Some(evicted) = self.evict_one_idle(&pool) {
                     evicted.close(&self.timers).await;
                     continue;
                 }
@@ -423,16 +426,12 @@ impl Pools {
             || now.ms_since(conn.created) >= self.lifetime_ms.load(Ordering::Relaxed)
     }
 
-    /// Takes the longest-idle connection of some other tenant off its idle
+    /// Takes the longest-idle connection of another pool than `except`
+    /// (retired pools too, the caller's tenant's among them) off its idle
     /// list, for the caller to close.
-    fn evict_one_idle(&self, except: Uuid) -> Option<Box<ServerConn>> {
-        let pools: Vec<Arc<TenantPool>> = {
-            let map = self.tenants.lock().expect("poisoned");
-            map.iter()
-                .filter(|(id, _)| **id != except)
-                .map(|(_, p)| p.clone())
-                .collect()
-        };
+    fn evict_one_idle(&self, except: &Arc<TenantPool>) -> Option<Box<ServerConn>> {
+        let mut pools = self.all_pools();
+        pools.retain(|p| !Arc::ptr_eq(p, except));
         let mut oldest: Option<(Stamp, &Arc<TenantPool>)> = None;
         for p in &pools {
             if let Some(since) = p.slots.with_idle(|idle| idle.first().map(|c| c.idle_since))

@@ -15,37 +15,49 @@ use super::{Pools, TenantPool, client_limit};
 use crate::registry::Tenant;
 
 impl Pools {
-    /// The pool of `tenant` as the login found it in the registry. A pool
-    /// opened for it under another name, schema or role (the registry was
-    /// edited since) is replaced for new sessions: its connections are
-    /// logged in as that role with that `search_path`. The sessions that
-    /// logged in under it keep it, and pool among themselves, until the
-    /// last one leaves and it closes with them (nothing else holds it).
-    pub(super) fn tenant_pool(&self, tenant: &Arc<Tenant>) -> Arc<TenantPool> {
+    /// The pool of `tenant` as a login found it in the registry (at the
+    /// registry's `generation`). A pool opened for it under another name,
+    /// schema or role (the registry was edited since) is replaced for new
+    /// sessions: its connections are logged in as that role with that
+    /// `search_path`. The sessions that logged in under it keep it (a
+    /// retired pool), pooling among themselves, until the last one leaves
+    /// and it closes with them. A login that read the registry before the
+    /// edit the pool came from gets a retired pool of its own instead.
+    pub(super) fn tenant_pool(&self, tenant: &Arc<Tenant>, generation: u64) -> Arc<TenantPool> {
         let mut map = self.tenants.lock().expect("poisoned");
-        if let Some(p) = map.get(&tenant.id) {
-            let was = &p.tenant;
-            if (&was.name, &was.schema, &was.role) == (&tenant.name, &tenant.schema, &tenant.role) {
-                return p.clone();
-            }
-            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: new sessions get a new pool");
-            p.forgotten.store(true, Ordering::Relaxed); // no more min_idle
-            self.retired
-                .lock()
-                .expect("poisoned")
-                .push(Arc::downgrade(p));
+        let Some(p) = map.get(&tenant.id) else {
+            let pool = self.new_pool(tenant, generation);
+            map.insert(tenant.id, pool.clone());
+            return pool;
+        };
+        let was = &p.tenant;
+        if (&was.name, &was.schema, &was.role) == (&tenant.name, &tenant.schema, &tenant.role) {
+            return p.clone();
         }
+        let pool = self.new_pool(tenant, generation);
+        let retire = if generation < p.generation {
+            pool.clone()
+        } else {
+            tracing::info!(tenant = %tenant.name, was = %p.tenant.name, "the registry moved the tenant: new sessions get a new pool");
+            map.insert(tenant.id, pool.clone()).expect("it was there")
+        };
+        retire.forgotten.store(true, Ordering::Relaxed); // no min_idle
+        let mut retired = self.retired.lock().expect("poisoned");
+        retired.push(Arc::downgrade(&retire));
+        pool
+    }
+
+    fn new_pool(&self, tenant: &Arc<Tenant>, generation: u64) -> Arc<TenantPool> {
         let t = self.cfg.load().for_tenant(&tenant.name);
-        let pool = Arc::new(TenantPool {
+        Arc::new(TenantPool {
             tenant: tenant.clone(),
+            generation,
             slots: Slots::new(t.pool_size, self.returned.clone(), self.expiry.clone()),
             clients: Resizable::new(client_limit(t.max_client_connections)),
             waiters: Arc::default(),
             warming: AtomicUsize::new(0),
             forgotten: AtomicBool::new(false),
-        });
-        map.insert(tenant.id, pool.clone());
-        pool
+        })
     }
 
     /// Tenants whose idle connections are below `min_idle`, with how many
@@ -98,7 +110,7 @@ impl Pools {
     /// dropped in the registry); busy ones come back to the pool unless
     /// the registry says the tenant is gone (see [`Self::close_tenant`]).
     pub fn forget_tenant(&self, id: Uuid) {
-        if let Some(p) = self.existing_pool(id) {
+        for p in self.pools_of(id) {
             p.forgotten.store(true, Ordering::Relaxed);
             drop(p.slots.with_idle(std::mem::take));
         }
@@ -116,10 +128,18 @@ impl Pools {
     /// connections close, and so do the busy ones as their (ended)
     /// sessions give them back, until one of its clients logs in again.
     pub fn close_tenant(&self, id: Uuid) {
-        if let Some(p) = self.existing_pool(id) {
+        for p in self.pools_of(id) {
             p.forgotten.store(true, Ordering::Relaxed);
             p.slots.close();
         }
+    }
+
+    /// The tenant's pool and those retired from it (see [`Self::tenant_pool`]).
+    fn pools_of(&self, id: Uuid) -> Vec<Arc<TenantPool>> {
+        let mut pools = self.retired_pools();
+        pools.retain(|p| p.tenant.id == id);
+        pools.extend(self.existing_pool(id));
+        pools
     }
 
     /// The tenant as its pool was opened for, if it has a pool.

@@ -331,7 +331,7 @@ async fn open<'c>(
     }
     // After the re-check: admission counts a login as proof the tenant is
     // active (see `Pools::below_min_idle`).
-    let admitted = ctx.pools.admit(&tenant)?;
+    let admitted = ctx.pools.admit(&tenant, login.generation)?;
     // A wait (a full pool, a PAUSE) the client can be killed out of, or
     // leave.
     let mut checkout = tokio::select! {
