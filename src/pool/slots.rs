@@ -239,7 +239,9 @@ impl Slots {
 
     /// Puts a connection on the idle list without a slot changing hands
     /// (a warm-up connection), if the tenant has room for it: clients may
-    /// have taken every slot and opened their own meanwhile.
+    /// have taken every slot and opened their own meanwhile. (A slot
+    /// handed to a waiter not yet awake may count twice here: then a
+    /// warm-up is dropped, no connection in use.)
     pub fn put_idle(&self, mut conn: Box<ServerConn>) {
         conn.idle_since = Stamp::now();
         {
@@ -264,9 +266,13 @@ impl Slots {
             let next = {
                 let mut st = self.lock();
                 if let Some(c) = conn.take() {
-                    // Past `pool_size` (a reload shrank it): closed, so
-                    // that the tenant holds no more than that for long.
-                    if self.closing() || st.out + st.idle.len() > st.size {
+                    // Past `pool_size` idle ones (a reload shrank it):
+                    // closed, so that the tenant holds no more than that
+                    // for long. (Not `out + idle`: a slot handed to a
+                    // waiter not yet awake is counted in `out` and its
+                    // connection is idle; counted twice, the next return
+                    // would close a connection for a waiter to replace.)
+                    if self.closing() || st.idle.len() >= st.size {
                         closing = Some(c);
                     } else {
                         st.idle.push(c);
