@@ -13,6 +13,15 @@ async fn role_connections(role: &str) -> i64 {
     support::role_connections_on(&su, role).await
 }
 
+/// Waits until the proxy has logged its `n`th reload (applied by then).
+async fn reloaded(proxy: &support::Proxy, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.log().matches("configuration reloaded").count() < n {
+        assert!(Instant::now() < deadline, "no reload\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_resizes_pools_live_and_a_broken_file_is_refused() {
     let reg = registry();
@@ -300,23 +309,13 @@ async fn a_changed_admin_password_ends_console_sessions_of_the_old_one() {
     let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
     let console = proxy.client_db(old, "pgtenant").await.unwrap();
     console.simple_query("SHOW POOLS").await.unwrap();
-    let reloaded = |n: usize| {
-        let proxy = &proxy;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while proxy.log().matches("configuration reloaded").count() < n {
-                assert!(Instant::now() < deadline, "no reload\n{}", proxy.log());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
     // The same password again: a reload that changes nothing else of it.
     proxy.signal("HUP");
-    reloaded(1).await;
+    reloaded(&proxy, 1).await;
     console.simple_query("SHOW POOLS").await.unwrap();
     write(new);
     proxy.signal("HUP");
-    reloaded(2).await;
+    reloaded(&proxy, 2).await;
     let e = console.simple_query("SHOW POOLS").await.unwrap_err();
     assert_eq!(support::sqlstate(&e), "28000", "{e:?}");
     assert!(console.simple_query("SHOW POOLS").await.is_err(), "closed");
@@ -362,11 +361,7 @@ async fn a_raised_metrics_tenant_cap_gives_a_folded_tenant_its_own_counters() {
     proxy.signal("HUP");
     // (No scrape until after the sessions: the cap must take effect at
     // the reload, not at the next scrape.)
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !proxy.log().contains("configuration reloaded") {
-        assert!(Instant::now() < deadline, "no reload\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    reloaded(&proxy, 1).await;
     run(kb.clone()).await;
     run(kb).await;
     let body = scrape_until(&maddr, "B's own counter", |t| tx(t, &b) == Some(2.0)).await;
