@@ -67,7 +67,8 @@ fn startup_packet(version: i32, params: &[(&str, &str)]) -> Vec<u8> {
 /// them is spoken (the version whole, as libpq 18 checks it: a 0 there is a
 /// downgrade it refuses); a startup without a user gets 28000; a message
 /// other than the password gets 08P01; a second GSSENCRequest no second 'N'
-/// (0A000: its code read as a protocol version).
+/// (0A000: its code read as a protocol version); a CancelRequest of the
+/// wrong length a close without a word.
 #[tokio::test]
 async fn startup_answers_match_postgresql() {
     use support::raw;
@@ -131,6 +132,18 @@ async fn startup_answers_match_postgresql() {
         "{}",
         error_code(&body)
     );
+
+    for secret_len in [0usize, 2, 8] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        let len = (12 + secret_len) as i32;
+        let cancel = [&len.to_be_bytes()[..], &80877102i32.to_be_bytes(), &[7; 4]].concat();
+        s.write_all(&[&cancel[..], &vec![9; secret_len]].concat())
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await.unwrap();
+        assert!(reply.is_empty(), "{} secret bytes: {reply:?}", secret_len);
+    }
 }
 
 /// A client may send its first query right behind its password, before

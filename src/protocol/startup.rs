@@ -34,6 +34,9 @@ pub enum StartupError {
     UnsupportedVersion(u16, u16),
     #[error("invalid startup packet layout: {0}")]
     Malformed(&'static str),
+    /// PostgreSQL logs this one and closes without a word.
+    #[error("invalid length of cancel request ({0} bytes)")]
+    BadCancel(usize),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -75,7 +78,7 @@ pub fn parse(body: &[u8]) -> Result<StartupPacket, StartupError> {
         GSSENC_REQUEST => Ok(StartupPacket::GssEncRequest),
         CANCEL_REQUEST => {
             if rest.len() != 8 {
-                return Err(StartupError::Malformed("cancel request must carry 8 bytes"));
+                return Err(StartupError::BadCancel(body.len() + 4));
             }
             Ok(StartupPacket::Cancel {
                 pid: i32::from_be_bytes(rest[..4].try_into().expect("len checked")),
@@ -178,6 +181,10 @@ mod tests {
         assert!(matches!(
             read(packet(196608, b"user\0bob")).await,
             Err(StartupError::Malformed(_))
+        ));
+        assert!(matches!(
+            read(packet(CANCEL_REQUEST, &[0, 0, 0, 7])).await,
+            Err(StartupError::BadCancel(12))
         ));
     }
 

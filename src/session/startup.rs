@@ -53,7 +53,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
     loop {
         let packet = match read_startup(&mut tcp).await {
             Ok(p) => p,
-            Err(StartupError::Io(_)) => return Err(Failed::Silent),
+            Err(e) if unanswered(&e) => return Err(Failed::Silent),
             Err(e) => return Err(Failed::Tell(ClientStream::Plain(tcp), e.into())),
         };
         match packet {
@@ -74,6 +74,15 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
             p => return finish(ctx, ClientStream::Plain(tcp), p).await,
         }
     }
+}
+
+/// A peer gone, or a CancelRequest of the wrong length: PostgreSQL
+/// answers neither (a cancel has no reply to carry an error).
+fn unanswered(e: &StartupError) -> bool {
+    if let StartupError::BadCancel(_) = e {
+        tracing::debug!(error = %e, "startup packet refused");
+    }
+    matches!(e, StartupError::Io(_) | StartupError::BadCancel(_))
 }
 
 /// How the client started TLS.
@@ -111,7 +120,7 @@ async fn start_tls(
     }
     match read_startup(&mut stream).await {
         Ok(p) => finish(ctx, stream, p).await,
-        Err(StartupError::Io(_)) => Err(Failed::Silent),
+        Err(e) if unanswered(&e) => Err(Failed::Silent),
         Err(e) => Err(Failed::Tell(stream, e.into())),
     }
 }
