@@ -40,6 +40,16 @@ need_python_drivers() {
   python3 -c 'import asyncpg, psycopg'
 }
 
+# pgjdbc (Debian's) and a JDK to run it; node-postgres from npm into
+# target/test-node for tests/drivers.rs.
+need_jvm_and_node_drivers() {
+  command -v java >/dev/null || need_packages default-jdk-headless
+  need_packages libpostgresql-jdbc-java
+  [ -d target/test-node/node_modules/pg ] && return 0
+  command -v npm >/dev/null || need_packages nodejs npm
+  npm install --silent --no-audit --no-fund --prefix target/test-node pg@8 >/dev/null
+}
+
 # Starts bench/pgbench.sh with HOLD=1 in the background (its pid in
 # HOLD_PID) and waits until its targets are up: their pids and env in
 # WORK/hold.env, its log in WORK/bench.log. VAR=VALUE arguments go to its

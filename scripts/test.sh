@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 need_packages postgresql postgresql-contrib libclang-dev build-essential
 command -v cargo >/dev/null || { echo "Rust is needed: https://rustup.rs" >&2; exit 1; }
 echo "PostgreSQL binaries: $(pg_bindir)"
-# Python drivers for tests/drivers.rs (asyncpg, psycopg 3).
+# Drivers for tests/drivers.rs: asyncpg, psycopg 3, pgjdbc, node-postgres.
 need_python_drivers
+need_jvm_and_node_drivers
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

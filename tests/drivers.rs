@@ -1,6 +1,6 @@
-//! Real drivers through the proxy: asyncpg and psycopg (server-side
-//! prepared statements in transaction mode) and psql's catalog commands
-//! with the firewall enforcing.
+//! Real drivers through the proxy: asyncpg, psycopg, pgjdbc and
+//! node-postgres (server-side prepared statements in transaction mode),
+//! and psql's catalog commands, with the firewall enforcing.
 
 mod support;
 
@@ -8,13 +8,22 @@ use std::process::Command;
 
 use support::{Proxy, registry};
 
-fn python(script: &str, dsn: &str) -> std::process::Output {
-    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    Command::new("python3")
-        .arg(path)
-        .env("PGT_DSN", dsn)
+/// Runs `program args… tests/clients/<script>` against a transaction-mode
+/// proxy (its URL in `PGT_DSN`) and checks it exits 0. `scripts/test.sh`
+/// installs the drivers: asyncpg and psycopg (pip), pgjdbc (Debian's, in
+/// /usr/share/java), node-postgres (npm, in target/test-node).
+fn workload(program: &str, args: &[&str], script: &str) -> Proxy {
+    let (proxy, key) = txn_proxy();
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(program)
+        .args(args)
+        .arg(format!("{dir}/tests/clients/{script}"))
+        .env("PGT_DSN", proxy.url(&key, "app"))
+        .env("NODE_PATH", format!("{dir}/target/test-node/node_modules"))
         .output()
-        .expect("python3 is installed by scripts/test.sh")
+        .unwrap_or_else(|e| panic!("{program} (installed by scripts/test.sh): {e}"));
+    assert_ok(&out, &proxy);
+    proxy
 }
 
 fn assert_ok(out: &std::process::Output, proxy: &Proxy) {
@@ -35,23 +44,31 @@ fn txn_proxy() -> (Proxy, String) {
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "3"),
         ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "20000"),
+        ("PGTENANT_FIREWALL_MODE", "enforce"),
     ]);
     (proxy, key)
 }
 
 #[test]
 fn asyncpg_prepared_statements_and_introspection_in_transaction_mode() {
-    let (proxy, key) = txn_proxy();
-    let out = python("asyncpg_workload.py", &proxy.url(&key, "app"));
-    assert_ok(&out, &proxy);
+    let proxy = workload("python3", &[], "asyncpg_workload.py");
     assert!(!proxy.log().contains("does not exist"), "{}", proxy.log());
 }
 
 #[test]
 fn psycopg_server_side_prepares_in_transaction_mode() {
-    let (proxy, key) = txn_proxy();
-    let out = python("psycopg_workload.py", &proxy.url(&key, "app"));
-    assert_ok(&out, &proxy);
+    workload("python3", &[], "psycopg_workload.py");
+}
+
+#[test]
+fn pgjdbc_statements_batches_cursors_copy_and_cancel_in_transaction_mode() {
+    let pgjdbc = "/usr/share/java/postgresql.jar";
+    workload("java", &["-cp", pgjdbc], "JdbcWorkload.java");
+}
+
+#[test]
+fn node_postgres_pool_in_transaction_mode() {
+    workload("node", &[], "node_workload.js");
 }
 
 #[test]
