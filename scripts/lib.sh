@@ -40,14 +40,22 @@ need_python_drivers() {
   python3 -c 'import asyncpg, psycopg'
 }
 
-# pgjdbc (Debian's) and a JDK to run it; node-postgres from npm into
-# target/test-node for tests/drivers.rs.
+# pgjdbc (Debian's) and a JDK to run it; node-postgres as locked in
+# tests/clients/package-lock.json, into target/test-node. For tests/drivers.rs.
 need_jvm_and_node_drivers() {
-  command -v java >/dev/null || need_packages default-jdk-headless
+  # A JDK: java runs the workload as a single source file (needs javac's module).
+  command -v javac >/dev/null || need_packages default-jdk-headless
   need_packages libpostgresql-jdbc-java
-  [ -d target/test-node/node_modules/pg ] && return 0
-  command -v npm >/dev/null || need_packages nodejs npm
-  npm install --silent --no-audit --no-fund --prefix target/test-node pg@8 >/dev/null
+  local d=target/test-node
+  if cmp -s tests/clients/package-lock.json "$d/package-lock.json" \
+    && [ -f "$d/node_modules/pg/package.json" ]; then
+    return 0
+  fi
+  command -v node >/dev/null || need_packages nodejs
+  command -v npm >/dev/null || need_packages npm
+  mkdir -p "$d"
+  cp tests/clients/package.json tests/clients/package-lock.json "$d/"
+  npm ci --loglevel=error --no-audit --no-fund --prefix "$d" >/dev/null
 }
 
 # Starts bench/pgbench.sh with HOLD=1 in the background (its pid in

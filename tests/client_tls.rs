@@ -34,30 +34,12 @@ fn psql_commands(proxy: &Proxy, key: &str, sslmode: &str, sqls: &[&str]) -> std:
         .expect("run psql")
 }
 
-/// A proxy that requires TLS, with a fresh self-signed certificate (kept
-/// in the returned directory).
-fn tls_proxy(extra: &[(&str, &str)]) -> (Proxy, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, pkey) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&pkey, ck.signing_key.serialize_pem()).unwrap();
-    let mut env = vec![
-        ("PGTENANT_TLS_MODE", "require"),
-        ("PGTENANT_TLS_CERT", cert.to_str().unwrap()),
-        ("PGTENANT_TLS_KEY", pkey.to_str().unwrap()),
-    ];
-    env.extend_from_slice(extra);
-    (registry().proxy(&env), dir)
-}
-
 #[tokio::test]
 async fn tls_required_works_with_a_self_signed_cert_and_refuses_plaintext() {
     let reg = registry();
     let t = reg.create_tenant("tls");
     let key = reg.issue_key(&t);
-    let (proxy, _certs) = tls_proxy(&[]);
+    let (proxy, _certs) = registry().tls_proxy(&[]);
 
     let out = psql_through(&proxy, &key, "require", "SELECT current_user");
     assert!(
@@ -86,7 +68,7 @@ async fn tls_clients_in_transaction_mode_get_short_and_long_replies_whole() {
     let reg = registry();
     let t = reg.create_tenant("tlstx");
     let key = reg.issue_key(&t);
-    let (proxy, _certs) = tls_proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (proxy, _certs) = registry().tls_proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
 
     let out = psql_commands(
         &proxy,
@@ -130,7 +112,7 @@ async fn a_full_proxy_forwards_cancels_serves_the_console_and_refuses_with_53300
     let reg = registry();
     let t = reg.create_tenant("full");
     let key = reg.issue_key(&t);
-    let (proxy, _certs) = tls_proxy(&[
+    let (proxy, _certs) = registry().tls_proxy(&[
         ("PGTENANT_TLS_MODE", "allow"),
         ("PGTENANT_MAX_CLIENT_CONNECTIONS", "1"),
         ("PGTENANT_ADMIN_PASSWORD", "console-password"),
@@ -210,7 +192,7 @@ async fn direct_tls_with_alpn_logs_in_and_without_it_is_refused() {
     let reg = registry();
     let t = reg.create_tenant("direct");
     let key = reg.issue_key(&t);
-    let (proxy, certs) = tls_proxy(&[]);
+    let (proxy, certs) = registry().tls_proxy(&[]);
 
     let mut s = direct_tls(&proxy, certs.path(), true).await;
     send(&mut s, |b| {

@@ -9,21 +9,54 @@ use std::process::Command;
 use support::{Proxy, registry};
 
 /// Runs `program args… tests/clients/<script>` against a transaction-mode
-/// proxy (its URL in `PGT_DSN`) and checks it exits 0. `scripts/test.sh`
+/// proxy (its URL in `PGT_DSN`), checks it exits 0 and that the server
+/// never lost one of its prepared statements. `scripts/test.sh`
 /// installs the drivers: asyncpg and psycopg (pip), pgjdbc (Debian's, in
 /// /usr/share/java), node-postgres (npm, in target/test-node).
-fn workload(program: &str, args: &[&str], script: &str) -> Proxy {
+fn workload(program: &str, args: &[&str], script: &str) {
     let (proxy, key) = txn_proxy();
+    run(program, args, script, &proxy, &proxy.url(&key, "app"));
+}
+
+/// The same through a proxy that requires TLS; `sslmode` as the driver
+/// spells "encrypted, certificate not checked" (the proxy's is
+/// self-signed).
+fn workload_over_tls(program: &str, args: &[&str], script: &str, sslmode: &str) {
+    let reg = registry();
+    let t = reg.create_tenant("drvtls");
+    let key = reg.issue_key(&t);
+    let (proxy, _certs) = reg.tls_proxy(&TXN);
+    let url = proxy.url(&key, "app");
+    let url = url.replace("sslmode=disable", &format!("sslmode={sslmode}"));
+    run(program, args, script, &proxy, &url);
+}
+
+/// A workload that stops making progress is killed at this deadline (its
+/// drivers have timeouts of their own, 60 s at most per reply).
+const DEADLINE: &str = "300";
+
+fn run(program: &str, args: &[&str], script: &str, proxy: &Proxy, url: &str) {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(program)
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", DEADLINE, program])
         .args(args)
         .arg(format!("{dir}/tests/clients/{script}"))
-        .env("PGT_DSN", proxy.url(&key, "app"))
+        .env("PGT_DSN", url)
         .env("NODE_PATH", format!("{dir}/target/test-node/node_modules"))
         .output()
         .unwrap_or_else(|e| panic!("{program} (installed by scripts/test.sh): {e}"));
-    assert_ok(&out, &proxy);
-    proxy
+    assert_ok(&out, proxy);
+    // Drivers parse a statement again when the server lost it (pgjdbc,
+    // asyncpg): only the server's log shows that the proxy lost one, or a
+    // portal.
+    let lost: Vec<_> = support::cluster()
+        .log()
+        .lines()
+        .filter(|l| l.contains("does not exist"))
+        .filter(|l| l.contains("prepared statement") || l.contains("portal"))
+        .map(str::to_owned)
+        .collect();
+    assert!(lost.is_empty(), "{lost:#?}");
 }
 
 fn assert_ok(out: &std::process::Output, proxy: &Proxy) {
@@ -36,23 +69,27 @@ fn assert_ok(out: &std::process::Output, proxy: &Proxy) {
     );
 }
 
+/// Debian's pgjdbc (libpostgresql-jdbc-java).
+const PGJDBC: &str = "/usr/share/java/postgresql.jar";
+
+/// Transaction mode, fewer server connections than the drivers' pools.
+const TXN: [(&str, &str); 4] = [
+    ("PGTENANT_POOL_MODE", "transaction"),
+    ("PGTENANT_POOL_SIZE", "3"),
+    ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "20000"),
+    ("PGTENANT_FIREWALL_MODE", "enforce"),
+];
+
 fn txn_proxy() -> (Proxy, String) {
     let reg = registry();
     let t = reg.create_tenant("drv");
     let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "3"),
-        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "20000"),
-        ("PGTENANT_FIREWALL_MODE", "enforce"),
-    ]);
-    (proxy, key)
+    (reg.proxy(&TXN), key)
 }
 
 #[test]
 fn asyncpg_prepared_statements_and_introspection_in_transaction_mode() {
-    let proxy = workload("python3", &[], "asyncpg_workload.py");
-    assert!(!proxy.log().contains("does not exist"), "{}", proxy.log());
+    workload("python3", &[], "asyncpg_workload.py");
 }
 
 #[test]
@@ -62,13 +99,22 @@ fn psycopg_server_side_prepares_in_transaction_mode() {
 
 #[test]
 fn pgjdbc_statements_batches_cursors_copy_and_cancel_in_transaction_mode() {
-    let pgjdbc = "/usr/share/java/postgresql.jar";
-    workload("java", &["-cp", pgjdbc], "JdbcWorkload.java");
+    workload("java", &["-cp", PGJDBC], "JdbcWorkload.java");
+}
+
+#[test]
+fn pgjdbc_over_tls() {
+    workload_over_tls("java", &["-cp", PGJDBC], "JdbcWorkload.java", "require");
 }
 
 #[test]
 fn node_postgres_pool_in_transaction_mode() {
     workload("node", &[], "node_workload.js");
+}
+
+#[test]
+fn node_postgres_over_tls() {
+    workload_over_tls("node", &[], "node_workload.js", "no-verify");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 // past pgjdbc's prepareThreshold (named server-side statements), batches,
 // savepoints, fetch-size cursors (suspended portals), COPY, metadata, a
 // query timeout (CancelRequest), from several threads sharing a small
-// transaction-mode pool. Exits non-zero with the first error. Env: PGT_DSN.
+// transaction-mode pool, in the clear or over TLS. Exits non-zero with
+// the first error. Env: PGT_DSN (its sslmode is pgjdbc's).
 //
 // Run as a single-file program: java -cp postgresql.jar JdbcWorkload.java
 
@@ -53,8 +54,11 @@ public class JdbcWorkload {
         url = "jdbc:postgresql://" + u.getHost() + ":" + u.getPort() + u.getPath();
         props.setProperty("user", URLDecoder.decode(userInfo[0], StandardCharsets.UTF_8));
         props.setProperty("password", URLDecoder.decode(userInfo[1], StandardCharsets.UTF_8));
-        props.setProperty("sslmode", "disable");
+        // The DSN's sslmode (disable, require: pgjdbc's own names).
+        props.setProperty("sslmode", u.getQuery().replaceFirst("^.*sslmode=([a-z-]+).*$", "$1"));
         props.setProperty("ApplicationName", "jdbc-workload");
+        // A reply that never comes fails the run instead of hanging it.
+        props.setProperty("socketTimeout", "60");
 
         try (Connection c = DriverManager.getConnection(url, props);
                 Statement s = c.createStatement()) {
@@ -112,7 +116,13 @@ public class JdbcWorkload {
         try (Connection c = DriverManager.getConnection(url, variant(n))) {
             // Past prepareThreshold (5) pgjdbc parses "S_1" once and then
             // only binds it: the statement must follow the client onto
-            // whichever server connection its next transaction gets.
+            // whichever server connection its next transaction gets. Each
+            // run in its own transaction: pgjdbc parses again and retries a
+            // statement the server says does not exist (26000), but not
+            // inside a transaction, where the error reaches us. (With
+            // autosave=always it rolls back to its savepoint and retries
+            // there too: tests/drivers.rs checks the server's log.)
+            c.setAutoCommit(false);
             try (PreparedStatement ps = c.prepareStatement("SELECT ?::int * 2, current_setting('application_name')")) {
                 for (int i = 0; i < 20; i++) {
                     ps.setInt(1, i);
@@ -120,13 +130,10 @@ public class JdbcWorkload {
                         check(r.next() && r.getInt(1) == 2 * i, "doubled " + i);
                         check("jdbc-workload".equals(r.getString(2)), "application_name " + r.getString(2));
                     }
-                }
-                if (n % 3 != 2) {
-                    check(ps.unwrap(org.postgresql.PGStatement.class).isUseServerPrepare(), "server-side prepare");
+                    c.commit();
                 }
             }
 
-            c.setAutoCommit(false);
             // A batch: many Bind/Execute pairs, one Sync.
             OffsetDateTime at = OffsetDateTime.of(2026, 12, 6, 12, 30, 0, 0, ZoneOffset.ofHours(2));
             try (PreparedStatement ps = c.prepareStatement(
@@ -152,7 +159,8 @@ public class JdbcWorkload {
             }
 
             // A fetch size inside a transaction: Execute with a row limit,
-            // PortalSuspended, Execute again, on the same server connection.
+            // PortalSuspended, Execute again, on the same server connection
+            // (with preferQueryMode=simple pgjdbc reads all rows at once).
             try (Statement s = c.createStatement()) {
                 s.setFetchSize(7);
                 int seen = 0;
@@ -194,8 +202,9 @@ public class JdbcWorkload {
         }
     }
 
-    // setQueryTimeout: pgjdbc sends a CancelRequest on a new connection,
-    // which the proxy must route to the server running the statement.
+    // setQueryTimeout: pgjdbc sends a CancelRequest on a new connection
+    // (in the clear, also when the session is over TLS, as PostgreSQL
+    // allows), which the proxy must route to the server running it.
     static void timeout(Connection c) throws SQLException {
         try (Statement s = c.createStatement()) {
             s.setQueryTimeout(1);
@@ -212,20 +221,24 @@ public class JdbcWorkload {
         }
     }
 
-    // What ORMs and tools read first: tables, columns, keys.
+    // What ORMs and tools read first: tables, columns, keys. (By schema:
+    // the catalogs list every tenant's tables, and other tests' tenants
+    // have a jdbc_items too.)
     static void metadata(Connection c) throws SQLException {
         DatabaseMetaData md = c.getMetaData();
-        try (ResultSet r = md.getTables(null, null, "jdbc_items", new String[] {"TABLE"})) {
+        String schema = c.getSchema();
+        check(schema.startsWith("tenant_"), "schema " + schema);
+        try (ResultSet r = md.getTables(null, schema, "jdbc_items", new String[] {"TABLE"})) {
             check(r.next(), "getTables found no jdbc_items");
         }
         int columns = 0;
-        try (ResultSet r = md.getColumns(null, null, "jdbc_items", null)) {
+        try (ResultSet r = md.getColumns(null, schema, "jdbc_items", null)) {
             while (r.next()) {
                 columns++;
             }
         }
         check(columns == 4, "columns " + columns);
-        try (ResultSet r = md.getPrimaryKeys(null, null, "jdbc_items")) {
+        try (ResultSet r = md.getPrimaryKeys(null, schema, "jdbc_items")) {
             check(r.next() && "id".equals(r.getString("COLUMN_NAME")), "primary key");
         }
     }

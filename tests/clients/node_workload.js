@@ -53,7 +53,13 @@ async function task(pool, i) {
 }
 
 async function main() {
-  const pool = new Pool({ connectionString: process.env.PGT_DSN, max: 8 });
+  // Timeouts: a reply that never comes fails the run instead of hanging it.
+  const pool = new Pool({
+    connectionString: process.env.PGT_DSN,
+    max: 8,
+    connectionTimeoutMillis: 30000,
+    query_timeout: 60000,
+  });
   await pool.query('DROP TABLE IF EXISTS node_items');
   await pool.query('CREATE TABLE node_items (id int PRIMARY KEY, name text, hits int NOT NULL DEFAULT 0)');
   await pool.query("INSERT INTO node_items (id, name) SELECT g, 'item' || g FROM generate_series(1, 50) g");

@@ -97,6 +97,11 @@ impl Cluster {
         read_log_tail(&self.dir)
     }
 
+    /// The whole server log (errors and warnings of every session so far).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.dir.join(LOG_FILE)).unwrap_or_default()).into_owned()
+    }
+
     /// Creates, initialises and starts a new cluster. Panics with diagnostics on
     /// any failure; the watchdog removes whatever was created either way.
     /// Stops the server (`pg_ctl stop -m fast`): clients see their

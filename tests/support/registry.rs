@@ -67,6 +67,24 @@ impl Registry {
         Proxy::start(&env)
     }
 
+    /// A proxy that requires TLS, with a fresh self-signed certificate (kept
+    /// in the returned directory); `extra_env` is applied last.
+    pub fn tls_proxy(&self, extra_env: &[(&str, &str)]) -> (Proxy, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".into(), "127.0.0.1".into()];
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        let (cert, pkey) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&pkey, ck.signing_key.serialize_pem()).unwrap();
+        let mut env = vec![
+            ("PGTENANT_TLS_MODE", "require"),
+            ("PGTENANT_TLS_CERT", cert.to_str().unwrap()),
+            ("PGTENANT_TLS_KEY", pkey.to_str().unwrap()),
+        ];
+        env.extend_from_slice(extra_env);
+        (self.proxy(&env), dir)
+    }
+
     /// Runs a pgtenant CLI command against this registry; panics with its output
     /// on failure, returns its stdout otherwise.
     pub fn cli(&self, args: &[&str]) -> String {
