@@ -44,6 +44,44 @@ fn run_named(b: &mut BytesMut, name: &str, sql: &str) {
     frontend::sync(b);
 }
 
+/// A proxy in transaction mode with one server connection for the two
+/// clients (logged in) it returns.
+async fn two_clients_one_connection(
+    tenant: &str,
+) -> (support::Proxy, tokio::net::TcpStream, tokio::net::TcpStream) {
+    let reg = registry();
+    let t = reg.create_tenant(tenant);
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (a, _, _) = raw::startup(proxy.addr, &key).await;
+    let (b, _, _) = raw::startup(proxy.addr, &key).await;
+    (proxy, a, b)
+}
+
+/// Binds and runs the unnamed statement: the reply's tags, and each row's
+/// first column or error's fields.
+async fn run_unnamed(s: &mut tokio::net::TcpStream) -> (String, Vec<String>) {
+    raw::send(s, |b| {
+        raw::bind_execute(b, "", 0);
+        frontend::sync(b);
+    })
+    .await;
+    let (mut tags, mut rows) = (String::new(), Vec::new());
+    loop {
+        let (tag, body) = raw::read_msg(s).await.expect("reply");
+        tags.push(tag as char);
+        match tag {
+            b'D' => rows.push(String::from_utf8_lossy(&body[6..]).into_owned()),
+            b'E' => rows.push(String::from_utf8_lossy(&body).into_owned()),
+            b'Z' => return (tags, rows),
+            _ => {}
+        }
+    }
+}
+
 /// An error in an unsynced pipeline makes the server skip everything up
 /// to the client's next Sync, also what the client sends after the error
 /// arrived. Transaction mode prepares named statements under names of its
@@ -130,15 +168,7 @@ async fn replies_the_proxy_gives_itself_meet_backpressure() {
 /// client's unnamed statement never runs in its place.
 #[tokio::test]
 async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
-    let reg = registry();
-    let t = reg.create_tenant("unnamed");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-    ]);
-    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
-    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_proxy, mut a, mut b) = two_clients_one_connection("unnamed").await;
     raw::send(&mut a, |b| {
         frontend::parse("", "SELECT 'a'::text", [], b).unwrap();
         frontend::describe(b'S', "", b).unwrap();
@@ -178,6 +208,52 @@ async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
         "12DCZ",
         "the other client is served after"
     );
+}
+
+/// PostgreSQL keeps the unnamed statement across transactions, until the
+/// next unnamed Parse or simple Query: bound again in a later transaction
+/// it runs, though its connection ran another client's unnamed statement
+/// meanwhile, or a read-back of settings that drops it. After a Query, a
+/// Close or a Parse the server refused, there is none (26000), as there.
+#[tokio::test]
+async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
+    let (_proxy, mut a, mut b) = two_clients_one_connection("unnamedlater").await;
+    raw::send(&mut a, |b| run_named(b, "", "SELECT 'a'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+    raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    assert_eq!(run_unnamed(&mut a).await, ("2DCZ".into(), vec!["a".into()]));
+
+    // A statement that changes a setting: read back after its
+    // transaction, by a Query of the proxy's that drops the unnamed one.
+    let set = "SELECT set_config('application_name', 'later', false)";
+    raw::send(&mut a, |b| run_named(b, "", set)).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCSZ");
+    let (tags, rows) = run_unnamed(&mut a).await;
+    assert_eq!(rows, vec!["later"], "{tags}");
+
+    /// What drops the unnamed statement, and the messages that do it.
+    type Drop = (&'static str, fn(&mut BytesMut));
+    let gone: [Drop; 3] = [
+        ("a Query", |b| frontend::query("SELECT 1", b).unwrap()),
+        ("a Close", |b| {
+            frontend::close(b'S', "", b).unwrap();
+            frontend::sync(b);
+        }),
+        ("a failed Parse", |b| {
+            frontend::parse("", "SELEC 1", [], b).unwrap();
+            frontend::sync(b);
+        }),
+    ];
+    for (what, message) in gone {
+        raw::send(&mut a, |b| run_named(b, "", "SELECT 'a'::text")).await;
+        assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+        raw::send(&mut a, message).await;
+        raw::tags_until_ready(&mut a).await;
+        let (tags, rows) = run_unnamed(&mut a).await;
+        assert_eq!(tags, "EZ", "after {what}: {rows:?}");
+        assert!(rows[0].contains("C26000"), "after {what}: {rows:?}");
+    }
 }
 
 /// The unnamed statement holds its connection only while there is one to
@@ -322,40 +398,27 @@ async fn a_refused_named_parse_keeps_the_unnamed_statement() {
 
 /// Transaction mode: the unnamed statement lives on the connection its
 /// Parse went to. A client that binds it again in a later transaction
-/// gets PostgreSQL's answer for a missing one (26000), never the unnamed
-/// statement another client parsed there since.
+/// gets its own parsed again there, or PostgreSQL's answer for a missing
+/// one (26000), never the unnamed statement another client parsed there
+/// since.
 #[tokio::test]
 async fn a_client_never_binds_another_clients_unnamed_statement() {
-    let reg = registry();
-    let t = reg.create_tenant("unnamedowner");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-    ]);
-    let (mut a, _, _) = raw::startup(proxy.addr, &key).await;
-    let (mut b, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_proxy, mut a, mut b) = two_clients_one_connection("unnamedowner").await;
     let run = |sql: &'static str| move |buf: &mut BytesMut| run_named(buf, "", sql);
     raw::send(&mut a, run("SELECT 'a'")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
     raw::send(&mut b, run("SELECT 'b'")).await;
     assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
-    for describe in [false, true] {
-        raw::send(&mut a, |buf| {
-            if describe {
-                frontend::describe(b'S', "", buf).unwrap();
-            } else {
-                raw::bind_execute(buf, "", 0);
-            }
-            frontend::sync(buf);
-        })
-        .await;
-        let err = raw::until_ready(&mut a).await.expect("not a's statement");
-        assert!(
-            err.contains("26000") && err.contains("unnamed prepared statement"),
-            "{err}"
-        );
-    }
+    let (tags, rows) = run_unnamed(&mut a).await;
+    assert_eq!((tags.as_str(), &rows[..]), ("2DCZ", &["a".to_owned()][..]));
+    raw::send(&mut b, run("SELECT 'b'")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    raw::send(&mut a, |buf| {
+        frontend::describe(b'S', "", buf).unwrap();
+        frontend::sync(buf);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "tTZ");
     raw::send(&mut a, run("SELECT 'a'")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
     // An unnamed Parse the server skips (an error before it in the

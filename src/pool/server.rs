@@ -481,6 +481,8 @@ impl ServerConn {
     /// server's own answer, the connection is in an unknown state and must
     /// be closed.
     async fn simple(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
+        // A Query drops the unnamed statement: nobody's is here any more.
+        self.statements.unnamed_owner = 0;
         let timers = self.timers.clone();
         // Boxed: the exchange's state would otherwise sit in the future of
         // every session that may reset or configure a connection.

@@ -43,6 +43,10 @@ pub struct Downstream {
     /// connection until its Bind, its Close, a Query that replaces it or
     /// the server's refusal of its Parse.
     pub unnamed_unbound: bool,
+    /// Transaction mode: the server failed or skipped the client's last
+    /// unnamed Parse, so there is no unnamed statement to parse again on
+    /// another connection (see `Upstream::reparse_unnamed`).
+    pub unnamed_lost: bool,
     /// A `DEALLOCATE ALL` or `DISCARD ALL` ran (see [`Expect::DropsAll`]):
     /// the client's statements kept up to this number are gone.
     pub dropped_all: Option<u64>,
@@ -115,6 +119,7 @@ impl Downstream {
             copy_in: false,
             skipping_to_sync: false,
             unnamed_unbound: false,
+            unnamed_lost: false,
             dropped_all: None,
             undeallocated: Vec::new(),
             restore_again: false,
@@ -238,7 +243,8 @@ impl Downstream {
                 (Some(Expect::Pass(Reply::Execute)), b'G') => self.copy_started(true),
                 (_, b'G') => self.copy_started(false),
                 // The proxy's own Parse/Close succeeded: the client never asked.
-                (Some(Expect::Reparse(_)), b'1') | (Some(Expect::Evict), b'3') => {
+                (Some(Expect::Reparse(_) | Expect::ReparseUnnamed), b'1')
+                | (Some(Expect::Evict), b'3') => {
                     if !whole {
                         break;
                     }
@@ -367,10 +373,11 @@ impl Downstream {
     /// An error in the extended protocol: the server skips everything up
     /// to the next Sync, so those replies will never come.
     fn fail_until_sync(&mut self, cache: &mut StatementCache) {
-        // A client's unnamed Parse (transaction mode: named ones are the
-        // proxy's) among them.
-        let unnamed_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
-        let mut skipped_parse = false;
+        // A Parse of the unnamed statement (transaction mode: named ones
+        // are the proxy's) among them: the client's, or the proxy's again.
+        let own_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
+        let unnamed_parse = |e: &Expect| own_parse(e) || matches!(e, Expect::ReparseUnnamed);
+        let (mut skipped_parse, mut skipped_own) = (false, false);
         let mut synced = false;
         while let Some(e) = self.expect.front() {
             if e.reply() == Some(Reply::UntilReady) {
@@ -378,15 +385,21 @@ impl Downstream {
                 break;
             }
             skipped_parse |= unnamed_parse(e);
+            skipped_own |= own_parse(e);
             never_answered(e, cache);
             self.expect.pop_front();
         }
         // The connection's unnamed statement is whoever's it was before,
         // so nobody's, and nothing the client may bind holds the
-        // connection; unless the client sent another Parse since.
+        // connection; unless the client sent another Parse since. Its own
+        // Parse failed or skipped, the client has none to parse again.
+        // (When an error only skipped it, PostgreSQL keeps the earlier
+        // statement; the proxy, which keeps only the last text, answers
+        // 26000.)
         if skipped_parse && !self.expect.iter().any(unnamed_parse) {
             cache.unnamed_owner = 0;
             self.unnamed_unbound = false;
+            self.unnamed_lost |= skipped_own;
         }
         // The client's Sync is still to come: what it sends until then is
         // skipped too (see `Upstream::process`).

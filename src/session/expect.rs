@@ -85,6 +85,10 @@ pub enum Expect {
     /// drops the client's statements kept up to this number (see
     /// `Downstream::dropped_all`).
     DropsAll(Reply, u64),
+    /// The client's unnamed statement parsed again, on a connection that
+    /// lacks it (see `Upstream::reparse_unnamed`): ParseComplete dropped,
+    /// an error passes.
+    ReparseUnnamed,
     /// Where the client ended a COPY (CopyDone, CopyFail) the server had
     /// not yet started: the client's Syncs between the COPY's Execute and
     /// here are ones the server will ignore (see `Downstream::copy_started`).
@@ -98,7 +102,9 @@ impl Expect {
             Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) | Expect::Quiet(r) => {
                 Some(*r)
             }
-            Expect::Reparse(_) | Expect::ParseNamed(_) => Some(Reply::Parse),
+            Expect::Reparse(_) | Expect::ParseNamed(_) | Expect::ReparseUnnamed => {
+                Some(Reply::Parse)
+            }
             Expect::Evict => Some(Reply::Close),
             Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
             Expect::Synth(_) | Expect::CopyEnd => None,

@@ -131,6 +131,9 @@ pub struct Upstream {
     drops_all: bool,
     /// The unnamed statement does, when it runs.
     unnamed_drops_all: bool,
+    /// Transaction mode: the client's unnamed statement, to parse again
+    /// where it is missing (see [`Upstream::reparse_unnamed`]).
+    unnamed: named::Unnamed,
     /// See [`effects::EffectPortal`].
     effect_portals: Vec<effects::EffectPortal>,
     /// See [`Upstream::hidden_query`].
@@ -164,6 +167,7 @@ impl Upstream {
             statements_kept: 0,
             drops_all: false,
             unnamed_drops_all: false,
+            unnamed: named::Unnamed::default(),
             effect_portals: Vec::new(),
             hidden: None,
             repeats: Repeats::default(),
@@ -251,6 +255,7 @@ impl Upstream {
                 })?;
                 down.expect.push_back(Expect::Hidden);
                 server.settings_applied(&settings);
+                self.unnamed.clobbered = true; // a Query drops it
             }
             self.message(h.tag, frame, inspector, down, server);
         }
@@ -329,8 +334,9 @@ impl Upstream {
         }
         match t {
             tag::QUERY => {
-                // It replaces the unnamed statement, on the server too.
+                // It drops the unnamed statement, on the server too.
                 down.unnamed_unbound = false;
+                self.unnamed.forget();
                 // The text and its NUL; a malformed body may hold more.
                 let raw = match body.split_last() {
                     Some((0, text)) => text,
@@ -369,7 +375,10 @@ impl Upstream {
                     Ok(effect) => effect,
                     Err(err) => {
                         // A failed unnamed Parse drops the unnamed statement.
-                        down.unnamed_unbound &= !name.is_empty();
+                        if name.is_empty() {
+                            down.unnamed_unbound = false;
+                            self.unnamed.forget();
+                        }
                         return self.refuse_parse(!name.is_empty(), err, q);
                     }
                 };
@@ -397,7 +406,9 @@ impl Upstream {
                 } else {
                     if self.rename && name.is_empty() {
                         down.unnamed_unbound = true;
+                        down.unnamed_lost = false;
                         server.statements.unnamed_owner = self.owner;
+                        self.unnamed.parsed(frame);
                     }
                     self.out.extend_from_slice(frame);
                     q.push_back(Expect::Pass(Reply::Parse));
@@ -465,6 +476,7 @@ impl Upstream {
                     tag::CLOSE => {
                         if body.starts_with(b"S\0") {
                             down.unnamed_unbound = false; // closed: nothing to bind
+                            self.unnamed.forget();
                         }
                         if body.first() == Some(&b'P') {
                             self.bind_portal(cstr(&body[1..]), false, false);

@@ -25,6 +25,39 @@ pub(super) enum Renamed {
     NotOurs(Bytes),
 }
 
+/// Transaction mode: the client's unnamed statement. PostgreSQL keeps it
+/// across transactions, until the next unnamed Parse or simple Query; on
+/// a pooled connection it lives until another client's replaces it, or a
+/// query of the proxy's own drops it. So its Parse is kept, to send again
+/// where a Bind or Describe names it and the connection lacks it.
+#[derive(Default)]
+pub(super) struct Unnamed {
+    /// The client's last unnamed Parse as sent (buffer reused); empty: it
+    /// has none, or one too long to keep.
+    parse: Vec<u8>,
+    /// A query of the proxy's own ran on this client's connection since
+    /// its Parse, which dropped the server's copy.
+    pub clobbered: bool,
+}
+
+/// An unnamed statement's Parse kept at most (longer ones, rare, get
+/// PostgreSQL's 26000 on another connection): what idle clients hold.
+const MAX_UNNAMED: usize = 8 * 1024;
+
+impl Unnamed {
+    pub fn parsed(&mut self, frame: &[u8]) {
+        self.parse.clear();
+        if frame.len() <= MAX_UNNAMED {
+            self.parse.extend_from_slice(frame);
+        }
+        self.clobbered = false;
+    }
+
+    pub fn forget(&mut self) {
+        self.parse.clear();
+    }
+}
+
 /// A session's named statements, in number and in text (transaction mode
 /// keeps each one's Parse for the session).
 const MAX_STATEMENTS: usize = 10_000;
@@ -229,10 +262,12 @@ impl Upstream {
             (&body[..1], name, rest)
         };
         if name.is_empty() {
-            if cache.unnamed_owner != self.owner {
-                // Parsed in an earlier transaction, on another connection
-                // (or by another client on this one): PostgreSQL's answer
-                // when it is gone, never another client's statement.
+            // Parsed in an earlier transaction, on another connection (or
+            // replaced on this one): parsed again; if the client has none
+            // to parse, PostgreSQL's answer when it is gone, never another
+            // client's statement.
+            let missing = cache.unnamed_owner != self.owner || self.unnamed.clobbered;
+            if missing && !self.reparse_unnamed(cache, down) {
                 return self.not_ours(t, prefix, rest);
             }
             if t == tag::BIND {
@@ -281,6 +316,20 @@ impl Upstream {
         self.out.put_slice(name);
         self.out.put_u8(0);
         self.out.put_slice(rest);
+    }
+
+    /// Sends the client's unnamed Parse again, ahead of the Bind or
+    /// Describe that needs it, unless it has none (none kept, or the server
+    /// refused its last).
+    fn reparse_unnamed(&mut self, cache: &mut StatementCache, down: &mut Downstream) -> bool {
+        if self.unnamed.parse.is_empty() || down.unnamed_lost {
+            return false;
+        }
+        self.out.extend_from_slice(&self.unnamed.parse);
+        down.expect.push_back(Expect::ReparseUnnamed);
+        cache.unnamed_owner = self.owner;
+        self.unnamed.clobbered = false;
+        true
     }
 
     /// A Bind or Describe of an unnamed statement that is not the client's:
