@@ -213,8 +213,9 @@ async fn an_unnamed_statement_prepared_in_one_round_trip_runs_in_the_next() {
 /// PostgreSQL keeps the unnamed statement across transactions, until the
 /// next unnamed Parse or simple Query: bound again in a later transaction
 /// it runs, though its connection ran another client's unnamed statement
-/// meanwhile, or a read-back of settings that drops it. After a Query, a
-/// Close or a Parse the server refused, there is none (26000), as there.
+/// meanwhile, or a read-back of settings that drops it, and what it does
+/// to settings is read back each time. After a Query, a Close or a Parse
+/// the server refused, there is none (26000), as there.
 #[tokio::test]
 async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
     let (_proxy, mut a, mut b) = two_clients_one_connection("unnamedlater").await;
@@ -224,13 +225,47 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
     assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
     assert_eq!(run_unnamed(&mut a).await, ("2DCZ".into(), vec!["a".into()]));
 
-    // A statement that changes a setting: read back after its
-    // transaction, by a Query of the proxy's that drops the unnamed one.
-    let set = "SELECT set_config('application_name', 'later', false)";
-    raw::send(&mut a, |b| run_named(b, "", set)).await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCSZ");
-    let (tags, rows) = run_unnamed(&mut a).await;
-    assert_eq!(rows, vec!["later"], "{tags}");
+    // Pipelined: the Describe's Parse again is skipped after the error;
+    // the Bind after the Sync does not take b's statement for a's. (Both
+    // without settings of their own: no Query of the proxy's drops b's.)
+    raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    raw::send(&mut a, |buf| run_named(buf, "", "SELECT 'a'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+    raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    raw::send(&mut a, |buf| {
+        raw::bind_execute(buf, "no_such_statement", 0);
+        frontend::describe(b'S', "", buf).unwrap();
+        frontend::sync(buf);
+        raw::bind_execute(buf, "", 0);
+        frontend::sync(buf);
+    })
+    .await;
+    assert!(raw::until_ready(&mut a).await.is_some());
+    let (mut tags, mut rows) = (String::new(), Vec::new());
+    while !tags.ends_with('Z') {
+        let (tag, body) = raw::read_msg(&mut a).await.expect("reply");
+        tags.push(tag as char);
+        if tag == b'D' {
+            rows.push(String::from_utf8_lossy(&body[6..]).into_owned());
+        }
+    }
+    assert_eq!((tags.as_str(), &rows[..]), ("2DCZ", &["a".to_owned()][..]));
+
+    // A statement that changes a setting: read back after each run, by a
+    // Query of the proxy's that drops the unnamed one; b's transactions in
+    // between get the connection without it, a's with it.
+    let bump = "SELECT set_config('app.n', (coalesce(nullif(current_setting('app.n', true), \
+                ''), '0')::int + 1)::text, false)";
+    raw::send(&mut a, |b| run_named(b, "", bump)).await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
+    for n in ["2", "3"] {
+        raw::query(&mut b, "SELECT current_setting('app.n', true)").await;
+        assert!(raw::until_ready(&mut b).await.is_none());
+        let (tags, rows) = run_unnamed(&mut a).await;
+        assert_eq!(rows, vec![n], "{tags}");
+    }
 
     /// What drops the unnamed statement, and the messages that do it.
     type Drop = (&'static str, fn(&mut BytesMut));
@@ -250,6 +285,9 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
         assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
         raw::send(&mut a, message).await;
         raw::tags_until_ready(&mut a).await;
+        // b's statement where a's was: a has none to parse again.
+        raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+        assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
         let (tags, rows) = run_unnamed(&mut a).await;
         assert_eq!(tags, "EZ", "after {what}: {rows:?}");
         assert!(rows[0].contains("C26000"), "after {what}: {rows:?}");
@@ -405,20 +443,31 @@ async fn a_refused_named_parse_keeps_the_unnamed_statement() {
 async fn a_client_never_binds_another_clients_unnamed_statement() {
     let (_proxy, mut a, mut b) = two_clients_one_connection("unnamedowner").await;
     let run = |sql: &'static str| move |buf: &mut BytesMut| run_named(buf, "", sql);
-    raw::send(&mut a, run("SELECT 'a'")).await;
+    raw::send(&mut a, run("SELECT 'a' AS col_a")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
-    raw::send(&mut b, run("SELECT 'b'")).await;
+    raw::send(&mut b, run("SELECT 'b' AS col_b")).await;
     assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
     let (tags, rows) = run_unnamed(&mut a).await;
     assert_eq!((tags.as_str(), &rows[..]), ("2DCZ", &["a".to_owned()][..]));
-    raw::send(&mut b, run("SELECT 'b'")).await;
+    raw::send(&mut b, run("SELECT 'b' AS col_b")).await;
     assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
     raw::send(&mut a, |buf| {
         frontend::describe(b'S', "", buf).unwrap();
         frontend::sync(buf);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut a).await, "tTZ");
+    let mut described = String::new();
+    loop {
+        let (tag, body) = raw::read_msg(&mut a).await.expect("reply");
+        described.push(tag as char);
+        if tag == b'T' {
+            assert!(body.windows(5).any(|w| w == b"col_a"), "{body:?}");
+        }
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(described, "tTZ");
     raw::send(&mut a, run("SELECT 'a'")).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
     // An unnamed Parse the server skips (an error before it in the

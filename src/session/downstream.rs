@@ -317,6 +317,7 @@ impl Downstream {
                         }
                         never_answered(&e, cache);
                     }
+                    cache.unnamed_owner = 0; // whatever its Parses became
                 }
                 _ => {}
             }

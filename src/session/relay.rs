@@ -212,7 +212,12 @@ async fn relay(
             && down.status != TxStatus::Failed
         {
             match crate::pool::restore_sql(s.settings) {
-                Some(sql) => up.restore_startup_settings(&sql, down),
+                Some(sql) => {
+                    up.restore_startup_settings(&sql, down);
+                    // A Query: it drops the unnamed statement.
+                    let co = server.as_mut().expect("checked above");
+                    co.conn.statements.unnamed_owner = 0;
+                }
                 None => up.restore_startup = false,
             }
         }

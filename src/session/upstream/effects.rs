@@ -282,7 +282,6 @@ impl Upstream {
         // From NUL-terminated startup values.
         if frontend::query(sql, &mut self.out).is_ok() {
             down.expect.push_back(Expect::Restore);
-            self.unnamed.clobbered = true; // a Query drops it
         }
     }
 

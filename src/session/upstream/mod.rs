@@ -255,7 +255,7 @@ impl Upstream {
                 })?;
                 down.expect.push_back(Expect::Hidden);
                 server.settings_applied(&settings);
-                self.unnamed.clobbered = true; // a Query drops it
+                server.statements.unnamed_owner = 0; // a Query drops it
             }
             self.message(h.tag, frame, inspector, down, server);
         }
@@ -336,6 +336,7 @@ impl Upstream {
             tag::QUERY => {
                 // It drops the unnamed statement, on the server too.
                 down.unnamed_unbound = false;
+                server.statements.unnamed_owner = 0;
                 self.unnamed.forget();
                 // The text and its NUL; a malformed body may hold more.
                 let raw = match body.split_last() {
@@ -408,7 +409,7 @@ impl Upstream {
                         down.unnamed_unbound = true;
                         down.unnamed_lost = false;
                         server.statements.unnamed_owner = self.owner;
-                        self.unnamed.parsed(frame);
+                        self.unnamed.parsed(frame, effect);
                     }
                     self.out.extend_from_slice(frame);
                     q.push_back(Expect::Pass(Reply::Parse));
@@ -420,6 +421,7 @@ impl Upstream {
                     .map(|b| u32::from_be_bytes(b.try_into().expect("4")));
                 if let Err(err) = inspector.function_call(oid) {
                     frontend::query(REFUSED_SQL, &mut self.out).expect("no NUL in constant");
+                    server.statements.unnamed_owner = 0; // a Query drops it
                     q.push_back(Expect::Refused(Reply::UntilReady, err));
                     return;
                 }

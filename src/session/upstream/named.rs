@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::super::downstream::Downstream;
-use super::super::expect::Expect;
+use super::super::expect::{Expect, Reply};
 use super::super::pinning::{Effect, session_effect};
 use super::super::prepared::{Lookup, Statement, StatementCache};
 use super::{Inspector, PARSE_COMPLETE, Upstream, cstr};
@@ -28,16 +28,15 @@ pub(super) enum Renamed {
 /// Transaction mode: the client's unnamed statement. PostgreSQL keeps it
 /// across transactions, until the next unnamed Parse or simple Query; on
 /// a pooled connection it lives until another client's replaces it, or a
-/// query of the proxy's own drops it. So its Parse is kept, to send again
-/// where a Bind or Describe names it and the connection lacks it.
+/// Query drops it. So its Parse is kept, to send again where a Bind or
+/// Describe names it and the connection may lack it.
 #[derive(Default)]
 pub(super) struct Unnamed {
     /// The client's last unnamed Parse as sent (buffer reused); empty: it
     /// has none, or one too long to keep.
     parse: Vec<u8>,
-    /// A query of the proxy's own ran on this client's connection since
-    /// its Parse, which dropped the server's copy.
-    pub clobbered: bool,
+    /// What it does when it runs: each run in a later transaction, too.
+    effect: Effect,
 }
 
 /// An unnamed statement's Parse kept at most (longer ones, rare, get
@@ -45,17 +44,35 @@ pub(super) struct Unnamed {
 const MAX_UNNAMED: usize = 8 * 1024;
 
 impl Unnamed {
-    pub fn parsed(&mut self, frame: &[u8]) {
+    pub fn parsed(&mut self, frame: &[u8], effect: Effect) {
         self.parse.clear();
         if frame.len() <= MAX_UNNAMED {
             self.parse.extend_from_slice(frame);
         }
-        self.clobbered = false;
+        self.effect = effect;
     }
 
     pub fn forget(&mut self) {
         self.parse.clear();
+        self.effect = Effect::default();
     }
+}
+
+/// An unnamed Parse (the client's, or the proxy's again) sent before the
+/// client's last Sync is still unanswered: the server may yet fail it, or
+/// skip it after an error, and keep whichever statement it had, another
+/// client's. (One in the same pipeline segment as the message that asks
+/// shares its fate: skipped together.)
+fn unnamed_unconfirmed(q: &std::collections::VecDeque<Expect>) -> bool {
+    let mut synced = false;
+    for e in q.iter().rev() {
+        match e {
+            Expect::Pass(Reply::Parse) | Expect::ReparseUnnamed => return synced,
+            e if e.reply() == Some(Reply::UntilReady) => synced = true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A session's named statements, in number and in text (transaction mode
@@ -266,7 +283,7 @@ impl Upstream {
             // replaced on this one): parsed again; if the client has none
             // to parse, PostgreSQL's answer when it is gone, never another
             // client's statement.
-            let missing = cache.unnamed_owner != self.owner || self.unnamed.clobbered;
+            let missing = cache.unnamed_owner != self.owner || unnamed_unconfirmed(&down.expect);
             if missing && !self.reparse_unnamed(cache, down) {
                 return self.not_ours(t, prefix, rest);
             }
@@ -275,6 +292,8 @@ impl Upstream {
                 let resets = self.resets_when_run(name);
                 let portal = &prefix[..prefix.len() - 1];
                 self.bind_portal(portal, self.unnamed_drops_all, resets);
+                let effect = self.unnamed.effect;
+                self.runs_again(effect, cache);
             }
             return Renamed::No;
         }
@@ -293,17 +312,23 @@ impl Upstream {
             let portal = &prefix[..prefix.len() - 1];
             self.bind_portal(portal, st.effect.drops_all, st.effect.resets);
         }
-        if t == tag::BIND && st.effect != Effect::default() {
-            // It runs again: a setting it changes must be read back before
-            // the connection goes to another client, and statements it
-            // drops are gone from this connection (after the Bind, which
-            // needs its own).
-            self.settings_changed |= st.effect.changes_settings;
-            if st.effect.drops_statements {
+        if t == tag::BIND {
+            self.runs_again(st.effect, cache);
+        }
+        Renamed::Yes
+    }
+
+    /// A statement with `effect` runs again: a setting it changes must be
+    /// read back before the connection goes to another client, and
+    /// statements it drops are gone from this connection (after the Bind,
+    /// which needs its own).
+    fn runs_again(&mut self, effect: Effect, cache: &mut StatementCache) {
+        if effect != Effect::default() {
+            self.settings_changed |= effect.changes_settings;
+            if effect.drops_statements {
                 cache.dropped_maybe();
             }
         }
-        Renamed::Yes
     }
 
     /// Writes message `t` (a Bind or Describe) naming statement `name`,
@@ -328,7 +353,6 @@ impl Upstream {
         self.out.extend_from_slice(&self.unnamed.parse);
         down.expect.push_back(Expect::ReparseUnnamed);
         cache.unnamed_owner = self.owner;
-        self.unnamed.clobbered = false;
         true
     }
 
