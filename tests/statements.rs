@@ -261,11 +261,41 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
     raw::send(&mut a, |b| run_named(b, "", bump)).await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "12DCZ");
     for n in ["2", "3"] {
-        raw::query(&mut b, "SELECT current_setting('app.n', true)").await;
-        assert!(raw::until_ready(&mut b).await.is_none());
+        // (b never sees a's setting.)
+        raw::send(&mut b, |buf| {
+            run_named(
+                buf,
+                "",
+                "SELECT coalesce(current_setting('app.n', true), '')",
+            )
+        })
+        .await;
+        let mut got = Vec::new();
+        loop {
+            let (tag, body) = raw::read_msg(&mut b).await.expect("reply");
+            match tag {
+                b'D' => got.push(body[6..].to_vec()),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        assert_eq!(got, vec![Vec::<u8>::new()]);
         let (tags, rows) = run_unnamed(&mut a).await;
         assert_eq!(rows, vec![n], "{tags}");
     }
+
+    // Longer than what is kept between transactions: kept within one, for
+    // a Bind pipelined behind the Parse's Sync.
+    let long = format!("SELECT 'long'::text /* {} */", "x".repeat(9000));
+    raw::send(&mut a, |buf| {
+        frontend::parse("", &long, [], buf).unwrap();
+        frontend::sync(buf);
+        raw::bind_execute(buf, "", 0);
+        frontend::sync(buf);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut a).await, "1Z");
+    assert_eq!(raw::tags_until_ready(&mut a).await, "2DCZ");
 
     /// What drops the unnamed statement, and the messages that do it.
     type Drop = (&'static str, fn(&mut BytesMut));
@@ -292,6 +322,43 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
         assert_eq!(tags, "EZ", "after {what}: {rows:?}");
         assert!(rows[0].contains("C26000"), "after {what}: {rows:?}");
     }
+}
+
+/// A message other than COPY's inside a COPY FROM STDIN: PostgreSQL fails
+/// the copy there, then answers the Sync it ignored during the copy,
+/// which would put the proxy's reckoning of replies, and of whose unnamed
+/// statement the connection holds, out of step. The session ends with
+/// 08P01; the next client gets a clean connection.
+#[tokio::test]
+async fn a_statement_sent_inside_a_copy_ends_the_session() {
+    let (_proxy, mut a, mut b) = two_clients_one_connection("copyparse").await;
+    raw::query(&mut b, "CREATE TABLE copied (v text)").await;
+    assert!(raw::until_ready(&mut b).await.is_none());
+    raw::query(&mut a, "COPY copied FROM STDIN").await;
+    assert_eq!(raw::read_msg(&mut a).await.expect("CopyInResponse").0, b'G');
+    raw::send(&mut a, |buf| {
+        buf.extend_from_slice(b"d\0\0\0\x06x\n");
+        frontend::parse("", "SELECT 1", [], buf).unwrap();
+        frontend::sync(buf);
+    })
+    .await;
+    let mut err = String::new();
+    while let Some((tag, body)) = raw::read_msg(&mut a).await {
+        if tag == b'E' {
+            err = String::from_utf8_lossy(&body).into_owned();
+        }
+    }
+    assert!(
+        err.contains("C08P01") && err.contains("during COPY"),
+        "{err}"
+    );
+    raw::send(&mut b, |buf| {
+        run_named(buf, "", "SELECT count(*)::text FROM copied")
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    let (tags, rows) = run_unnamed(&mut b).await;
+    assert_eq!(rows, vec!["0"], "{tags}");
 }
 
 /// The unnamed statement holds its connection only while there is one to

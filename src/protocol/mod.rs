@@ -55,6 +55,8 @@ pub enum FrameError {
     TooLarge { len: usize, max: usize },
     #[error("invalid frontend message type {0}")]
     UnknownType(u8),
+    #[error("unexpected message type 0x{0:02X} during COPY from stdin")]
+    DuringCopy(u8),
 }
 
 /// Message types a client may send once logged in: PostgreSQL ends the

@@ -278,6 +278,7 @@ async fn relay(
             // Settings queued for this connection go with it unsent: the
             // next one gets them computed afresh.
             up.drop_hidden();
+            up.between_transactions();
             if let Some((co, how)) = detach(s, co, up, down, false) {
                 finish_detach(s, co, how).instrument(s.span.clone()).await;
             }

@@ -245,6 +245,19 @@ impl Upstream {
                 self.stop_reading();
                 break;
             }
+            // PostgreSQL fails a COPY from stdin at any other message, then
+            // answers the Sync it ignored during the copy: the replies the
+            // proxy expects, and whose unnamed statement the connection
+            // holds, would go out of step. The session ends, as at a bad
+            // message (its connection, mid-copy, is closed).
+            let in_copy = matches!(
+                h.tag,
+                tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL | tag::FLUSH | tag::SYNC
+            );
+            if down.copy_in && !in_copy {
+                self.quit_after_replies(FrameError::DuringCopy(h.tag));
+                break;
+            }
             if self.discard_until_sync && h.tag != tag::SYNC {
                 continue;
             }

@@ -33,23 +33,32 @@ pub(super) enum Renamed {
 #[derive(Default)]
 pub(super) struct Unnamed {
     /// The client's last unnamed Parse as sent (buffer reused); empty: it
-    /// has none, or one too long to keep.
+    /// has none, or one too long to keep past its transaction.
     parse: Vec<u8>,
     /// What it does when it runs: each run in a later transaction, too.
     effect: Effect,
 }
 
-/// An unnamed statement's Parse kept at most (longer ones, rare, get
-/// PostgreSQL's 26000 on another connection): what idle clients hold.
+/// An unnamed statement's Parse kept between transactions at most (longer
+/// ones, rare, get PostgreSQL's 26000 on another connection): what idle
+/// clients hold. Within a transaction every one is kept: a Bind pipelined
+/// behind a Sync may need it again (see [`unnamed_unconfirmed`]).
 const MAX_UNNAMED: usize = 8 * 1024;
 
 impl Unnamed {
     pub fn parsed(&mut self, frame: &[u8], effect: Effect) {
         self.parse.clear();
-        if frame.len() <= MAX_UNNAMED {
-            self.parse.extend_from_slice(frame);
-        }
+        self.parse.extend_from_slice(frame);
         self.effect = effect;
+    }
+
+    /// The connection goes back: nothing unanswered needs a long one.
+    pub fn trim(&mut self) {
+        if self.parse.len() > MAX_UNNAMED {
+            self.parse = Vec::new();
+        } else if self.parse.capacity() > MAX_UNNAMED {
+            self.parse.shrink_to_fit();
+        }
     }
 
     pub fn forget(&mut self) {
@@ -341,6 +350,12 @@ impl Upstream {
         self.out.put_slice(name);
         self.out.put_u8(0);
         self.out.put_slice(rest);
+    }
+
+    /// Transaction mode, the connection going back: what the session
+    /// keeps for later ones stays small.
+    pub fn between_transactions(&mut self) {
+        self.unnamed.trim();
     }
 
     /// Sends the client's unnamed Parse again, ahead of the Bind or
