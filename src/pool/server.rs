@@ -479,9 +479,8 @@ impl ServerConn {
     /// reads until every one has been answered.
     /// At most [`CONTROL_TIMEOUT`]; after an error other than the
     /// server's own answer, the connection is in an unknown state and must
-    /// be closed.
+    /// be closed. (A Query drops the unnamed statement: nobody's is here.)
     async fn simple(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
-        // A Query drops the unnamed statement: nobody's is here any more.
         self.statements.unnamed_owner = 0;
         let timers = self.timers.clone();
         // Boxed: the exchange's state would otherwise sit in the future of

@@ -297,13 +297,8 @@ impl Downstream {
                     self.restore_again = true;
                     self.fail_until_sync(cache);
                 }
+                // (A failed unnamed Parse is among what this skips.)
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
-                    // (Named Parses are the proxy's own: Reparse, ParseNamed.)
-                    // None is left unless a later one is in flight.
-                    let unnamed_parse = |e: &Expect| matches!(e, Expect::Pass(Reply::Parse));
-                    if unnamed_parse(&e) && !self.expect.iter().skip(1).any(unnamed_parse) {
-                        self.unnamed_unbound = false;
-                    }
                     self.fail_until_sync(cache);
                 }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {

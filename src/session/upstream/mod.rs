@@ -250,11 +250,13 @@ impl Upstream {
             // proxy expects, and whose unnamed statement the connection
             // holds, would go out of step. The session ends, as at a bad
             // message (its connection, mid-copy, is closed).
-            let in_copy = matches!(
-                h.tag,
-                tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL | tag::FLUSH | tag::SYNC
-            );
-            if down.copy_in && !in_copy {
+            let in_copy = |t| {
+                matches!(
+                    t,
+                    tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL | tag::FLUSH | tag::SYNC
+                )
+            };
+            if down.copy_in && !in_copy(h.tag) {
                 self.quit_after_replies(FrameError::DuringCopy(h.tag));
                 break;
             }
