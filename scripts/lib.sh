@@ -40,6 +40,11 @@ need_python_drivers() {
   python3 -c 'import asyncpg, psycopg'
 }
 
+# ruby-pg and PHP's pdo_pgsql (Debian's, both over libpq). For tests/drivers.rs.
+need_ruby_and_php_drivers() {
+  need_packages ruby-pg php-cli php-pgsql
+}
+
 # pgjdbc (Debian's) and a JDK to run it; node-postgres as locked in
 # tests/clients/package-lock.json, into target/test-node. For tests/drivers.rs.
 need_jvm_and_node_drivers() {

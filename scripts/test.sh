@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 need_packages postgresql postgresql-contrib libclang-dev build-essential
 command -v cargo >/dev/null || { echo "Rust is needed: https://rustup.rs" >&2; exit 1; }
 echo "PostgreSQL binaries: $(pg_bindir)"
-# Drivers for tests/drivers.rs: asyncpg, psycopg 3, pgjdbc, node-postgres.
+# Drivers for tests/drivers.rs: asyncpg, psycopg 3, pgjdbc, node-postgres,
+# ruby-pg, PDO.
 need_python_drivers
 need_jvm_and_node_drivers
+need_ruby_and_php_drivers
 
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings

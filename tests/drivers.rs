@@ -1,6 +1,7 @@
-//! Real drivers through the proxy: asyncpg, psycopg, pgjdbc and
-//! node-postgres (server-side prepared statements in transaction mode),
-//! and psql's catalog commands, with the firewall enforcing.
+//! Real drivers through the proxy: asyncpg, psycopg, pgjdbc,
+//! node-postgres, ruby-pg and PHP's PDO (server-side prepared statements
+//! in transaction mode), and psql's catalog commands, with the firewall
+//! enforcing.
 
 mod support;
 
@@ -12,7 +13,8 @@ use support::{Proxy, registry};
 /// proxy (its URL in `PGT_DSN`), checks it exits 0 and that the server
 /// never lost one of its prepared statements. `scripts/test.sh`
 /// installs the drivers: asyncpg and psycopg (pip), pgjdbc (Debian's, in
-/// /usr/share/java), node-postgres (npm, in target/test-node).
+/// /usr/share/java), node-postgres (npm, in target/test-node), ruby-pg and
+/// PDO (Debian's).
 fn workload(program: &str, args: &[&str], script: &str) {
     let (proxy, key) = txn_proxy();
     run(program, args, script, &proxy, &proxy.url(&key, "app"));
@@ -88,12 +90,12 @@ fn txn_proxy() -> (Proxy, String) {
 }
 
 #[test]
-fn asyncpg_prepared_statements_and_introspection_in_transaction_mode() {
+fn asyncpg_statements_introspection_cursors_and_copy_in_transaction_mode() {
     workload("python3", &[], "asyncpg_workload.py");
 }
 
 #[test]
-fn psycopg_server_side_prepares_in_transaction_mode() {
+fn psycopg_prepares_pipelines_copy_and_cursors_in_transaction_mode() {
     workload("python3", &[], "psycopg_workload.py");
 }
 
@@ -115,6 +117,21 @@ fn node_postgres_pool_in_transaction_mode() {
 #[test]
 fn node_postgres_over_tls() {
     workload_over_tls("node", &[], "node_workload.js", "no-verify");
+}
+
+#[test]
+fn ruby_pg_threads_in_transaction_mode() {
+    workload("ruby", &[], "ruby_workload.rb");
+}
+
+#[test]
+fn php_pdo_server_side_prepares_in_transaction_mode() {
+    workload("php", &[], "pdo_workload.php");
+}
+
+#[test]
+fn php_pdo_over_tls() {
+    workload_over_tls("php", &[], "pdo_workload.php", "require");
 }
 
 #[test]
