@@ -284,8 +284,8 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
         assert_eq!(rows, vec![n], "{tags}");
     }
 
-    // Longer than what is kept between transactions: kept within one, for
-    // a Bind pipelined behind the Parse's Sync.
+    // Longer than the buffer kept between transactions: kept within one,
+    // for a Bind pipelined behind the Parse's Sync, and after it.
     let long = format!("SELECT 'long'::text /* {} */", "x".repeat(9000));
     raw::send(&mut a, |buf| {
         frontend::parse("", &long, [], buf).unwrap();
@@ -296,6 +296,12 @@ async fn an_unnamed_statement_is_bound_again_in_a_later_transaction() {
     .await;
     assert_eq!(raw::tags_until_ready(&mut a).await, "1Z");
     assert_eq!(raw::tags_until_ready(&mut a).await, "2DCZ");
+    raw::send(&mut b, |buf| run_named(buf, "", "SELECT 'b'::text")).await;
+    assert_eq!(raw::tags_until_ready(&mut b).await, "12DCZ");
+    assert_eq!(
+        run_unnamed(&mut a).await,
+        ("2DCZ".into(), vec!["long".into()])
+    );
 
     /// What drops the unnamed statement, and the messages that do it.
     type Drop = (&'static str, fn(&mut BytesMut));

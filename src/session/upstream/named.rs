@@ -39,9 +39,12 @@ pub(super) struct Unnamed {
     effect: Effect,
 }
 
-/// An unnamed statement's Parse kept between transactions at most (longer
-/// ones, rare, get PostgreSQL's 26000 on another connection): what idle
-/// clients hold. Within a transaction every one is kept: a Bind pipelined
+/// The buffer that keeps the unnamed Parse, at most, between
+/// transactions. A longer Parse (rare) is kept at its own size, up to as
+/// much as a session's named statements may hold in all, besides them
+/// ([`MAX_STATEMENT_BYTES`]; past that, PostgreSQL's 26000 on another
+/// connection); a buffer grown for one is given back once it holds a
+/// shorter one. Within a transaction every one is kept: a Bind pipelined
 /// behind a Sync may need it again (see [`unnamed_unconfirmed`]).
 const MAX_UNNAMED: usize = 8 * 1024;
 
@@ -52,11 +55,11 @@ impl Unnamed {
         self.effect = effect;
     }
 
-    /// The connection goes back: nothing unanswered needs a long one.
+    /// The connection goes back: an idle client holds no spare room.
     pub fn trim(&mut self) {
-        if self.parse.len() > MAX_UNNAMED {
+        if self.parse.len() > MAX_STATEMENT_BYTES {
             self.parse = Vec::new();
-        } else if self.parse.capacity() > MAX_UNNAMED {
+        } else if self.parse.capacity() > MAX_UNNAMED.max(self.parse.len()) {
             self.parse.shrink_to_fit();
         }
     }
@@ -383,8 +386,8 @@ impl Upstream {
             "26000",
             "unnamed prepared statement does not exist",
             Some(
-                "transaction pooling: the unnamed statement lives on one server connection until \
-                 the transaction ends; parse it again in the transaction that runs it, or name it",
+                "parse it again: a simple Query, a Close or a failed Parse drops it (and \
+                 transaction pooling keeps none over 64 MiB across transactions)",
             ),
         );
         Renamed::NotOurs(err.freeze())
