@@ -354,6 +354,62 @@ async fn a_queued_setting_the_server_refuses_ends_the_session() {
     assert_eq!(one, 1);
 }
 
+/// Transaction mode: a client's settings replace an earlier client's in
+/// one batch, which the server runs as one transaction. Refused (here: the
+/// object a setting names was dropped after the server had taken it), it
+/// leaves the earlier client's values in place, so the client's statement
+/// must wait for the batch's answer instead of being sent behind it: it
+/// never runs under another client's `app.who`.
+#[tokio::test]
+async fn a_statement_never_runs_under_another_clients_settings() {
+    let reg = registry();
+    let t = reg.create_tenant("undoset");
+    let key = reg.issue_key(&t);
+    let su = superuser().await;
+    let cfg_name = format!("tenant_{t}.pgt_cfg");
+    su.batch_execute(&format!(
+        "CREATE TEXT SEARCH CONFIGURATION {cfg_name} (COPY = simple)"
+    ))
+    .await
+    .unwrap();
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
+    cfg.options(format!("-c default_text_search_config={cfg_name}"));
+    let (x, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    x.batch_execute("SELECT 1").await.unwrap(); // the server took the value
+
+    let m = proxy.client_ok(&key).await;
+    m.batch_execute("CREATE TABLE seen (who text); SET app.who = 'm'")
+        .await
+        .unwrap();
+    assert_eq!(who(&m).await, "m");
+    su.batch_execute(&format!("DROP TEXT SEARCH CONFIGURATION {cfg_name}"))
+        .await
+        .unwrap();
+
+    // The connection has m's app.who: x's batch resets it and fails.
+    let err = x
+        .batch_execute("INSERT INTO seen SELECT current_setting('app.who', true)")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert!(
+        db.message().contains("default_text_search_config"),
+        "{db:?}"
+    );
+    let seen: i64 = m
+        .query_one("SELECT count(*) FROM seen", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0, "x's statement ran under m's settings");
+    assert_eq!(who(&m).await, "m");
+}
+
 /// The proxy's own queries name `pg_catalog` objects in full: a temporary
 /// table named like a catalog (searched before `pg_catalog`) must not feed it settings the client never made, such as a
 /// `search_path` away from the tenant's schema or

@@ -353,11 +353,12 @@ impl ServerConn {
         (!sql.is_empty()).then_some(sql)
     }
 
-    /// Some setting an earlier client had is not in `wanted`: making the
-    /// session the client's resets it to a value only the server knows.
-    pub fn resets_any(&self, wanted: &Settings) -> bool {
-        let kept = |name: &String| wanted.iter().any(|(n, _)| n == name);
-        self.applied.iter().any(|(name, _)| !kept(name))
+    /// Making the session the client's undoes a value an earlier client
+    /// set (a RESET, or a SET over it); see `session::attach`.
+    pub fn undoes_any(&self, wanted: &Settings) -> bool {
+        let kept =
+            |(name, value): &(String, String)| wanted.iter().any(|(n, v)| n == name && v == value);
+        !self.applied.iter().all(kept)
     }
 
     pub fn settings_applied(&mut self, wanted: &Settings) {

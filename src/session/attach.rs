@@ -1,7 +1,7 @@
 //! A server connection for the client's next transaction: from the
 //! tenant's pool, with the client's settings (sent ahead of its statement
-//! when the server has taken them before, run first otherwise), and its
-//! cancel key pointed at it.
+//! when that is safe, run first otherwise; see [`Plan`]), and its cancel
+//! key pointed at it.
 
 use super::relay::Session;
 use super::socket::peer_closed;
@@ -78,9 +78,9 @@ async fn attach(
 }
 
 /// Gives `co` the client's settings. Returns SQL to send ahead of the
-/// client's next message (no round trip) when the server has accepted
-/// every value before; otherwise applies them now and waits, so that a bad
-/// value fails before any statement of the client's runs.
+/// client's next message (no round trip) when that is safe (see [`Plan`]);
+/// otherwise applies them now and waits, so that a bad value fails before
+/// any statement of the client's runs.
 pub async fn client_settings(
     ctx: &Context,
     co: &mut Checkout,
@@ -92,22 +92,6 @@ pub async fn client_settings(
         Plan::RunFirst(sql) => sql,
     };
     run_settings(ctx, co, &sql, wanted).await
-}
-
-/// [`client_settings`] at login, where the server's parameters are
-/// reported to the client: what an earlier client set and this one did
-/// not ask for is reset first, since only the server knows the values
-/// then (another client's `DateStyle` fails pgjdbc's login, and its
-/// `application_name` is not this client's to see).
-pub async fn login_settings(
-    ctx: &Context,
-    co: &mut Checkout,
-    wanted: &Settings,
-) -> Result<Option<String>, ClientError> {
-    match co.conn.settings_sql(wanted) {
-        Some(sql) if co.conn.resets_any(wanted) => run_settings(ctx, co, &sql, wanted).await,
-        _ => client_settings(ctx, co, wanted).await,
-    }
 }
 
 async fn run_settings(
@@ -133,6 +117,20 @@ pub fn release_after(e: &ClientError) -> Release {
 }
 
 /// What giving a connection the client's settings takes.
+///
+/// The settings go as one Query, which the server runs as one transaction:
+/// one value it refuses (a text search configuration dropped since, a
+/// `temp_buffers` after temporary tables) or a cancel that lands on it
+/// undoes the whole batch, and the client's statement, sent behind it, would
+/// still run. So the batch is sent ahead only when it adds values and the
+/// server has taken each before: refused, it leaves the connection with
+/// some of the client's own values and none of another client's. A batch
+/// that undoes an earlier client's value (a RESET, or a SET over it) runs
+/// first, answered before the client's statement is sent, at the cost of a
+/// round trip; at login this also lets the client be told the values a
+/// RESET gives, which only the server knows (another client's `DateStyle`
+/// fails pgjdbc's login, and its `application_name` is not this client's to
+/// see).
 enum Plan {
     /// The common case: what the last client had.
     Nothing,
@@ -143,7 +141,9 @@ enum Plan {
 fn settings_plan(ctx: &Context, co: &Checkout, wanted: &Settings) -> Plan {
     match co.conn.settings_sql(wanted) {
         None => Plan::Nothing,
-        Some(sql) if ctx.pools.settings_accepted_before(wanted) => Plan::SendAhead(sql),
+        Some(sql) if !co.conn.undoes_any(wanted) && ctx.pools.settings_accepted_before(wanted) => {
+            Plan::SendAhead(sql)
+        }
         Some(sql) => Plan::RunFirst(sql),
     }
 }

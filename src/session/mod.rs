@@ -346,7 +346,7 @@ async fn open<'c>(
         }
     };
     let wanted = ctx.pools.intern(&login.request.settings);
-    let pending = match attach::login_settings(ctx, &mut checkout, &wanted).await {
+    let pending = match attach::client_settings(ctx, &mut checkout, &wanted).await {
         Ok(p) => p,
         Err(e) => {
             checkout.release(attach::release_after(&e)).await;
