@@ -410,6 +410,28 @@ async fn a_statement_never_runs_under_another_clients_settings() {
     assert_eq!(who(&m).await, "m");
 }
 
+/// Transaction mode: `idle_session_timeout` acts on a connection while it
+/// idles, which in the pool is under no client: it would end there, and
+/// the next client to take it would lose its session. A client that sets
+/// it keeps its connection, and its own session ends as on PostgreSQL.
+#[tokio::test]
+async fn an_idle_session_timeout_ends_only_its_own_clients_session() {
+    let (proxy, key) = one_connection("idletimeout");
+    let a = proxy.client_ok(&key).await;
+    let b = proxy.client_ok(&key).await;
+    a.batch_execute("SET idle_session_timeout = '200ms'")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    b.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(who(&b).await, "");
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        a.is_closed() || err.code() == Some(&tokio_postgres::error::SqlState::IDLE_SESSION_TIMEOUT),
+        "{err:?}"
+    );
+}
+
 /// The proxy's own queries name `pg_catalog` objects in full: a temporary
 /// table named like a catalog (searched before `pg_catalog`) must not feed it settings the client never made, such as a
 /// `search_path` away from the tenant's schema or

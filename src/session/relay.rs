@@ -101,6 +101,9 @@ pub async fn run(
     if let Some(sql) = settings {
         up.hidden_query(sql, &wanted);
     }
+    if let Some(why) = pins_connection(&wanted).filter(|_| s.mode == PoolMode::Transaction) {
+        up.pin(why);
+    }
     let mut waits = Waits::default();
     let error = relay(
         s,
@@ -267,6 +270,9 @@ async fn relay(
                         }
                         *wanted = s.ctx.pools.intern(&now);
                         co.conn.settings_applied(wanted); // the shared copy
+                        if let Some(why) = pins_connection(wanted) {
+                            up.pin(why);
+                        }
                     }
                     Err(e) => {
                         co.release(Release::Dirty).await;
@@ -274,6 +280,10 @@ async fn relay(
                     }
                 }
                 up.settings_changed = false;
+                if up.pinned.is_some() {
+                    *server = Some(co);
+                    continue;
+                }
             }
             // Settings queued for this connection go with it unsent: the
             // next one gets them computed afresh.
@@ -398,6 +408,18 @@ async fn finish_detach(s: &Session<'_>, co: Checkout, how: Release) {
         });
     }
     co.release(how).await;
+}
+
+/// Transaction mode: a setting that acts on the server connection while it
+/// idles, when it is no longer the client's: `idle_session_timeout` would
+/// end it in the pool, under the next client. Such a client keeps its
+/// connection, as PostgreSQL's own session would be.
+fn pins_connection(settings: &Settings) -> Option<&'static str> {
+    let idle_timeout = |(n, v): &(String, String)| n == "idle_session_timeout" && v != "0";
+    settings
+        .iter()
+        .any(idle_timeout)
+        .then_some("idle_session_timeout")
 }
 
 /// Nothing in flight and no transaction open: a safe moment to end.

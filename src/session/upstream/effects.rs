@@ -317,7 +317,7 @@ impl Upstream {
         }
     }
 
-    pub(super) fn pin(&mut self, why: &'static str) {
+    pub(crate) fn pin(&mut self, why: &'static str) {
         if self.pinned.is_none() {
             tracing::debug!(parent: &self.span, reason = why, "client pinned to its server connection");
             metrics::counter!("pgtenant_pins_total", "reason" => why).increment(1);
