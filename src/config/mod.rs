@@ -297,6 +297,10 @@ impl Config {
             ),
             ("max_client_connections", self.max_client_connections),
             ("registry.pool_size", self.registry.pool_size),
+            (
+                "pool.prepared_statements_per_connection",
+                self.pool.prepared_statements_per_connection,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -320,9 +324,18 @@ impl Config {
         if self.pool.min_idle > self.pool.pool_size {
             return Err(invalid("pool.min_idle", "must not exceed pool.pool_size"));
         }
-        // Sizes of semaphores, which panic far below usize::MAX: a typo'd
-        // value must fail the load (or the reload), not the running proxy.
+        // Sizes of semaphores, which panic far below usize::MAX, and of
+        // caches: a typo'd value must fail the load (or the reload), not
+        // the running proxy.
         let mut counts = vec![
+            (
+                "pool.prepared_statements_per_connection".to_owned(),
+                self.pool.prepared_statements_per_connection,
+            ),
+            (
+                "firewall.cache_capacity".to_owned(),
+                self.firewall.cache_capacity,
+            ),
             ("pool.pool_size".to_owned(), self.pool.pool_size),
             (
                 "pool.max_backend_connections".to_owned(),

@@ -254,9 +254,28 @@ fn counts_past_any_deployment_are_refused_before_they_reach_a_semaphore() {
             format!("{URL}[pool.tenants.acme]\nmax_client_connections = 2000000\n"),
             "pool.tenants.acme.max_client_connections",
         ),
+        // Caches: sized up front by the LRU crate (the firewall's), or once
+        // per server connection.
+        (
+            format!("{URL}[firewall]\ncache_capacity = 1000000000000\n"),
+            "firewall.cache_capacity",
+        ),
+        (
+            format!("{URL}[pool]\nprepared_statements_per_connection = 1000000000000\n"),
+            "pool.prepared_statements_per_connection",
+        ),
     ] {
         let e = load(&file, &[]).unwrap_err().to_string();
         assert!(e.contains(key) && e.contains("at most"), "{e}");
     }
+    let e = load(
+        &format!("{URL}[pool]\nprepared_statements_per_connection = 0\n"),
+        &[],
+    );
+    let e = e.unwrap_err().to_string();
+    assert!(
+        e.contains("prepared_statements_per_connection") && e.contains("at least 1"),
+        "{e}"
+    );
     assert!(load(&format!("max_client_connections = 1000000\n{URL}"), &[]).is_ok());
 }

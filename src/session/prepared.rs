@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -64,7 +63,10 @@ pub type ClientStatements = HashMap<String, Statement>;
 /// out. The value is the statement's identifying body, compared on every
 /// hit so that a hash collision can never run the wrong query.
 pub struct StatementCache {
+    /// Grows as statements come (a large capacity costs a connection
+    /// nothing until used); `capacity` bounds it.
     lru: LruCache<Arc<str>, Bytes>,
+    capacity: usize,
     /// Statements the cache forgot may still be on the server: a
     /// DISCARD/DEALLOCATE that may have failed, or a Close the server
     /// skipped after an error. Each is then closed before it is prepared.
@@ -94,7 +96,8 @@ pub enum Lookup {
 impl StatementCache {
     pub fn new(capacity: usize) -> StatementCache {
         StatementCache {
-            lru: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)")),
+            lru: LruCache::unbounded(),
+            capacity: capacity.max(1),
             unsure: false,
             unnamed_owner: 0,
         }
@@ -113,9 +116,11 @@ impl StatementCache {
     pub fn insert(&mut self, st: &Statement) -> Option<Arc<str>> {
         let before = self.lru.len();
         let body = st.parse.slice(5 + st.server_name.len() + 1..);
-        let evicted = match self.lru.push(st.server_name.clone(), body) {
-            Some((name, _)) if name != st.server_name => Some(name),
-            _ => None,
+        self.lru.push(st.server_name.clone(), body);
+        let evicted = if self.lru.len() > self.capacity {
+            self.lru.pop_lru().map(|(name, _)| name)
+        } else {
+            None
         };
         self.counted(before);
         evicted
