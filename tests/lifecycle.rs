@@ -383,6 +383,31 @@ async fn on_revoke_keep_refuses_new_logins_but_lets_sessions_run() {
     assert!(alive(&s).await, "on_revoke = keep ended a session");
 }
 
+/// A tenant dropped while its sessions run on, and another made under its
+/// name: the new role has the old one's name, and password. A session of
+/// the first must never log in to the second.
+#[tokio::test]
+async fn a_session_of_a_dropped_tenant_never_reaches_one_made_under_its_name() {
+    let env = registry().env_refs();
+    let t = registry().create_tenant("reborn");
+    let (_, key) = issue(&env, &t, &[]);
+    let p = proxy(&[
+        ("PGTENANT_REGISTRY_ON_REVOKE", "keep"),
+        ("PGTENANT_POOL_MODE", "transaction"),
+    ]);
+    let old = open_ok(&p, &key).await;
+    assert!(alive(&old).await);
+    ok(&env, &["tenant", "drop", &t, "--yes"]);
+    ok(&env, &["tenant", "create", &t]);
+    let (_, new_key) = issue(&env, &t, &[]);
+    let new = open_ok(&p, &new_key).await;
+    let table = "CREATE TABLE secrets (s text); INSERT INTO secrets VALUES ('the new tenant')";
+    new.client.batch_execute(table).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the old pool's idle ones closed
+    let read = old.client.simple_query("SELECT s FROM secrets").await;
+    assert!(read.is_err(), "{read:?}\nproxy log:\n{}", p.log());
+}
+
 #[tokio::test]
 async fn periodic_refresh_catches_a_change_that_sent_no_notification() {
     let reg = registry();

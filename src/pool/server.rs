@@ -15,54 +15,16 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::clock::Stamp;
+pub use super::endpoint::Endpoint;
 use super::replies::{parse_data_row, record_param};
 use super::settings::{self, Settings};
-use super::tls::{BackendStream, BackendTlsPolicy};
+use super::tls::BackendStream;
 use crate::config::BackendTls;
 use crate::error::ClientError;
 use crate::protocol::{self, ErrorFields, TxStatus, tag};
 use crate::registry::Tenant;
 use crate::session::prepared::StatementCache;
 use crate::timer::Timers;
-
-/// Where backend connections go: the control plane's host, port and database.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub connect_timeout: Duration,
-    pub tls: BackendTlsPolicy,
-}
-
-impl Endpoint {
-    pub fn from_pg(
-        pg: &tokio_postgres::Config,
-        connect_timeout: Duration,
-        tls: BackendTlsPolicy,
-    ) -> Endpoint {
-        let host = pg
-            .get_hosts()
-            .iter()
-            .find_map(|h| match h {
-                tokio_postgres::config::Host::Tcp(h) => Some(h.clone()),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            })
-            .unwrap_or_else(|| "localhost".into());
-        Endpoint {
-            host,
-            port: pg.get_ports().first().copied().unwrap_or(5432),
-            dbname: pg
-                .get_dbname()
-                .or(pg.get_user())
-                .unwrap_or("postgres")
-                .to_owned(),
-            connect_timeout,
-            tls,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -86,9 +48,12 @@ impl From<ServerError> for ClientError {
 
 /// The pinned identity a connection must show before it is handed out.
 /// `current_schemas(false)`: the schemas name resolution uses (bar the
-/// implicit `pg_catalog`), which must be the tenant's alone.
+/// implicit `pg_catalog`), which must be the tenant's alone. The role's
+/// OID tells a role dropped and made again under its name from the one a
+/// pool first logged in as (see `Pools::acquire`).
 const VERIFY: &str = "SELECT current_user, pg_catalog.current_schema(), \
-     pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')";
+     pg_catalog.array_to_string(pg_catalog.current_schemas(false), ','), \
+     (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user)";
 const MAX_CONTROL_MSG: usize = 1 << 20;
 /// How long [`ServerConn::close`] waits for the server's end to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -106,6 +71,8 @@ pub struct ServerConn {
     /// Last ParameterStatus value of each reported setting.
     pub params: Vec<(String, String)>,
     pub tenant: Arc<Tenant>,
+    /// The OID of the role it logged in as.
+    pub role_oid: u32,
     pub created: Stamp,
     pub idle_since: Stamp,
     /// Client settings the proxy has SET on this session.
@@ -153,6 +120,7 @@ impl ServerConn {
             secret: 0,
             params: Vec::new(),
             tenant,
+            role_oid: 0,
             created: Stamp::now(),
             idle_since: Stamp::now(),
             applied: Settings::from([]),
@@ -306,8 +274,9 @@ impl ServerConn {
         let row = r
             .rows
             .first()
-            .filter(|row| row.len() >= 3)
+            .filter(|row| row.len() >= 4)
             .ok_or_else(|| bad("no verification row"))?;
+        self.role_oid = row[3].parse().map_err(|_| bad("no role OID"))?;
         if row[0] != self.tenant.role || row[1] != self.tenant.schema || row[2] != row[1] {
             return Err(ClientError::BackendConnect(format!(
                 "tenant role {} is not pinned to schema {} (got role {}, schemas {}); does the \

@@ -3,7 +3,7 @@
 //! the registry changed, deactivated or dropped it; kept at `min_idle`
 //! and reaped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use uuid::Uuid;
@@ -57,6 +57,7 @@ impl Pools {
             waiters: Arc::default(),
             warming: AtomicUsize::new(0),
             forgotten: AtomicBool::new(false),
+            role_oid: AtomicU32::new(0),
         })
     }
 
@@ -101,6 +102,7 @@ impl Pools {
             // Forgotten meanwhile: the connection may be for a tenant that
             // is gone; it closes here.
             Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
+            Ok(conn) if !pool.same_role(&conn) => {}
             Ok(conn) => pool.slots.put_idle(conn),
             Err(_) => {} // logged by `open`
         }
