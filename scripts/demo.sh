@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-need_packages postgresql postgresql-contrib libclang-dev build-essential
+need_packages postgresql postgresql-contrib libclang-dev build-essential python3
 command -v cargo >/dev/null || { echo "Rust is needed: https://rustup.rs" >&2; exit 1; }
 cargo build --release --quiet
 BIN=$PWD/target/release/pgtenant
@@ -45,8 +45,16 @@ PGPASSWORD=$PGPW psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -Xqtc \
   || PGPASSWORD=$PGPW psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -Xqc "CREATE DATABASE app"
 "$BIN" init
 for t in acme globex; do
-  "$BIN" tenant create "$t" >/dev/null 2>&1 || true
-  [ -f "$DEV/$t.key" ] || "$BIN" key issue --tenant "$t" --name demo 2>/dev/null > "$DEV/$t.key"
+  # A rerun finds the tenant there; any other failure is shown.
+  if ! out=$("$BIN" tenant create "$t" 2>&1) && ! grep -q "tenant \"$t\" already exists" <<<"$out"; then
+    echo "$out" >&2
+    exit 1
+  fi
+  # Written whole or not at all: a failed issue must not leave an empty key.
+  if [ ! -s "$DEV/$t.key" ]; then
+    ( umask 077; "$BIN" key issue --tenant "$t" --name demo > "$DEV/$t.key.new" )
+    mv "$DEV/$t.key.new" "$DEV/$t.key"
+  fi
 done
 chmod 600 "$DEV"/*.key
 cat <<EOT
