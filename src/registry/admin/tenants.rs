@@ -230,9 +230,13 @@ async fn provision(
     let verifier =
         postgres_protocol::password::scram_sha_256(role_password(secret, &role).as_bytes());
     let (r, s) = (quote_ident(&role), quote_ident(&schema));
+    // A control-plane role that is not superuser (managed PostgreSQL
+    // gives none) may create a schema owned by the tenant role, and later
+    // drop what it owns, only as a member of it.
     tx.batch_execute(&format!(
         "CREATE ROLE {r} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
              PASSWORD '{verifier}';
+         GRANT {r} TO CURRENT_USER;
          CREATE SCHEMA {s} AUTHORIZATION {r};
          ALTER ROLE {r} SET search_path = {s};"
     ))
