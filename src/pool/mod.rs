@@ -31,7 +31,7 @@ pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -72,22 +72,11 @@ struct TenantPool {
     /// The registry changed the tenant (deactivated, dropped, …): no
     /// `min_idle` connections until one of its clients logs in again.
     forgotten: AtomicBool,
-    /// The OID of the tenant role its first connection logged in as (0:
-    /// none yet). A tenant dropped and another made with its schema has a
-    /// role of the same name, and password, but another OID: the sessions
-    /// that logged in to the first (`registry.on_revoke = keep`) must not
-    /// reach the second's data.
-    role_oid: AtomicU32,
-}
-
-impl TenantPool {
-    /// `conn` logged in as the role this pool's connections always had.
-    fn same_role(&self, conn: &ServerConn) -> bool {
-        let first =
-            self.role_oid
-                .compare_exchange(0, conn.role_oid, Ordering::Relaxed, Ordering::Relaxed);
-        first.is_ok() || first == Err(conn.role_oid)
-    }
+    /// The registry no longer has the tenant. Its sessions (run on under
+    /// `registry.on_revoke = keep`) get no new connection: a tenant made
+    /// later under its name has a role of the same name and password, and
+    /// their next login would be to its data.
+    gone: AtomicBool,
 }
 
 pub struct Pools {
@@ -365,12 +354,12 @@ impl Pools {
         // it would be copied into the box at every wait for a permit
         // (each transaction's, once the pool is full).
         let conn = Box::pin(self.open(tenant, budget, statement_cache)).await?;
-        if !pool.same_role(&conn) {
-            tracing::warn!(tenant = %tenant.name, role = %tenant.role, "the tenant role was dropped and made again: a session of the old tenant is refused a connection");
-            return Err(ClientError::BackendConnect(format!(
-                "role {} is no longer the role this session logged in to (its tenant was dropped, \
-                 and the name reused); log in again",
-                tenant.role
+        // Checked once the connection is made: the registry may say the
+        // tenant is gone while it logs in.
+        if pool.gone.load(Ordering::Relaxed) {
+            return Err(ClientError::Terminated(format!(
+                "pgtenant: tenant \"{}\" was dropped",
+                tenant.name
             )));
         }
         Ok(Checkout { conn, permit })

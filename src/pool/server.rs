@@ -48,12 +48,9 @@ impl From<ServerError> for ClientError {
 
 /// The pinned identity a connection must show before it is handed out.
 /// `current_schemas(false)`: the schemas name resolution uses (bar the
-/// implicit `pg_catalog`), which must be the tenant's alone. The role's
-/// OID tells a role dropped and made again under its name from the one a
-/// pool first logged in as (see `Pools::acquire`).
+/// implicit `pg_catalog`), which must be the tenant's alone.
 const VERIFY: &str = "SELECT current_user, pg_catalog.current_schema(), \
-     pg_catalog.array_to_string(pg_catalog.current_schemas(false), ','), \
-     (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user)";
+     pg_catalog.array_to_string(pg_catalog.current_schemas(false), ',')";
 const MAX_CONTROL_MSG: usize = 1 << 20;
 /// How long [`ServerConn::close`] waits for the server's end to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -71,8 +68,6 @@ pub struct ServerConn {
     /// Last ParameterStatus value of each reported setting.
     pub params: Vec<(String, String)>,
     pub tenant: Arc<Tenant>,
-    /// The OID of the role it logged in as.
-    pub role_oid: u32,
     pub created: Stamp,
     pub idle_since: Stamp,
     /// Client settings the proxy has SET on this session.
@@ -120,7 +115,6 @@ impl ServerConn {
             secret: 0,
             params: Vec::new(),
             tenant,
-            role_oid: 0,
             created: Stamp::now(),
             idle_since: Stamp::now(),
             applied: Settings::from([]),
@@ -274,9 +268,8 @@ impl ServerConn {
         let row = r
             .rows
             .first()
-            .filter(|row| row.len() >= 4)
+            .filter(|row| row.len() >= 3)
             .ok_or_else(|| bad("no verification row"))?;
-        self.role_oid = row[3].parse().map_err(|_| bad("no role OID"))?;
         if row[0] != self.tenant.role || row[1] != self.tenant.schema || row[2] != row[1] {
             return Err(ClientError::BackendConnect(format!(
                 "tenant role {} is not pinned to schema {} (got role {}, schemas {}); does the \

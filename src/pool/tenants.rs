@@ -3,7 +3,7 @@
 //! the registry changed, deactivated or dropped it; kept at `min_idle`
 //! and reaped.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use uuid::Uuid;
@@ -57,7 +57,7 @@ impl Pools {
             waiters: Arc::default(),
             warming: AtomicUsize::new(0),
             forgotten: AtomicBool::new(false),
-            role_oid: AtomicU32::new(0),
+            gone: AtomicBool::new(false),
         })
     }
 
@@ -102,7 +102,6 @@ impl Pools {
             // Forgotten meanwhile: the connection may be for a tenant that
             // is gone; it closes here.
             Ok(_) if pool.forgotten.load(Ordering::Relaxed) => {}
-            Ok(conn) if !pool.same_role(&conn) => {}
             Ok(conn) => pool.slots.put_idle(conn),
             Err(_) => {} // logged by `open`
         }
@@ -116,6 +115,16 @@ impl Pools {
             p.forgotten.store(true, Ordering::Relaxed);
             drop(p.slots.with_idle(std::mem::take));
         }
+    }
+
+    /// The registry no longer has the tenant: besides
+    /// [`Self::forget_tenant`], its pools open no connection for the
+    /// sessions left (see `TenantPool::gone`).
+    pub fn tenant_gone(&self, id: Uuid) {
+        for p in self.pools_of(id) {
+            p.gone.store(true, Ordering::Relaxed);
+        }
+        self.forget_tenant(id);
     }
 
     /// The registry found the tenant's keys valid: whatever a re-check that

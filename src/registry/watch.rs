@@ -228,7 +228,10 @@ async fn tenant_changed(ctx: &Context, id: Uuid) {
                 && (&now.name, &now.schema, &now.role)
                     == (&pooled.name, &pooled.schema, &pooled.role)
         }
-        Ok(None) => false,
+        Ok(None) => {
+            ctx.pools.tenant_gone(id);
+            return;
+        }
         Err(e) => {
             tracing::warn!(error = %e, tenant = %pooled.name, "cannot read a changed tenant; its idle connections close");
             false
