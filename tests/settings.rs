@@ -432,6 +432,38 @@ async fn an_idle_session_timeout_ends_only_its_own_clients_session() {
     );
 }
 
+/// A client pinned by a setting it changed keeps its cancel key pointed at
+/// its connection: its cancels still reach its statements.
+#[tokio::test]
+async fn a_client_pinned_by_its_settings_can_still_cancel() {
+    let (proxy, key) = one_connection("pincancel");
+    let c = proxy.client_ok(&key).await;
+    c.batch_execute("SET idle_session_timeout = '10min'")
+        .await
+        .unwrap();
+    let token = c.cancel_token();
+    let sleeping = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
+    let su = superuser().await;
+    let running = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while su.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the query never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
+        .await
+        .expect("the cancel did not reach the query")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{e:?}"
+    );
+}
+
 /// The proxy's own queries name `pg_catalog` objects in full: a temporary
 /// table named like a catalog (searched before `pg_catalog`) must not feed it settings the client never made, such as a
 /// `search_path` away from the tenant's schema or

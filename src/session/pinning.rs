@@ -148,6 +148,24 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     e
 }
 
+/// Transaction mode: a setting that acts on the server connection while it
+/// idles, when it is no longer the client's: `idle_session_timeout` would
+/// end it in the pool, under the next client. Such a client keeps its
+/// connection, as PostgreSQL's own session would be.
+pub fn settings_pin(settings: &[(String, String)]) -> Option<&'static str> {
+    // Read back in milliseconds; as a startup option, with any unit.
+    let zero = |v: &str| {
+        let n = v.trim().trim_start_matches(['+', '-']);
+        let digits = n.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == ' ');
+        digits.parse::<f64>() == Ok(0.0)
+    };
+    let idle_timeout = |(n, v): &(String, String)| n == "idle_session_timeout" && !zero(v);
+    settings
+        .iter()
+        .any(idle_timeout)
+        .then_some("idle_session_timeout")
+}
+
 /// `SET LOCAL …`, `SET TRANSACTION …`, `SET CONSTRAINTS …`: ends with
 /// the transaction. Not `SET local.x = 1` (a custom setting of that
 /// prefix), nor `SET "local" …`, which name a setting.
@@ -270,6 +288,18 @@ fn contains_word(stmt: &str, w: &str) -> bool {
 mod tests {
     use super::*;
     use crate::lexical::scan;
+
+    #[test]
+    fn only_a_nonzero_idle_session_timeout_pins() {
+        let pins = |v: &str| settings_pin(&[("idle_session_timeout".into(), v.into())]).is_some();
+        for off in ["0", "0ms", "0s", " 0 min", "-0", "0.0"] {
+            assert!(!pins(off), "{off:?}");
+        }
+        for on in ["200", "1ms", "5s", "1min", "0.5s"] {
+            assert!(pins(on), "{on:?}");
+        }
+        assert!(settings_pin(&[("statement_timeout".into(), "5s".into())]).is_none());
+    }
 
     fn session_effect(sql: &[u8]) -> Effect {
         super::session_effect(sql, &scan(sql, true))

@@ -101,7 +101,9 @@ pub async fn run(
     if let Some(sql) = settings {
         up.hidden_query(sql, &wanted);
     }
-    if let Some(why) = pins_connection(&wanted).filter(|_| s.mode == PoolMode::Transaction) {
+    if let Some(why) =
+        super::pinning::settings_pin(&wanted).filter(|_| s.mode == PoolMode::Transaction)
+    {
         up.pin(why);
     }
     let mut waits = Waits::default();
@@ -270,7 +272,7 @@ async fn relay(
                         }
                         *wanted = s.ctx.pools.intern(&now);
                         co.conn.settings_applied(wanted); // the shared copy
-                        if let Some(why) = pins_connection(wanted) {
+                        if let Some(why) = super::pinning::settings_pin(wanted) {
                             up.pin(why);
                         }
                     }
@@ -281,6 +283,8 @@ async fn relay(
                 }
                 up.settings_changed = false;
                 if up.pinned.is_some() {
+                    // Kept: the client's cancels reach it again.
+                    s.cancel.set_backend(Some(backend_key(&co.conn)));
                     *server = Some(co);
                     continue;
                 }
@@ -408,18 +412,6 @@ async fn finish_detach(s: &Session<'_>, co: Checkout, how: Release) {
         });
     }
     co.release(how).await;
-}
-
-/// Transaction mode: a setting that acts on the server connection while it
-/// idles, when it is no longer the client's: `idle_session_timeout` would
-/// end it in the pool, under the next client. Such a client keeps its
-/// connection, as PostgreSQL's own session would be.
-fn pins_connection(settings: &Settings) -> Option<&'static str> {
-    let idle_timeout = |(n, v): &(String, String)| n == "idle_session_timeout" && v != "0";
-    settings
-        .iter()
-        .any(idle_timeout)
-        .then_some("idle_session_timeout")
 }
 
 /// Nothing in flight and no transaction open: a safe moment to end.
