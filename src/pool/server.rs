@@ -282,17 +282,19 @@ impl ServerConn {
 
     /// The SQL that makes the session's settings the client's (RESETs what
     /// an earlier client had set, SETs what differs; see
-    /// [`super::settings`]), or None when they already are: the common
-    /// case, the same settings as the last client. Once it has run (or is
-    /// sent), call [`Self::settings_applied`].
-    pub fn settings_sql(&self, wanted: &Settings) -> Option<String> {
+    /// [`super::settings`]), and whether it undoes an earlier client's
+    /// value (holds a RESET; see `session::attach`); None when they already
+    /// are: the common case, the same settings as the last client. Once it
+    /// has run (or is sent), call [`Self::settings_applied`].
+    pub fn settings_sql(&self, wanted: &Settings) -> Option<(String, bool)> {
         if Arc::ptr_eq(&self.applied, wanted) || self.applied == *wanted {
             return None;
         }
-        let mut sql = String::new();
+        let (mut sql, mut undoes) = (String::new(), false);
         for (name, _) in self.applied.iter() {
             if !wanted.iter().any(|(n, _)| n == name) {
                 settings::push_reset(&mut sql, name);
+                undoes = true;
             }
         }
         for (name, value) in wanted.iter() {
@@ -309,18 +311,11 @@ impl ServerConn {
             // (`SET DateStyle = 'ISO'` keeps the field order `German` set).
             if self.applied.iter().any(|(n, _)| n == name) {
                 settings::push_reset(&mut sql, name);
+                undoes = true;
             }
             settings::push_set(&mut sql, name, value);
         }
-        (!sql.is_empty()).then_some(sql)
-    }
-
-    /// Making the session the client's undoes a value an earlier client
-    /// set (a RESET, or a SET over it); see `session::attach`.
-    pub fn undoes_any(&self, wanted: &Settings) -> bool {
-        let kept =
-            |(name, value): &(String, String)| wanted.iter().any(|(n, v)| n == name && v == value);
-        !self.applied.iter().all(kept)
+        (!sql.is_empty()).then_some((sql, undoes))
     }
 
     pub fn settings_applied(&mut self, wanted: &Settings) {

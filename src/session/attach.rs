@@ -141,10 +141,8 @@ enum Plan {
 fn settings_plan(ctx: &Context, co: &Checkout, wanted: &Settings) -> Plan {
     match co.conn.settings_sql(wanted) {
         None => Plan::Nothing,
-        Some(sql) if !co.conn.undoes_any(wanted) && ctx.pools.settings_accepted_before(wanted) => {
-            Plan::SendAhead(sql)
-        }
-        Some(sql) => Plan::RunFirst(sql),
+        Some((sql, false)) if ctx.pools.settings_accepted_before(wanted) => Plan::SendAhead(sql),
+        Some((sql, _)) => Plan::RunFirst(sql),
     }
 }
 
