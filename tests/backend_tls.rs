@@ -166,15 +166,8 @@ async fn cancel_requests_reach_the_server_encrypted() {
     let c = proxy.client_ok(&key).await;
     let token = c.cancel_token();
     let sleeping = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
-    // Cancelled once it runs, however slow the machine.
     let su = cluster.connect("postgres").await;
-    let running = "SELECT count(*) FROM pg_stat_activity \
-                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while su.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the query never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::until_running(&su, "SELECT pg_sleep(30)").await;
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(10), sleeping)
         .await

@@ -403,9 +403,10 @@ async fn a_session_of_a_dropped_tenant_never_reaches_one_made_under_its_name() {
     let new = open_ok(&p, &new_key).await;
     let table = "CREATE TABLE secrets (s text); INSERT INTO secrets VALUES ('the new tenant')";
     new.client.batch_execute(table).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await; // the old pool's idle ones closed
+    tokio::time::sleep(Duration::from_millis(300)).await; // the watcher has read the drop
     let read = old.client.simple_query("SELECT s FROM secrets").await;
-    assert!(read.is_err(), "{read:?}\nproxy log:\n{}", p.log());
+    let e = read.expect_err("the old session read the new tenant's table");
+    assert_eq!(code(&e), "57P01", "{e:?}\nproxy log:\n{}", p.log());
 }
 
 #[tokio::test]

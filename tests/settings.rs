@@ -303,6 +303,27 @@ async fn startup_settings_follow_each_client_over_one_connection() {
     }
 }
 
+/// A text search configuration in tenant `t`'s schema, which a test drops
+/// later to make a setting the server took before fail: its name.
+async fn text_search_config(su: &Client, t: &str) -> String {
+    let name = format!("tenant_{t}.pgt_cfg");
+    su.batch_execute(&format!(
+        "CREATE TEXT SEARCH CONFIGURATION {name} (COPY = simple)"
+    ))
+    .await
+    .unwrap();
+    name
+}
+
+/// A client that logs in with `default_text_search_config` set to `name`.
+async fn with_text_search_config(proxy: &support::Proxy, key: &str, name: &str) -> Client {
+    let mut cfg = support::config_at(proxy.addr.port(), key, "app");
+    cfg.options(format!("-c default_text_search_config={name}"));
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 /// A setting sent ahead of the client's first statement that the server
 /// refuses after all (here: the object it names was dropped meanwhile)
 /// ends that session with the server's error; the connection is not reused.
@@ -312,24 +333,10 @@ async fn a_queued_setting_the_server_refuses_ends_the_session() {
     let t = reg.create_tenant("lateset");
     let key = reg.issue_key(&t);
     let su = superuser().await;
-    let cfg_name = format!("tenant_{t}.pgt_cfg");
-    su.batch_execute(&format!(
-        "CREATE TEXT SEARCH CONFIGURATION {cfg_name} (COPY = simple)"
-    ))
-    .await
-    .unwrap();
+    let cfg_name = text_search_config(&su, &t).await;
     let proxy = reg.proxy(&[("PGTENANT_POOL_SIZE", "1")]);
-    let connect = || {
-        let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
-        cfg.options(format!("-c default_text_search_config={cfg_name}"));
-        async move {
-            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            client
-        }
-    };
     for _ in 0..2 {
-        let c = connect().await;
+        let c = with_text_search_config(&proxy, &key, &cfg_name).await;
         let v: String = c
             .query_one("SHOW default_text_search_config", &[])
             .await
@@ -340,7 +347,7 @@ async fn a_queued_setting_the_server_refuses_ends_the_session() {
     su.batch_execute(&format!("DROP TEXT SEARCH CONFIGURATION {cfg_name}"))
         .await
         .unwrap();
-    let c = connect().await;
+    let c = with_text_search_config(&proxy, &key, &cfg_name).await;
     let err = c.query_one("SELECT 1", &[]).await.unwrap_err();
     let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
     assert!(
@@ -366,20 +373,12 @@ async fn a_statement_never_runs_under_another_clients_settings() {
     let t = reg.create_tenant("undoset");
     let key = reg.issue_key(&t);
     let su = superuser().await;
-    let cfg_name = format!("tenant_{t}.pgt_cfg");
-    su.batch_execute(&format!(
-        "CREATE TEXT SEARCH CONFIGURATION {cfg_name} (COPY = simple)"
-    ))
-    .await
-    .unwrap();
+    let cfg_name = text_search_config(&su, &t).await;
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "1"),
     ]);
-    let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
-    cfg.options(format!("-c default_text_search_config={cfg_name}"));
-    let (x, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
+    let x = with_text_search_config(&proxy, &key, &cfg_name).await;
     x.batch_execute("SELECT 1").await.unwrap(); // the server took the value
 
     let m = proxy.client_ok(&key).await;
@@ -443,14 +442,7 @@ async fn a_client_pinned_by_its_settings_can_still_cancel() {
         .unwrap();
     let token = c.cancel_token();
     let sleeping = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(30)").await });
-    let su = superuser().await;
-    let running = "SELECT count(*) FROM pg_stat_activity \
-                   WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while su.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the query never ran");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    support::until_running(&superuser().await, "SELECT pg_sleep(30)").await;
     token.cancel_query(tokio_postgres::NoTls).await.unwrap();
     let e = tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
         .await

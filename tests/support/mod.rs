@@ -142,3 +142,23 @@ pub async fn role_connections_on(su: &tokio_postgres::Client, role: &str) -> i64
     .unwrap()
     .get(0)
 }
+
+/// Waits until `query` is running on the server `su` is connected to (20 s
+/// at most, however slow the machine): a cancel sent before it starts has
+/// nothing to cancel.
+#[allow(dead_code)] // not every test binary cancels
+pub async fn until_running(su: &tokio_postgres::Client, query: &str) {
+    let running = "SELECT count(*) FROM pg_catalog.pg_stat_activity \
+                   WHERE query = $1 AND state = 'active'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while su
+        .query_one(running, &[&query])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "{query:?} never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
