@@ -158,6 +158,20 @@ impl Pools {
         self.existing_pool(id).map(|p| p.tenant.clone())
     }
 
+    /// The tenants with a pool, retired ones included, that the registry
+    /// has not been seen to drop.
+    pub fn pooled_tenant_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .all_pools()
+            .iter()
+            .filter(|p| !p.gone.load(Ordering::Relaxed))
+            .map(|p| p.tenant.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// A tenant's pool if it has one (a lookup that creates none).
     pub(super) fn existing_pool(&self, id: Uuid) -> Option<Arc<TenantPool>> {
         self.tenants.lock().expect("poisoned").get(&id).cloned()

@@ -373,20 +373,31 @@ impl Registry {
         self.cache.lock().expect("poisoned").generation
     }
 
-    /// The tenant as the registry has it now; None once it is dropped.
-    pub async fn tenant(&self, id: Uuid) -> Result<Option<Tenant>, RegistryError> {
-        const SQL: &str = "SELECT name, schema_name, role_name, active \
-                           FROM pgtenant.tenants WHERE id = $1";
-        let row = self
-            .run(|c| Box::pin(async move { Ok(c.query_opt(SQL, &[&id]).await?) }))
+    /// These tenants as the registry has them now, in one query; a dropped
+    /// one is missing from the map.
+    pub async fn tenants(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Tenant>, RegistryError> {
+        const SQL: &str = "SELECT id, name, schema_name, role_name, active \
+                           FROM pgtenant.tenants WHERE id = ANY($1)";
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids = ids.to_vec();
+        let rows = self
+            .run(|c| Box::pin(async move { Ok(c.query(SQL, &[&ids]).await?) }))
             .await?;
-        Ok(row.map(|r| Tenant {
-            id,
-            name: r.get(0),
-            schema: r.get(1),
-            role: r.get(2),
-            active: r.get(3),
-        }))
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let t = Tenant {
+                    id: r.get(0),
+                    name: r.get(1),
+                    schema: r.get(2),
+                    role: r.get(3),
+                    active: r.get(4),
+                };
+                (t.id, t)
+            })
+            .collect())
     }
 
     /// The current state of each (key id, tenant id) pair, in one query.

@@ -14,12 +14,14 @@
 //!   exponential backoff, and since notifications may have been missed
 //!   meanwhile the cache is cleared and sessions re-checked.
 //! - Safety net: every `refresh_interval_ms` the cache is cleared (each key
-//!   is read again at its next login) and live sessions are re-checked.
+//!   is read again at its next login), the pooled tenants are read again
+//!   and live sessions are re-checked.
 //! - Expiry: sessions whose key reaches `expires_at` (e.g. the end of a
 //!   rotation's grace period) are ended at that moment: logins note their
 //!   key's expiry and the housekeeping task wakes for the earliest one.
 //! - `last_used_at` is flushed every `last_used_flush_ms`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,8 +31,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-use super::KeyState;
 use super::schema::CHANNEL;
+use super::{KeyState, Tenant};
 use crate::config::OnRevoke;
 use crate::context::Context;
 use crate::session::live::KillMode;
@@ -204,9 +206,8 @@ async fn on_notifications(ctx: &Context, batch: &[String]) {
     }
     tenants.sort_unstable();
     tenants.dedup();
-    for id in tenants {
-        tenant_changed(ctx, id).await;
-    }
+    tenants.retain(|id| ctx.pools.pooled_tenant(*id).is_some());
+    tenants_changed(ctx, &tenants).await;
     if ctx.cfg().registry.on_revoke == OnRevoke::Terminate {
         recheck_sessions(ctx).await;
     }
@@ -218,33 +219,52 @@ async fn on_notifications(ctx: &Context, batch: &[String]) {
 /// that only claims a change, which any role that can connect to the
 /// database can send (NOTIFY needs no privilege): it costs one registry
 /// query, not another tenant's pooled connections.
-async fn tenant_changed(ctx: &Context, id: Uuid) {
+async fn tenants_changed(ctx: &Context, ids: &[Uuid]) {
+    if ids.is_empty() {
+        return;
+    }
+    match ctx.registry.tenants(ids).await {
+        Ok(now) => ids.iter().for_each(|&id| compare_tenant(ctx, id, &now)),
+        Err(e) => {
+            tracing::warn!(error = %e, tenants = ids.len(), "cannot read changed tenants; their idle connections close");
+            ids.iter().for_each(|&id| ctx.pools.forget_tenant(id));
+        }
+    }
+}
+
+/// Acts on a pooled tenant as the registry has it `now`.
+fn compare_tenant(ctx: &Context, id: Uuid, now: &HashMap<Uuid, Tenant>) {
+    let Some(t) = now.get(&id) else {
+        // Its pools, retired ones too, open no connection again.
+        ctx.pools.tenant_gone(id);
+        return;
+    };
+    // Retired pools alone serve sessions of what the tenant was; they stay.
     let Some(pooled) = ctx.pools.pooled_tenant(id) else {
         return;
     };
-    let same = match ctx.registry.tenant(id).await {
-        Ok(Some(now)) => {
-            now.active
-                && (&now.name, &now.schema, &now.role)
-                    == (&pooled.name, &pooled.schema, &pooled.role)
-        }
-        Ok(None) => {
-            ctx.pools.tenant_gone(id);
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, tenant = %pooled.name, "cannot read a changed tenant; its idle connections close");
-            false
-        }
-    };
-    if !same {
+    if !(t.active && (&t.name, &t.schema, &t.role) == (&pooled.name, &pooled.schema, &pooled.role))
+    {
         ctx.pools.forget_tenant(id);
     }
 }
 
-/// After a (re)connect and on every refresh: trust nothing cached.
+/// After a (re)connect and on every refresh: trust nothing cached. The
+/// pooled tenants are read again too, whatever `on_revoke` says: one
+/// dropped or changed while no notification arrived (a lost one, or the
+/// watcher reconnecting) is found here; with `keep`, no session re-check
+/// would notice it.
 async fn resync(ctx: &Context) {
     ctx.registry.clear_cache();
+    let pooled = ctx.pools.pooled_tenant_ids();
+    if !pooled.is_empty() {
+        match ctx.registry.tenants(&pooled).await {
+            Ok(now) => pooled.iter().for_each(|&id| compare_tenant(ctx, id, &now)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read pooled tenants; the next refresh tries again")
+            }
+        }
+    }
     if ctx.cfg().registry.on_revoke == OnRevoke::Terminate {
         recheck_sessions(ctx).await;
     }
