@@ -37,6 +37,31 @@ async fn a_session_holds_a_bounded_number_of_prepared_statements() {
     assert_eq!(v, "room again");
 }
 
+/// The names count too: a client's name for a statement is kept with it,
+/// and can be as long as a message. 64 one-MiB names fill the budget.
+#[tokio::test]
+async fn long_statement_names_count_toward_the_sessions_budget() {
+    let reg = registry();
+    let t = reg.create_tenant("longnames");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", "transaction")]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    for i in 0..70 {
+        let name = format!("{i:02}{}", "n".repeat(1 << 20));
+        raw::send(&mut s, |b| {
+            frontend::parse(&name, "SELECT 1", [], b).unwrap();
+            frontend::sync(b);
+        })
+        .await;
+        if let Some(e) = raw::until_ready(&mut s).await {
+            assert!(e.contains("54000"), "{e}");
+            assert!(i < 64, "refused only at statement {i}");
+            return;
+        }
+    }
+    panic!("70 statements with one-MiB names were kept");
+}
+
 /// Parse (named), Bind and Execute of `sql`, then Sync.
 fn run_named(b: &mut BytesMut, name: &str, sql: &str) {
     frontend::parse(name, sql, [], b).unwrap();

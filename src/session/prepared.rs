@@ -59,6 +59,10 @@ impl Statement {
 /// The client's statements by the names it gave them.
 pub type ClientStatements = HashMap<String, Statement>;
 
+/// The texts a connection's statement cache keeps, as a session's named
+/// statements may hold (the texts stay alive with the cache).
+const MAX_CACHED_BYTES: usize = 64 << 20;
+
 /// Statements prepared on one server connection, least recently used first
 /// out. The value is the statement's identifying body, compared on every
 /// hit so that a hash collision can never run the wrong query.
@@ -67,6 +71,9 @@ pub struct StatementCache {
     /// nothing until used); `capacity` bounds it.
     lru: LruCache<Arc<str>, Bytes>,
     capacity: usize,
+    /// The size of the texts in `lru`, at most [`MAX_CACHED_BYTES`] but
+    /// for the newest: the cache outlives the sessions that filled it.
+    bytes: usize,
     /// Statements the cache forgot may still be on the server: a
     /// DISCARD/DEALLOCATE that may have failed, or a Close the server
     /// skipped after an error. Each is then closed before it is prepared.
@@ -98,6 +105,7 @@ impl StatementCache {
         StatementCache {
             lru: LruCache::unbounded(),
             capacity: capacity.max(1),
+            bytes: 0,
             unsure: false,
             unnamed_owner: 0,
         }
@@ -111,24 +119,38 @@ impl StatementCache {
         }
     }
 
-    /// Records a statement as prepared; returns one to close if the cache
-    /// was full.
-    pub fn insert(&mut self, st: &Statement) -> Option<Arc<str>> {
+    /// Records a statement as prepared; then [`Self::evict`] says which
+    /// to close.
+    pub fn insert(&mut self, st: &Statement) {
         let before = self.lru.len();
         let body = st.parse.slice(5 + st.server_name.len() + 1..);
-        self.lru.push(st.server_name.clone(), body);
-        let evicted = if self.lru.len() > self.capacity {
-            self.lru.pop_lru().map(|(name, _)| name)
-        } else {
-            None
-        };
+        self.bytes += body.len();
+        if let Some((_, old)) = self.lru.push(st.server_name.clone(), body) {
+            self.bytes -= old.len();
+        }
         self.counted(before);
-        evicted
+    }
+
+    /// The least recently used statement, taken out, while the cache holds
+    /// more than its capacity or [`MAX_CACHED_BYTES`] (never the newest).
+    pub fn evict(&mut self) -> Option<Arc<str>> {
+        if self.lru.len() <= 1
+            || (self.lru.len() <= self.capacity && self.bytes <= MAX_CACHED_BYTES)
+        {
+            return None;
+        }
+        let before = self.lru.len();
+        let (name, body) = self.lru.pop_lru()?;
+        self.bytes -= body.len();
+        self.counted(before);
+        Some(name)
     }
 
     pub fn forget(&mut self, name: &str) {
         let before = self.lru.len();
-        self.lru.pop(name);
+        if let Some(body) = self.lru.pop(name) {
+            self.bytes -= body.len();
+        }
         self.counted(before);
     }
 
@@ -136,6 +158,7 @@ impl StatementCache {
     pub fn clear(&mut self) {
         let before = self.lru.len();
         self.lru.clear();
+        self.bytes = 0;
         self.unsure = false;
         self.counted(before);
     }
@@ -145,6 +168,7 @@ impl StatementCache {
     pub fn dropped_maybe(&mut self) {
         let before = self.lru.len();
         self.lru.clear();
+        self.bytes = 0;
         self.unsure = true;
         self.counted(before);
     }
@@ -247,9 +271,40 @@ mod tests {
         assert_eq!(a.body(), b"SELECT 1\0\0\0");
         let mut c = StatementCache::new(1);
         assert!(matches!(c.lookup(&a), Lookup::Missing));
-        assert_eq!(c.insert(&a), None);
+        c.insert(&a);
+        assert_eq!(c.evict(), None);
         assert!(matches!(c.lookup(&a2), Lookup::Present));
-        assert_eq!(c.insert(&b).as_deref(), Some(&*a.server_name));
+        c.insert(&b);
+        assert_eq!(c.evict().as_deref(), Some(&*a.server_name));
+        assert_eq!(c.evict(), None);
         assert!(matches!(c.lookup(&a), Lookup::Missing));
+    }
+
+    /// The cache outlives the sessions that fill it: its texts are bounded
+    /// in bytes too, the newest always kept.
+    #[test]
+    fn the_cache_keeps_at_most_its_bytes_of_text() {
+        let text = |i: u8| {
+            let mut body = vec![i; 20 << 20];
+            body.extend_from_slice(b"\0\0\0");
+            Statement::from_parse_body(&body)
+        };
+        let mut c = StatementCache::new(100);
+        for i in 1..=3 {
+            c.insert(&text(i));
+            assert_eq!(c.evict(), None, "{i} × 20 MiB");
+        }
+        c.insert(&text(4));
+        assert_eq!(c.evict().as_deref(), Some(&*text(1).server_name));
+        assert_eq!(c.evict(), None);
+        assert_eq!((c.len(), c.bytes), (3, 3 * ((20 << 20) + 3)));
+        c.forget(&text(2).server_name);
+        assert_eq!(c.bytes, 2 * ((20 << 20) + 3));
+        let huge = Statement::from_parse_body(&[b'x'; 70 << 20]);
+        c.insert(&huge);
+        assert!(c.evict().is_some() && c.evict().is_some());
+        assert_eq!(c.evict(), None, "the newest stays, however large");
+        c.clear();
+        assert_eq!(c.bytes, 0);
     }
 }

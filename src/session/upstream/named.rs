@@ -48,6 +48,12 @@ pub(super) struct Unnamed {
 /// behind a Sync may need it again (see [`unnamed_unconfirmed`]).
 const MAX_UNNAMED: usize = 8 * 1024;
 
+/// What a kept statement holds: its Parse frame and the client's name for
+/// it (which can be as long as a message).
+fn kept_size(name: &str, st: &Statement) -> usize {
+    name.len() + st.parse.len()
+}
+
 impl Unnamed {
     pub fn parsed(&mut self, frame: &[u8], effect: Effect) {
         self.parse.clear();
@@ -199,7 +205,7 @@ impl Upstream {
     /// Forgets the client's statement `name`, if it had one.
     pub(super) fn forget_statement(&mut self, name: &str) -> Option<Statement> {
         let st = self.statements.remove(name)?;
-        self.statement_bytes -= st.parse.len();
+        self.statement_bytes -= kept_size(name, &st);
         Some(st)
     }
 
@@ -207,7 +213,7 @@ impl Upstream {
     /// client has parsed another under its name since.
     pub(super) fn undeallocate(&mut self, name: &str, st: &Statement) {
         if !self.statements.contains_key(name) {
-            self.statement_bytes += st.parse.len();
+            self.statement_bytes += kept_size(name, st);
             self.statements.insert(name.to_owned(), st.clone());
         }
     }
@@ -229,7 +235,7 @@ impl Upstream {
     /// those the client parsed behind it stay.
     pub(super) fn forget_statements_upto(&mut self, upto: u64) {
         self.statements.retain(|_, s| s.kept > upto);
-        self.statement_bytes = self.statements.values().map(|s| s.parse.len()).sum();
+        self.statement_bytes = self.statements.iter().map(|(n, s)| kept_size(n, s)).sum();
     }
 
     /// Records a client's named statement (kept for the session: its text
@@ -237,8 +243,8 @@ impl Upstream {
     /// holds too many already: then the error to answer its Parse with.
     pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<(), Bytes> {
         let name = String::from_utf8_lossy(name).into_owned();
-        let replaced = self.statements.get(&name).map(|o| o.parse.len());
-        let bytes = self.statement_bytes - replaced.unwrap_or(0) + st.parse.len();
+        let replaced = self.statements.get(&name).map(|o| kept_size(&name, o));
+        let bytes = self.statement_bytes - replaced.unwrap_or(0) + kept_size(&name, &st);
         if bytes > MAX_STATEMENT_BYTES
             || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
         {
@@ -412,7 +418,8 @@ impl Upstream {
             Lookup::Missing if cache.unsure() => self.close_on_server(&st.server_name, q),
             _ => {}
         }
-        if let Some(evicted) = cache.insert(st) {
+        cache.insert(st);
+        while let Some(evicted) = cache.evict() {
             self.close_on_server(&evicted, q);
         }
         self.out.extend_from_slice(&st.parse);
