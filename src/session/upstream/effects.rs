@@ -3,7 +3,7 @@
 //! lets the session remember, and the effects that pin the client or
 //! have its settings read back (transaction mode).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::super::custom::{Unreadable, custom_names};
@@ -13,6 +13,7 @@ use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
+use crate::protocol;
 
 /// A portal bound to a statement whose run the proxy follows up (see
 /// [`Upstream::portal_runs`]). A stale one costs little: a `DEALLOCATE
@@ -139,17 +140,30 @@ impl Upstream {
     /// each time it runs, or no longer does (parsed again): see
     /// [`Upstream::bound`]. Session mode, and the unnamed statement in
     /// transaction mode (named ones carry their effect).
-    pub(super) fn note_prepared_resets(&mut self, name: &[u8], resets: bool) {
-        self.resetting.retain(|n| &**n != name);
-        if resets {
-            self.resetting.push(name.into());
+    /// Past [`Resetting::MAX`] such statements, the error to refuse the
+    /// Parse with.
+    pub(super) fn note_prepared_resets(&mut self, name: &[u8], resets: bool) -> Result<(), Bytes> {
+        if self.resetting.note(name, resets) {
+            return Ok(());
         }
+        let mut err = BytesMut::new();
+        protocol::error_response(
+            &mut err,
+            protocol::Severity::Error,
+            "54000",
+            &format!(
+                "too many prepared statements that reset settings in this session (at most {})",
+                Resetting::MAX
+            ),
+            Some("close prepared statements the application no longer uses"),
+        );
+        Err(err.freeze())
     }
 
     /// Whether the statement `name` (unnamed: empty) resets settings when
     /// it runs.
     pub(super) fn resets_when_run(&self, name: &[u8]) -> bool {
-        self.resetting.iter().any(|n| &**n == name)
+        self.resetting.resets(name)
     }
 
     /// A Bind of `portal` (replacing any portal of that name) to a
@@ -326,6 +340,45 @@ impl Upstream {
     }
 }
 
+/// The names of prepared statements that reset settings, as the server
+/// tells them apart: by their first 63 bytes (`NAMEDATALEN - 1`), and at
+/// most [`Resetting::MAX`], so that a session's memory stays bounded
+/// (unnamed, the server frees them at Close; here they would stay).
+#[derive(Default)]
+pub(super) struct Resetting {
+    names: std::collections::HashSet<Box<[u8]>>,
+}
+
+impl Resetting {
+    const MAX: usize = 1024;
+
+    fn key(name: &[u8]) -> &[u8] {
+        &name[..name.len().min(63)]
+    }
+
+    /// False if it is one too many.
+    fn note(&mut self, name: &[u8], resets: bool) -> bool {
+        let key = Self::key(name);
+        if !resets {
+            self.names.remove(key);
+        } else if !self.names.contains(key) {
+            if self.names.len() >= Self::MAX && !key.is_empty() {
+                return false;
+            }
+            self.names.insert(key.into());
+        }
+        true
+    }
+
+    fn resets(&self, name: &[u8]) -> bool {
+        self.names.contains(Self::key(name))
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +393,24 @@ mod tests {
         assert_eq!(up.custom_settings.len(), 65);
         up.note_custom_settings(b"SET app.more = 1");
         assert_eq!(up.custom_settings.len(), 65, "nothing recorded once pinned");
+    }
+
+    #[test]
+    fn statements_that_reset_are_told_apart_as_the_server_does_and_bounded() {
+        let mut r = Resetting::default();
+        let long = [b'a'; 100];
+        assert!(r.note(&long, true));
+        // The server knows a statement by its name's first 63 bytes.
+        assert!(r.resets(&long[..63]));
+        assert!(!r.resets(&long[..62]));
+        for i in 1..Resetting::MAX {
+            assert!(r.note(format!("s{i}").as_bytes(), true));
+        }
+        assert!(!r.note(b"one too many", true), "past the bound");
+        assert!(r.note(b"s1", true), "one known already");
+        assert!(r.note(b"", true), "the unnamed statement always fits");
+        assert!(r.note(b"", false));
+        assert!(r.note(b"s1", false) && !r.resets(b"s1"));
+        assert!(r.note(b"room again", true));
     }
 }

@@ -24,6 +24,7 @@ use crate::lexical::Lexed;
 use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
 use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
+use effects::Resetting;
 
 /// A statement the server is sure to reject at parse time, sent in place of
 /// a refused one so that the server's transaction state follows exactly as
@@ -109,8 +110,8 @@ pub struct Upstream {
     /// The client's startup settings, if it gave any: what a RESET gives back.
     pub startup: Option<Settings>,
     /// Prepared statements (by name; "" unnamed) that reset settings when
-    /// they run: nearly always empty.
-    resetting: Vec<Box<[u8]>>,
+    /// they run: nearly always empty. See [`Upstream::note_prepared_resets`].
+    resetting: Resetting,
     /// The session's number: whose unnamed statement a connection holds
     /// (see `StatementCache::unnamed_owner`).
     owner: u64,
@@ -123,7 +124,7 @@ pub struct Upstream {
     /// session-effect check).
     lex: bool,
     statements: ClientStatements,
-    /// The size of `statements`' Parse messages.
+    /// The size of `statements`' names and Parse messages.
     statement_bytes: usize,
     /// Statements kept so far (see [`Statement::kept`]).
     statements_kept: u64,
@@ -157,7 +158,7 @@ impl Upstream {
             settings_changed: false,
             restore_startup: false,
             startup: None,
-            resetting: Vec::new(),
+            resetting: Resetting::default(),
             owner,
             custom_settings: Vec::new(),
             rename,
@@ -400,8 +401,9 @@ impl Upstream {
                 };
                 if (!self.rename || name.is_empty())
                     && (effect.resets || !self.resetting.is_empty())
+                    && let Err(err) = self.note_prepared_resets(name, effect.resets)
                 {
-                    self.note_prepared_resets(name, effect.resets);
+                    return self.refuse_parse(!name.is_empty(), err, q);
                 }
                 // It drops them when it runs (see `bind_portal`).
                 let drops_all = std::mem::take(&mut self.drops_all);
