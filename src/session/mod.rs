@@ -5,6 +5,7 @@ mod attach;
 pub mod buffers;
 mod custom;
 mod downstream;
+mod events;
 mod expect;
 mod inspect;
 pub mod live;

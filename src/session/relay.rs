@@ -7,17 +7,14 @@
 //! client ran something with session effects (see [`super::pinning`]).
 //! One read and one write per batch in each direction.
 
-use std::future::poll_fn;
-use std::task::{Poll, ready};
-
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::attach::{attach_killable, attach_now, backend_key};
 use super::downstream::Downstream;
-use super::live::{KillMode, KillSwitch, LiveSessions};
-use super::socket::{Wire, send_ready};
+use super::events::{Event, MAX_AWAITED, Writes, next_event, write_now};
+use super::live::{KillMode, KillSwitch};
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Side, Waits};
 use crate::cancel::CancelKey;
@@ -25,17 +22,10 @@ use crate::config::PoolMode;
 use crate::context::Context;
 use crate::error::ClientError;
 use crate::firewall::misread_under;
-use crate::pool::{Admission, Checkout, Release, ServerConn, Settings};
+use crate::pool::{Admission, Checkout, Release, Settings};
 use crate::protocol::{TxStatus, tag};
 use crate::tls::ClientStream;
 
-/// Stop reading a peer while this much is still waiting to be written to
-/// the other one: backpressure instead of unbounded buffering.
-const HIGH_WATER: usize = 256 * 1024;
-/// Replies awaited at most before the client is no longer read: messages
-/// the proxy answers itself (a Close of a statement it keeps, a Parse it
-/// has) cost the server nothing and so meet no backpressure there.
-const MAX_AWAITED: usize = 8 * 1024;
 const READ_CHUNK: usize = super::buffers::CHUNK;
 /// Transaction mode: replies up to this size are written to the client
 /// before the connection goes back to the pool.
@@ -443,33 +433,6 @@ fn reserve(buf: &mut BytesMut, chunk: usize) {
     }
 }
 
-/// Writes what the client's reply socket takes now, without waiting: the
-/// rest (if any) waits in `next_event`, which polls the write again with
-/// the task's waker.
-fn write_now(
-    client: &mut ClientStream,
-    down: &mut Downstream,
-    writes: &mut Writes,
-) -> std::io::Result<()> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    send_reply(client, &mut cx, down, &mut writes.client_unflushed)
-}
-
-/// Writes as much of the scanned reply as the client takes and drops it
-/// from the buffer.
-#[inline]
-fn send_reply(
-    client: &mut ClientStream,
-    cx: &mut std::task::Context<'_>,
-    down: &mut Downstream,
-    unflushed: &mut bool,
-) -> std::io::Result<()> {
-    let n = send_ready(client, cx, &down.buf[..down.scanned], unflushed)?;
-    down.buf.advance(n);
-    down.scanned -= n;
-    Ok(())
-}
-
 /// Writes what the client may still get of its reply before the session
 /// ends, for at most [`super::LAST_WORDS`]: a client that stopped reading
 /// must not keep its server connection forever.
@@ -484,114 +447,4 @@ async fn flush_rest(s: &Session<'_>, client: &mut ClientStream, down: &mut Downs
         down.buf.advance(n);
         down.scanned = 0;
     }
-}
-
-enum Event {
-    Killed,
-    /// Bytes read; 0: the peer closed or the read failed (either ends the
-    /// relay, and no io::Error rides along to be dropped at every event).
-    ServerRead(usize),
-    ClientRead(usize),
-    /// All of the reply reached the client, and the loop asked to know.
-    ClientWritten,
-    /// Successful writes are applied in place; only failure surfaces.
-    ClientWriteFailed,
-    ServerWriteFailed,
-}
-
-/// The state of writes between events.
-#[derive(Default)]
-struct Writes {
-    /// Written but still in the client's TLS buffers.
-    client_unflushed: bool,
-    /// Written but still in the server connection's TLS buffers.
-    server_unflushed: bool,
-    /// The loop decides something once the client has the whole reply.
-    report_done: bool,
-}
-
-/// Polls every I/O operation that can make progress and returns the first
-/// that completes. Writes come first: what was just relayed leaves before
-/// any read is looked at, and a transaction-mode reply reaches the client
-/// without another poll of the server it is about to leave. Successful
-/// writes need no decision and are applied in place (one wake-up, one
-/// pass), but the end of a reply when the loop asked for it.
-async fn next_event(
-    client: &mut ClientStream,
-    mut server: Option<&mut ServerConn>,
-    up: &mut Upstream,
-    down: &mut Downstream,
-    watch_kill: Option<(&KillSwitch, &LiveSessions)>,
-    waits: &mut Waits,
-    writes: &mut Writes,
-) -> Event {
-    poll_fn(|cx| {
-        // The socket calls skip tokio's cooperative budget (see
-        // `super::socket`): a unit per event keeps a relay that always has
-        // data (a long COPY) from starving the runtime's other tasks.
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        let event = 'event: {
-            if let Some((kill, live)) = watch_kill
-                && waits.kill_worth_polling(live.kills_issued(), |seen| kill.ordered_beyond(seen))
-                && waits
-                    .polled(Side::Kill, kill.poll_order(cx, waits.kill_seen))
-                    .is_ready()
-            {
-                break 'event Event::Killed;
-            }
-            if let Some(srv) = server.as_deref_mut()
-                && (!up.out.is_empty() || writes.server_unflushed)
-            {
-                match send_ready(&mut srv.stream, cx, &up.out, &mut writes.server_unflushed) {
-                    Ok(n) => up.out.advance(n),
-                    Err(_) => break 'event Event::ServerWriteFailed,
-                }
-            }
-            if down.scanned > 0 || writes.client_unflushed {
-                if send_reply(client, cx, down, &mut writes.client_unflushed).is_err() {
-                    break 'event Event::ClientWriteFailed;
-                }
-                if down.scanned == 0 && !writes.client_unflushed && writes.report_done {
-                    break 'event Event::ClientWritten;
-                }
-            }
-            // Past the mark, still read while nothing is ready for the
-            // client: a message held until whole (a ParameterStatus) is
-            // larger than the mark.
-            if let Some(srv) = server.as_deref_mut()
-                && (down.buf.len() < HIGH_WATER || down.scanned == 0)
-                && waits.worth_polling(Side::Server, || srv.stream.maybe_readable())
-                && let Poll::Ready(r) =
-                    waits.polled(Side::Server, srv.stream.poll_recv(cx, &mut down.buf))
-            {
-                break 'event Event::ServerRead(r.unwrap_or(0));
-            }
-            // Without a server, read only while no whole message waits: the
-            // loop must attach one first. Backpressure is on what waits for
-            // the server: the read buffer holds whole messages only until
-            // the loop moves them out, and a message larger than the mark
-            // must still be read whole (its size is capped by
-            // `max_message_bytes`). Nor while replies pile up for a client
-            // that doesn't read them. After a Terminate, not at all (what
-            // it asked for still runs to its end, as on PostgreSQL), unless
-            // the server waits for COPY data from it: its close must be
-            // seen then (and aborts the copy, as on PostgreSQL); what else
-            // comes is dropped.
-            if (!up.terminated || down.copy_in)
-                && up.out.len() < HIGH_WATER
-                && down.buf.len() < HIGH_WATER
-                && (down.expect.len() < MAX_AWAITED || down.copy_in)
-                && (server.is_some() || !up.has_message(usize::MAX))
-                && waits.worth_polling(Side::Client, || client.maybe_readable())
-                && let Poll::Ready(r) =
-                    waits.polled(Side::Client, client.poll_recv(cx, &mut up.inbuf))
-            {
-                break 'event Event::ClientRead(r.unwrap_or(0));
-            }
-            return Poll::Pending;
-        };
-        coop.made_progress();
-        Poll::Ready(event)
-    })
-    .await
 }
