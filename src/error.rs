@@ -71,6 +71,11 @@ pub enum ClientError {
          the firewall no longer reads this session's statements as the server does"
     )]
     ReadingChanged(String, String),
+    #[error(
+        "pgtenant: terminating connection due to idle-in-transaction timeout ({0} ms, \
+         pool.idle_transaction_timeout_ms)"
+    )]
+    IdleInTransaction(u64),
 }
 
 impl ClientError {
@@ -91,6 +96,7 @@ impl ClientError {
             BackendConnect(_) | BackendLoginRefused(_) | BackendLost => "08006",
             Backend(f) => &f.code,
             Shutdown | Terminated(_) => "57P01",
+            IdleInTransaction(_) => "25P03",
         }
     }
 
@@ -111,6 +117,7 @@ impl ClientError {
                 "retry later, or raise pool.pool_size / max_client_connections"
             }
             RegistryUnavailable => "retry in a moment",
+            IdleInTransaction(_) => "commit or roll back sooner; the transaction was rolled back",
             TooManyLogins(_) => {
                 "retry in a moment; logins that never finish hold their place until login_timeout_ms"
             }

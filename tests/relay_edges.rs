@@ -502,6 +502,60 @@ async fn a_goodbye_behind_an_unsynced_pipeline_frees_its_connection() {
     }
 }
 
+/// A transaction left idle holds its connection and its locks: past
+/// `pool.idle_transaction_timeout_ms` its session ends with 25P03, the
+/// transaction is rolled back and the connection serves the next client.
+/// A transaction that is busy (a long statement) or done is not idle.
+#[tokio::test]
+async fn a_transaction_left_idle_ends_its_session_and_frees_its_connection() {
+    let reg = registry();
+    let t = reg.create_tenant("idletx");
+    let key = reg.issue_key(&t);
+    for mode in ["transaction", "session"] {
+        let proxy = reg.proxy(&[
+            ("PGTENANT_POOL_MODE", mode),
+            ("PGTENANT_POOL_SIZE", "1"),
+            ("PGTENANT_IDLE_TRANSACTION_TIMEOUT_MS", "300"),
+        ]);
+        let c = proxy.client_ok(&key).await;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS t (n int)")
+            .await
+            .unwrap();
+        c.batch_execute("BEGIN; SELECT pg_sleep(0.6); INSERT INTO t VALUES (0); COMMIT")
+            .await
+            .expect("a busy transaction is not idle");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.batch_execute("SELECT 1")
+            .await
+            .expect("idle outside a transaction");
+        drop(c); // session mode: its connection goes back
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        raw::query(&mut s, "BEGIN; INSERT INTO t VALUES (1)").await;
+        assert_eq!(raw::until_ready(&mut s).await, None);
+        let (tag, body) = tokio::time::timeout(Duration::from_secs(3), raw::read_msg(&mut s))
+            .await
+            .expect("ended within the limit")
+            .expect("an error before the close");
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(tag, b'E', "{mode}: {body}");
+        assert!(
+            body.contains("C25P03") && body.contains("idle-in-transaction"),
+            "{body}"
+        );
+        assert!(
+            raw::read_msg(&mut s).await.is_none(),
+            "{mode}: closed after it"
+        );
+        let other = proxy.client_ok(&key).await;
+        let n: i64 = other
+            .query_one("SELECT count(*) FROM t WHERE n = 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 0, "{mode}: the idle transaction was rolled back");
+    }
+}
+
 /// A proxy in `mode` with one server connection, and `table (m text)` in
 /// the tenant's schema.
 async fn one_connection_and_table(key: &str, mode: &str, table: &str) -> support::Proxy {

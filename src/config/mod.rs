@@ -167,6 +167,7 @@ const ENV: &[(&str, &str, Kind)] = &[
     ("PGTENANT_QUERY_WAIT_TIMEOUT_MS",              "pool.query_wait_timeout_ms",              Kind::Int),
     ("PGTENANT_SERVER_IDLE_TIMEOUT_MS",             "pool.server_idle_timeout_ms",             Kind::Int),
     ("PGTENANT_SERVER_LIFETIME_MS",                 "pool.server_lifetime_ms",                 Kind::Int),
+    ("PGTENANT_IDLE_TRANSACTION_TIMEOUT_MS",        "pool.idle_transaction_timeout_ms",        Kind::Int),
     ("PGTENANT_PREPARED_STATEMENTS_PER_CONNECTION", "pool.prepared_statements_per_connection", Kind::Int),
     ("PGTENANT_POOL_MIN_IDLE",                      "pool.min_idle",                           Kind::Int),
     ("PGTENANT_MAX_CLIENT_CONNECTIONS_PER_TENANT",  "pool.max_client_connections_per_tenant",  Kind::Int),

@@ -146,6 +146,10 @@ pub struct PoolConfig {
     pub server_idle_timeout_ms: u64,
     /// Backend connections are retired after this long (0: never).
     pub server_lifetime_ms: u64,
+    /// A client whose transaction stays idle this long is disconnected and
+    /// its transaction rolled back (0: never), as PgBouncer's
+    /// `idle_transaction_timeout`.
+    pub idle_transaction_timeout_ms: u64,
     /// Transaction mode: named statements kept prepared per backend connection.
     pub prepared_statements_per_connection: usize,
     /// Idle backend connections kept open per tenant (after its first use).
@@ -200,6 +204,7 @@ impl Default for PoolConfig {
             query_wait_timeout_ms: 5_000,
             server_idle_timeout_ms: 600_000,
             server_lifetime_ms: 3_600_000,
+            idle_transaction_timeout_ms: 0,
             prepared_statements_per_connection: 500,
             min_idle: 0,
             max_client_connections_per_tenant: 0,

@@ -3,7 +3,8 @@
 //! Writes are applied in place; what needs the loop comes back as an
 //! [`Event`].
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::task::{Poll, ready};
 
 use bytes::Buf;
@@ -61,6 +62,8 @@ pub(super) enum Event {
     /// Successful writes are applied in place; only failure surfaces.
     ClientWriteFailed,
     ServerWriteFailed,
+    /// The client left its transaction idle for too long.
+    IdleInTransaction,
 }
 
 /// The state of writes between events.
@@ -151,6 +154,11 @@ pub(super) async fn next_event(
                     waits.polled(Side::Client, client.poll_recv(cx, &mut up.inbuf))
             {
                 break 'event Event::ClientRead(r.unwrap_or(0));
+            }
+            if let Some(t) = waits.idle_in_transaction.as_mut()
+                && Pin::new(t).poll(cx).is_ready()
+            {
+                break 'event Event::IdleInTransaction;
             }
             return Poll::Pending;
         };

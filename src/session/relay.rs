@@ -7,6 +7,8 @@
 //! client ran something with session effects (see [`super::pinning`]).
 //! One read and one write per batch in each direction.
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
@@ -131,6 +133,7 @@ async fn relay(
     waits: &mut Waits,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
+    let idle_tx_ms = s.ctx.cfg().pool.idle_transaction_timeout_ms;
     let mut kill_order: Option<(KillMode, &str)> = None;
     let mut flushed_at_cap = false;
     let mut writes = Writes::default();
@@ -320,6 +323,25 @@ async fn relay(
                 && !up.unsynced
                 && !down.unnamed_unbound
                 && down.status == TxStatus::Idle);
+        // A transaction the client leaves idle holds its connection, and
+        // its locks: past the limit the session ends (its transaction
+        // rolled back, the connection reset and pooled). Idle from the
+        // server's last answer on, as PostgreSQL counts.
+        if idle_tx_ms > 0 {
+            if server.is_some()
+                && down.status != TxStatus::Idle
+                && down.settled()
+                && up.out.is_empty()
+                && !up.has_message(max)
+            {
+                let limit = Duration::from_millis(idle_tx_ms);
+                waits
+                    .idle_in_transaction
+                    .get_or_insert_with(|| s.ctx.timers.sleep(limit));
+            } else {
+                waits.idle_in_transaction = None;
+            }
+        }
         match next_event(
             client,
             server.as_mut().map(|c| &mut *c.conn),
@@ -331,6 +353,10 @@ async fn relay(
         )
         .await
         {
+            Event::IdleInTransaction => {
+                flush_rest(s, client, down).await;
+                return Some(ClientError::IdleInTransaction(idle_tx_ms));
+            }
             Event::Killed => {
                 kill_order = s.kill.order();
                 waits.kill_seen = kill_order.map(|(mode, _)| mode);

@@ -40,6 +40,10 @@ pub struct Waits {
     /// with the switch: the relay's wait is built at every turn of its
     /// loop, and a wider one costs instructions each time).
     pub kill_seen: Option<KillMode>,
+    /// Runs while the client leaves its transaction idle, if
+    /// `pool.idle_transaction_timeout_ms` is set (polled at every turn
+    /// then: the client is idle).
+    pub idle_in_transaction: Option<crate::timer::Sleep>,
 }
 
 impl Waits {
