@@ -25,7 +25,7 @@ use crate::context::Context;
 use crate::error::ClientError;
 use crate::firewall::misread_under;
 use crate::pool::{Admission, Checkout, Release, Settings};
-use crate::protocol::{TxStatus, tag};
+use crate::protocol::{self, TxStatus, tag};
 use crate::tls::ClientStream;
 
 const READ_CHUNK: usize = super::buffers::CHUNK;
@@ -136,6 +136,7 @@ async fn relay(
     let idle_tx_ms = s.ctx.cfg().pool.idle_transaction_timeout_ms;
     let mut kill_order: Option<(KillMode, &str)> = None;
     let mut flushed_at_cap = false;
+    let mut big_message = false;
     let mut writes = Writes::default();
     loop {
         if let Some((mode, reason)) = kill_order
@@ -309,6 +310,9 @@ async fn relay(
             }
         }
         let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
+        if busy {
+            big_message = reserve_message(&mut up.inbuf, max, big_message);
+        }
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         // After "when idle", still watched for "now".
         let watch_kill =
@@ -439,6 +443,24 @@ fn idle(up: &Upstream, down: &Downstream) -> bool {
         && down.status == TxStatus::Idle
 }
 
+/// A client message larger than a few reads gets room for all of it at
+/// once: grown read by read, the buffer would double past it (up to twice
+/// `max_message_bytes`) and copy each size on the way. Once it is read
+/// out, the allocation goes (true while one is held).
+fn reserve_message(inbuf: &mut BytesMut, max: usize, big: bool) -> bool {
+    if big && inbuf.is_empty() {
+        *inbuf = BytesMut::new();
+        return false;
+    }
+    match protocol::header(inbuf, max) {
+        Ok(Some(h)) if h.frame_len > 4 * READ_CHUNK && h.frame_len > inbuf.capacity() => {
+            inbuf.reserve(h.frame_len - inbuf.len());
+            true
+        }
+        _ => big,
+    }
+}
+
 /// Room to read about `chunk` bytes into `buf`. Inlined: it runs for both
 /// buffers at every turn of the relay loop (−0.5 to −1 % instructions per
 /// transaction in callgrind).
@@ -472,5 +494,33 @@ async fn flush_rest(s: &Session<'_>, client: &mut ClientStream, down: &mut Downs
         let _ = s.ctx.timers.timeout(super::LAST_WORDS, write).await;
         down.buf.advance(n);
         down.scanned = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_message_gets_its_room_once_and_gives_it_back() {
+        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+        let len = 10 << 20;
+        inbuf.extend_from_slice(b"Q");
+        inbuf.extend_from_slice(&(len as i32 - 1).to_be_bytes());
+        inbuf.extend_from_slice(b"SELECT ");
+        let big = reserve_message(&mut inbuf, 256 << 20, false);
+        assert!(big);
+        assert!(
+            (len..len + READ_CHUNK).contains(&inbuf.capacity()),
+            "{}",
+            inbuf.capacity()
+        );
+        // A small one, or one that fits, changes nothing.
+        let mut small = BytesMut::from(&b"Q\0\0\0\x09SELECT"[..]);
+        assert!(!reserve_message(&mut small, 256 << 20, false));
+        // Read out: the allocation goes.
+        inbuf.clear();
+        assert!(!reserve_message(&mut inbuf, 256 << 20, big));
+        assert_eq!(inbuf.capacity(), 0);
     }
 }
