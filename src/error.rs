@@ -72,10 +72,10 @@ pub enum ClientError {
     )]
     ReadingChanged(String, String),
     #[error(
-        "pgtenant: terminating connection due to idle-in-transaction timeout ({0} ms, \
-         pool.idle_transaction_timeout_ms)"
+        "pgtenant: terminating connection due to idle-in-transaction timeout \
+         (pool.idle_transaction_timeout_ms)"
     )]
-    IdleInTransaction(u64),
+    IdleInTransaction,
 }
 
 impl ClientError {
@@ -96,7 +96,7 @@ impl ClientError {
             BackendConnect(_) | BackendLoginRefused(_) | BackendLost => "08006",
             Backend(f) => &f.code,
             Shutdown | Terminated(_) => "57P01",
-            IdleInTransaction(_) => "25P03",
+            IdleInTransaction => "25P03",
         }
     }
 
@@ -117,7 +117,7 @@ impl ClientError {
                 "retry later, or raise pool.pool_size / max_client_connections"
             }
             RegistryUnavailable => "retry in a moment",
-            IdleInTransaction(_) => "commit or roll back sooner; the transaction was rolled back",
+            IdleInTransaction => "commit or roll back sooner; the transaction was rolled back",
             TooManyLogins(_) => {
                 "retry in a moment; logins that never finish hold their place until login_timeout_ms"
             }

@@ -532,28 +532,50 @@ async fn a_transaction_left_idle_ends_its_session_and_frees_its_connection() {
         let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
         raw::query(&mut s, "BEGIN; INSERT INTO t VALUES (1)").await;
         assert_eq!(raw::until_ready(&mut s).await, None);
-        let (tag, body) = tokio::time::timeout(Duration::from_secs(3), raw::read_msg(&mut s))
-            .await
-            .expect("ended within the limit")
-            .expect("an error before the close");
-        let body = String::from_utf8_lossy(&body);
-        assert_eq!(tag, b'E', "{mode}: {body}");
-        assert!(
-            body.contains("C25P03") && body.contains("idle-in-transaction"),
-            "{body}"
-        );
-        assert!(
-            raw::read_msg(&mut s).await.is_none(),
-            "{mode}: closed after it"
-        );
+        // Messages the proxy answers itself count as activity too.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            raw::send(&mut s, |b| {
+                frontend::close(b'S', "never_prepared", b).unwrap();
+                frontend::sync(b);
+            })
+            .await;
+            assert_eq!(raw::until_ready(&mut s).await, None, "{mode}: still there");
+        }
+        ended_idle_in_transaction(&mut s, mode).await;
+        // A batch without its Sync is a transaction too.
+        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+        raw::send(&mut s, |b| {
+            frontend::parse("", "INSERT INTO t VALUES (2)", [], b).unwrap();
+            raw::bind_execute(b, "", 0);
+            frontend::flush(b);
+        })
+        .await;
+        assert_eq!(raw::tags(&mut s, 3).await, "12C", "{mode}");
+        ended_idle_in_transaction(&mut s, mode).await;
         let other = proxy.client_ok(&key).await;
         let n: i64 = other
-            .query_one("SELECT count(*) FROM t WHERE n = 1", &[])
+            .query_one("SELECT count(*) FROM t WHERE n IN (1, 2)", &[])
             .await
             .unwrap()
             .get(0);
         assert_eq!(n, 0, "{mode}: the idle transaction was rolled back");
     }
+}
+
+/// The next message is FATAL 25P03, and then the proxy closes.
+async fn ended_idle_in_transaction(s: &mut tokio::net::TcpStream, mode: &str) {
+    let (tag, body) = tokio::time::timeout(Duration::from_secs(3), raw::read_msg(s))
+        .await
+        .expect("ended within the limit")
+        .expect("an error before the close");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(tag, b'E', "{mode}: {body}");
+    assert!(
+        body.contains("C25P03") && body.contains("idle-in-transaction"),
+        "{body}"
+    );
+    assert!(raw::read_msg(s).await.is_none(), "{mode}: closed after it");
 }
 
 /// A proxy in `mode` with one server connection, and `table (m text)` in

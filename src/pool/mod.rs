@@ -105,6 +105,9 @@ pub struct Pools {
     /// checkout: two integers instead of a load of the whole config.
     lifetime_ms: AtomicU64,
     idle_timeout_ms: AtomicU64,
+    /// `idle_transaction_timeout_ms` (0: none), read by every relay as it
+    /// waits inside a transaction: a reload reaches running sessions.
+    idle_transaction_ms: AtomicU64,
     timers: Timers,
 }
 
@@ -145,6 +148,7 @@ impl Pools {
             expiry: Arc::default(),
             lifetime_ms: AtomicU64::new(no_limit_at_0(cfg.server_lifetime_ms)),
             idle_timeout_ms: AtomicU64::new(no_limit_at_0(cfg.server_idle_timeout_ms)),
+            idle_transaction_ms: AtomicU64::new(cfg.idle_transaction_timeout_ms),
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
             tenants: Mutex::new(HashMap::new()),
@@ -226,6 +230,8 @@ impl Pools {
             .store(no_limit_at_0(cfg.server_lifetime_ms), Ordering::Relaxed);
         self.idle_timeout_ms
             .store(no_limit_at_0(cfg.server_idle_timeout_ms), Ordering::Relaxed);
+        self.idle_transaction_ms
+            .store(cfg.idle_transaction_timeout_ms, Ordering::Relaxed);
         // Under the map's lock, as pools are created: one created meanwhile
         // is either resized here or made with the new sizes.
         let map = self.tenants.lock().expect("poisoned");
@@ -235,6 +241,12 @@ impl Pools {
             p.clients.resize(client_limit(t.max_client_connections));
         }
         self.cfg.store(Arc::new(cfg));
+    }
+
+    /// How long a client may leave its transaction idle (0: for ever).
+    #[inline]
+    pub fn idle_transaction_ms(&self) -> u64 {
+        self.idle_transaction_ms.load(Ordering::Relaxed)
     }
 
     /// The common case of [`Self::acquire`], without an await: not paused,

@@ -159,7 +159,7 @@ impl Pools {
     }
 
     /// The tenants with a pool, retired ones included, that the registry
-    /// has not been seen to drop.
+    /// has not been seen to drop; sorted.
     pub fn pooled_tenant_ids(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self
             .all_pools()

@@ -133,7 +133,6 @@ async fn relay(
     waits: &mut Waits,
 ) -> Option<ClientError> {
     let max = s.ctx.cfg().max_message_bytes;
-    let idle_tx_ms = s.ctx.cfg().pool.idle_transaction_timeout_ms;
     let mut kill_order: Option<(KillMode, &str)> = None;
     let mut flushed_at_cap = false;
     let mut big_message = false;
@@ -174,6 +173,8 @@ async fn relay(
             if let Err(e) = up.process(max, s.inspector, down, &mut co.conn) {
                 return Some(e);
             }
+            // Not idle: whatever the messages were (some the proxy answers).
+            waits.idle_in_transaction = None;
             // Past MAX_AWAITED the client is not read, and the server must
             // not sit on replies the proxy's own answers wait behind:
             // replies to extended-protocol messages wait for a Sync or
@@ -329,22 +330,23 @@ async fn relay(
                 && down.status == TxStatus::Idle);
         // A transaction the client leaves idle holds its connection, and
         // its locks: past the limit the session ends (its transaction
-        // rolled back, the connection reset and pooled). Idle from the
-        // server's last answer on, as PostgreSQL counts.
-        if idle_tx_ms > 0 {
-            if server.is_some()
-                && down.status != TxStatus::Idle
-                && down.settled()
-                && up.out.is_empty()
-                && !up.has_message(max)
-            {
-                let limit = Duration::from_millis(idle_tx_ms);
-                waits
-                    .idle_in_transaction
-                    .get_or_insert_with(|| s.ctx.timers.sleep(limit));
-            } else {
-                waits.idle_in_transaction = None;
+        // rolled back). Idle from the server's last answer on, as
+        // PostgreSQL counts, to the client's next whole message; an
+        // extended-protocol batch without its Sync is a transaction too.
+        if server.is_some()
+            && (down.status != TxStatus::Idle || up.unsynced)
+            && down.settled()
+            && up.out.is_empty()
+            && !up.has_message(max)
+        {
+            if waits.idle_in_transaction.is_none() {
+                let ms = s.ctx.pools.idle_transaction_ms();
+                if ms > 0 {
+                    waits.idle_in_transaction = Some(s.ctx.timers.sleep(Duration::from_millis(ms)));
+                }
             }
+        } else {
+            waits.idle_in_transaction = None;
         }
         match next_event(
             client,
@@ -359,7 +361,7 @@ async fn relay(
         {
             Event::IdleInTransaction => {
                 flush_rest(s, client, down).await;
-                return Some(ClientError::IdleInTransaction(idle_tx_ms));
+                return Some(ClientError::IdleInTransaction);
             }
             Event::Killed => {
                 kill_order = s.kill.order();

@@ -341,9 +341,13 @@ impl Upstream {
 }
 
 /// The names of prepared statements that reset settings, as the server
-/// tells them apart: by their first 63 bytes (`NAMEDATALEN - 1`), and at
-/// most [`Resetting::MAX`], so that a session's memory stays bounded
-/// (unnamed, the server frees them at Close; here they would stay).
+/// tells them apart: by their first 63 bytes (`NAMEDATALEN - 1`; a name
+/// in another client encoding than UTF8 is cut after the server converts
+/// it, which may differ), and at most [`Resetting::MAX`], so that a
+/// session's memory stays bounded. A Close or DEALLOCATE takes one out, a
+/// DISCARD ALL or DEALLOCATE ALL all, when sent: should the server fail
+/// it, a RESET that statement runs later is not followed by the client's
+/// startup settings (its own session only).
 #[derive(Default)]
 pub(super) struct Resetting {
     names: std::collections::HashSet<Box<[u8]>>,
@@ -368,6 +372,21 @@ impl Resetting {
             self.names.insert(key.into());
         }
         true
+    }
+
+    /// A Close of the statement `name` was sent.
+    pub(super) fn closed(&mut self, name: &[u8]) {
+        self.names.remove(Self::key(name));
+    }
+
+    /// A Query was sent: `DEALLOCATE name` drops one statement, one that
+    /// drops them all (`drops_all`) every one.
+    pub(super) fn dropped(&mut self, drops_all: bool, sql: &[u8]) {
+        if drops_all {
+            self.names.clear();
+        } else if let Some(name) = super::super::prepared::deallocated_name(sql) {
+            self.closed(name.as_bytes());
+        }
     }
 
     fn resets(&self, name: &[u8]) -> bool {
@@ -412,5 +431,15 @@ mod tests {
         assert!(r.note(b"", false));
         assert!(r.note(b"s1", false) && !r.resets(b"s1"));
         assert!(r.note(b"room again", true));
+        assert!(!r.note(b"no room", true));
+        r.closed(b"s2");
+        assert!(r.note(b"no room", true), "a Close made room");
+        r.dropped(false, b"DEALLOCATE S3");
+        assert!(!r.resets(b"s3"), "unquoted: lowercased");
+        r.dropped(false, b"DEALLOCATE \"S4\"");
+        r.dropped(false, b"SELECT 1");
+        assert!(r.resets(b"s4"), "quoted: as written");
+        r.dropped(true, b"DISCARD ALL");
+        assert!(r.is_empty());
     }
 }

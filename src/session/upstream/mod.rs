@@ -381,6 +381,9 @@ impl Upstream {
                     return;
                 }
                 self.out.extend_from_slice(frame);
+                if !self.resetting.is_empty() {
+                    self.resetting.dropped(self.drops_all, raw);
+                }
                 if self.drops_all || self.restore_startup {
                     return self.query_effects(raw, down);
                 }
@@ -499,6 +502,9 @@ impl Upstream {
                         }
                         if body.first() == Some(&b'P') {
                             self.bind_portal(cstr(&body[1..]), false, false);
+                        }
+                        if body.first() == Some(&b'S') && !self.resetting.is_empty() {
+                            self.resetting.closed(cstr(&body[1..]));
                         }
                         Some(Reply::Close)
                     }
