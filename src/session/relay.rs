@@ -445,18 +445,25 @@ fn idle(up: &Upstream, down: &Downstream) -> bool {
         && down.status == TxStatus::Idle
 }
 
-/// A client message larger than a few reads gets room for all of it at
-/// once: grown read by read, the buffer would double past it (up to twice
-/// `max_message_bytes`) and copy each size on the way. Once it is read
-/// out, the allocation goes (true while one is held).
+/// A client message larger than a few reads grows the read buffer by
+/// doubling, as any other, until half of it has come; then the buffer is
+/// made its size, once, instead of doubling past it (up to twice
+/// `max_message_bytes`, copying each size on the way). Room is never taken
+/// ahead of what the client sent: a header alone claims nothing. Once it
+/// is read out, the allocation goes (true while one may be held).
 fn reserve_message(inbuf: &mut BytesMut, max: usize, big: bool) -> bool {
     if big && inbuf.is_empty() {
         *inbuf = BytesMut::new();
         return false;
     }
     match protocol::header(inbuf, max) {
-        Ok(Some(h)) if h.frame_len > 4 * READ_CHUNK && h.frame_len > inbuf.capacity() => {
-            inbuf.reserve(h.frame_len - inbuf.len());
+        Ok(Some(h)) if h.frame_len > 4 * READ_CHUNK => {
+            if h.frame_len > inbuf.capacity() && inbuf.len() >= h.frame_len / 2 {
+                // A chunk more: `reserve` must not double it for the last read.
+                let mut sized = BytesMut::with_capacity(h.frame_len + READ_CHUNK);
+                sized.extend_from_slice(inbuf);
+                *inbuf = sized;
+            }
             true
         }
         _ => big,
@@ -510,19 +517,23 @@ mod tests {
         inbuf.extend_from_slice(b"Q");
         inbuf.extend_from_slice(&(len as i32 - 1).to_be_bytes());
         inbuf.extend_from_slice(b"SELECT ");
-        let big = reserve_message(&mut inbuf, 256 << 20, false);
-        assert!(big);
-        assert!(
-            (len..len + READ_CHUNK).contains(&inbuf.capacity()),
-            "{}",
-            inbuf.capacity()
-        );
-        // A small one, or one that fits, changes nothing.
+        // A header alone takes no room.
+        assert!(reserve_message(&mut inbuf, 256 << 20, false));
+        assert_eq!(inbuf.capacity(), READ_CHUNK);
+        // Half of it: room for the rest, at once.
+        inbuf.resize(len / 2, b' ');
+        let cap = inbuf.capacity();
+        assert!(reserve_message(&mut inbuf, 256 << 20, true));
+        assert_eq!(inbuf.capacity(), len + READ_CHUNK, "was {cap}");
+        assert_eq!(&inbuf[5..12], b"SELECT ");
+        reserve(&mut inbuf, READ_CHUNK);
+        assert_eq!(inbuf.capacity(), len + READ_CHUNK, "no doubling");
+        // A small one changes nothing.
         let mut small = BytesMut::from(&b"Q\0\0\0\x09SELECT"[..]);
         assert!(!reserve_message(&mut small, 256 << 20, false));
         // Read out: the allocation goes.
         inbuf.clear();
-        assert!(!reserve_message(&mut inbuf, 256 << 20, big));
+        assert!(!reserve_message(&mut inbuf, 256 << 20, true));
         assert_eq!(inbuf.capacity(), 0);
     }
 }
