@@ -553,6 +553,18 @@ async fn a_transaction_left_idle_ends_its_session_and_frees_its_connection() {
         .await;
         assert_eq!(raw::tags(&mut s, 3).await, "12C", "{mode}");
         ended_idle_in_transaction(&mut s, mode).await;
+        if mode == "transaction" {
+            // An unnamed statement parsed and not yet bound keeps its
+            // connection too.
+            let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+            raw::send(&mut s, |b| {
+                frontend::parse("", "SELECT 1", [], b).unwrap();
+                frontend::sync(b);
+            })
+            .await;
+            assert_eq!(raw::tags(&mut s, 2).await, "1Z");
+            ended_idle_in_transaction(&mut s, mode).await;
+        }
         let other = proxy.client_ok(&key).await;
         let n: i64 = other
             .query_one("SELECT count(*) FROM t WHERE n IN (1, 2)", &[])

@@ -208,8 +208,10 @@ async fn on_notifications(ctx: &Context, batch: &[String]) {
     tenants.dedup();
     // Retired pools too: a tenant whose current pool was reaped may have
     // sessions left on one.
-    let pooled = ctx.pools.pooled_tenant_ids();
-    tenants.retain(|id| pooled.binary_search(id).is_ok());
+    if !tenants.is_empty() {
+        let pooled = ctx.pools.pooled_tenant_ids();
+        tenants.retain(|id| pooled.binary_search(id).is_ok());
+    }
     tenants_changed(ctx, &tenants).await;
     if ctx.cfg().registry.on_revoke == OnRevoke::Terminate {
         recheck_sessions(ctx).await;

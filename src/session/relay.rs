@@ -311,8 +311,12 @@ async fn relay(
             }
         }
         let busy = (server.is_some() && s.mode == PoolMode::Session) || !up.inbuf.is_empty();
-        if busy {
-            big_message = reserve_message(&mut up.inbuf, max, big_message);
+        if big_message && up.inbuf.is_empty() && up.out.is_empty() {
+            // Read out and passed on: both buffers give their room back.
+            (up.inbuf, up.out) = (BytesMut::new(), BytesMut::new());
+            big_message = false;
+        } else if !up.inbuf.is_empty() {
+            big_message |= reserve_message(&mut up.inbuf, max);
         }
         reserve(&mut up.inbuf, if busy { READ_CHUNK } else { IDLE_CHUNK });
         // After "when idle", still watched for "now".
@@ -333,17 +337,23 @@ async fn relay(
         // rolled back). Idle from the server's last answer on, as
         // PostgreSQL counts, to the client's next whole message; an
         // extended-protocol batch without its Sync is a transaction too.
-        if server.is_some()
-            && (down.status != TxStatus::Idle || up.unsynced)
+        let idle_ms = s.ctx.pools.idle_transaction_ms();
+        if idle_ms == 0 {
+            waits.idle_in_transaction = None; // (a reload turned it off)
+        } else if server.is_some()
+            && (down.status != TxStatus::Idle || up.unsynced || down.unnamed_unbound)
             && down.settled()
             && up.out.is_empty()
             && !up.has_message(max)
         {
-            if waits.idle_in_transaction.is_none() {
-                let ms = s.ctx.pools.idle_transaction_ms();
-                if ms > 0 {
-                    waits.idle_in_transaction = Some(s.ctx.timers.sleep(Duration::from_millis(ms)));
-                }
+            // From when the client has all of the reply (PostgreSQL counts
+            // from its flush): the end of the write is reported.
+            if down.scanned > 0 || writes.client_unflushed {
+                writes.report_done = true;
+                waits.idle_in_transaction = None;
+            } else if waits.idle_in_transaction.is_none() {
+                let limit = Duration::from_millis(idle_ms);
+                waits.idle_in_transaction = Some(s.ctx.timers.sleep(limit));
             }
         } else {
             waits.idle_in_transaction = None;
@@ -449,13 +459,9 @@ fn idle(up: &Upstream, down: &Downstream) -> bool {
 /// doubling, as any other, until half of it has come; then the buffer is
 /// made its size, once, instead of doubling past it (up to twice
 /// `max_message_bytes`, copying each size on the way). Room is never taken
-/// ahead of what the client sent: a header alone claims nothing. Once it
-/// is read out, the allocation goes (true while one may be held).
-fn reserve_message(inbuf: &mut BytesMut, max: usize, big: bool) -> bool {
-    if big && inbuf.is_empty() {
-        *inbuf = BytesMut::new();
-        return false;
-    }
+/// ahead of what the client sent: a header alone claims nothing. True for
+/// such a message: the relay gives the room back once it is passed on.
+fn reserve_message(inbuf: &mut BytesMut, max: usize) -> bool {
     match protocol::header(inbuf, max) {
         Ok(Some(h)) if h.frame_len > 4 * READ_CHUNK => {
             if h.frame_len > inbuf.capacity() && inbuf.len() >= h.frame_len / 2 {
@@ -466,7 +472,7 @@ fn reserve_message(inbuf: &mut BytesMut, max: usize, big: bool) -> bool {
             }
             true
         }
-        _ => big,
+        _ => false,
     }
 }
 
@@ -511,29 +517,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_large_message_gets_its_room_once_and_gives_it_back() {
+    fn a_large_message_gets_its_room_once_when_half_of_it_came() {
         let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
         let len = 10 << 20;
         inbuf.extend_from_slice(b"Q");
         inbuf.extend_from_slice(&(len as i32 - 1).to_be_bytes());
         inbuf.extend_from_slice(b"SELECT ");
         // A header alone takes no room.
-        assert!(reserve_message(&mut inbuf, 256 << 20, false));
+        assert!(reserve_message(&mut inbuf, 256 << 20));
         assert_eq!(inbuf.capacity(), READ_CHUNK);
         // Half of it: room for the rest, at once.
         inbuf.resize(len / 2, b' ');
         let cap = inbuf.capacity();
-        assert!(reserve_message(&mut inbuf, 256 << 20, true));
+        assert!(reserve_message(&mut inbuf, 256 << 20));
         assert_eq!(inbuf.capacity(), len + READ_CHUNK, "was {cap}");
         assert_eq!(&inbuf[5..12], b"SELECT ");
         reserve(&mut inbuf, READ_CHUNK);
         assert_eq!(inbuf.capacity(), len + READ_CHUNK, "no doubling");
         // A small one changes nothing.
         let mut small = BytesMut::from(&b"Q\0\0\0\x09SELECT"[..]);
-        assert!(!reserve_message(&mut small, 256 << 20, false));
-        // Read out: the allocation goes.
-        inbuf.clear();
-        assert!(!reserve_message(&mut inbuf, 256 << 20, true));
-        assert_eq!(inbuf.capacity(), 0);
+        assert!(!reserve_message(&mut small, 256 << 20));
     }
 }
