@@ -418,3 +418,25 @@ async fn a_shrunk_pool_closes_the_connections_past_its_size() {
         c.simple_query("SELECT 1").await.unwrap();
     }
 }
+
+/// A reload that turns `pool.idle_transaction_timeout_ms` off reaches a
+/// transaction already idle: its count ends without ending the session.
+#[tokio::test]
+async fn a_reload_that_turns_the_idle_transaction_limit_off_spares_a_running_count() {
+    let reg = registry();
+    let t = reg.create_tenant("idlehup");
+    let key = reg.issue_key(&t);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgtenant.toml");
+    std::fs::write(&file, "[pool]\nidle_transaction_timeout_ms = 1000\n").unwrap();
+    let proxy = reg.proxy(&[("PGTENANT_CONFIG", file.to_str().unwrap())]);
+    let c = proxy.client_ok(&key).await;
+    c.batch_execute("BEGIN").await.unwrap();
+    std::fs::write(&file, "[pool]\nidle_transaction_timeout_ms = 0\n").unwrap();
+    proxy.signal("HUP");
+    reloaded(&proxy, 1).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    c.batch_execute("SELECT 1; COMMIT")
+        .await
+        .expect("the session outlived the old limit");
+}

@@ -369,6 +369,10 @@ async fn relay(
         )
         .await
         {
+            // A reload may have turned the limit off since the count began.
+            Event::IdleInTransaction if s.ctx.pools.idle_transaction_ms() == 0 => {
+                waits.idle_in_transaction = None;
+            }
             Event::IdleInTransaction => {
                 flush_rest(s, client, down).await;
                 return Some(ClientError::IdleInTransaction);
