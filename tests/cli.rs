@@ -335,66 +335,6 @@ async fn second_registry_in_the_cluster_needs_and_keeps_a_role_prefix() {
     assert_eq!(row.get::<_, String>(1), "second_registry");
 }
 
-/// Managed PostgreSQL gives no superuser: a control-plane role with
-/// CREATEROLE that owns its database runs the registry, tenants, their
-/// sessions and their removal.
-#[tokio::test]
-async fn a_control_plane_role_that_is_not_superuser_manages_tenants() {
-    let reg = registry();
-    registry_created(reg);
-    let cluster = support::cluster();
-    cluster.psql(
-        "postgres",
-        "CREATE ROLE cp_admin LOGIN CREATEROLE PASSWORD 'cp-admin-password'",
-    );
-    cluster.psql("postgres", "CREATE DATABASE cp_registry OWNER cp_admin");
-    let env_owned = vec![
-        (
-            "PGTENANT_BACKEND_URL".to_owned(),
-            format!(
-                "postgres://cp_admin:cp-admin-password@127.0.0.1:{}/cp_registry",
-                cluster.port
-            ),
-        ),
-        (
-            "PGTENANT_BACKEND_SECRET".to_owned(),
-            "0123456789abcdef-cp".to_owned(),
-        ),
-    ];
-    let env = env_of(&env_owned);
-    ok(&env, &["init", "--role-prefix", "cp_"]);
-    ok(&env, &["tenant", "create", "acme"]);
-    let (_, key) = issue(&env, "acme", &[]);
-    let mut penv = env.clone();
-    penv.push(("PGTENANT_REGISTRY_REFRESH_INTERVAL_MS", LONG));
-    let p = Proxy::start(&penv);
-    let s = open_ok(&p, &key).await;
-    s.client
-        .batch_execute("CREATE TABLE notes (x int); INSERT INTO notes VALUES (1)")
-        .await
-        .unwrap();
-    let who: String = s
-        .client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(who, "cp_tenant_acme");
-    drop(s);
-    ok(&env, &["tenant", "drop", "acme", "--yes"]);
-    let su = superuser("cp_registry").await;
-    let left: i64 = su
-        .query_one(
-            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_acme')
-                  + (SELECT count(*) FROM pg_roles WHERE rolname = 'cp_tenant_acme')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0, "the dropped tenant left its schema or role");
-}
-
 /// `init` again on a registry whose tables someone holds (a pg_dump, a long
 /// transaction): its DDL would take table locks that every login's key
 /// lookup queues behind, so it gives up (55P03) instead of waiting; once

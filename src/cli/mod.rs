@@ -47,6 +47,11 @@ pub enum Command {
         /// cluster needs its own prefix. Fixed by the first `init`.
         #[arg(long)]
         role_prefix: Option<String>,
+        /// Also make ROLE a member of every tenant role, so that it can
+        /// manage tenants as a control plane that is not superuser (run as
+        /// a superuser, once, when moving to such a role).
+        #[arg(long, value_name = "ROLE")]
+        grant_roles_to: Option<String>,
     },
     /// Manage tenants.
     #[command(subcommand)]
@@ -78,14 +83,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let log_reload = init_logging(&cfg);
             crate::serve(cfg, cli.config.clone(), log_reload).await
         }
-        Command::Init { role_prefix } => {
+        Command::Init {
+            role_prefix,
+            grant_roles_to,
+        } => {
             let secret = cfg.require_secret()?.to_owned();
             let mut client = connect(&cfg).await?;
-            let created = admin::init(&mut client, &secret, role_prefix.as_deref()).await?;
-            let value = serde_json::json!({ "default_tenant_created": created });
-            output::emit(json, &value, || match created {
-                Some(id) => println!("registry created; default tenant {id}"),
-                None => println!("registry up to date"),
+            let (created, granted) = admin::init(
+                &mut client,
+                &secret,
+                role_prefix.as_deref(),
+                grant_roles_to.as_deref(),
+            )
+            .await?;
+            let value = serde_json::json!({
+                "default_tenant_created": created,
+                "tenant_roles_granted": granted,
+            });
+            output::emit(json, &value, || {
+                match created {
+                    Some(id) => println!("registry created; default tenant {id}"),
+                    None => println!("registry up to date"),
+                }
+                if let (Some(n), Some(to)) = (granted, &grant_roles_to) {
+                    println!("{n} tenant roles granted to {to}");
+                }
             })
         }
         Command::Tenant(cmd) => tenant::run(&cfg, json, cmd).await,

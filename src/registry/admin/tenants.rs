@@ -55,11 +55,14 @@ pub struct DroppedTenant {
 /// (idempotent). `role_prefix` is fixed at the first `init`: every tenant
 /// role of this registry is named `<prefix><schema>`, so that two registries
 /// (two databases) can share one cluster, where roles are global.
+/// With `grant_to`, also grants every tenant role to that role (see
+/// `grant_tenant_roles`): the number granted.
 pub async fn init(
     client: &mut Client,
     secret: &str,
     role_prefix: Option<&str>,
-) -> Result<Option<Uuid>, AdminError> {
+    grant_to: Option<&str>,
+) -> Result<(Option<Uuid>, Option<u64>), AdminError> {
     if let Some(p) = role_prefix.filter(|p| !p.is_empty()) {
         validate_name(NameKind::RolePrefix, p)?;
     }
@@ -115,8 +118,40 @@ pub async fn init(
         };
         Some(provision(&tx, secret, &new, INIT_HINT).await?)
     };
+    let granted = match grant_to {
+        Some(to) => Some(grant_tenant_roles(&tx, to).await?),
+        None => None,
+    };
     tx.commit().await?;
-    Ok(created)
+    Ok((created, granted))
+}
+
+/// Makes `grantee` a member of every tenant role of the registry (that
+/// exists), so that it can manage them as a control plane that is not
+/// superuser: roles `tenant create` made before it granted its own
+/// (0f3117e), or made by another role. Needs a superuser (or a role with
+/// ADMIN on them); the number granted. Idempotent.
+async fn grant_tenant_roles(tx: &Transaction<'_>, grantee: &str) -> Result<u64, AdminError> {
+    let roles: Vec<String> = tx
+        .query(
+            "SELECT t.role_name FROM pgtenant.tenants t \
+              WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = t.role_name) \
+              ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let to = quote_ident(grantee);
+    let sql: String = roles
+        .iter()
+        .map(|r| format!("GRANT {} TO {to};", quote_ident(r)))
+        .collect();
+    if !sql.is_empty() {
+        tx.batch_execute(&sql).await?;
+    }
+    Ok(roles.len() as u64)
 }
 
 const INIT_HINT: &str = "give this registry its own role names with \
