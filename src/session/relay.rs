@@ -334,9 +334,10 @@ async fn relay(
                 && down.status == TxStatus::Idle);
         // A transaction the client leaves idle holds its connection, and
         // its locks: past the limit the session ends (its transaction
-        // rolled back). Idle from the server's last answer on, as
-        // PostgreSQL counts, to the client's next whole message; an
-        // extended-protocol batch without its Sync is a transaction too.
+        // rolled back). Idle from when the client has the server's last
+        // answer to its next whole message; an extended-protocol batch
+        // without its Sync, or an unnamed statement not yet bound, holds
+        // the connection too.
         let idle_ms = s.ctx.pools.idle_transaction_ms();
         if idle_ms == 0 {
             waits.idle_in_transaction = None; // (a reload turned it off)

@@ -3,7 +3,7 @@
 //! lets the session remember, and the effects that pin the client or
 //! have its settings read back (transaction mode).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use postgres_protocol::message::frontend;
 
 use super::super::custom::{Unreadable, custom_names};
@@ -13,7 +13,6 @@ use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
-use crate::protocol;
 
 /// A portal bound to a statement whose run the proxy follows up (see
 /// [`Upstream::portal_runs`]). A stale one costs little: a `DEALLOCATE
@@ -146,18 +145,10 @@ impl Upstream {
         if self.resetting.note(name, resets) {
             return Ok(());
         }
-        let mut err = BytesMut::new();
-        protocol::error_response(
-            &mut err,
-            protocol::Severity::Error,
-            "54000",
-            &format!(
-                "too many prepared statements that reset settings in this session (at most {})",
-                Resetting::MAX
-            ),
-            Some("close prepared statements the application no longer uses"),
-        );
-        Err(err.freeze())
+        Err(super::too_many_statements(&format!(
+            "that reset settings in this session (at most {})",
+            Resetting::MAX
+        )))
     }
 
     /// Whether the statement `name` (unnamed: empty) resets settings when

@@ -80,6 +80,20 @@ impl Inspector for AllowAll {
     }
 }
 
+/// The 54000 a Parse gets when the session holds too many statements of a
+/// kind (`what` follows "too many prepared statements").
+fn too_many_statements(what: &str) -> Bytes {
+    let mut err = BytesMut::new();
+    protocol::error_response(
+        &mut err,
+        protocol::Severity::Error,
+        "54000",
+        &format!("too many prepared statements {what}"),
+        Some("close prepared statements the application no longer uses"),
+    );
+    err.freeze()
+}
+
 pub struct Upstream {
     pub inbuf: BytesMut,
     /// Complete messages to write to the server.

@@ -248,18 +248,10 @@ impl Upstream {
         if bytes > MAX_STATEMENT_BYTES
             || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
         {
-            let mut err = BytesMut::new();
-            protocol::error_response(
-                &mut err,
-                protocol::Severity::Error,
-                "54000",
-                &format!(
-                    "too many prepared statements in this session (at most {MAX_STATEMENTS}, {} MiB of text)",
-                    MAX_STATEMENT_BYTES >> 20
-                ),
-                Some("close prepared statements the application no longer uses"),
-            );
-            return Err(err.freeze());
+            return Err(super::too_many_statements(&format!(
+                "in this session (at most {MAX_STATEMENTS}, {} MiB of text and names)",
+                MAX_STATEMENT_BYTES >> 20
+            )));
         }
         self.statement_bytes = bytes;
         self.statements_kept += 1;
