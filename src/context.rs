@@ -60,11 +60,19 @@ pub struct Context {
     pub scrapes: crate::admin::exporter::Scrapes,
     /// Every timer of the proxy (the runtime has no time driver).
     pub timers: crate::timer::Timers,
+    /// Long statement texts parsed at once off the event loop (see
+    /// `session::offload`): one core is left to the loop.
+    pub parsers: tokio::sync::Semaphore,
     log_reload: Option<LogReload>,
 }
 
 fn firewall(cfg: &Config) -> Firewall {
     Firewall::new(cfg.firewall.policy(), cfg.firewall.cache_capacity)
+}
+
+fn parsers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.saturating_sub(1).max(1)
 }
 
 fn acceptor(cfg: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
@@ -115,6 +123,7 @@ impl Context {
             buffers: Default::default(),
             scrapes: Default::default(),
             timers,
+            parsers: tokio::sync::Semaphore::new(parsers()),
             cfg: ArcSwap::from_pointee(cfg),
             config_path,
             log_reload,

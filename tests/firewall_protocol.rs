@@ -1,13 +1,13 @@
 //! The firewall at the level of protocol messages: what a session may
 //! remember of verdicts (repeated Parse and Query texts, inner NULs), the
-//! FunctionCall message, and a server that stops reading SQL as the
-//! firewall does.
+//! FunctionCall message, a server that stops reading SQL as the firewall
+//! does, and long texts, read off the event loop.
 
 mod support;
 
 use support::metrics::{metric, metrics_addr, scrape_until};
 use support::registry;
-use support::two_tenants::{direct_as, fill, rows, two_tenants};
+use support::two_tenants::{Two, direct_as, fill, rows, two_tenants};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -138,9 +138,14 @@ async fn a_nul_inside_a_message_never_makes_a_repeat() {
     // The session goes on, and the other tenant's row is still there.
     raw::query(&mut s, "SELECT 1").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
+    assert_b_untouched(&two).await;
+}
+
+/// B's table holds its marker row and nothing else.
+async fn assert_b_untouched(two: &Two) {
     let b = direct_as(&two.b).await;
     let left = b
-        .query(&fill("SELECT secret FROM {B}.t", &two), &[])
+        .query(&fill("SELECT secret FROM {B}.t", two), &[])
         .await
         .unwrap();
     let left: Vec<String> = left.iter().map(|r| r.get(0)).collect();
@@ -264,4 +269,91 @@ async fn a_server_that_stops_reading_sql_as_the_firewall_does_ends_the_session()
     .await
     .unwrap();
     c.simple_query("SELECT 1").await.unwrap();
+}
+
+/// A text long enough that its parse takes a while (a bulk `INSERT …
+/// VALUES` of decimals) is read off the event loop: while the firewall
+/// reads one client's, another client is answered. Its verdict is the one
+/// the loop would give: a long text that reaches another tenant is refused
+/// as a Query, as an unnamed Parse and as a named Parse the proxy answers
+/// itself (transaction mode); an allowed one runs.
+#[tokio::test]
+async fn a_long_statement_is_read_off_the_event_loop() {
+    use postgres_protocol::message::frontend;
+    use support::raw;
+
+    let two = two_tenants().await;
+    let reg = registry();
+    // `.` in the decimals keeps the lexical pre-check from clearing them.
+    let values = |n: usize| {
+        let v: Vec<String> = (0..n).map(|i| format!("({i}.5)")).collect();
+        v.join(",")
+    };
+    let insert = |n: usize| {
+        let sql = format!(
+            "INSERT INTO {{B}}.t SELECT x::text FROM (VALUES {}) v(x)",
+            values(n)
+        );
+        fill(&sql, &two)
+    };
+    // ~4 MB: seconds of pg_query in a debug build; ~40 KB and ~5 KB:
+    // past the size that goes off the loop, the shorter one short enough
+    // for the verdict cache (its second verdict is the cached one).
+    let (huge, long, medium) = (insert(250_000), insert(3_000), insert(700));
+    let count = format!("SELECT count(*) FROM (VALUES {}) v(x)", values(3_000));
+    let code = |e: Option<String>| {
+        let e = e.unwrap_or_default();
+        let field = |k: char| e.split('\0').find_map(|f| f.strip_prefix(k)).unwrap_or("");
+        format!("{} {}", field('C'), field('M'))
+    };
+    for mode in ["session", "transaction"] {
+        let proxy = reg.proxy(&[
+            ("PGTENANT_FIREWALL_MODE", "enforce"),
+            ("PGTENANT_POOL_MODE", mode),
+        ]);
+        let other = proxy.client_ok(&two.key_a).await;
+        let (mut s, _, _) = raw::startup(proxy.addr, &two.key_a).await;
+        raw::query(&mut s, &huge).await;
+        // Its last bytes are read in milliseconds; its parse takes seconds.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answer = other.simple_query("SELECT 1").await.unwrap();
+        assert_eq!(rows(&answer), vec![vec![Some("1".to_owned())]], "{mode}");
+        let mut byte = [0u8; 1];
+        let pending = s.try_read(&mut byte);
+        assert!(
+            matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{mode}: the long text was answered before another client: {pending:?}"
+        );
+        let refused = code(raw::until_ready(&mut s).await);
+        assert!(refused.starts_with("42501 pgtenant: "), "{mode}: {refused}");
+
+        // As an unnamed Parse, and as a named one alone with its Sync.
+        for (name, sql) in [("", &long), ("bulk", &long), ("", &medium), ("", &medium)] {
+            raw::send(&mut s, |b| {
+                frontend::parse(name, sql, [], b).unwrap();
+                frontend::sync(b);
+            })
+            .await;
+            let refused = code(raw::until_ready(&mut s).await);
+            assert!(refused.starts_with("42501 "), "{mode} {name:?}: {refused}");
+        }
+        // Allowed long texts run, both ways.
+        raw::query(&mut s, &count).await;
+        let mut got = String::new();
+        loop {
+            let (tag, body) = raw::read_msg(&mut s).await.expect("reply");
+            match tag {
+                b'D' => got = String::from_utf8_lossy(&body[6..]).into_owned(),
+                b'E' => panic!("{mode}: {}", String::from_utf8_lossy(&body)),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+        assert_eq!(got, "3000", "{mode}");
+        let st = other.prepare(&count).await.unwrap();
+        let n: i64 = other.query_one(&st, &[]).await.unwrap().get(0);
+        assert_eq!(n, 3000, "{mode}");
+    }
+    // Nothing reached the other tenant.
+    assert_b_untouched(&two).await;
 }

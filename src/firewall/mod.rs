@@ -246,6 +246,26 @@ impl Firewall {
         self.analysis(sql, counters).verdict(tenant_schema)
     }
 
+    /// [`Firewall::check_lexed`] if it needs no parse: the pre-check
+    /// clears the text, or its analysis is cached. None: it needs one.
+    pub fn check_cheap(
+        &self,
+        sql: &str,
+        lexed: &Lexed,
+        tenant_schema: &str,
+    ) -> Option<Result<(), Arc<Refusal>>> {
+        if self.clears(lexed) {
+            return Some(Ok(()));
+        }
+        // Longer texts are never cached.
+        if self.shards.is_empty() || sql.len() > MAX_CACHED_SQL {
+            return None;
+        }
+        let counters = self.counters.get_or_init(Counters::new);
+        let a = self.cached(sql, self.hasher.hash_one(sql), counters)?;
+        Some(a.verdict(tenant_schema))
+    }
+
     /// Whether the pre-check alone accepts a text with these words (see
     /// `precheck`), without reading the text again.
     pub fn clears(&self, lexed: &Lexed) -> bool {
@@ -278,17 +298,8 @@ impl Firewall {
             return Arc::new(self.analyze(sql));
         }
         let h = self.hasher.hash_one(sql);
-        let shard = &self.shards[(h >> 32) as usize % self.shards.len()];
-        {
-            let mut lru = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(e) = lru.get(&h)
-                && &*e.sql == sql
-            {
-                let a = e.analysis.clone();
-                drop(lru);
-                counters.hit.increment(1);
-                return a;
-            }
+        if let Some(a) = self.cached(sql, h, counters) {
+            return a;
         }
         counters.miss.increment(1);
         let a = Arc::new(self.analyze(sql));
@@ -297,12 +308,26 @@ impl Firewall {
                 sql: sql.into(),
                 analysis: a.clone(),
             };
-            shard
+            self.shard(h)
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .put(h, e);
         }
         a
+    }
+
+    /// The analysis cached for `sql`, whose hash is `h` (a hit is counted).
+    fn cached(&self, sql: &str, h: u64, counters: &Counters) -> Option<Arc<Analysis>> {
+        let mut lru = self.shard(h).lock().unwrap_or_else(PoisonError::into_inner);
+        let e = lru.get(&h).filter(|e| &*e.sql == sql)?;
+        let a = e.analysis.clone();
+        drop(lru);
+        counters.hit.increment(1);
+        Some(a)
+    }
+
+    fn shard(&self, h: u64) -> &Shard {
+        &self.shards[(h >> 32) as usize % self.shards.len()]
     }
 
     /// The full analysis: pg_query's parse and the walk.

@@ -379,3 +379,27 @@ fn metrics_count_cache_results_and_refusals() {
         "{got:?}"
     );
 }
+
+/// The verdict without a parse: what the pre-check clears, and what the
+/// cache holds (never a text longer than it keeps); the same verdict as
+/// the full check.
+#[test]
+fn cheap_verdicts_never_parse() {
+    use crate::lexical::scan;
+    let fw = Firewall::new(policy(), 100);
+    let cheap = |sql: &str| fw.check_cheap(sql, &scan(sql.as_bytes(), false), TENANT);
+    assert!(matches!(cheap("SELECT a FROM t WHERE b = 1"), Some(Ok(()))));
+    let refused = "SELECT a FROM tenant_b.t";
+    assert!(cheap(refused).is_none(), "not parsed yet");
+    assert!(fw.check(refused, TENANT).is_err());
+    assert!(matches!(cheap(refused), Some(Err(r)) if r.rule == CROSS_SCHEMA));
+    let allowed = "SELECT a FROM tenant_a.t";
+    fw.check(allowed, TENANT).unwrap();
+    assert!(matches!(cheap(allowed), Some(Ok(()))));
+    let long = format!(
+        "SELECT a FROM tenant_a.t WHERE b IN ({}0)",
+        "1.5, ".repeat(4000)
+    );
+    fw.check(&long, TENANT).unwrap();
+    assert!(cheap(&long).is_none(), "longer than the cache keeps");
+}

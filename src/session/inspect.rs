@@ -2,6 +2,8 @@
 //! the ErrorResponse the client gets (enforce), a log line (monitor), or
 //! nothing (off).
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use super::upstream::Inspector;
@@ -11,7 +13,7 @@ use crate::lexical::Lexed;
 use crate::protocol::{self, Severity};
 
 pub struct TenantFirewall<'a> {
-    pub firewall: &'a Firewall,
+    pub firewall: &'a Arc<Firewall>,
     pub schema: &'a str,
     pub mode: FirewallMode,
     /// The client's, named as the parent of what is logged here: the
@@ -39,34 +41,27 @@ impl Inspector for TenantFirewall<'_> {
     }
 
     fn inspect(&self, sql: &[u8], lexed: &Lexed) -> Result<(), Bytes> {
-        if self.mode == FirewallMode::Off {
-            return Ok(());
-        }
-        // ASCII is valid UTF-8: the pre-check's verdict needs no decoding.
-        if !lexed.non_ascii && self.firewall.clears(lexed) {
-            return Ok(());
-        }
-        // The firewall reads UTF-8; text in another client encoding can't
-        // be checked, so it is refused rather than waved through.
-        let verdict = match std::str::from_utf8(sql) {
-            Ok(sql) => self
-                .firewall
-                .check_lexed(sql, lexed, self.schema)
-                .map_err(|r| (r.rule, r.message.clone(), r.hint.clone())),
-            Err(_) => Err((
-                rules::ENCODING,
-                "pgtenant: encoding: the statement is not valid UTF-8".to_owned(),
-                "set client_encoding to UTF8; the firewall checks UTF-8 text".to_owned(),
-            )),
-        };
-        let Err((rule, message, hint)) = verdict else {
-            return Ok(());
-        };
-        self.refuse(rule, &message, &hint)
+        self.verdict(sql, lexed, true)
+            .expect("a verdict that may parse is always reached")
+    }
+
+    fn inspect_cheap(&self, sql: &[u8], lexed: &Lexed) -> Option<Result<(), Bytes>> {
+        self.verdict(sql, lexed, false)
     }
 
     fn enforces(&self) -> bool {
         self.mode == FirewallMode::Enforce
+    }
+
+    fn detached(&self) -> Option<Box<dyn Inspector>> {
+        (self.mode != FirewallMode::Off).then(|| {
+            Box::new(Detached {
+                firewall: self.firewall.clone(),
+                schema: self.schema.into(),
+                mode: self.mode,
+                span: self.span.clone(),
+            }) as Box<dyn Inspector>
+        })
     }
 
     fn function_call(&self, oid: Option<u32>) -> Result<(), Bytes> {
@@ -88,7 +83,56 @@ impl Inspector for TenantFirewall<'_> {
     }
 }
 
+/// A [`TenantFirewall`] that owns its parts, for another thread.
+struct Detached {
+    firewall: Arc<Firewall>,
+    schema: Box<str>,
+    mode: FirewallMode,
+    span: tracing::Span,
+}
+
+impl Inspector for Detached {
+    fn inspect(&self, sql: &[u8], lexed: &Lexed) -> Result<(), Bytes> {
+        let fw = TenantFirewall {
+            firewall: &self.firewall,
+            schema: &self.schema,
+            mode: self.mode,
+            span: &self.span,
+        };
+        fw.inspect(sql, lexed)
+    }
+}
+
 impl TenantFirewall<'_> {
+    /// [`Inspector::inspect`]; unless `parse`, None where the verdict
+    /// needs a parse.
+    fn verdict(&self, sql: &[u8], lexed: &Lexed, parse: bool) -> Option<Result<(), Bytes>> {
+        if self.mode == FirewallMode::Off {
+            return Some(Ok(()));
+        }
+        // ASCII is valid UTF-8: the pre-check's verdict needs no decoding.
+        if !lexed.non_ascii && self.firewall.clears(lexed) {
+            return Some(Ok(()));
+        }
+        // The firewall reads UTF-8; text in another client encoding can't
+        // be checked, so it is refused rather than waved through.
+        let verdict = match std::str::from_utf8(sql) {
+            Ok(sql) if parse => self.firewall.check_lexed(sql, lexed, self.schema),
+            Ok(sql) => self.firewall.check_cheap(sql, lexed, self.schema)?,
+            Err(_) => {
+                return Some(self.refuse(
+                    rules::ENCODING,
+                    "pgtenant: encoding: the statement is not valid UTF-8",
+                    "set client_encoding to UTF8; the firewall checks UTF-8 text",
+                ));
+            }
+        };
+        Some(match verdict {
+            Ok(()) => Ok(()),
+            Err(r) => self.refuse(r.rule, &r.message, &r.hint),
+        })
+    }
+
     /// What a refusal becomes: a log line (monitor) or the client's
     /// ErrorResponse (enforce). Counted in both modes, whichever rule.
     fn refuse(&self, rule: &'static str, message: &str, hint: &str) -> Result<(), Bytes> {
@@ -115,7 +159,7 @@ mod tests {
     use crate::lexical::scan;
 
     fn inspect(mode: FirewallMode, sql: &[u8]) -> Result<(), Bytes> {
-        let firewall = Firewall::new(Policy::default(), 10);
+        let firewall = Arc::new(Firewall::new(Policy::default(), 10));
         let fw = TenantFirewall {
             firewall: &firewall,
             schema: "tenant_a",

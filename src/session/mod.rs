@@ -9,6 +9,7 @@ mod events;
 mod expect;
 mod inspect;
 pub mod live;
+mod offload;
 pub mod pinning;
 pub mod prepared;
 mod relay;

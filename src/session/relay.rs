@@ -17,6 +17,7 @@ use super::attach::{attach_killable, attach_now, backend_key};
 use super::downstream::Downstream;
 use super::events::{Event, MAX_AWAITED, Writes, next_event, write_now};
 use super::live::{KillMode, KillSwitch};
+use super::offload;
 use super::upstream::{Inspector, Upstream};
 use super::wakes::{Side, Waits};
 use crate::cancel::CancelKey;
@@ -145,6 +146,14 @@ async fn relay(
             return Some(ClientError::Terminated(reason.to_owned()));
         }
         if !up.terminated && up.has_message(max) {
+            // Long texts are read off the loop first (see `offload`).
+            if offload::may_hold_long_text(&up.inbuf) {
+                match offload::read_ahead(s, client, up, max).await {
+                    Ok(true) => {}
+                    Ok(false) => return None, // the client left
+                    Err(e) => return Some(e),
+                }
+            }
             if server.is_none() {
                 match up.prepare_locally(max, s.inspector, down) {
                     Ok(true) => continue,

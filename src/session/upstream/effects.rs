@@ -9,6 +9,7 @@ use postgres_protocol::message::frontend;
 use super::super::custom::{Unreadable, custom_names};
 use super::super::downstream::Downstream;
 use super::super::expect::{Expect, Reply};
+use super::super::offload;
 use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
@@ -60,8 +61,8 @@ impl Upstream {
             return Ok(Effect::default()); // only texts without effects are remembered
         }
         let sql = cstr(raw);
-        let lexed = lexical::scan(sql, self.rename);
-        inspector.inspect(sql, &lexed)?;
+        let (lexed, verdict) = self.read(sql, inspector);
+        verdict?;
         let effect = self.note_session_effect(sql, &lexed, parse, server);
         // A repeat read again by the inspector's choice (monitor mode) is
         // remembered already.
@@ -69,6 +70,21 @@ impl Upstream {
             self.remember(sql, parse, effect == Effect::default(), &lexed);
         }
         Ok(effect)
+    }
+
+    /// A text's words and the inspector's verdict on it: reached already,
+    /// off the event loop, for a long text (see [`super::super::offload`]).
+    pub(super) fn read(
+        &mut self,
+        sql: &[u8],
+        inspector: &dyn Inspector,
+    ) -> (Lexed, Result<(), Bytes>) {
+        if let Some(a) = offload::take(&mut self.ahead, sql) {
+            return (a.lexed, a.verdict);
+        }
+        let lexed = lexical::scan(sql, self.rename);
+        let verdict = inspector.inspect(sql, &lexed);
+        (lexed, verdict)
     }
 
     /// Remembers a text [`Upstream::check`] cleared, if its repeats may

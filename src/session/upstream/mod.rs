@@ -16,6 +16,7 @@ use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
+use super::offload::Ahead;
 use super::prepared::{ClientStatements, Lookup, Statement, deallocated_name};
 use super::repeats::Repeats;
 use crate::error::ClientError;
@@ -64,6 +65,19 @@ pub trait Inspector: Send + Sync {
     /// differs from it in its numbers. Counts the repeat when it may pass.
     fn repeat(&self, _lexical: bool) -> bool {
         true
+    }
+
+    /// [`Inspector::inspect`] if its verdict comes cheap (no parse); None
+    /// where it doesn't.
+    fn inspect_cheap(&self, sql: &[u8], lexed: &Lexed) -> Option<Result<(), Bytes>> {
+        Some(self.inspect(sql, lexed))
+    }
+
+    /// A copy of this inspector for a thread of the blocking pool, where
+    /// long texts are read (see [`super::offload`]); None: its verdicts
+    /// cost nothing worth moving.
+    fn detached(&self) -> Option<Box<dyn Inspector>> {
+        None
     }
 }
 
@@ -155,6 +169,10 @@ pub struct Upstream {
     hidden: Option<(String, Settings)>,
     /// Texts cleared before, whose repeats pass unread.
     repeats: Repeats,
+    /// Verdicts on the long texts of the whole messages in `inbuf`,
+    /// reached off the event loop (see [`super::offload`]): for the next
+    /// `process` or `prepare_locally`, dropped by it.
+    pub ahead: Vec<Ahead>,
     /// The client's, for what is logged here (see `relay::Session::span`).
     span: tracing::Span,
 }
@@ -186,8 +204,14 @@ impl Upstream {
             effect_portals: Vec::new(),
             hidden: None,
             repeats: Repeats::default(),
+            ahead: Vec::new(),
             span,
         }
+    }
+
+    /// Transaction mode: statements are renamed, and words read as such.
+    pub fn renames(&self) -> bool {
+        self.rename
     }
 
     /// Is at least one whole message waiting? (Errors surface in `process`.)
@@ -225,6 +249,8 @@ impl Upstream {
             inbuf.advance(n);
         }
         self.inbuf = inbuf;
+        // Keyed by where their texts lay: never to outlive this pass.
+        self.ahead.clear();
         read?;
         down.flush_synth(&mut server.statements, &mut server.params)
     }

@@ -121,6 +121,7 @@ impl Upstream {
         if self.inbuf.first() == Some(&tag::TERMINATE) {
             self.terminated = true;
             self.inbuf.clear();
+            self.ahead.clear();
             return Ok(true);
         }
         // Nor one that sends what no server takes: its session ends once
@@ -135,6 +136,7 @@ impl Upstream {
         if let Some(e) = bad {
             self.quit_after_replies(e);
             self.inbuf.clear();
+            self.ahead.clear();
             return Ok(true);
         }
         if !self.rename || self.pinned.is_some() || !down.settled() || down.status != TxStatus::Idle
@@ -187,7 +189,7 @@ impl Upstream {
             };
             // As the server would: the first refusal skips the rest up to Sync.
             let sql = cstr(rest);
-            if let Err(err) = inspector.inspect(sql, &lexical::scan(sql, true)) {
+            if let (_, Err(err)) = self.read(sql, inspector) {
                 down.buf.extend_from_slice(&err);
                 break;
             }
@@ -199,6 +201,7 @@ impl Upstream {
         }
         protocol::ready_for_query(&mut down.buf, b'I');
         down.scanned = down.buf.len();
+        self.ahead.clear(); // keyed by where the batch lay
         Ok(true)
     }
 
