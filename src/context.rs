@@ -62,7 +62,7 @@ pub struct Context {
     pub timers: crate::timer::Timers,
     /// Long statement texts parsed at once off the event loop (see
     /// `session::offload`): one core is left to the loop.
-    pub parsers: tokio::sync::Semaphore,
+    pub parsers: Arc<tokio::sync::Semaphore>,
     log_reload: Option<LogReload>,
 }
 
@@ -123,7 +123,7 @@ impl Context {
             buffers: Default::default(),
             scrapes: Default::default(),
             timers,
-            parsers: tokio::sync::Semaphore::new(parsers()),
+            parsers: Arc::new(tokio::sync::Semaphore::new(parsers())),
             cfg: ArcSwap::from_pointee(cfg),
             config_path,
             log_reload,

@@ -32,7 +32,11 @@ fn main() -> std::process::ExitCode {
         rt.worker_threads(threads);
     }
     let rt = rt.build().expect("starting the tokio runtime");
-    match rt.block_on(pgtenant::cli::run(cli)) {
+    let result = rt.block_on(pgtenant::cli::run(cli));
+    // A long statement's parse may still run on the blocking pool
+    // (`session::offload`), its session gone: not waited for.
+    rt.shutdown_background();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line a person can act on; never a secret (errors carry none).

@@ -147,11 +147,16 @@ async fn relay(
         }
         if !up.terminated && up.has_message(max) {
             // Long texts are read off the loop first (see `offload`).
-            if offload::may_hold_long_text(&up.inbuf) {
-                match offload::read_ahead(s, client, up, max).await {
+            // (Inside a COPY only its messages may come.)
+            if offload::may_hold_long_text(&up.inbuf) && !down.copy_in {
+                let skipping = up.skips_to_sync() || down.skipping_to_sync;
+                match offload::read_ahead(s, client, up, max, skipping).await {
                     Ok(true) => {}
                     Ok(false) => return None, // the client left
-                    Err(e) => return Some(e),
+                    Err(e) => {
+                        flush_rest(s, client, down).await;
+                        return Some(e);
+                    }
                 }
             }
             if server.is_none() {

@@ -214,6 +214,12 @@ impl Upstream {
         self.rename
     }
 
+    /// Messages are dropped up to the client's next Sync (see
+    /// [`Upstream::process`] for the server's own skip).
+    pub fn skips_to_sync(&self) -> bool {
+        self.discard_until_sync
+    }
+
     /// Is at least one whole message waiting? (Errors surface in `process`.)
     pub fn has_message(&self, max: usize) -> bool {
         matches!(protocol::header(&self.inbuf, max), Ok(Some(h)) if self.inbuf.len() >= h.frame_len)
