@@ -1,11 +1,10 @@
 //! What a client may leave half done, or send at a size the relay must
 //! not choke on, against a real PostgreSQL: a pipeline without its Sync,
 //! a statement larger than the relay's window, a killed client that
-//! stopped reading, COPY data after an Execute (or ahead of the server's
-//! CopyInResponse), a goodbye mid-copy or
-//! mid-pipeline, a message type nobody knows. In each, the connection must
-//! not reach another client dirty, and no session may hang.
-//! (Transaction mode's statement bookkeeping: `statements.rs`.)
+//! stopped reading, a goodbye mid-pipeline, a message type nobody knows.
+//! In each, the connection must not reach another client dirty, and no
+//! session may hang. (COPY: `copy.rs`; transaction mode's statement
+//! bookkeeping: `statements.rs`.)
 
 mod support;
 
@@ -97,134 +96,6 @@ async fn an_unsynced_pipeline_keeps_its_connection_until_its_sync() {
     assert_eq!(n.unwrap(), 1, "the left client's insert was committed");
 }
 
-/// COPY FROM STDIN through the extended protocol (tokio-postgres'
-/// `copy_in`, libpq's `PQexecParams`) sends a Sync the server ignores while
-/// it waits for the data: the replies after it stay in step (a refusal is
-/// the firewall's, not a syntax error), and in transaction mode the
-/// connection goes back to the pool.
-#[tokio::test]
-async fn copy_in_through_the_extended_protocol_keeps_replies_in_step() {
-    use futures_util::{SinkExt, pin_mut};
-    let reg = registry();
-    let t = reg.create_tenant("copyin");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
-    ]);
-    let c = proxy.client_ok(&key).await;
-    c.batch_execute("CREATE TABLE items (id int, name text)")
-        .await
-        .unwrap();
-    for round in 1..=2i64 {
-        let sink = c.copy_in("COPY items FROM STDIN").await.unwrap();
-        pin_mut!(sink);
-        sink.send(bytes::Bytes::from_static(b"1\ta\n2\tb\n"))
-            .await
-            .unwrap();
-        assert_eq!(sink.finish().await.unwrap(), 2);
-        let n: i64 = c
-            .query_one("SELECT count(*) FROM items", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 2 * round);
-        let e = c
-            .query("SELECT * FROM tenant_other.t", &[])
-            .await
-            .unwrap_err();
-        assert_eq!(sqlstate(&e), "42501", "{e:?}");
-    }
-    // Another client gets the pool's one connection while this one stays.
-    let other = proxy.client_ok(&key).await;
-    match other.query_one("SELECT count(*) FROM items", &[]).await {
-        Ok(row) => assert_eq!(row.get::<_, i64>(0), 4),
-        Err(e) => panic!("the connection was kept: {e:?}\n{}", proxy.log()),
-    }
-    c.query_one("SELECT 1", &[]).await.unwrap();
-}
-
-/// COPY FROM STDIN with its data, its end and the next Sync sent before
-/// the server's CopyInResponse (a client that streams without waiting):
-/// the server ignores only the Sync sent inside the copy, so each pipeline
-/// gets exactly the replies PostgreSQL sends and, in transaction mode, the
-/// pool's one connection is free for the next client after each.
-#[tokio::test]
-async fn a_copy_pipelined_ahead_of_its_start_keeps_replies_in_step() {
-    let reg = registry();
-    let t = reg.create_tenant("copyahead");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "1"),
-        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "3000"),
-    ]);
-    let c = proxy.client_ok(&key).await;
-    c.batch_execute("CREATE TABLE ahead (x int)").await.unwrap();
-    drop(c);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-    let copy = |b: &mut bytes::BytesMut, table: &str, end: bool| {
-        frontend::parse("", &format!("COPY {table} FROM STDIN"), [], b).unwrap();
-        raw::bind_execute(b, "", 0);
-        frontend::sync(b); // ignored by a server in COPY
-        frontend::CopyData::new(&b"1\n2\n"[..]).unwrap().write(b);
-        if end {
-            frontend::copy_done(b);
-        } else {
-            frontend::copy_fail("changed my mind", b).unwrap();
-        }
-        frontend::sync(b);
-    };
-    let cases: [(&str, bool, &str); 3] = [
-        // Copied: CopyInResponse, then the one Sync's answer.
-        ("ahead", true, "12GCZ"),
-        // The client's CopyFail: its error, then Ready.
-        ("ahead", false, "12GEZ"),
-        // No such table (found at Execute): the error skips to the first
-        // Sync, which is answered; the data and CopyDone then arrive
-        // outside any COPY (ignored), and the second Sync is answered too.
-        ("missing", true, "12EZZ"),
-    ];
-    for (table, end, want) in cases {
-        raw::send(&mut s, |b| copy(b, table, end)).await;
-        let mut got = String::new();
-        for _ in 0..want.matches('Z').count() {
-            got += &raw::tags_until_ready(&mut s).await;
-        }
-        assert_eq!(got, want, "{table}, end {end}");
-        // The next client gets the one connection: nothing kept it.
-        let other = proxy.client_ok(&key).await;
-        let n: i64 = tokio::time::timeout(
-            Duration::from_secs(10),
-            other.query_one("SELECT count(*) FROM ahead", &[]),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{table}: the connection was kept\n{}", proxy.log()))
-        .unwrap()
-        .get(0);
-        assert_eq!(n, 2, "{table}, end {end}");
-    }
-    // The same through a Query: no Sync involved.
-    raw::send(&mut s, |b| {
-        frontend::query("COPY ahead FROM STDIN", b).unwrap();
-        frontend::CopyData::new(&b"3\n"[..]).unwrap().write(b);
-        frontend::copy_done(b);
-        frontend::query("SELECT 1", b).unwrap();
-    })
-    .await;
-    let mut got = raw::tags_until_ready(&mut s).await;
-    got += &raw::tags_until_ready(&mut s).await;
-    assert_eq!(got, "GCZTDCZ");
-    let other = proxy.client_ok(&key).await;
-    let n: i64 = other
-        .query_one("SELECT count(*) FROM ahead", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 3);
-}
-
 #[tokio::test]
 async fn a_statement_larger_than_the_relay_window_passes_whole() {
     let reg = registry();
@@ -288,44 +159,6 @@ async fn a_killed_client_that_stopped_reading_frees_its_connection() {
         .unwrap_or_else(|e| panic!("{e:?}\n{}", proxy.log()));
     assert_eq!(seven, 7);
     drop(stuck);
-}
-
-/// A client that ends its session in the middle of COPY FROM STDIN (a
-/// Terminate, as libpq's PQfinish sends, then its close): the server waits
-/// for data that will never come, so the proxy must not wait for its reply.
-/// The connection is cancelled and closed, and the pool's one place serves
-/// the next client. Both modes.
-#[tokio::test]
-async fn a_client_that_quits_mid_copy_frees_its_connection() {
-    let reg = registry();
-    let t = reg.create_tenant("quitcopy");
-    let key = reg.issue_key(&t);
-    for mode in ["session", "transaction"] {
-        let proxy = reg.proxy(&[
-            ("PGTENANT_POOL_MODE", mode),
-            ("PGTENANT_POOL_SIZE", "1"),
-            ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "5000"),
-        ]);
-        let c = proxy.client_ok(&key).await;
-        c.batch_execute("CREATE TABLE IF NOT EXISTS sink (x int)")
-            .await
-            .unwrap();
-        drop(c);
-        let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
-        raw::query(&mut s, "COPY sink FROM STDIN").await;
-        assert_eq!(raw::tags(&mut s, 1).await, "G");
-        raw::send(&mut s, |b| {
-            frontend::CopyData::new(&b"1\n"[..]).unwrap().write(b);
-            frontend::terminate(b);
-        })
-        .await;
-        drop(s);
-        let next = proxy.client_ok(&key).await;
-        match next.query_one("SELECT count(*) FROM sink", &[]).await {
-            Ok(row) => assert_eq!(row.get::<_, i64>(0), 0, "{mode}: the copy ran"),
-            Err(e) => panic!("{mode}: the connection was kept: {e:?}\n{}", proxy.log()),
-        }
-    }
 }
 
 /// A message type PostgreSQL doesn't know makes it end the session

@@ -37,6 +37,12 @@ pub struct Downstream {
     /// An error ended an unsynced pipeline whose Sync the client has not
     /// sent yet: the server skips every message up to it.
     pub skipping_to_sync: bool,
+    /// A COPY FROM STDIN run by an Execute began, and the server ignored
+    /// the client's Syncs behind it: it ends the Execute's implicit
+    /// transaction (or skips to, after an error) only at a Sync still to
+    /// come. The relay makes the client unsynced again (see
+    /// `Upstream::unsynced`).
+    pub sync_owed: bool,
     /// Transaction mode: the unnamed statement was parsed and not yet
     /// bound (`PQprepare(conn, "", …)`, pgx's describe-then-execute): it
     /// lives on this server connection only, so the client keeps the
@@ -118,6 +124,7 @@ impl Downstream {
             guard_reading: false,
             copy_in: false,
             skipping_to_sync: false,
+            sync_owed: false,
             unnamed_unbound: false,
             unnamed_lost: false,
             dropped_all: None,
@@ -351,19 +358,23 @@ impl Downstream {
     fn copy_started(&mut self, by_execute: bool) {
         // Behind the Execute: its Syncs, and answers the proxy gives itself.
         let mut i = 1;
+        let mut ended = false;
         while let Some(e) = self.expect.get(i) {
             match e {
                 Expect::Pass(Reply::UntilReady) if by_execute => drop(self.expect.remove(i)),
                 Expect::Synth(_) if by_execute => i += 1,
                 Expect::CopyEnd => {
                     self.expect.remove(i);
-                    self.copy_in = false;
-                    return;
+                    ended = true;
+                    break;
                 }
                 _ => break,
             }
         }
-        self.copy_in = true;
+        self.copy_in = !ended;
+        // Unless the client sent a Sync after its copy's end already.
+        let until_ready = |e: &Expect| e.reply() == Some(Reply::UntilReady);
+        self.sync_owed = by_execute && !self.expect.iter().any(until_ready);
     }
 
     /// An error in the extended protocol: the server skips everything up
@@ -506,6 +517,10 @@ mod tests {
         d.buf.extend_from_slice(&msg(b'G', b"\0\0\0"));
         d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert!(d.copy_in);
+        assert!(
+            d.sync_owed,
+            "the Sync that ends the copy's transaction is still to come"
+        );
         assert_eq!(d.expect.len(), 2, "{:?}", d.expect);
         assert!(matches!(d.expect[1], Expect::Synth(_)));
         // The data is refused: the copy is over.
@@ -535,6 +550,7 @@ mod tests {
         d.buf.extend_from_slice(&server);
         d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert!(!d.copy_in);
+        assert!(!d.sync_owed, "the Sync after the copy's end was sent");
         assert!(d.settled(), "{:?}", d.expect);
         assert_eq!(&d.buf[..d.scanned], &server[..]);
         // A CopyDone with no COPY to end (the server ignores it) leaves
@@ -544,6 +560,16 @@ mod tests {
         d.buf.extend_from_slice(&msg(b'Z', b"I"));
         d.scan(&mut cache, &mut Vec::new()).unwrap();
         assert!(d.settled(), "{:?}", d.expect);
+        // No Sync after the copy's end yet: the server waits for one.
+        d.expect.extend([
+            Expect::Pass(Reply::Execute),
+            Expect::Pass(Reply::UntilReady),
+            Expect::CopyEnd,
+        ]);
+        d.buf.extend_from_slice(&server[..server.len() - 6]);
+        d.scan(&mut cache, &mut Vec::new()).unwrap();
+        assert!(!d.copy_in && d.settled(), "{:?}", d.expect);
+        assert!(d.sync_owed);
     }
 
     #[test]

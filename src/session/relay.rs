@@ -139,6 +139,8 @@ async fn relay(
     let mut big_message = false;
     let mut writes = Writes::default();
     loop {
+        // Set by the reply scan, before the client's next Sync is read.
+        up.unsynced |= std::mem::take(&mut down.sync_owed);
         if let Some((mode, reason)) = kill_order
             && (mode == KillMode::Now || idle(up, down))
         {
@@ -438,7 +440,7 @@ fn detach(
     leaving: bool,
 ) -> Option<(Checkout, Release)> {
     s.cancel.set_backend(None);
-    if !(up.out.is_empty() && down.settled()) || up.unsynced {
+    if !(up.out.is_empty() && down.settled()) || up.unsynced || down.sync_owed {
         return Some((co, Release::Dirty));
     }
     if leaving

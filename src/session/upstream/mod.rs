@@ -126,6 +126,8 @@ pub struct Upstream {
     /// mid-pipeline (maybe in an implicit transaction, maybe skipping to
     /// the Sync after an error) until that Sync's ReadyForQuery. Its
     /// connection can't be given to anyone else, nor reset, until then.
+    /// Also after a COPY run by an Execute began: the server ignored the
+    /// Syncs before its end (see `Downstream::sync_owed`).
     pub unsynced: bool,
     /// Transaction mode: why this client keeps its server connection.
     pub pinned: Option<&'static str>,
@@ -388,6 +390,8 @@ impl Upstream {
             // (the server answers it up to ReadyForQuery; skipping to a
             // Sync after an error, it never does, and the reply that never
             // comes keeps the connection anyway).
+            // (A server in COPY ignores a Sync: it ends nothing.)
+            tag::SYNC if down.copy_in => {}
             tag::SYNC | tag::QUERY | tag::FUNCTION_CALL => self.unsynced = false,
             tag::PARSE | tag::BIND | tag::DESCRIBE | tag::EXECUTE | tag::CLOSE | tag::FLUSH => {
                 self.unsynced = true;
