@@ -11,14 +11,10 @@ use std::time::Duration;
 use support::registry;
 use tokio_postgres::Client;
 
-async fn superuser() -> Client {
-    support::cluster().connect(&registry().db).await
-}
-
 /// Samples how many backend connections `role` has until `stop`; returns the peak.
 fn watch_connections(role: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<i64> {
     tokio::spawn(async move {
-        let su = superuser().await;
+        let su = support::cluster().connect(&registry().db).await;
         let mut peak = 0;
         while !stop.load(Ordering::Relaxed) {
             peak = peak.max(support::role_connections_on(&su, &role).await);
@@ -265,9 +261,16 @@ async fn session_state_never_reaches_the_next_client() {
         "SELECT 1 AS x INTO pg_temp.tmp",
         "/* /* */ x */ CREATE TEMP TABLE tmp (x int)",
         "/* report */ SELECT 1 AS x INTO TEMP tmp",
+        // One statement per line, each its own Query: an unqualified
+        // CREATE TABLE is temporary behind a search_path through pg_temp.
+        "SET search_path = pg_temp, public\nCREATE TABLE tmp (x int)",
+        "BEGIN\nSET LOCAL search_path = pg_temp\nCREATE TABLE tmp (x int)\nCOMMIT",
+        "SELECT set_config('search_path', 'pg_temp', false)\nCREATE TABLE tmp (x int)",
     ] {
         let c = proxy.client_ok(&key).await;
-        c.batch_execute(leaves).await.unwrap();
+        for statement in leaves.lines() {
+            c.batch_execute(statement).await.unwrap();
+        }
         drop(c);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let next = proxy.client_ok(&key).await;

@@ -131,6 +131,20 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             e.resets |= self::words(rest).any(|w| is(w, "reset") || is(w, "default"));
         }
     }
+    // The firewall lets a search_path name pg_temp: first there, it makes
+    // an unqualified CREATE TABLE temporary (SET, SET LOCAL, set_config,
+    // in a DO block). The table outlives the setting, and PostgreSQL
+    // looks in pg_temp first for every later client of the connection.
+    // Anywhere in the path pins (errs on pinning; it is rare).
+    let (mut path, mut temp) = (false, false);
+    for w in words(&sql) {
+        path |= w.eq_ignore_ascii_case("search_path");
+        temp |= is_temp_schema(w);
+        if path && temp {
+            e.pins = e.pins.or(Some("temporary table"));
+            break;
+        }
+    }
     if lexed.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
@@ -150,8 +164,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
 
 /// Transaction mode: a setting that acts on the server connection while it
 /// idles, when it is no longer the client's: `idle_session_timeout` would
-/// end it in the pool, under the next client. Such a client keeps its
-/// connection, as PostgreSQL's own session would be.
+/// end it in the pool, under the next client; or that may have left
+/// something there: a `search_path` through `pg_temp` (a temporary table).
+/// Such a client keeps its connection, as PostgreSQL's own session would
+/// be.
 pub fn settings_pin(settings: &[(String, String)]) -> Option<&'static str> {
     // Read back in milliseconds; as a startup option, with any unit.
     let zero = |v: &str| {
@@ -160,10 +176,12 @@ pub fn settings_pin(settings: &[(String, String)]) -> Option<&'static str> {
         digits.parse::<f64>() == Ok(0.0)
     };
     let idle_timeout = |(n, v): &(String, String)| n == "idle_session_timeout" && !zero(v);
-    settings
-        .iter()
-        .any(idle_timeout)
-        .then_some("idle_session_timeout")
+    if settings.iter().any(idle_timeout) {
+        return Some("idle_session_timeout");
+    }
+    // (See `session_effect`: set where the proxy could not read it.)
+    let temp_path = |(n, v): &(String, String)| n == "search_path" && words(v).any(is_temp_schema);
+    settings.iter().any(temp_path).then_some("temporary table")
 }
 
 /// `SET LOCAL …`, `SET TRANSACTION …`, `SET CONSTRAINTS …`: ends with
@@ -212,6 +230,14 @@ fn sets_a_role(stmt: &str) -> bool {
 
 fn names_a_role(w: &str) -> bool {
     w.eq_ignore_ascii_case("role") || w.eq_ignore_ascii_case("authorization")
+}
+
+/// `pg_temp`, or a session's temporary schema by its own name (`pg_temp_3`).
+fn is_temp_schema(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() >= 7
+        && b[..7].eq_ignore_ascii_case(b"pg_temp")
+        && (b.len() == 7 || (b[7] == b'_' && b.len() > 8 && b[8..].iter().all(u8::is_ascii_digit)))
 }
 
 /// A word that makes a CREATE temporary (`pg_temp` as the schema, too).
@@ -299,6 +325,9 @@ mod tests {
             assert!(pins(on), "{on:?}");
         }
         assert!(settings_pin(&[("statement_timeout".into(), "5s".into())]).is_none());
+        let path = |v: &str| settings_pin(&[("search_path".into(), v.into())]);
+        assert_eq!(path("pg_temp, tenant_a"), Some("temporary table"));
+        assert_eq!(path("tenant_a, pg_catalog"), None);
     }
 
     fn session_effect(sql: &[u8]) -> Effect {
@@ -402,6 +431,15 @@ mod tests {
             ("SET SESSION SESSION AUTHORIZATION other", true),
             ("SET ROLE NONE", false),
             ("SET search_path = a; SELECT role FROM t", false),
+            // A search_path through pg_temp may make any CREATE TABLE
+            // temporary.
+            ("SET search_path = pg_temp, tenant_a", true),
+            ("SET LOCAL search_path TO \"pg_temp\"", true),
+            ("SELECT set_config('search_path', 'PG_TEMP,a', false)", true),
+            ("DO $$BEGIN SET search_path = pg_temp; END$$", true),
+            ("SET search_path = tenant_a, pg_catalog", false),
+            ("SET search_path = pg_temp_3", true),
+            ("SET search_path = pg_temporary, pg_temp_x", false),
             // Npgsql's reset when a connection goes back to its pool.
             (
                 "SET SESSION AUTHORIZATION DEFAULT;RESET ALL;CLOSE ALL;UNLISTEN *;\
