@@ -99,6 +99,8 @@ impl Context {
             tls.clone(),
         );
         let timers = crate::timer::Timers::new()?;
+        let cancels = CancelMap::default();
+        let in_flight = cancels.in_flight.clone();
         Ok(Arc::new(Context {
             tls: ArcSwap::from_pointee(acceptor(&cfg)?),
             firewall: ArcSwap::from_pointee(firewall(&cfg)),
@@ -109,8 +111,14 @@ impl Context {
                 Duration::from_millis(cfg.registry.cache_ttl_ms),
                 timers.clone(),
             ),
-            pools: Pools::new(endpoint, secret, cfg.pool.clone(), timers.clone()),
-            cancels: CancelMap::default(),
+            pools: Pools::new(
+                endpoint,
+                secret,
+                cfg.pool.clone(),
+                timers.clone(),
+                in_flight,
+            ),
+            cancels,
             sessions: LiveSessions::default(),
             clients: Resizable::new(cfg.max_client_connections),
             overflow: Resizable::new(OVERFLOW_CONNECTIONS),

@@ -378,6 +378,47 @@ async fn cancel_request_reaches_only_the_right_query() {
     canceller.await.unwrap().unwrap();
 }
 
+/// A cancel that races the end of its statement (a driver's timeout)
+/// lands after it: the connection it goes to is not handed to the next
+/// client meanwhile, whose statement it would stop. A tap between the
+/// proxy and PostgreSQL holds cancel requests back for a second.
+#[tokio::test]
+async fn a_late_cancel_never_stops_the_next_clients_statement() {
+    use support::tap::{Event, Tap};
+    let cluster = support::cluster();
+    let reg = registry();
+    let tap = Tap::start_with(cluster.port, Duration::ZERO, Duration::from_secs(1)).await;
+    let url = tap.url(&cluster.url(&reg.db), cluster.port);
+    let t = reg.create_tenant("latecancel");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_BACKEND_URL", url.as_str()),
+        ("PGTENANT_BACKEND_TLS", "disable"),
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+    ]);
+    let (mut a, pid, secret) = support::raw::startup(proxy.addr, &key).await;
+    support::raw::query(&mut a, "SELECT pg_sleep(0.4)").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let cancel = tokio::spawn(support::raw::cancel(proxy.addr, pid, secret));
+    // The statement ends before its cancel reaches the server.
+    assert_eq!(support::raw::until_ready(&mut a).await, None);
+    let b = proxy.client_ok(&key).await;
+    let slept = b.simple_query("SELECT pg_sleep(1.5)").await;
+    assert!(
+        slept.is_ok(),
+        "the late cancel stopped the next client's statement: {slept:?}"
+    );
+    cancel.await.unwrap();
+    // It was forwarded (found the statement running), and landed late.
+    let forwarded = tap
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Opened { code: 80877102, .. }))
+        .count();
+    assert_eq!(forwarded, 1, "{:?}", tap.events());
+}
+
 async fn open_transactions_of(role: &str) -> i64 {
     superuser()
         .await

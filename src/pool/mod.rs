@@ -108,6 +108,8 @@ pub struct Pools {
     /// `idle_transaction_timeout_ms` (0: none), read by every relay as it
     /// waits inside a transaction: a reload reaches running sessions.
     idle_transaction_ms: AtomicU64,
+    /// Backends a client's cancel is on its way to: not handed out.
+    cancels: Arc<crate::cancel::InFlight>,
     timers: Timers,
 }
 
@@ -138,9 +140,16 @@ pub struct Admission {
 }
 
 impl Pools {
-    pub fn new(endpoint: Endpoint, secret: String, cfg: PoolConfig, timers: Timers) -> Pools {
+    pub fn new(
+        endpoint: Endpoint,
+        secret: String,
+        cfg: PoolConfig,
+        timers: Timers,
+        cancels: Arc<crate::cancel::InFlight>,
+    ) -> Pools {
         Pools {
             timers,
+            cancels,
             endpoint,
             secret,
             budget: Resizable::new(cfg.max_backend_connections),
@@ -439,7 +448,12 @@ impl Pools {
         // registration per return.)
         let idle_for = now.ms_since(conn.idle_since);
         let probe = idle_for >= PROBE_AFTER_MS;
-        !(self.too_old(conn, now, idle_for) || (probe && conn.is_broken()))
+        // One with a cancel on its way is closed rather than kept: it is
+        // rare (a cancel that races its statement's end), and the cancel
+        // must not reach the next client's statement.
+        !(self.too_old(conn, now, idle_for)
+            || (probe && conn.is_broken())
+            || self.cancels.holds(conn.pid))
     }
 
     fn expired(&self, conn: &ServerConn, now: Stamp) -> bool {

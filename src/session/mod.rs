@@ -222,7 +222,8 @@ async fn hello<'c>(
 async fn forward_cancel(ctx: &Context, pid: i32, secret: i32) {
     metrics::counter!("pgtenant_cancel_requests_total").increment(1);
     match ctx.cancels.resolve(pid, secret) {
-        Some(key) => {
+        // The backend stays out of the pool while `_sending` lives.
+        Some((key, _sending)) => {
             if let Err(e) = cancel::send_cancel(key, ctx.pools.endpoint(), &ctx.timers).await {
                 tracing::warn!(error = %e, "could not forward cancel request");
             }

@@ -1,6 +1,7 @@
 //! A TCP relay between the proxy and PostgreSQL that records how each
 //! connection starts and when the server's end of it closes, and can hold
-//! that close back from the proxy for a while (a server slow to let go).
+//! that close back from the proxy for a while (a server slow to let go),
+//! or a cancel request back from the server (a cancel slow to land).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,12 @@ impl Tap {
     /// Relays to the server on `port`; each server close reaches the proxy
     /// `hold` later.
     pub async fn start(port: u16, hold: Duration) -> Tap {
+        Tap::start_with(port, hold, Duration::ZERO).await
+    }
+
+    /// [`Tap::start`], and each cancel request reaches the server `delay`
+    /// late.
+    pub async fn start_with(port: u16, hold: Duration, delay: Duration) -> Tap {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -40,7 +47,7 @@ impl Tap {
             let mut next_id = 0;
             while let Ok((client, _)) = listener.accept().await {
                 next_id += 1;
-                tokio::spawn(relay(client, port, next_id, hold, log.clone()));
+                tokio::spawn(relay(client, port, next_id, (hold, delay), log.clone()));
             }
         });
         Tap { addr, events }
@@ -60,7 +67,7 @@ async fn relay(
     mut client: TcpStream,
     port: u16,
     id: usize,
-    hold: Duration,
+    (hold, cancel_delay): (Duration, Duration),
     log: Arc<Mutex<Vec<Event>>>,
 ) {
     let Ok(len) = client.read_i32().await else {
@@ -81,6 +88,10 @@ async fn relay(
     log.lock()
         .unwrap()
         .push(Event::Opened { id, at, code, user });
+    const CANCEL_REQUEST: u32 = 80877102;
+    if code == CANCEL_REQUEST {
+        tokio::time::sleep(cancel_delay).await;
+    }
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await else {
         return;
     };
