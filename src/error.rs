@@ -22,6 +22,8 @@ pub enum ClientError {
     TenantInactive(String),
     #[error("startup option \"{0}\" is not allowed through pgtenant")]
     ForbiddenOption(String),
+    #[error("startup option \"{0}\" holds an API key, which pgtenant never passes on")]
+    KeyInOption(String),
     #[error("timed out during startup and authentication")]
     LoginTimeout,
     #[error("the tenant registry is unavailable")]
@@ -84,7 +86,9 @@ impl ClientError {
         match self {
             Startup(StartupError::UnsupportedVersion(..)) => "0A000",
             Startup(_) | Protocol(_) => "08P01",
-            TlsRequired | PlaintextPassword | NoUser | TenantInactive(_) => "28000",
+            TlsRequired | PlaintextPassword | NoUser | TenantInactive(_) | KeyInOption(_) => {
+                "28000"
+            }
             MissingKey | InvalidKey => "28P01",
             ForbiddenOption(_) | ReadingChanged(..) => "42501",
             LoginTimeout => "08006",
@@ -105,7 +109,7 @@ impl ClientError {
         use ClientError::*;
         Some(match self {
             TlsRequired | PlaintextPassword => "connect with sslmode=require",
-            MissingKey => {
+            MissingKey | KeyInOption(_) => {
                 "give your API key as the password, or as options='-c pgtenant.api_key=KEY'"
             }
             InvalidKey => "check the API key; issue a new one with `pgtenant key issue`",

@@ -80,7 +80,7 @@ pub fn parse(sql: &str) -> Result<Command, Reply> {
             "STATS" => Show::Stats,
             "CONFIG" => Show::Config,
             "FIREWALL" => Show::Firewall,
-            _ => return Err(syntax(format!("unknown SHOW item {:?}", words[1]))),
+            _ => return Err(syntax(unknown("SHOW item", words[1]))),
         }),
         ["PAUSE"] => Command::Pause(None),
         ["PAUSE", _] => Command::Pause(Some(tenant(1)?)),
@@ -90,17 +90,21 @@ pub fn parse(sql: &str) -> Result<Command, Reply> {
         ["RELOAD"] => Command::Reload,
         ["SHUTDOWN"] => Command::Shutdown,
         _ => {
-            // Echo a plain first word only: the text may be anything, even
-            // a key pasted by mistake.
             let first = words.first().copied().unwrap_or("");
-            let word = first.len() <= 16 && first.bytes().all(|b| b.is_ascii_alphabetic());
-            return Err(syntax(if word && !first.is_empty() {
-                format!("unknown admin console command \"{first}\"")
-            } else {
-                "unknown admin console command".into()
-            }));
+            return Err(syntax(unknown("admin console command", first)));
         }
     })
+}
+
+/// "unknown `what`", naming the word only if it is a plain one: the text
+/// may be anything, even a key pasted by mistake.
+fn unknown(what: &str, word: &str) -> String {
+    let plain = word.len() <= 16 && word.bytes().all(|b| b.is_ascii_alphabetic());
+    if plain && !word.is_empty() {
+        format!("unknown {what} \"{word}\"")
+    } else {
+        format!("unknown {what}")
+    }
 }
 
 pub async fn execute(ctx: &Context, cmd: &Command) -> Reply {

@@ -25,6 +25,15 @@ pub fn is_well_formed(key: &str) -> bool {
         .is_some_and(|b| b.len() == BODY_LEN && b.bytes().all(|c| c.is_ascii_alphanumeric()))
 }
 
+/// Whether a key (of the right shape) appears anywhere in `text`: in a
+/// setting's value, it would be passed on to the server.
+pub fn appears_in(text: &str) -> bool {
+    text.match_indices(PREFIX).any(|(i, _)| {
+        let body = &text.as_bytes()[i + PREFIX.len()..];
+        body.len() >= BODY_LEN && body[..BODY_LEN].iter().all(u8::is_ascii_alphanumeric)
+    })
+}
+
 pub fn hash(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }

@@ -20,14 +20,18 @@ pub struct ClientRequest {
     pub settings: Vec<(String, String)>,
 }
 
-/// Never the key: a `{request:?}` in a log line must not leak it.
+/// Never the key, nor a setting's value or the database (free text a key
+/// may be pasted into): a `{request:?}` in a log line must not leak it.
 impl std::fmt::Debug for ClientRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientRequest")
             .field("user", &self.user)
-            .field("database", &self.database)
+            .field("database", &self.database.len())
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
-            .field("settings", &self.settings)
+            .field(
+                "settings",
+                &self.settings.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -75,6 +79,12 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
     }
     if crate::firewall::misread_under(&lower, value) {
         return Err(ClientError::ForbiddenOption(shown(name)));
+    }
+    // A key under a misspelt name (`pgtenant_api_key`, `--pgtenant-api-key`),
+    // or pasted into another setting: SET would hand it to the server,
+    // whose log and `pg_stat_activity` (`application_name`) show it.
+    if crate::auth::key::appears_in(name) || crate::auth::key::appears_in(value) {
+        return Err(ClientError::KeyInOption(shown(name)));
     }
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
@@ -240,6 +250,33 @@ mod tests {
             let e = split(&params(&[("options", opts)])).unwrap_err();
             assert!(!e.to_string().contains("SECRET"), "{opts}: {e}");
         }
+    }
+
+    /// A key under a misspelt name, or pasted into another setting, would
+    /// be SET on the server (its log, `pg_stat_activity`): refused, and
+    /// the error names the setting only. Text that merely starts like a
+    /// key passes.
+    #[test]
+    fn a_key_in_any_setting_is_refused_unshown() {
+        let key = crate::auth::key::generate();
+        let opts = |o: &str| params(&[("options", &o.replace("KEY", &key))]);
+        for p in [
+            opts("-c pgtenant_api_key=KEY"),
+            opts("--pgtenant-api-key=KEY"),
+            opts("-c application_name=app-KEY"),
+            opts("-c KEY=1"),
+            params(&[("PGTENANT_API_KEY", &key)]),
+            params(&[("application_name", &format!("{key} worker"))]),
+        ] {
+            let e = split(&p).unwrap_err();
+            assert!(matches!(e, ClientError::KeyInOption(_)), "{e}");
+            assert!(!e.to_string().contains(&key[4..]), "{e}");
+            assert_eq!(e.sqlstate(), "28000");
+        }
+        let fine = split(&params(&[("application_name", "pgt_worker")])).unwrap();
+        assert_eq!(fine.settings.len(), 1);
+        let debug = format!("{:?}", split(&opts("-c pgtenant.api_key=KEY")).unwrap());
+        assert!(!debug.contains(&key[4..]), "{debug}");
     }
 
     #[test]

@@ -213,15 +213,15 @@ impl Config {
             if let Some(raw) = env(var) {
                 let value = match kind {
                     Kind::Str => toml::Value::String(raw),
-                    Kind::Int => {
-                        toml::Value::Integer(raw.trim().parse().map_err(|_| {
-                            invalid(key, format!("{var}={raw:?} is not an integer"))
-                        })?)
-                    }
+                    Kind::Int => toml::Value::Integer(
+                        raw.trim()
+                            .parse()
+                            .map_err(|_| invalid(key, format!("{var} is not an integer")))?,
+                    ),
                     Kind::Float => toml::Value::Float(
                         raw.trim()
                             .parse()
-                            .map_err(|_| invalid(key, format!("{var}={raw:?} is not a number")))?,
+                            .map_err(|_| invalid(key, format!("{var} is not a number")))?,
                     ),
                     Kind::List => toml::Value::Array(
                         raw.split(',')
@@ -233,7 +233,7 @@ impl Config {
                     Kind::Bool => toml::Value::Boolean(match raw.trim() {
                         "1" | "true" | "on" | "yes" => true,
                         "0" | "false" | "off" | "no" => false,
-                        _ => return Err(invalid(key, format!("{var}={raw:?} is not a boolean"))),
+                        _ => return Err(invalid(key, format!("{var} is not a boolean"))),
                     }),
                 };
                 set_path(&mut table, key, value);
@@ -255,6 +255,16 @@ impl Config {
                     let want = if secret { "a string" } else { "a table" };
                     return invalid(&key, format!("must be {want}"));
                 }
+                // Nor for any other setting, where a secret may be put by
+                // mistake (`tls.mode = "postgres://…"`): only what was
+                // expected is said.
+                // (The last ", expected": the value may hold the word.)
+                let msg = match msg.rfind(", expected") {
+                    Some(i) if msg.starts_with("invalid") || msg.starts_with("unknown variant") => {
+                        format!("invalid value{}", &msg[i..])
+                    }
+                    _ => msg,
+                };
                 // One line: serde's messages may span several.
                 invalid(&key, msg.split_whitespace().collect::<Vec<_>>().join(" "))
             })?;

@@ -67,6 +67,21 @@ fn errors_never_quote_a_secret() {
         !msg.contains("s3cr3t") && msg.contains("must be a table"),
         "{msg}"
     );
+    // A secret in the wrong setting, from the file or the environment.
+    for value in ["postgres://u:s3cr3t@h", "s3cr3t, expected one of"] {
+        let msg = load(&format!("{URL}[tls]\nmode = \"{value}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("s3cr3t") && msg.contains("tls.mode"), "{msg}");
+        assert!(msg.contains("expected one of"), "{msg}");
+    }
+    for var in [
+        "PGTENANT_POOL_SIZE",
+        "PGTENANT_AUTH_ALLOW_PLAINTEXT_PASSWORD",
+    ] {
+        let msg = load(URL, &[(var, "s3cr3t")]).unwrap_err().to_string();
+        assert!(!msg.contains("s3cr3t") && msg.contains(var), "{msg}");
+    }
     // A misspelt key under a secret's table is still named.
     let msg = load(&format!("{URL}urll = 1\n"), &[])
         .unwrap_err()
