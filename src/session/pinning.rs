@@ -240,11 +240,9 @@ fn is_temp_schema(w: &str) -> bool {
         && (b.len() == 7 || (b[7] == b'_' && b.len() > 8 && b[8..].iter().all(u8::is_ascii_digit)))
 }
 
-/// A word that makes a CREATE temporary (`pg_temp` as the schema, too).
+/// A word that makes a CREATE temporary (the temporary schema, too).
 fn is_temp(w: &str) -> bool {
-    ["temp", "temporary", "pg_temp"]
-        .iter()
-        .any(|t| w.eq_ignore_ascii_case(t))
+    w.eq_ignore_ascii_case("temp") || w.eq_ignore_ascii_case("temporary") || is_temp_schema(w)
 }
 
 /// `create` and a temporary word anywhere in `text` (errs on pinning).
@@ -420,6 +418,7 @@ mod tests {
             ("SELECT 1 AS x INTO LOCAL TEMP t", true),
             ("SELECT 1 AS x INTO GLOBAL TEMPORARY t", true),
             ("SELECT 1 AS x INTO TABLE pg_temp.t", true),
+            ("CREATE TABLE pg_temp_3.t (x int)", true),
             ("SELECT 1 AS x INTO TABLE t", false),
             ("SET ROLE other", true),
             ("set session authorization other", true),
