@@ -93,6 +93,7 @@ pub(crate) const EFFECT_WORDS: [u128; 11] = keyword_set(&[
 const SELECT: u128 = keyword("select");
 const WITH: u128 = keyword("with");
 const SET_CONFIG: u128 = keyword("set_config");
+const SETSEED: u128 = keyword("setseed");
 const PG_SETTINGS: u128 = keyword("pg_settings");
 const INTO: u128 = keyword("into");
 
@@ -134,6 +135,9 @@ pub struct Lexed {
     pub advisory_lock: bool,
     /// `set_config`, or `pg_settings` (whose UPDATE rule calls it).
     pub set_config: bool,
+    /// `setseed` (the server's random() sequence, which outlives the
+    /// session: `DISCARD ALL` doesn't reset it).
+    pub setseed: bool,
     /// `into` in a statement that starts with SELECT or WITH (which may
     /// then create a temporary table).
     pub into: bool,
@@ -161,6 +165,7 @@ impl Lexed {
             || self.odd_start
             || self.advisory_lock
             || self.set_config
+            || self.setseed
             || self.into
             || self.unicode_escape
     }
@@ -299,6 +304,7 @@ fn read<const SESSION_FACTS: bool>(b: &[u8]) -> Lexed {
                             || starts_ci(word, b"pg_try_advisory_lock")
                     }
                     (b's', 10) => s.set_config |= pack(word) == SET_CONFIG,
+                    (b's', 7) => s.setseed |= pack(word) == SETSEED,
                     (b'i', 4) => s.into |= selects && pack(word) == INTO,
                     _ => {}
                 }
@@ -378,6 +384,9 @@ mod tests {
         assert!(l.unicode_escape && l.may_have_session_effect());
         assert!(scan_all(b"SELECT 1 $$SET_CONFIG$$").set_config);
         assert!(scan_all(b"UPDATE PG_SETTINGS SET setting = 'x'").set_config);
+        let l = scan_all(b"SELECT SetSeed(0.5)");
+        assert!(l.setseed && l.may_have_session_effect() && !l.firewall_fast_path());
+        assert!(!scan(b"SELECT setseed(0.5)", false).firewall_fast_path());
         assert_eq!(scan_all(b""), Lexed::default());
         // Without the session facts: the same fast-path verdict, reached
         // without reading past the first fact that rules it out.

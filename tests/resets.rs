@@ -1,11 +1,28 @@
 //! Startup settings are a session's reset values on PostgreSQL; the proxy
 //! sets them after its own login, so it gives them back behind every
 //! statement that resets them, against a real PostgreSQL: in both pool
-//! modes, as a simple Query or inside an extended-protocol pipeline.
+//! modes, as a simple Query or inside an extended-protocol pipeline. And
+//! what no reset undoes (the random seed) never reaches the next client.
 
 mod support;
 
-use support::registry;
+use support::{Registry, registry};
+
+/// Pool mode and firewall mode: session mode with the firewall off reads
+/// no statement but for resets and the random seed.
+const MODES: [(&str, &str); 3] = [
+    ("session", "enforce"),
+    ("session", "off"),
+    ("transaction", "enforce"),
+];
+
+fn proxy_in(reg: &Registry, mode: &str, firewall: &str, pool_size: &str) -> support::Proxy {
+    reg.proxy(&[
+        ("PGTENANT_POOL_MODE", mode),
+        ("PGTENANT_POOL_SIZE", pool_size),
+        ("PGTENANT_FIREWALL_MODE", firewall),
+    ])
+}
 
 /// Startup settings are a session's reset values on PostgreSQL: `RESET
 /// ALL` (asyncpg's pool sends it at every release), `RESET x`, `SET x TO
@@ -20,17 +37,8 @@ async fn a_reset_returns_to_the_startup_settings() {
     let probe = "SELECT current_setting('statement_timeout'), current_setting('application_name'), \
                  current_setting('DateStyle'), coalesce(current_setting('app.who', true), '')";
     let startup = ("4321ms", "restorer", "SQL, DMY", "from login");
-    // Session mode with the firewall off reads no statement but for this.
-    for (mode, firewall) in [
-        ("session", "enforce"),
-        ("session", "off"),
-        ("transaction", "enforce"),
-    ] {
-        let proxy = reg.proxy(&[
-            ("PGTENANT_POOL_MODE", mode),
-            ("PGTENANT_POOL_SIZE", "2"),
-            ("PGTENANT_FIREWALL_MODE", firewall),
-        ]);
+    for (mode, firewall) in MODES {
+        let proxy = proxy_in(reg, mode, firewall, "2");
         let mode = format!("{mode}, firewall {firewall}");
         let mut cfg = support::config_at(proxy.addr.port(), &key, "app");
         cfg.application_name("restorer")
@@ -272,5 +280,58 @@ async fn a_reset_in_an_extended_pipeline_is_restored_in_place() {
         assert_eq!(replies(&mut s).await.0, "EZ", "{mode}");
         raw::query(&mut s, "ROLLBACK").await;
         assert_eq!(raw::until_ready(&mut s).await, None, "{mode}");
+    }
+}
+
+/// `setseed()` and `SET seed` fix the server's random() sequence, and
+/// `DISCARD ALL` doesn't reset it: a connection a client seeded is closed
+/// when that client is done, never handed to the next one (who would read
+/// the rest of the sequence). In transaction mode the client keeps its
+/// connection, as its sequence would otherwise jump. Simple and extended
+/// protocol, both modes, the firewall on and off.
+#[tokio::test]
+async fn a_random_seed_never_reaches_the_next_client() {
+    let reg = registry();
+    let t = reg.create_tenant("reseed");
+    let key = reg.issue_key(&t);
+    // The sequence after seed 0.5, read on a connection of its own.
+    let direct = support::cluster().connect("postgres").await;
+    direct.batch_execute("SELECT setseed(0.5)").await.unwrap();
+    let mut seeded = Vec::new();
+    for _ in 0..3 {
+        let r = direct.query_one("SELECT random()", &[]).await.unwrap();
+        seeded.push(r.get::<_, f64>(0));
+    }
+    for (mode, firewall) in MODES {
+        let proxy = proxy_in(reg, mode, firewall, "1");
+        for how in ["simple", "extended", "SET seed"] {
+            let case = format!("{mode}, firewall {firewall}, {how}");
+            let c = proxy.client_ok(&key).await;
+            match how {
+                "simple" => c.batch_execute("SELECT setseed(0.5)").await.unwrap(),
+                "extended" => {
+                    c.query("SELECT setseed($1)", &[&0.5f64]).await.unwrap();
+                }
+                _ => c.batch_execute("SET seed = 0.5").await.unwrap(),
+            }
+            // Its own statements, each its own transaction, follow it.
+            let r = c.query_one("SELECT random()", &[]).await.unwrap();
+            assert_eq!(r.get::<_, f64>(0), seeded[0], "{case}");
+            let pid: i32 = c
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            drop(c);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let next = proxy.client_ok(&key).await;
+            let r = next
+                .query_one("SELECT random(), pg_backend_pid()", &[])
+                .await
+                .unwrap();
+            let (x, next_pid) = (r.get::<_, f64>(0), r.get::<_, i32>(1));
+            assert!(!seeded.contains(&x), "{case}: the next client read {x}");
+            assert_ne!(next_pid, pid, "{case}: a new connection");
+        }
     }
 }

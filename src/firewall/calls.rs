@@ -79,7 +79,7 @@ impl Walker<'_> {
     /// here, so a function the firewall checks by them is refused too.
     pub(crate) fn bound_function(&mut self, name: &str) {
         let (rule, why) = match rules::function_class(name) {
-            None => return,
+            None | Some(FuncClass::Lasting) => return,
             Some(FuncClass::Refuse(rule, why) | FuncClass::RefuseWithArgs(_, rule, why)) => {
                 (rule, why)
             }
@@ -110,7 +110,7 @@ impl Walker<'_> {
             FuncClass::RefuseWithArgs(k, rule, why) if k == nargs => {
                 self.refuse(rule, format_args!("function {name}() {why}"))
             }
-            FuncClass::RefuseWithArgs(..) => {}
+            FuncClass::RefuseWithArgs(..) | FuncClass::Lasting => {}
             FuncClass::ObjectNameArgs => {
                 for a in n.list("args") {
                     if let Some(s) = const_str(a) {

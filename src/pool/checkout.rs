@@ -24,7 +24,11 @@ impl Checkout {
     /// Puts the connection back as it is: transaction mode, between
     /// transactions, when the proxy knows nothing session-scoped was done.
     pub fn release_idle(self) {
-        self.permit.give_back(self.conn);
+        // (Reseeding pins its client, which never comes here: kept for
+        // safety, at the cost of one load.)
+        if !self.conn.reseeded {
+            self.permit.give_back(self.conn);
+        }
     }
 
     /// Resets the connection and puts it back, or closes it.
@@ -33,6 +37,12 @@ impl Checkout {
             metrics::counter!("pgtenant_server_discards_total", "reason" => "dirty").increment(1);
             return; // dropped: socket closed, budget and permit freed
         };
+        if self.conn.reseeded {
+            metrics::counter!("pgtenant_server_discards_total", "reason" => "random_seed")
+                .increment(1);
+            tracing::debug!("server connection closed: its client set the random seed");
+            return;
+        }
         match self.conn.reset(status).await {
             Ok(()) => self.permit.give_back(self.conn),
             Err(e) => {

@@ -78,6 +78,9 @@ pub struct ServerConn {
     timers: Timers,
     /// Its place under `max_backend_connections`; None once given back.
     budget: Option<OwnedSemaphorePermit>,
+    /// A client seeded the server's random() sequence here, which no
+    /// reset undoes: closed, never handed to another client.
+    pub reseeded: bool,
 }
 
 impl ServerConn {
@@ -122,6 +125,7 @@ impl ServerConn {
             buf: BytesMut::with_capacity(4096),
             timers: timers.clone(),
             budget: Some(budget),
+            reseeded: false,
         };
         // The role's password itself may go only where nobody can listen
         // in or stand in: a verified server, or this host.

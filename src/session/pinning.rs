@@ -31,6 +31,11 @@ pub struct Effect {
     /// SET … TO DEFAULT): the client's startup settings are given back
     /// (see `session::restore`).
     pub resets: bool,
+    /// It seeds the server's random() sequence (`setseed`, the `seed`
+    /// setting), which no reset undoes: the connection is closed when its
+    /// client is done with it (in transaction mode the client is pinned,
+    /// and keeps its sequence).
+    pub reseeds: bool,
 }
 
 /// Reads the session effects of a (possibly multi-statement) SQL text.
@@ -120,6 +125,8 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             e.changes_settings = true;
             e.resets = true;
         }
+        // `SET [LOCAL] seed`: seeded at once, and for good.
+        e.reseeds |= (is(first, "set") || read_do) && names_seed(if read_do { rest } else { stmt });
         // A DO block runs its body now: if the body may change a setting,
         // it is read back (and a custom one, which can't be named from
         // here, pins the client: see `super::custom`).
@@ -147,6 +154,10 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     if lexed.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
+    }
+    e.reseeds |= lexed.setseed || (lexed.set_config && names_seed(&sql));
+    if e.reseeds {
+        e.pins = e.pins.or(Some("random seed"));
     }
     if lexed.unicode_escape {
         // A name in escapes may be any function's: read as one that acts.
@@ -226,6 +237,11 @@ fn sets_a_role(stmt: &str) -> bool {
         target = w.next();
     }
     !(is(target, "none") || is(target, "default"))
+}
+
+/// The `seed` setting, or `setseed()` (SET, set_config, a DO block).
+fn names_seed(text: &str) -> bool {
+    words(text).any(|w| w.eq_ignore_ascii_case("seed") || w.eq_ignore_ascii_case("setseed"))
 }
 
 fn names_a_role(w: &str) -> bool {
@@ -457,6 +473,31 @@ mod tests {
             ),
         ] {
             assert_eq!(session_effect(sql.as_bytes()).pins.is_some(), pins, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_random_seed_is_noticed() {
+        for (sql, reseeds) in [
+            ("SELECT setseed(0.5)", true),
+            ("select pg_catalog.SETSEED(0.1), random()", true),
+            ("SET seed = 0.5", true),
+            ("SET LOCAL seed TO 0.5", true),
+            ("SELECT set_config('seed', '0.5', true)", true),
+            ("DO $$BEGIN PERFORM setseed(0.5); END$$", true),
+            ("DO $$BEGIN SET seed = 0.5; END$$", true),
+            ("SELECT 1; SET seed = 0.5", true),
+            ("UPDATE t SET seed = 1", false),
+            ("SELECT seed FROM t", false),
+            ("CREATE TABLE t (seed int)", false),
+            ("SELECT set_config('application_name', 'seed', false)", true),
+            ("SELECT set_config('application_name', 'x', false)", false),
+            ("SELECT random()", false),
+        ] {
+            let e = session_effect(sql.as_bytes());
+            assert_eq!(e.reseeds, reseeds, "{sql}");
+            // Transaction mode keeps the client on its sequence.
+            assert_eq!(e.pins == Some("random seed"), reseeds, "{sql}");
         }
     }
 

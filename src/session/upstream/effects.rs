@@ -50,7 +50,9 @@ impl Upstream {
             // reset of the startup settings.
             let sql = cstr(raw);
             inspector.inspect(sql, &Lexed::default())?;
-            return Ok(self.note_resets(sql, &lexical::scan(sql, false), parse));
+            let effect = self.note_resets(sql, &lexical::scan(sql, false), parse);
+            server.reseeded |= effect.reseeds;
+            return Ok(effect);
         }
         let seen = if parse {
             self.repeats.parse_seen(raw)
@@ -64,6 +66,7 @@ impl Upstream {
         let (lexed, verdict) = self.read(sql, inspector);
         verdict?;
         let effect = self.note_session_effect(sql, &lexed, parse, server);
+        server.reseeded |= effect.reseeds;
         // A repeat read again by the inspector's choice (monitor mode) is
         // remembered already.
         if !seen {
@@ -137,16 +140,18 @@ impl Upstream {
         e
     }
 
-    /// Session mode: only whether startup settings need giving back. One
-    /// plain statement (the firewall's fast path) resets nothing.
+    /// Session mode: only whether startup settings need giving back, and
+    /// whether the connection must be closed after. One plain statement
+    /// (the firewall's fast path; `setseed` is off it) does neither.
     fn note_resets(&mut self, sql: &[u8], lexed: &Lexed, parse: bool) -> Effect {
         if lexed.firewall_fast_path() {
             return Effect::default();
         }
-        let resets = session_effect(sql, &lexical::scan(sql, true)).resets;
-        self.restore_startup |= resets && !parse;
+        let e = session_effect(sql, &lexical::scan(sql, true));
+        self.restore_startup |= e.resets && !parse;
         Effect {
-            resets,
+            resets: e.resets,
+            reseeds: e.reseeds,
             ..Effect::default()
         }
     }
