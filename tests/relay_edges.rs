@@ -268,6 +268,114 @@ async fn messages_before_a_bad_one_are_answered_first() {
     }
 }
 
+/// A bad message behind messages the server never answers — CopyData or
+/// a Flush outside a COPY, a Query the server skips after an error in the
+/// extended protocol — still ends the session, with what was answered
+/// and 08P01, and frees its connection (it waited, before, for a reply
+/// that never came, holding the connection after the client left).
+#[tokio::test]
+async fn a_bad_message_behind_unanswered_ones_still_ends_the_session() {
+    let reg = registry();
+    let t = reg.create_tenant("unanswered");
+    let key = reg.issue_key(&t);
+    let copy_data = |b: &mut bytes::BytesMut| {
+        frontend::CopyData::new(&b"1\n"[..]).unwrap().write(b);
+    };
+    let skipped_query = |b: &mut bytes::BytesMut| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::query("SELECT 1", b).unwrap();
+    };
+    type Build<'a> = &'a dyn Fn(&mut bytes::BytesMut);
+    let cases: [(&str, Build, &str); 3] = [
+        ("CopyData", &copy_data, "E"),
+        ("Flush", &frontend::flush, "E"),
+        ("a skipped Query", &skipped_query, "EE"),
+    ];
+    for mode in ["session", "transaction"] {
+        let proxy = one_connection_and_table(&key, mode, "unanswered").await;
+        for (what, before, tags) in &cases {
+            let case = format!("{mode}, {what}");
+            let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+            raw::send(&mut s, |b| {
+                before(b);
+                b.extend_from_slice(b"z\0\0\0\x04");
+            })
+            .await;
+            let mut got = String::new();
+            let ended = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some((tag, body)) = raw::read_msg(&mut s).await {
+                    got.push(tag as char);
+                    if got.len() == tags.len() {
+                        let text = String::from_utf8_lossy(&body);
+                        assert!(text.contains("C08P01"), "{case}: {text}");
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "{case}: the session hangs\n{}", proxy.log());
+            assert_eq!(&got, tags, "{case}");
+            tokio::time::timeout(Duration::from_secs(10), proxy.client_ok(&key))
+                .await
+                .unwrap_or_else(|_| panic!("{case}: the next client waits"))
+                .query_one("SELECT 1", &[])
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A Query sent inside an extended-protocol pipeline that fails before it
+/// is skipped by the server up to the Sync: the client gets the error and
+/// one ReadyForQuery, keeps its connection until that Sync (the server
+/// still skips), then gives it back in transaction mode.
+#[tokio::test]
+async fn a_query_skipped_after_a_pipeline_error_is_not_waited_for() {
+    let reg = registry();
+    let t = reg.create_tenant("skippedq");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "1"),
+        ("PGTENANT_QUERY_WAIT_TIMEOUT_MS", "500"),
+    ]);
+    let setup = proxy.client_ok(&key).await;
+    setup
+        .batch_execute("CREATE TABLE skipped_q (m text)")
+        .await
+        .unwrap();
+    drop(setup);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::query("INSERT INTO skipped_q VALUES ('skipped')", b).unwrap();
+        frontend::flush(b);
+    })
+    .await;
+    assert_eq!(raw::tags(&mut s, 1).await, "E");
+    // The server still skips to the Sync: the connection is this client's.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = proxy.client(&key).await;
+    let e = match waiting {
+        Ok(c) => c.simple_query("SELECT 1").await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(e.map_err(|e| sqlstate(&e)), Err("53300".into()));
+    raw::send(&mut s, frontend::sync).await;
+    let tags = tokio::time::timeout(Duration::from_secs(5), raw::tags_until_ready(&mut s)).await;
+    assert_eq!(tags.as_deref(), Ok("Z"));
+    let next = tokio::time::timeout(Duration::from_secs(5), proxy.client_ok(&key))
+        .await
+        .expect("the connection was given back");
+    let n: i64 = next
+        .query_one("SELECT count(*) FROM skipped_q", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the skipped Query did not run");
+    raw::query(&mut s, "SELECT 1").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+}
+
 /// A client that sends a statement and says goodbye without waiting
 /// (`PQsendQuery` then `PQfinish`): the statement runs to its end and
 /// commits, as it would on PostgreSQL itself. Both modes.

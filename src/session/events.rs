@@ -59,6 +59,8 @@ pub(super) enum Event {
     ClientRead(usize),
     /// All of the reply reached the client, and the loop asked to know.
     ClientWritten,
+    /// The last of a leaving client's messages reached the server.
+    ServerWritten,
     /// Successful writes are applied in place; only failure surfaces.
     ClientWriteFailed,
     ServerWriteFailed,
@@ -112,6 +114,18 @@ pub(super) async fn next_event(
                 match send_ready(&mut srv.stream, cx, &up.out, &mut writes.server_unflushed) {
                     Ok(n) => up.out.advance(n),
                     Err(_) => break 'event Event::ServerWriteFailed,
+                }
+                // Nothing is read from a client after its Terminate or bad
+                // message: when the last of what it sent has no reply
+                // (CopyData outside a COPY, a Flush), this write is the
+                // last event, and the loop must see it to end.
+                if up.terminated
+                    && up.out.is_empty()
+                    && !writes.server_unflushed
+                    && down.settled()
+                    && down.scanned == 0
+                {
+                    break 'event Event::ServerWritten;
                 }
             }
             if down.scanned > 0 || writes.client_unflushed {

@@ -17,8 +17,12 @@ pub enum Reply {
     Close,
     Describe,
     Execute,
-    /// Sync, Query and FunctionCall: answered up to ReadyForQuery.
+    /// Query and FunctionCall: answered up to ReadyForQuery.
     UntilReady,
+    /// Sync: answered with ReadyForQuery. Told apart from a Query: after
+    /// an error in the extended protocol the server skips a Query too, up
+    /// to the next Sync.
+    Sync,
 }
 
 impl Reply {
@@ -31,14 +35,19 @@ impl Reply {
             // 't' (ParameterDescription) comes first for a statement.
             Reply::Describe => matches!(tag, b'T' | b'n'),
             Reply::Execute => matches!(tag, b'C' | b'I' | b's'),
-            Reply::UntilReady => tag == b'Z',
+            Reply::UntilReady | Reply::Sync => tag == b'Z',
         }
+    }
+
+    /// Answered up to ReadyForQuery (a Sync, Query or FunctionCall).
+    pub fn ends_at_ready(self) -> bool {
+        matches!(self, Reply::UntilReady | Reply::Sync)
     }
 
     /// After an error the server skips to the next Sync; only the
     /// extended-protocol messages before it are affected.
     pub fn is_extended(self) -> bool {
-        self != Reply::UntilReady
+        !self.ends_at_ready()
     }
 }
 

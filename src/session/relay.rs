@@ -423,7 +423,7 @@ async fn relay(
                 }
             }
             Event::ClientRead(_) | Event::ClientWriteFailed => return None,
-            Event::ClientWritten => {}
+            Event::ClientWritten | Event::ServerWritten => {}
         }
     }
 }

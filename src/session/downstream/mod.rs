@@ -40,8 +40,8 @@ pub struct Downstream {
     /// A COPY FROM STDIN run by an Execute began, and the server ignored
     /// the client's Syncs behind it: it ends the Execute's implicit
     /// transaction (or skips to, after an error) only at a Sync still to
-    /// come. The relay makes the client unsynced again (see
-    /// `Upstream::unsynced`).
+    /// come; or an error made the server skip to a Sync not sent yet. The
+    /// relay makes the client unsynced again (see `Upstream::unsynced`).
     pub sync_owed: bool,
     /// Transaction mode: the unnamed statement was parsed and not yet
     /// bound (`PQprepare(conn, "", …)`, pgx's describe-then-execute): it
@@ -169,7 +169,7 @@ impl Downstream {
                 && match tag {
                     // CopyInResponse: see `copy_started`.
                     b'E' | b'S' | b'G' => false,
-                    b'Z' => reply == Reply::UntilReady,
+                    b'Z' => reply.ends_at_ready(),
                     _ => true,
                 }
             {
@@ -314,7 +314,7 @@ impl Downstream {
                 (Some(_), b'Z') => {
                     // Out of step (should not happen): resynchronise on Ready.
                     while let Some(e) = self.expect.pop_front() {
-                        if e.reply() == Some(Reply::UntilReady) {
+                        if e.reply().is_some_and(Reply::ends_at_ready) {
                             break;
                         }
                         never_answered(&e, cache);
@@ -361,7 +361,7 @@ impl Downstream {
         let mut ended = false;
         while let Some(e) = self.expect.get(i) {
             match e {
-                Expect::Pass(Reply::UntilReady) if by_execute => drop(self.expect.remove(i)),
+                Expect::Pass(Reply::Sync) if by_execute => drop(self.expect.remove(i)),
                 Expect::Synth(_) if by_execute => i += 1,
                 Expect::CopyEnd => {
                     self.expect.remove(i);
@@ -373,12 +373,12 @@ impl Downstream {
         }
         self.copy_in = !ended;
         // Unless the client sent a Sync after its copy's end already.
-        let until_ready = |e: &Expect| e.reply() == Some(Reply::UntilReady);
+        let until_ready = |e: &Expect| e.reply().is_some_and(Reply::ends_at_ready);
         self.sync_owed = by_execute && !self.expect.iter().any(until_ready);
     }
 
     /// An error in the extended protocol: the server skips everything up
-    /// to the next Sync, so those replies will never come.
+    /// to the next Sync, a Query too, so those replies will never come.
     fn fail_until_sync(&mut self, cache: &mut StatementCache) {
         // A Parse of the unnamed statement (transaction mode: named ones
         // are the proxy's) among them: the client's, or the proxy's again.
@@ -387,7 +387,7 @@ impl Downstream {
         let (mut skipped_parse, mut skipped_own) = (false, false);
         let mut synced = false;
         while let Some(e) = self.expect.front() {
-            if e.reply() == Some(Reply::UntilReady) {
+            if e.reply() == Some(Reply::Sync) {
                 synced = true;
                 break;
             }
@@ -409,8 +409,11 @@ impl Downstream {
             self.unnamed_lost |= skipped_own;
         }
         // The client's Sync is still to come: what it sends until then is
-        // skipped too (see `Upstream::process`).
+        // skipped too (see `Upstream::process`), and the connection is the
+        // client's until then (a Query it sent since, which the server
+        // skipped, did not end its pipeline).
         self.skipping_to_sync |= !synced;
+        self.sync_owed |= !synced;
     }
 
     /// Answers the proxy gives itself, once all earlier replies are out.

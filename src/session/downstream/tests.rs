@@ -29,7 +29,7 @@ fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
     d.expect
         .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
     d.expect.push_back(Expect::Pass(Reply::Bind));
-    d.expect.push_back(Expect::Pass(Reply::UntilReady));
+    d.expect.push_back(Expect::Pass(Reply::Sync));
     let mut server = msg(b'1', b"");
     server.extend(msg(b'2', b""));
     server.extend(msg(b'Z', b"I"));
@@ -52,7 +52,7 @@ fn a_copy_in_drops_the_syncs_the_server_ignores() {
     d.expect.push_back(Expect::Pass(Reply::Execute));
     d.expect
         .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
-    d.expect.push_back(Expect::Pass(Reply::UntilReady));
+    d.expect.push_back(Expect::Pass(Reply::Sync));
     d.buf.extend_from_slice(&msg(b'G', b"\0\0\0"));
     d.scan(&mut cache, &mut Vec::new()).unwrap();
     assert!(d.copy_in);
@@ -77,9 +77,9 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
     let mut d = Downstream::new(BytesMut::new());
     for e in [
         Expect::Pass(Reply::Execute),
-        Expect::Pass(Reply::UntilReady),
+        Expect::Pass(Reply::Sync),
         Expect::CopyEnd,
-        Expect::Pass(Reply::UntilReady),
+        Expect::Pass(Reply::Sync),
     ] {
         d.expect.push_back(e);
     }
@@ -94,7 +94,7 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
     assert_eq!(&d.buf[..d.scanned], &server[..]);
     // A CopyDone with no COPY to end (the server ignores it) leaves
     // nothing behind.
-    d.expect.push_back(Expect::Pass(Reply::UntilReady));
+    d.expect.push_back(Expect::Pass(Reply::Sync));
     d.expect.push_back(Expect::CopyEnd);
     d.buf.extend_from_slice(&msg(b'Z', b"I"));
     d.scan(&mut cache, &mut Vec::new()).unwrap();
@@ -102,7 +102,7 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
     // No Sync after the copy's end yet: the server waits for one.
     d.expect.extend([
         Expect::Pass(Reply::Execute),
-        Expect::Pass(Reply::UntilReady),
+        Expect::Pass(Reply::Sync),
         Expect::CopyEnd,
     ]);
     d.buf.extend_from_slice(&server[..server.len() - 6]);
@@ -120,7 +120,7 @@ fn refused_error_replaces_the_servers_and_skips_to_sync() {
         .push_back(Expect::Refused(Reply::Parse, ours.clone()));
     d.expect.push_back(Expect::Pass(Reply::Bind));
     d.expect.push_back(Expect::Pass(Reply::Execute));
-    d.expect.push_back(Expect::Pass(Reply::UntilReady));
+    d.expect.push_back(Expect::Pass(Reply::Sync));
     // Arrives in two reads, split inside the error.
     let mut server = msg(b'E', b"C42601\0Msyntax\0\0");
     server.extend(msg(b'Z', b"E"));
@@ -150,4 +150,36 @@ fn large_rows_stream_without_being_held() {
     d.scan(&mut cache, &mut Vec::new()).unwrap();
     assert!(d.settled());
     assert_eq!(d.transactions, 1);
+}
+
+/// After an error in the extended protocol the server skips a Query
+/// too, up to the next Sync: that Sync's ReadyForQuery is the Query's
+/// no longer; without a Sync yet, the client owes one.
+#[test]
+fn an_error_skips_a_query_up_to_the_sync() {
+    let mut cache = StatementCache::new(8);
+    let mut d = Downstream::new(BytesMut::new());
+    d.expect.extend([
+        Expect::Pass(Reply::Parse),
+        Expect::Pass(Reply::UntilReady),
+        Expect::Pass(Reply::Sync),
+    ]);
+    let mut server = msg(b'E', b"C42703\0\0");
+    server.extend(msg(b'Z', b"I"));
+    d.buf.extend_from_slice(&server);
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert!(d.settled(), "{:?}", d.expect);
+    assert!(!d.sync_owed && !d.skipping_to_sync);
+    assert_eq!(&d.buf[..d.scanned], &server[..]);
+
+    let mut d = Downstream::new(BytesMut::new());
+    d.expect
+        .extend([Expect::Pass(Reply::Parse), Expect::Pass(Reply::UntilReady)]);
+    d.buf.extend_from_slice(&msg(b'E', b"C42703\0\0"));
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert!(d.settled(), "{:?}", d.expect);
+    assert!(
+        d.sync_owed && d.skipping_to_sync,
+        "the Sync is still to come"
+    );
 }

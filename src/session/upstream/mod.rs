@@ -562,7 +562,7 @@ impl Upstream {
                     tag::SYNC => {
                         self.discard_until_sync = false;
                         // A server waiting for COPY data ignores it.
-                        (!down.copy_in).then_some(Reply::UntilReady)
+                        (!down.copy_in).then_some(Reply::Sync)
                     }
                     tag::COPY_DONE | tag::COPY_FAIL => {
                         // Ahead of the server's CopyInResponse (or stray):

@@ -86,7 +86,7 @@ fn unnamed_unconfirmed(q: &std::collections::VecDeque<Expect>) -> bool {
     for e in q.iter().rev() {
         match e {
             Expect::Pass(Reply::Parse) | Expect::ReparseUnnamed => return synced,
-            e if e.reply() == Some(Reply::UntilReady) => synced = true,
+            e if e.reply().is_some_and(Reply::ends_at_ready) => synced = true,
             _ => {}
         }
     }
