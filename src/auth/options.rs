@@ -86,6 +86,11 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
     if crate::auth::key::appears_in(name) || crate::auth::key::appears_in(value) {
         return Err(ClientError::KeyInOption(shown(name)));
     }
+    // PostgreSQL takes `seed` at startup and seeds nothing with it (only a
+    // SET does); the proxy applies startup settings with SET: left out.
+    if lower == "seed" {
+        return Ok(());
+    }
     req.settings.retain(|(n, _)| *n != lower);
     req.settings.push((lower, value.to_owned()));
     Ok(())
@@ -213,8 +218,10 @@ mod tests {
             ("application_name", "psql"),
             (
                 "options",
-                "-c pgtenant.api_key=pgt_x  -cstatement_timeout=5s --work-mem=64MB",
+                "-c pgtenant.api_key=pgt_x  -cstatement_timeout=5s --work-mem=64MB -c seed=0.5",
             ),
+            // Seeds nothing at startup on PostgreSQL; SET would.
+            ("SEED", "0.1"),
         ]))
         .unwrap();
         assert_eq!(r.key.as_deref(), Some("pgt_x"));

@@ -26,7 +26,10 @@ impl Checkout {
     pub fn release_idle(self) {
         // (Reseeding pins its client, which never comes here: kept for
         // safety, at the cost of one load.)
-        if !self.conn.reseeded {
+        if self.conn.reseeded {
+            metrics::counter!("pgtenant_server_discards_total", "reason" => "random_seed")
+                .increment(1);
+        } else {
             self.permit.give_back(self.conn);
         }
     }

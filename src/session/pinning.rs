@@ -50,7 +50,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     }
     let sql = String::from_utf8_lossy(sql);
     let mut e = Effect::default();
-    let (mut do_read, mut role_change) = (false, false);
+    let (mut do_read, mut role_change, mut do_executes) = (false, false, false);
     for (start, end) in statements(&sql) {
         let (stmt, rest) = (&sql[start..end], &sql[start..]);
         let mut words = words(stmt);
@@ -96,7 +96,8 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
             Some("temporary table")
         } else if read_do && self::words(rest).any(|w| is(w, "execute")) {
             // Dynamic SQL: what it runs (a temporary table, a setting, a
-            // LISTEN) can't be read from here.
+            // LISTEN, a seed) can't be read from here.
+            do_executes = true;
             Some("dynamic SQL in a DO block")
         } else {
             None
@@ -155,7 +156,12 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
     if lexed.advisory_lock {
         e.pins = e.pins.or(Some("session advisory lock"));
     }
-    e.reseeds |= lexed.setseed || (lexed.set_config && names_seed(&sql));
+    // A name spelled in escapes (`U&"\0073eed"`, `E'se\145d'`) can't be
+    // read here; nor what a DO block's EXECUTE runs: both count.
+    e.reseeds |= lexed.setseed
+        || lexed.unicode_escape
+        || (lexed.set_config && (names_seed(&sql) || sql.contains('\\')))
+        || do_executes;
     if e.reseeds {
         e.pins = e.pins.or(Some("random seed"));
     }
@@ -493,11 +499,19 @@ mod tests {
             ("SELECT set_config('application_name', 'seed', false)", true),
             ("SELECT set_config('application_name', 'x', false)", false),
             ("SELECT random()", false),
+            // Names the proxy can't read count.
+            ("SET U&\"\\0073eed\" TO 0.5", true),
+            ("SELECT set_config(E'se\\145d', '0.5', false)", true),
+            (
+                "DO $$BEGIN EXECUTE format('SELECT %s(0.5)', 'set' || 'seed'); END$$",
+                true,
+            ),
+            ("DO $$BEGIN PERFORM 1; END$$", false),
         ] {
             let e = session_effect(sql.as_bytes());
             assert_eq!(e.reseeds, reseeds, "{sql}");
             // Transaction mode keeps the client on its sequence.
-            assert_eq!(e.pins == Some("random seed"), reseeds, "{sql}");
+            assert_eq!(e.pins.is_some(), reseeds, "{sql}");
         }
     }
 
