@@ -268,3 +268,37 @@ async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
     let err = raw::until_ready(&mut s).await.expect("DISCARD ALL ran");
     assert!(err.contains("26000"), "{err}");
 }
+
+/// A `DEALLOCATE name` sent as a Query behind an extended-protocol
+/// message that fails is skipped by the server, up to the Sync: the
+/// statement stays, and binds afterwards.
+#[tokio::test]
+async fn a_deallocate_the_server_skips_drops_nothing() {
+    let reg = registry();
+    let t = reg.create_tenant("deallocskip");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", "2"),
+    ]);
+    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    raw::send(&mut s, |b| {
+        frontend::parse("kept", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::query("DEALLOCATE kept", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    raw::send(&mut s, |b| {
+        raw::bind_execute(b, "kept", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+}

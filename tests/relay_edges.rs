@@ -170,13 +170,20 @@ async fn an_unknown_message_type_ends_only_its_own_session() {
     let reg = registry();
     let t = reg.create_tenant("unknowntag");
     let key = reg.issue_key(&t);
-    for mode in ["session", "transaction"] {
+    // Refused where PostgreSQL refuses them: a type at its first byte, a
+    // control message's length at its header (the rest never comes).
+    for (mode, bad, says) in [
+        ("session", &b"z\0\0\0\x04"[..], "type 122"),
+        ("transaction", b"z\0\0\0\x04", "type 122"),
+        ("session", b"z", "type 122"),
+        ("transaction", b"S\0\0\x40\0", "limit of 10001 bytes"),
+    ] {
         let proxy = reg.proxy(&[("PGTENANT_POOL_MODE", mode), ("PGTENANT_POOL_SIZE", "1")]);
         let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
         raw::query(&mut s, "SELECT 1").await;
         assert_eq!(raw::until_ready(&mut s).await, None);
         use tokio::io::AsyncWriteExt;
-        s.write_all(b"z\0\0\0\x04").await.unwrap();
+        s.write_all(bad).await.unwrap();
         let (tag, body) = tokio::time::timeout(Duration::from_secs(10), raw::read_msg(&mut s))
             .await
             .unwrap_or_else(|_| panic!("{mode}: no answer"))
@@ -184,7 +191,7 @@ async fn an_unknown_message_type_ends_only_its_own_session() {
         assert_eq!(tag, b'E', "{mode}");
         let text = String::from_utf8_lossy(&body);
         assert!(
-            text.contains("C08P01") && text.contains("type 122"),
+            text.contains("C08P01") && text.contains(says),
             "{mode}: {text}"
         );
         let end = tokio::time::timeout(Duration::from_secs(10), raw::read_msg(&mut s)).await;

@@ -65,19 +65,49 @@ pub enum FrameError {
 /// client.
 #[inline]
 pub fn is_frontend_message(tag: u8) -> bool {
-    FRONTEND_MESSAGES[tag as usize] // one load on the per-message path
+    CLIENT_LIMITS[tag as usize] != 0 // one load on the per-message path
 }
 
-static FRONTEND_MESSAGES: [bool; 256] = {
-    let mut t = [false; 256];
-    let tags = b"QPBDECSHFXdcf";
+/// PostgreSQL's limit on the length of a client's control messages
+/// (`PQ_SMALL_MESSAGE_LIMIT`), in frame bytes: a Sync or Describe longer
+/// than that is refused at its header, not waited for.
+pub const SMALL_MESSAGE_LIMIT: usize = 10_000 + 1;
+
+/// Per message type: 0 if no client may send it, 1 if it is a small
+/// control message, 2 otherwise (statements, binds, COPY data, which
+/// `max_message_bytes` bounds). COPY's CopyDone and CopyFail count as
+/// large: PostgreSQL reads them so outside a COPY.
+static CLIENT_LIMITS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let (small, large) = (b"CDEHSX", b"QPBFdcf");
     let mut i = 0;
-    while i < tags.len() {
-        t[tags[i] as usize] = true;
+    while i < small.len() {
+        t[small[i] as usize] = 1;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < large.len() {
+        t[large[i] as usize] = 2;
         i += 1;
     }
     t
 };
+
+/// A client's message header, refused where PostgreSQL refuses it: a type
+/// no client sends at its first byte, a length past its type's limit at
+/// the header (not once that many bytes have come).
+#[inline]
+pub fn client_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, FrameError> {
+    let Some(&tag) = buf.first() else {
+        return Ok(None);
+    };
+    let limit = match CLIENT_LIMITS[tag as usize] {
+        0 => return Err(FrameError::UnknownType(tag)),
+        1 => SMALL_MESSAGE_LIMIT.min(max_len),
+        _ => max_len,
+    };
+    header(buf, limit)
+}
 
 /// Reads the header at the start of `buf`, if all 5 bytes are there.
 #[inline]
@@ -176,6 +206,35 @@ impl ErrorFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_header_is_refused_at_its_first_bad_byte() {
+        let max = 1 << 20;
+        assert!(matches!(client_header(b"", max), Ok(None)));
+        assert!(matches!(client_header(b"Q", max), Ok(None)));
+        assert!(matches!(
+            client_header(b"z", max),
+            Err(FrameError::UnknownType(b'z'))
+        ));
+        // A Sync of 16 KiB: refused at its header, as PostgreSQL does.
+        assert!(matches!(
+            client_header(b"S\0\0\x40\0", max),
+            Err(FrameError::TooLarge {
+                max: SMALL_MESSAGE_LIMIT,
+                ..
+            })
+        ));
+        let h = client_header(b"Q\0\0\x40\0", max).unwrap().unwrap();
+        assert_eq!(h.frame_len, 0x4001);
+        assert!(matches!(
+            client_header(b"Q\0\0\x40\0", 100),
+            Err(FrameError::TooLarge { .. })
+        ));
+        for t in b"QPBDECSHFXdcf" {
+            assert!(is_frontend_message(*t));
+        }
+        assert!(!is_frontend_message(b'Z') && !is_frontend_message(0));
+    }
 
     #[test]
     fn a_cstr_ends_at_its_first_nul_short_or_long() {

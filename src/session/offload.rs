@@ -76,11 +76,8 @@ fn long_texts(inbuf: &[u8], max: usize, mut skipping: bool) -> Vec<Text> {
     let mut found: Vec<Text> = Vec::new();
     let mut waiting_for_sync = 0; // the last texts, with no Sync yet
     let mut pos = 0;
-    while let Ok(Some(h)) = protocol::header(&inbuf[pos..], max) {
-        if inbuf.len() - pos < h.frame_len
-            || h.tag == tag::TERMINATE
-            || !protocol::is_frontend_message(h.tag)
-        {
+    while let Ok(Some(h)) = protocol::client_header(&inbuf[pos..], max) {
+        if inbuf.len() - pos < h.frame_len || h.tag == tag::TERMINATE {
             break;
         }
         let body = &inbuf[pos + protocol::HEADER_LEN..pos + h.frame_len];

@@ -394,7 +394,10 @@ impl Downstream {
             skipped_parse |= unnamed_parse(e);
             skipped_own |= own_parse(e);
             never_answered(e, cache);
-            self.expect.pop_front();
+            // A skipped `DEALLOCATE name`: the statement stays.
+            if let Some(Expect::Deallocate(Some(kept))) = self.expect.pop_front() {
+                self.undeallocated.push(kept);
+            }
         }
         // The connection's unnamed statement is whoever's it was before,
         // so nobody's, and nothing the client may bind holds the

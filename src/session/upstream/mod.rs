@@ -224,8 +224,11 @@ impl Upstream {
 
     /// Is at least one whole message waiting? (Errors surface in `process`.)
     pub fn has_message(&self, max: usize) -> bool {
-        matches!(protocol::header(&self.inbuf, max), Ok(Some(h)) if self.inbuf.len() >= h.frame_len)
-            || protocol::header(&self.inbuf, max).is_err()
+        match protocol::client_header(&self.inbuf, max) {
+            Ok(Some(h)) => self.inbuf.len() >= h.frame_len,
+            Ok(None) => false,
+            Err(_) => true, // to be refused
+        }
     }
 
     pub fn process(
@@ -275,7 +278,7 @@ impl Upstream {
     ) -> Result<usize, ClientError> {
         let mut pos = 0;
         loop {
-            let h = match protocol::header(&inbuf[pos..], max) {
+            let h = match protocol::client_header(&inbuf[pos..], max) {
                 Ok(Some(h)) if inbuf.len() - pos >= h.frame_len => h,
                 Ok(_) => break,
                 Err(e) => {
@@ -283,10 +286,6 @@ impl Upstream {
                     break;
                 }
             };
-            if !protocol::is_frontend_message(h.tag) {
-                self.quit_after_replies(FrameError::UnknownType(h.tag));
-                break;
-            }
             let frame = &inbuf[pos..pos + h.frame_len];
             pos += h.frame_len;
             if h.tag == tag::TERMINATE {
@@ -498,8 +497,12 @@ impl Upstream {
                 // Transaction mode, firewall not enforcing: a function other
                 // than the large-object ones may change the session
                 // (`set_config` by its OID), unseen.
-                if self.rename && !oid.is_some_and(rules::is_fastpath_function) {
-                    self.pin("function-call message");
+                // (`setseed` too: the connection is closed after.)
+                if !oid.is_some_and(rules::is_fastpath_function) {
+                    server.reseeded = true;
+                    if self.rename {
+                        self.pin("function-call message");
+                    }
                 }
                 self.out.extend_from_slice(frame);
                 q.push_back(Expect::Pass(Reply::UntilReady));

@@ -12,7 +12,7 @@ use super::super::prepared::{Lookup, Statement, StatementCache};
 use super::{Inspector, PARSE_COMPLETE, Upstream, cstr};
 use crate::error::ClientError;
 use crate::lexical;
-use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
+use crate::protocol::{self, TxStatus, read_cstr, tag};
 
 /// What became of a Bind or Describe (see [`Upstream::rename_statement`]).
 pub(super) enum Renamed {
@@ -126,14 +126,7 @@ impl Upstream {
         }
         // Nor one that sends what no server takes: its session ends once
         // what it was sent is written.
-        let bad = match protocol::header(&self.inbuf, max) {
-            Err(e) => Some(e),
-            Ok(Some(h)) if !protocol::is_frontend_message(h.tag) => {
-                Some(FrameError::UnknownType(h.tag))
-            }
-            _ => None,
-        };
-        if let Some(e) = bad {
+        if let Err(e) = protocol::client_header(&self.inbuf, max) {
             self.quit_after_replies(e);
             self.inbuf.clear();
             self.ahead.clear();
@@ -154,7 +147,7 @@ impl Upstream {
         let mut pos = 0;
         let mut parses = 0;
         loop {
-            let Some(h) = protocol::header(&self.inbuf[pos..], max)? else {
+            let Some(h) = protocol::client_header(&self.inbuf[pos..], max)? else {
                 return Ok(false);
             };
             if self.inbuf.len() - pos < h.frame_len {
