@@ -35,7 +35,6 @@ fn knob(name: &str, default: u64) -> u64 {
 /// How long a mutated conversation may take to be answered: one whose
 /// lengths promise more than was sent waits for bytes that never come.
 const ANSWER_WITHIN: Duration = Duration::from_millis(400);
-const SENTINEL: &str = "SELECT 'sentinel'";
 
 /// xorshift64*: small, seeded, enough to pick mutations.
 struct Rng(u64);
@@ -256,8 +255,9 @@ struct Answer {
 }
 
 /// Reads well-framed backend messages until the sentinel's ReadyForQuery,
-/// the proxy closes, or `until`. Panics on anything malformed.
-async fn read_answer(s: &mut TcpStream, until: Instant, case: &str) -> Answer {
+/// the proxy closes, or `until`. Panics on anything malformed, and on
+/// another round's sentinel (a reply that went to the wrong client).
+async fn read_answer(s: &mut TcpStream, until: Instant, mark: &str, case: &str) -> Answer {
     let mut a = Answer::default();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -277,7 +277,7 @@ async fn read_answer(s: &mut TcpStream, until: Instant, case: &str) -> Answer {
             }
             let body = buf[5..1 + len].to_vec();
             buf.drain(..1 + len);
-            check_message(tag, &body, &mut a, case);
+            check_message(tag, &body, &mut a, mark, case);
             if tag == b'Z' && a.sentinel {
                 return a;
             }
@@ -295,7 +295,7 @@ async fn read_answer(s: &mut TcpStream, until: Instant, case: &str) -> Answer {
     }
 }
 
-fn check_message(tag: u8, body: &[u8], a: &mut Answer, case: &str) {
+fn check_message(tag: u8, body: &[u8], a: &mut Answer, mark: &str, case: &str) {
     const BACKEND: &[u8] = b"RKSZTDCIEN123ntsAGHdcWVv";
     assert!(
         BACKEND.contains(&tag),
@@ -332,7 +332,13 @@ fn check_message(tag: u8, body: &[u8], a: &mut Answer, case: &str) {
             body.len() == 1 && b"ITE".contains(&body[0]),
             "{case}: ReadyForQuery {body:?}"
         ),
-        b'D' => a.sentinel |= body.windows(8).any(|w| w == b"sentinel"),
+        b'D' if body.windows(9).any(|w| w == b"sentinel ") => {
+            assert!(
+                body.ends_with(mark.as_bytes()),
+                "{case}: another round's reply {body:?}"
+            );
+            a.sentinel = true;
+        }
         _ => {}
     }
 }
@@ -352,7 +358,8 @@ fn fields(body: &[u8]) -> Vec<(u8, String)> {
 }
 
 /// One client's rounds: log in, send a mutated conversation and the
-/// sentinel behind it (a Sync first, for a pipeline), read what comes.
+/// sentinel behind it (a Sync first, for a pipeline), read what comes;
+/// once the sentinel is answered, say goodbye: nothing more may come.
 async fn client(
     addr: std::net::SocketAddr,
     key: String,
@@ -370,13 +377,26 @@ async fn client(
         if std::env::var("FUZZ_TRACE").is_ok() {
             eprintln!("TRACE port {} {case}", s.local_addr().unwrap().port());
         }
+        let mark = format!("sentinel {seed} {round}");
         let mut tail = BytesMut::new();
         frontend::sync(&mut tail);
-        frontend::query(SENTINEL, &mut tail).unwrap();
-        if s.write_all(&bytes).await.is_err() || s.write_all(&tail).await.is_err() {
-            continue; // closed on us: fine, as long as what came was sound
+        frontend::query(&format!("SELECT '{mark}'"), &mut tail).unwrap();
+        // Closed on us: fine, as long as what came was sound.
+        if s.write_all(&bytes).await.is_ok() {
+            let _ = s.write_all(&tail).await;
         }
-        let a = read_answer(&mut s, Instant::now() + ANSWER_WITHIN, &case).await;
+        let a = read_answer(&mut s, Instant::now() + ANSWER_WITHIN, &mark, &case).await;
+        if a.sentinel {
+            let mut goodbye = BytesMut::new();
+            frontend::terminate(&mut goodbye);
+            let _ = s.write_all(&goodbye).await;
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+            assert!(
+                rest.is_empty(),
+                "{case}: after the sentinel's reply: {rest:?}"
+            );
+        }
         seen.extend(a.codes);
         seen.push(if a.sentinel { "answered" } else { "unanswered" }.to_owned());
     }
