@@ -1,6 +1,7 @@
 //! Client input the proxy never trusts: well-formed conversations
 //! (simple and extended queries, COPY, a refused statement, a failed
-//! transaction) mutated at random (bytes changed, lengths lied about,
+//! transaction, settings and their reset, DEALLOCATE, a Query inside a
+//! pipeline, a goodbye mid-pipeline) mutated at random (bytes changed, lengths lied about,
 //! messages cut, dropped, repeated, reordered or invented), sent by many
 //! clients at once, in both pool modes, against a real PostgreSQL. Every
 //! reply must be a well-framed backend message, every error must carry a
@@ -160,6 +161,24 @@ fn conversations() -> Vec<Vec<Vec<u8>>> {
             bind(""),
             execute(),
             sync(),
+        ],
+        // Settings read back and given back, statements dropped.
+        vec![query("SET application_name = 'fuzz'; RESET ALL")],
+        vec![query("SET statement_timeout = 5000"), query("DISCARD ALL")],
+        vec![parse("gone", "SELECT 2"), sync(), query("DEALLOCATE gone")],
+        // A Query inside an unsynced pipeline; a goodbye mid-pipeline.
+        vec![
+            parse("", "SELECT $1::int"),
+            bind(""),
+            execute(),
+            query("SELECT 2"),
+            sync(),
+        ],
+        vec![
+            parse("", "SELECT $1::int"),
+            bind(""),
+            execute(),
+            msg(frontend::terminate),
         ],
     ]
 }
