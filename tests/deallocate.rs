@@ -17,14 +17,7 @@ use support::{raw, registry};
 /// after `DEALLOCATE ALL`.
 #[tokio::test]
 async fn deallocate_by_name_drops_the_clients_statement() {
-    let reg = registry();
-    let t = reg.create_tenant("dealloc");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "2"),
-    ]);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_proxy, mut s) = session("dealloc").await;
     let prepare = |name: &'static str| {
         move |b: &mut BytesMut| {
             frontend::parse(name, "SELECT 1", [], b).unwrap();
@@ -128,17 +121,23 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     assert!(err.contains("26000"), "{err}");
 }
 
-/// A transaction-mode session (two connections) that prepared `kept`
-/// (`SELECT 1`) and `dealloc` (`DEALLOCATE ALL`); and its proxy.
-async fn kept_and_dealloc(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
+/// A new tenant's transaction-mode proxy (two connections), and a client
+/// logged in to it.
+async fn session(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
     let reg = registry();
-    let t = reg.create_tenant(tenant);
-    let key = reg.issue_key(&t);
+    let key = reg.issue_key(&reg.create_tenant(tenant));
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
         ("PGTENANT_POOL_SIZE", "2"),
     ]);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let (s, _, _) = raw::startup(proxy.addr, &key).await;
+    (proxy, s)
+}
+
+/// A transaction-mode session (two connections) that prepared `kept`
+/// (`SELECT 1`) and `dealloc` (`DEALLOCATE ALL`); and its proxy.
+async fn kept_and_dealloc(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
+    let (proxy, mut s) = session(tenant).await;
     raw::send(&mut s, |b| {
         frontend::parse("kept", "SELECT 1", [], b).unwrap();
         frontend::parse("dealloc", "DEALLOCATE ALL", [], b).unwrap();
@@ -274,14 +273,7 @@ async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
 /// statement stays, and binds afterwards.
 #[tokio::test]
 async fn a_deallocate_the_server_skips_drops_nothing() {
-    let reg = registry();
-    let t = reg.create_tenant("deallocskip");
-    let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[
-        ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "2"),
-    ]);
-    let (mut s, _, _) = raw::startup(proxy.addr, &key).await;
+    let (_proxy, mut s) = session("deallocskip").await;
     raw::send(&mut s, |b| {
         frontend::parse("kept", "SELECT 1", [], b).unwrap();
         frontend::sync(b);

@@ -26,12 +26,20 @@ impl Checkout {
     pub fn release_idle(self) {
         // (Reseeding pins its client, which never comes here: kept for
         // safety, at the cost of one load.)
+        if !self.seeded() {
+            self.permit.give_back(self.conn);
+        }
+    }
+
+    /// A client seeded random() here, which no reset undoes: the caller
+    /// drops the connection (counted here).
+    fn seeded(&self) -> bool {
         if self.conn.reseeded {
             metrics::counter!("pgtenant_server_discards_total", "reason" => "random_seed")
                 .increment(1);
-        } else {
-            self.permit.give_back(self.conn);
+            tracing::debug!("server connection closed: its client set the random seed");
         }
+        self.conn.reseeded
     }
 
     /// Resets the connection and puts it back, or closes it.
@@ -40,10 +48,7 @@ impl Checkout {
             metrics::counter!("pgtenant_server_discards_total", "reason" => "dirty").increment(1);
             return; // dropped: socket closed, budget and permit freed
         };
-        if self.conn.reseeded {
-            metrics::counter!("pgtenant_server_discards_total", "reason" => "random_seed")
-                .increment(1);
-            tracing::debug!("server connection closed: its client set the random seed");
+        if self.seeded() {
             return;
         }
         match self.conn.reset(status).await {
