@@ -294,3 +294,41 @@ async fn a_deallocate_the_server_skips_drops_nothing() {
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
+
+/// So is a Close behind a message that fails: PostgreSQL skips it with the
+/// rest of the pipeline, and the statement binds afterwards. A Close the
+/// server would have reached still drops the name.
+#[tokio::test]
+async fn a_close_the_server_skips_drops_nothing() {
+    let (_proxy, mut s) = session("closeskip").await;
+    raw::send(&mut s, |b| {
+        frontend::parse("kept", "SELECT 1", [], b).unwrap();
+        frontend::parse("gone", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    raw::send(&mut s, |b| {
+        frontend::close(b'S', "gone", b).unwrap();
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::close(b'S', "kept", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "3EZ");
+    raw::send(&mut s, |b| {
+        raw::bind_execute(b, "kept", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, |b| {
+        raw::bind_execute(b, "gone", 0);
+        frontend::sync(b);
+    })
+    .await;
+    let err = raw::until_ready(&mut s)
+        .await
+        .expect("closed before the error");
+    assert!(err.contains("26000"), "{err}");
+}

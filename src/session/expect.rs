@@ -64,6 +64,12 @@ pub enum Expect {
     /// The proxy answers itself (ParseComplete, CloseComplete) once every
     /// earlier reply has been delivered.
     Synth(Bytes),
+    /// A client's Close of its named statement (transaction mode), answered
+    /// as `Synth` with CloseComplete. Pipelined behind messages that may
+    /// fail, the name and statement to give back if the server skips to
+    /// Sync, where PostgreSQL would keep the statement (see
+    /// `Downstream::undeallocated`).
+    Closed(Option<std::sync::Arc<(String, super::prepared::Statement)>>),
     /// A refused statement, sent to the server as a statement that fails
     /// to parse so the server's transaction state follows; the server's
     /// error is replaced by this one.
@@ -116,7 +122,7 @@ impl Expect {
             }
             Expect::Evict => Some(Reply::Close),
             Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
-            Expect::Synth(_) | Expect::CopyEnd => None,
+            Expect::Synth(_) | Expect::Closed(_) | Expect::CopyEnd => None,
         }
     }
 }

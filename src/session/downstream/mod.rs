@@ -12,6 +12,8 @@ use crate::error::ClientError;
 use crate::pool::record_param;
 use crate::protocol::{self, ErrorFields, HEADER_LEN, TxStatus};
 
+const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
+
 /// The server's reported parameters (ParameterStatus), name and value.
 pub type Params = Vec<(String, String)>;
 
@@ -58,8 +60,9 @@ pub struct Downstream {
     pub dropped_all: Option<u64>,
     /// The proxy's restore of startup settings met a failed transaction.
     pub restore_again: bool,
-    /// Pipelined `DEALLOCATE name`s that met a failed transaction: the
-    /// client's statements are back (see [`Expect::Deallocate`]).
+    /// Pipelined `DEALLOCATE name`s that met a failed transaction, and
+    /// Closes the server skipped: the client's statements are back (see
+    /// [`Expect::Deallocate`], [`Expect::Closed`]).
     pub undeallocated: Vec<std::sync::Arc<(String, super::prepared::Statement)>>,
 }
 
@@ -362,7 +365,7 @@ impl Downstream {
         while let Some(e) = self.expect.get(i) {
             match e {
                 Expect::Pass(Reply::Sync) if by_execute => drop(self.expect.remove(i)),
-                Expect::Synth(_) if by_execute => i += 1,
+                Expect::Synth(_) | Expect::Closed(_) if by_execute => i += 1,
                 Expect::CopyEnd => {
                     self.expect.remove(i);
                     ended = true;
@@ -394,8 +397,10 @@ impl Downstream {
             skipped_parse |= unnamed_parse(e);
             skipped_own |= own_parse(e);
             never_answered(e, cache);
-            // A skipped `DEALLOCATE name`: the statement stays.
-            if let Some(Expect::Deallocate(Some(kept))) = self.expect.pop_front() {
+            // A skipped `DEALLOCATE name` or Close: the statement stays.
+            if let Some(Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept))) =
+                self.expect.pop_front()
+            {
                 self.undeallocated.push(kept);
             }
         }
@@ -429,6 +434,10 @@ impl Downstream {
                     splice(&mut self.buf, *pos, 0, bytes);
                     *pos += bytes.len();
                 }
+                Some(Expect::Closed(_)) => {
+                    splice(&mut self.buf, *pos, 0, CLOSE_COMPLETE);
+                    *pos += CLOSE_COMPLETE.len();
+                }
                 Some(Expect::CopyEnd) => {}
                 _ => return,
             }
@@ -445,7 +454,7 @@ impl Downstream {
     ) -> Result<(), ClientError> {
         if matches!(
             self.expect.front(),
-            Some(Expect::Synth(_) | Expect::CopyEnd)
+            Some(Expect::Synth(_) | Expect::Closed(_) | Expect::CopyEnd)
         ) {
             self.scan(cache, params)?;
         }

@@ -33,7 +33,6 @@ use effects::Resetting;
 const REFUSED_SQL: &str = "pgtenant refused this statement";
 const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
 pub const FLUSH: &[u8] = b"H\0\0\0\x04";
-const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
 
 /// Decides whether SQL may reach the server; `Err` holds the ErrorResponse.
 /// Gets the raw text: SQL that is not valid UTF-8 is the inspector's call.
@@ -537,9 +536,14 @@ impl Upstream {
                 q.push_back(Expect::Pass(Reply::Describe));
             }
             tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
-                // The server statement may be shared: only the client's name goes.
-                self.forget_statement(&String::from_utf8_lossy(cstr(&body[1..])));
-                q.push_back(Expect::Synth(Bytes::from_static(CLOSE_COMPLETE)));
+                // The server statement may be shared: only the client's name
+                // goes. (Behind messages that may fail, it may come back.)
+                let name = String::from_utf8_lossy(cstr(&body[1..])).into_owned();
+                let st = self.forget_statement(&name);
+                let kept = st
+                    .filter(|_| !q.is_empty())
+                    .map(|st| std::sync::Arc::new((name, st)));
+                q.push_back(Expect::Closed(kept));
             }
             tag::EXECUTE if !self.effect_portals.is_empty() => {
                 self.out.extend_from_slice(frame);
