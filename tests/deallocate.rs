@@ -1,8 +1,9 @@
-//! Transaction mode's `DEALLOCATE`, against a real PostgreSQL: the
-//! server knows a client's named statements by the proxy's names, so SQL
-//! `DEALLOCATE name` is answered by the proxy, and the client's names go
-//! when a `DEALLOCATE ALL` or `DISCARD ALL` runs (as a Query or through the
-//! extended protocol), never when the server refuses it.
+//! Transaction mode's `DEALLOCATE`, Close and failed Parse, against a real
+//! PostgreSQL: the server knows a client's named statements by the proxy's
+//! names, so SQL `DEALLOCATE name` and a Close are answered by the proxy,
+//! and the client's names go when a `DEALLOCATE ALL` or `DISCARD ALL` runs
+//! (as a Query or through the extended protocol), never when the server
+//! refuses or skips it; a Parse the server fails or skips leaves none.
 
 mod support;
 
@@ -331,4 +332,114 @@ async fn a_close_the_server_skips_drops_nothing() {
         .await
         .expect("closed before the error");
     assert!(err.contains("26000"), "{err}");
+}
+
+/// A named Parse that the server fails (a missing table) or skips (behind
+/// an error in its pipeline) leaves no statement, as on PostgreSQL: a Bind
+/// of it gets 26000. A Close and a Parse of one name, both skipped, leave
+/// it as it was.
+#[tokio::test]
+async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
+    let (_proxy, mut s) = session("parsefail").await;
+    let runs = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            raw::bind_execute(b, name, 0);
+            frontend::sync(b);
+        }
+    };
+    // (Described: a Parse and Sync alone the proxy answers itself.)
+    raw::send(&mut s, |b| {
+        frontend::parse("missing", "SELECT * FROM no_such_table", [], b).unwrap();
+        frontend::describe(b'S', "missing", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    let err = raw::until_ready(&mut s).await.expect("no such table");
+    assert!(err.contains("42P01"), "{err}");
+    raw::send(&mut s, |b| {
+        frontend::parse("one", "SELECT 1", [], b).unwrap();
+        frontend::parse("five", "SELECT 5", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    raw::send(&mut s, |b| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::parse("skipped", "SELECT 3", [], b).unwrap();
+        // A text the connection has already (answered by the proxy).
+        frontend::parse("also_five", "SELECT 5", [], b).unwrap();
+        frontend::close(b'S', "one", b).unwrap();
+        frontend::parse("one", "VALUES (1), (2)", [], b).unwrap();
+        frontend::parse("closed", "SELECT 6", [], b).unwrap();
+        frontend::close(b'S', "closed", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    for gone in ["missing", "skipped", "also_five", "closed"] {
+        raw::send(&mut s, runs(gone)).await;
+        let err = raw::until_ready(&mut s).await.expect("never parsed");
+        assert!(err.contains("26000"), "{gone}: {err}");
+    }
+    // The first `one` (one row), not the skipped one (two).
+    raw::send(&mut s, runs("one")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    raw::send(&mut s, runs("five")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    // One text parsed twice in a pipeline, failing, then working: each
+    // Parse gets its own answer, and the server's statement is known.
+    let described = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse(name, "SELECT * FROM made_later", [], b).unwrap();
+            frontend::describe(b'S', name, b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    raw::send(&mut s, |b| {
+        described("early")(b);
+        frontend::query("CREATE TABLE made_later (n int)", b).unwrap();
+        described("late")(b);
+    })
+    .await;
+    let err = raw::until_ready(&mut s).await.expect("not made yet");
+    assert!(err.contains("42P01"), "{err}");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1tTZ");
+    raw::send(&mut s, described("again")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1tTZ");
+    raw::send(&mut s, runs("again")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2CZ");
+}
+
+/// Failed Parses don't count against the session's limit of statements:
+/// a client that names each attempt anew (asyncpg numbers its
+/// statements, and describes each) and keeps failing (a column a migration has yet to add)
+/// can still prepare past it.
+#[tokio::test]
+async fn failed_parses_never_fill_the_session() {
+    let (_proxy, mut s) = session("parsefill").await;
+    const TRIES: usize = 10_001; // the limit is 10,000
+    for batch in 0..TRIES.div_ceil(500) {
+        let n = (TRIES - batch * 500).min(500);
+        raw::send(&mut s, |b| {
+            for i in 0..n {
+                let name = format!("__stmt_{}__", batch * 500 + i);
+                frontend::parse(&name, "SELECT not_yet_a_column", [], b).unwrap();
+                frontend::describe(b'S', &name, b).unwrap();
+                frontend::sync(b);
+            }
+        })
+        .await;
+        for _ in 0..n {
+            let err = raw::until_ready(&mut s).await.expect("no such column");
+            assert!(err.contains("42703"), "{err}");
+        }
+    }
+    raw::send(&mut s, |b| {
+        frontend::parse("works", "SELECT 1", [], b).unwrap();
+        raw::bind_execute(b, "works", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12DCZ");
 }

@@ -61,13 +61,17 @@ pub enum Expect {
     Reparse(std::sync::Arc<str>),
     /// A Close the proxy sent to evict a statement: CloseComplete dropped.
     Evict,
-    /// The proxy answers itself (ParseComplete, CloseComplete) once every
-    /// earlier reply has been delivered.
-    Synth(Bytes),
+    /// The proxy answers itself, once every earlier reply has been
+    /// delivered: a client's Parse of a named statement the connection
+    /// already has (transaction mode) gets ParseComplete. The number is
+    /// the one the session kept the client's statement under: skipped by
+    /// the server (an error before it in the pipeline), the statement
+    /// goes, as PostgreSQL would not have it (see `Downstream::unparsed`).
+    Parsed(u64),
     /// A client's Close of its named statement (transaction mode), answered
-    /// as `Synth` with CloseComplete. Pipelined behind messages that may
-    /// fail, the name and statement to give back if the server skips to
-    /// Sync, where PostgreSQL would keep the statement (see
+    /// with CloseComplete as `Parsed` is. Pipelined behind messages that
+    /// may fail, the name and statement to give back if the server skips
+    /// to Sync, where PostgreSQL would keep the statement (see
     /// `Downstream::undeallocated`).
     Closed(Option<std::sync::Arc<(String, super::prepared::Statement)>>),
     /// A refused statement, sent to the server as a statement that fails
@@ -75,8 +79,9 @@ pub enum Expect {
     /// error is replaced by this one.
     Refused(Reply, Bytes),
     /// A client's Parse of a named statement under its backend name;
-    /// forgotten on the connection if it fails.
-    ParseNamed(std::sync::Arc<str>),
+    /// forgotten on the connection if it fails or is skipped, and then by
+    /// the client too (kept under this number, as in `Parsed`).
+    ParseNamed(std::sync::Arc<str>, u64),
     /// A Query of the proxy's own (the client's settings on a connection):
     /// its whole reply is dropped; an error in it ends the session.
     Hidden,
@@ -112,17 +117,33 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The answer the proxy gives itself in place of the server's.
+    pub fn synth(&self) -> Option<&'static [u8]> {
+        match self {
+            Expect::Parsed(_) => Some(b"1\0\0\0\x04"),
+            Expect::Closed(_) => Some(b"3\0\0\0\x04"),
+            _ => None,
+        }
+    }
+
     pub fn reply(&self) -> Option<Reply> {
         match self {
             Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) | Expect::Quiet(r) => {
                 Some(*r)
             }
-            Expect::Reparse(_) | Expect::ParseNamed(_) | Expect::ReparseUnnamed => {
+            Expect::Reparse(_) | Expect::ParseNamed(..) | Expect::ReparseUnnamed => {
                 Some(Reply::Parse)
             }
             Expect::Evict => Some(Reply::Close),
             Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
-            Expect::Synth(_) | Expect::Closed(_) | Expect::CopyEnd => None,
+            Expect::Parsed(_) | Expect::Closed(_) | Expect::CopyEnd => None,
         }
     }
+}
+
+/// Is a Parse of server statement `name` still to be answered? Until it
+/// is, the connection may not have it after all: the server may fail it.
+pub fn parse_pending(q: &std::collections::VecDeque<Expect>, name: &str) -> bool {
+    q.iter()
+        .any(|e| matches!(e, Expect::ParseNamed(n, _) | Expect::Reparse(n) if &**n == name))
 }

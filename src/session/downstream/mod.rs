@@ -6,13 +6,11 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::expect::{Expect, Reply};
+use super::expect::{Expect, Reply, parse_pending};
 use super::prepared::StatementCache;
 use crate::error::ClientError;
 use crate::pool::record_param;
 use crate::protocol::{self, ErrorFields, HEADER_LEN, TxStatus};
-
-const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
 
 /// The server's reported parameters (ParameterStatus), name and value.
 pub type Params = Vec<(String, String)>;
@@ -64,6 +62,10 @@ pub struct Downstream {
     /// Closes the server skipped: the client's statements are back (see
     /// [`Expect::Deallocate`], [`Expect::Closed`]).
     pub undeallocated: Vec<std::sync::Arc<(String, super::prepared::Statement)>>,
+    /// Client's named statements (by the number the session kept them
+    /// under) whose Parse failed or was skipped: they go (see
+    /// [`Expect::Parsed`]).
+    pub unparsed: Vec<u64>,
 }
 
 /// A server that now reads SQL differently from the firewall (its
@@ -100,9 +102,13 @@ fn in_failed_transaction() -> Bytes {
 
 /// What the server skipped never happened: a statement the proxy prepared
 /// is not there, and one it closed may still be.
-fn never_answered(e: &Expect, cache: &mut StatementCache) {
+/// (`later`: what is queued behind it. A Parse of the same statement
+/// there decides whether the connection has it.)
+fn never_answered(e: &Expect, later: &VecDeque<Expect>, cache: &mut StatementCache) {
     match e {
-        Expect::Reparse(name) | Expect::ParseNamed(name) => cache.forget(name),
+        Expect::Reparse(name) | Expect::ParseNamed(name, _) if !parse_pending(later, name) => {
+            cache.forget(name)
+        }
         Expect::Evict => cache.close_skipped(),
         _ => {}
     }
@@ -132,6 +138,7 @@ impl Downstream {
             unnamed_lost: false,
             dropped_all: None,
             undeallocated: Vec::new(),
+            unparsed: Vec::new(),
             restore_again: false,
         }
     }
@@ -320,7 +327,7 @@ impl Downstream {
                         if e.reply().is_some_and(Reply::ends_at_ready) {
                             break;
                         }
-                        never_answered(&e, cache);
+                        never_answered(&e, &self.expect, cache);
                     }
                     cache.unnamed_owner = 0; // whatever its Parses became
                 }
@@ -365,7 +372,7 @@ impl Downstream {
         while let Some(e) = self.expect.get(i) {
             match e {
                 Expect::Pass(Reply::Sync) if by_execute => drop(self.expect.remove(i)),
-                Expect::Synth(_) | Expect::Closed(_) if by_execute => i += 1,
+                e if by_execute && e.synth().is_some() => i += 1,
                 Expect::CopyEnd => {
                     self.expect.remove(i);
                     ended = true;
@@ -396,12 +403,16 @@ impl Downstream {
             }
             skipped_parse |= unnamed_parse(e);
             skipped_own |= own_parse(e);
-            never_answered(e, cache);
-            // A skipped `DEALLOCATE name` or Close: the statement stays.
-            if let Some(Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept))) =
-                self.expect.pop_front()
-            {
-                self.undeallocated.push(kept);
+            let e = self.expect.pop_front().expect("front");
+            never_answered(&e, &self.expect, cache);
+            match e {
+                // A skipped `DEALLOCATE name` or Close: the statement stays.
+                Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept)) => {
+                    self.undeallocated.push(kept)
+                }
+                // A failed or skipped Parse: the client's statement goes.
+                Expect::ParseNamed(_, kept) | Expect::Parsed(kept) => self.unparsed.push(kept),
+                _ => {}
             }
         }
         // The connection's unnamed statement is whoever's it was before,
@@ -430,15 +441,11 @@ impl Downstream {
     fn emit_synth(&mut self, pos: &mut usize) {
         loop {
             match self.expect.front() {
-                Some(Expect::Synth(bytes)) => {
+                Some(Expect::CopyEnd) => {}
+                Some(e) if let Some(bytes) = e.synth() => {
                     splice(&mut self.buf, *pos, 0, bytes);
                     *pos += bytes.len();
                 }
-                Some(Expect::Closed(_)) => {
-                    splice(&mut self.buf, *pos, 0, CLOSE_COMPLETE);
-                    *pos += CLOSE_COMPLETE.len();
-                }
-                Some(Expect::CopyEnd) => {}
                 _ => return,
             }
             self.expect.pop_front();
@@ -452,10 +459,11 @@ impl Downstream {
         cache: &mut StatementCache,
         params: &mut Params,
     ) -> Result<(), ClientError> {
-        if matches!(
-            self.expect.front(),
-            Some(Expect::Synth(_) | Expect::Closed(_) | Expect::CopyEnd)
-        ) {
+        if self
+            .expect
+            .front()
+            .is_some_and(|e| matches!(e, Expect::CopyEnd) || e.synth().is_some())
+        {
             self.scan(cache, params)?;
         }
         Ok(())

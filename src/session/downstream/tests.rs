@@ -26,8 +26,7 @@ fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
     let mut cache = StatementCache::new(8);
     let mut d = Downstream::new(BytesMut::new());
     d.expect.push_back(Expect::Reparse("pgt_1".into()));
-    d.expect
-        .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
+    d.expect.push_back(Expect::Parsed(1));
     d.expect.push_back(Expect::Pass(Reply::Bind));
     d.expect.push_back(Expect::Pass(Reply::Sync));
     let mut server = msg(b'1', b"");
@@ -50,8 +49,7 @@ fn a_copy_in_drops_the_syncs_the_server_ignores() {
     let mut cache = StatementCache::new(8);
     let mut d = Downstream::new(BytesMut::new());
     d.expect.push_back(Expect::Pass(Reply::Execute));
-    d.expect
-        .push_back(Expect::Synth(Bytes::from(msg(b'1', b""))));
+    d.expect.push_back(Expect::Parsed(1));
     d.expect.push_back(Expect::Pass(Reply::Sync));
     d.buf.extend_from_slice(&msg(b'G', b"\0\0\0"));
     d.scan(&mut cache, &mut Vec::new()).unwrap();
@@ -61,7 +59,7 @@ fn a_copy_in_drops_the_syncs_the_server_ignores() {
         "the Sync that ends the copy's transaction is still to come"
     );
     assert_eq!(d.expect.len(), 2, "{:?}", d.expect);
-    assert!(matches!(d.expect[1], Expect::Synth(_)));
+    assert!(matches!(d.expect[1], Expect::Parsed(_)));
     // The data is refused: the copy is over.
     d.buf.extend_from_slice(&msg(b'E', b"C22P04\0\0"));
     d.scan(&mut cache, &mut Vec::new()).unwrap();

@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
-use super::expect::{Expect, Reply};
+use super::expect::{Expect, Reply, parse_pending};
 use super::offload::Ahead;
 use super::prepared::{ClientStatements, Lookup, Statement, deallocated_name};
 use super::repeats::Repeats;
@@ -239,7 +239,8 @@ impl Upstream {
     ) -> Result<(), ClientError> {
         // Replies are read between batches: a DEALLOCATE ALL answered since
         // the last one takes its names before this one uses any.
-        if down.dropped_all.is_some() || !down.undeallocated.is_empty() {
+        if down.dropped_all.is_some() || !down.undeallocated.is_empty() || !down.unparsed.is_empty()
+        {
             self.statements_answered(down);
         }
         if down.skipping_to_sync {
@@ -464,13 +465,19 @@ impl Upstream {
                 if self.rename && !name.is_empty() {
                     let mut st = Statement::from_parse_body(rest);
                     st.effect = effect;
-                    if let Err(err) = self.keep_statement(name, st.clone()) {
-                        return self.refuse_parse(true, err, q);
-                    }
-                    if matches!(server.statements.lookup(&st), Lookup::Present) {
-                        q.push_back(Expect::Synth(Bytes::from_static(PARSE_COMPLETE)));
+                    let kept = match self.keep_statement(name, st.clone()) {
+                        Ok(kept) => kept,
+                        Err(err) => return self.refuse_parse(true, err, q),
+                    };
+                    if !matches!(server.statements.lookup(&st), Lookup::Present) {
+                        self.prepare(&st, &mut server.statements, q, Some(kept));
+                    } else if !parse_pending(q, &st.server_name) {
+                        q.push_back(Expect::Parsed(kept));
                     } else {
-                        self.prepare(&st, &mut server.statements, q, false);
+                        // Parsed earlier in the pipeline, and that Parse may
+                        // fail: again, for this client's own answer.
+                        self.close_on_server(&st.server_name, q);
+                        self.prepare(&st, &mut server.statements, q, Some(kept));
                     }
                 } else {
                     if self.rename && name.is_empty() {

@@ -215,12 +215,22 @@ impl Upstream {
     }
 
     /// What the replies read since the last batch say about the client's
-    /// statements: pipelined `DEALLOCATE name`s that did not run give
-    /// theirs back, then a `DEALLOCATE ALL` that ran drops what it did.
+    /// statements: Parses that failed or were skipped take theirs away;
+    /// pipelined `DEALLOCATE name`s and Closes that did not run give theirs
+    /// back (unless it is one of those: a Parse and a Close of it both
+    /// skipped leave nothing, as on PostgreSQL); then a `DEALLOCATE ALL`
+    /// that ran drops what it did.
     #[cold]
     pub(super) fn statements_answered(&mut self, down: &mut Downstream) {
+        let gone = std::mem::take(&mut down.unparsed);
+        if !gone.is_empty() {
+            self.statements.retain(|_, s| !gone.contains(&s.kept));
+            self.statement_bytes = self.statements.iter().map(|(n, s)| kept_size(n, s)).sum();
+        }
         for kept in down.undeallocated.drain(..) {
-            self.undeallocate(&kept.0, &kept.1);
+            if !gone.contains(&kept.1.kept) {
+                self.undeallocate(&kept.0, &kept.1);
+            }
         }
         if let Some(upto) = down.dropped_all.take() {
             self.forget_statements_upto(upto);
@@ -237,7 +247,7 @@ impl Upstream {
     /// Records a client's named statement (kept for the session: its text
     /// goes to whichever connection it is used on), unless the session
     /// holds too many already: then the error to answer its Parse with.
-    pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<(), Bytes> {
+    pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<u64, Bytes> {
         let name = String::from_utf8_lossy(name).into_owned();
         let replaced = self.statements.get(&name).map(|o| kept_size(&name, o));
         let bytes = self.statement_bytes - replaced.unwrap_or(0) + kept_size(&name, &st);
@@ -253,7 +263,7 @@ impl Upstream {
         self.statements_kept += 1;
         st.kept = self.statements_kept;
         self.statements.insert(name, st);
-        Ok(())
+        Ok(self.statements_kept)
     }
 
     /// Bind or Describe of a named statement: use its server name, preparing
@@ -311,7 +321,7 @@ impl Upstream {
             return Renamed::No; // unknown: the server says "does not exist", as it should
         };
         if !matches!(cache.lookup(&st), Lookup::Present) {
-            self.prepare(&st, cache, &mut down.expect, true);
+            self.prepare(&st, cache, &mut down.expect, None);
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
         if t == tag::BIND {
@@ -388,13 +398,15 @@ impl Upstream {
     }
 
     /// Sends a Parse of `st` under its server name (closing a colliding or
-    /// evicted statement first). `silent`: the client did not ask for it.
+    /// evicted statement first). `client`: the client asked for it, and
+    /// the number the session kept it under; `None`: the proxy prepares
+    /// it for a Bind or Describe, silently.
     pub(super) fn prepare(
         &mut self,
         st: &Statement,
         cache: &mut StatementCache,
         q: &mut std::collections::VecDeque<Expect>,
-        silent: bool,
+        client: Option<u64>,
     ) {
         match cache.lookup(st) {
             Lookup::Collision => {
@@ -411,10 +423,9 @@ impl Upstream {
             self.close_on_server(&evicted, q);
         }
         self.out.extend_from_slice(&st.parse);
-        q.push_back(if silent {
-            Expect::Reparse(st.server_name.clone())
-        } else {
-            Expect::ParseNamed(st.server_name.clone())
+        q.push_back(match client {
+            None => Expect::Reparse(st.server_name.clone()),
+            Some(kept) => Expect::ParseNamed(st.server_name.clone(), kept),
         });
     }
 
