@@ -294,3 +294,19 @@ fn counts_past_any_deployment_are_refused_before_they_reach_a_semaphore() {
     );
     assert!(load(&format!("max_client_connections = 1000000\n{URL}"), &[]).is_ok());
 }
+
+/// The example file spells out the defaults and nothing else (the Docker
+/// image runs without it, so that a forgotten PGTENANT_BACKEND_URL says
+/// "required"): loaded, it is no file at all plus its backend URL.
+#[test]
+fn example_config_holds_only_the_defaults() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pgtenant.toml"))
+            .unwrap();
+    let example = load(&text, &[]).unwrap();
+    let url = example.backend.url.0.clone();
+    let bare = load("", &[("PGTENANT_BACKEND_URL", &url)]).unwrap();
+    assert_eq!(format!("{example:?}"), format!("{bare:?}"));
+    let err = load("", &[]).unwrap_err().to_string();
+    assert!(err.contains("required"), "{err}");
+}
