@@ -1,7 +1,8 @@
 //! The control plane as a role that is not superuser, as managed
 //! PostgreSQL gives: it manages tenants once it is a member of their
 //! roles, which `tenant create` grants it, and `init --grant-roles-to`
-//! grants it for roles made by another (a superuser, before).
+//! grants it for roles made by another (a superuser, before). And two
+//! registries of one cluster, whose roles share one namespace.
 
 mod support;
 
@@ -113,4 +114,77 @@ async fn init_grants_tenant_roles_another_role_made_to_the_control_plane() {
         &["init", "--grant-roles-to", "no_such_role"],
         "no_such_role",
     );
+}
+
+/// Another registry of the cluster (or anyone) makes the tenant's role
+/// while `tenant create` runs, after it looked: the same message as when
+/// the role was there before, and nothing made.
+#[tokio::test]
+async fn a_role_made_meanwhile_elsewhere_gets_the_clis_message() {
+    let env = own_registry("race_registry", "race_");
+    let env = env_of(&env);
+    // Made, not yet committed: the CLI's look finds nothing, and its
+    // CREATE ROLE waits on this transaction.
+    let other = superuser("postgres").await;
+    other
+        .batch_execute("BEGIN; CREATE ROLE race_tenant_acme")
+        .await
+        .unwrap();
+    let cli = {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            fails(
+                &env_of(&env),
+                &["tenant", "create", "acme"],
+                "already exists",
+            )
+        })
+    };
+    // (Looked at from outside the transaction: inside, the activity seen
+    // is a snapshot.)
+    let watch = superuser("postgres").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%CREATE ROLE%race_tenant_acme%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI never got to CREATE ROLE"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    other.batch_execute("COMMIT").await.unwrap();
+    let line = cli.join().unwrap();
+    assert!(
+        line.contains("role \"race_tenant_acme\" already exists"),
+        "{line}"
+    );
+    let made: i64 = superuser("race_registry")
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM pgtenant.tenants WHERE name = 'acme') \
+                  + (SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_acme')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(made, 0, "a failed create left its tenant or schema");
+    other
+        .batch_execute("DROP ROLE race_tenant_acme")
+        .await
+        .unwrap();
 }

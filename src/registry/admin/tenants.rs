@@ -275,8 +275,33 @@ async fn provision(
          CREATE SCHEMA {s} AUTHORIZATION {r};
          ALTER ROLE {r} SET search_path = {s};"
     ))
-    .await?;
+    .await
+    .map_err(|e| made_meanwhile(e, &role, role_hint, &schema))?;
     Ok(id)
+}
+
+/// The role or schema was made by another since it was looked for (roles
+/// are cluster-wide: another registry's `tenant create`, which this one's
+/// lock does not hold back): the same answer as when it was there before.
+fn made_meanwhile(
+    e: tokio_postgres::Error,
+    role: &str,
+    role_hint: &'static str,
+    schema: &str,
+) -> AdminError {
+    use tokio_postgres::error::SqlState;
+    let Some(db) = e.as_db_error() else {
+        return e.into();
+    };
+    let code = db.code();
+    let index = db.constraint().unwrap_or("");
+    if *code == SqlState::DUPLICATE_OBJECT || index == "pg_authid_rolname_index" {
+        AdminError::RoleExists(role.to_owned(), role_hint)
+    } else if *code == SqlState::DUPLICATE_SCHEMA || index == "pg_namespace_nspname_index" {
+        AdminError::SchemaExists(schema.to_owned())
+    } else {
+        e.into()
+    }
 }
 
 /// `t_` + 64 random bits in hex; retried on the (unlikely) clash.
