@@ -125,11 +125,15 @@ async fn deallocate_by_name_drops_the_clients_statement() {
 /// A new tenant's transaction-mode proxy (two connections), and a client
 /// logged in to it.
 async fn session(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
+    session_of(tenant, "2").await
+}
+
+async fn session_of(tenant: &str, pool_size: &str) -> (support::Proxy, tokio::net::TcpStream) {
     let reg = registry();
     let key = reg.issue_key(&reg.create_tenant(tenant));
     let proxy = reg.proxy(&[
         ("PGTENANT_POOL_MODE", "transaction"),
-        ("PGTENANT_POOL_SIZE", "2"),
+        ("PGTENANT_POOL_SIZE", pool_size),
     ]);
     let (s, _, _) = raw::startup(proxy.addr, &key).await;
     (proxy, s)
@@ -298,7 +302,7 @@ async fn a_deallocate_the_server_skips_drops_nothing() {
 
 /// So is a Close behind a message that fails: PostgreSQL skips it with the
 /// rest of the pipeline, and the statement binds afterwards. A Close the
-/// server would have reached still drops the name.
+/// server reached before the error still drops the name.
 #[tokio::test]
 async fn a_close_the_server_skips_drops_nothing() {
     let (_proxy, mut s) = session("closeskip").await;
@@ -310,13 +314,14 @@ async fn a_close_the_server_skips_drops_nothing() {
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
     raw::send(&mut s, |b| {
+        frontend::parse("", "SELECT 0", [], b).unwrap();
         frontend::close(b'S', "gone", b).unwrap();
         frontend::parse("", "SELECT nope", [], b).unwrap();
         frontend::close(b'S', "kept", b).unwrap();
         frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "3EZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "13EZ");
     raw::send(&mut s, |b| {
         raw::bind_execute(b, "kept", 0);
         frontend::sync(b);
@@ -332,6 +337,21 @@ async fn a_close_the_server_skips_drops_nothing() {
         .await
         .expect("closed before the error");
     assert!(err.contains("26000"), "{err}");
+    // Behind a Query the error made the server skip as well.
+    raw::send(&mut s, |b| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        frontend::query("SELECT 1", b).unwrap();
+        frontend::close(b'S', "kept", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    raw::send(&mut s, |b| {
+        raw::bind_execute(b, "kept", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
 
 /// A named Parse that the server fails (a missing table) or skips (behind
@@ -340,7 +360,8 @@ async fn a_close_the_server_skips_drops_nothing() {
 /// it as it was.
 #[tokio::test]
 async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
-    let (_proxy, mut s) = session("parsefail").await;
+    // One connection: `five`, run, is on it when `also_five` comes.
+    let (_proxy, mut s) = session_of("parsefail", "1").await;
     let runs = |name: &'static str| {
         move |b: &mut BytesMut| {
             raw::bind_execute(b, name, 0);
@@ -359,10 +380,11 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     raw::send(&mut s, |b| {
         frontend::parse("one", "SELECT 1", [], b).unwrap();
         frontend::parse("five", "SELECT 5", [], b).unwrap();
+        raw::bind_execute(b, "five", 0);
         frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "11Z");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "112DCZ");
     raw::send(&mut s, |b| {
         frontend::parse("", "SELECT nope", [], b).unwrap();
         frontend::parse("skipped", "SELECT 3", [], b).unwrap();
@@ -387,7 +409,8 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     raw::send(&mut s, runs("five")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
     // One text parsed twice in a pipeline, failing, then working: each
-    // Parse gets its own answer, and the server's statement is known.
+    // Parse gets the server's own answer, and the last one decides what
+    // the connection has (so the next Parse of it is answered at once).
     let described = |name: &'static str| {
         move |b: &mut BytesMut| {
             frontend::parse(name, "SELECT * FROM made_later", [], b).unwrap();
@@ -409,37 +432,89 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "1tTZ");
     raw::send(&mut s, runs("again")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2CZ");
+    // Twice in a pipeline, working: the second is no duplicate (42P05)
+    // on the server, and binds.
+    raw::send(&mut s, |b| {
+        frontend::parse("first", "SELECT 7", [], b).unwrap();
+        frontend::parse("second", "SELECT 7", [], b).unwrap();
+        raw::bind_execute(b, "second", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "112DCZ");
+    raw::send(&mut s, runs("first")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+    // In a failed transaction, even a text the connection has: 25P02.
+    raw::query(&mut s, "BEGIN; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
+    raw::send(&mut s, |b| {
+        frontend::parse("in_failed", "SELECT 5", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    let err = raw::until_ready(&mut s).await.expect("transaction failed");
+    assert!(err.contains("25P02"), "{err}");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    raw::send(&mut s, runs("in_failed")).await;
+    let err = raw::until_ready(&mut s).await.expect("never parsed");
+    assert!(err.contains("26000"), "{err}");
+    raw::send(&mut s, runs("five")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
 
 /// Failed Parses don't count against the session's limit of statements:
-/// a client that names each attempt anew (asyncpg numbers its
-/// statements, and describes each) and keeps failing (a column a migration has yet to add)
-/// can still prepare past it.
+/// a client that names each attempt anew (asyncpg numbers its statements,
+/// and describes each) and keeps failing (a column a migration has yet to
+/// add) can still prepare past it.
 #[tokio::test]
 async fn failed_parses_never_fill_the_session() {
     let (_proxy, mut s) = session("parsefill").await;
-    const TRIES: usize = 10_001; // the limit is 10,000
-    for batch in 0..TRIES.div_ceil(500) {
-        let n = (TRIES - batch * 500).min(500);
-        raw::send(&mut s, |b| {
-            for i in 0..n {
-                let name = format!("__stmt_{}__", batch * 500 + i);
+    const LIMIT: usize = 10_000;
+    let failing = |first: usize, n: usize| {
+        move |b: &mut BytesMut| {
+            for i in first..first + n {
+                let name = format!("__stmt_{i}__");
                 frontend::parse(&name, "SELECT not_yet_a_column", [], b).unwrap();
                 frontend::describe(b'S', &name, b).unwrap();
                 frontend::sync(b);
             }
-        })
-        .await;
+        }
+    };
+    for first in (0..=LIMIT).step_by(500) {
+        let n = (LIMIT + 1 - first).min(500);
+        raw::send(&mut s, failing(first, n)).await;
         for _ in 0..n {
             let err = raw::until_ready(&mut s).await.expect("no such column");
             assert!(err.contains("42703"), "{err}");
         }
     }
+    // One short of the limit, by prepares alone (which the proxy answers
+    // itself, without a server), then one more failure: the next prepare
+    // still fits.
+    for first in (0..LIMIT - 1).step_by(500) {
+        let n = (LIMIT - 1 - first).min(500);
+        raw::send(&mut s, |b| {
+            for i in first..first + n {
+                frontend::parse(&format!("ok_{i}"), "SELECT 1", [], b).unwrap();
+            }
+            frontend::sync(b);
+        })
+        .await;
+        assert_eq!(raw::tags(&mut s, n + 1).await, "1".repeat(n) + "Z");
+    }
+    raw::send(&mut s, failing(LIMIT + 1, 1)).await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("42703"));
     raw::send(&mut s, |b| {
         frontend::parse("works", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
         raw::bind_execute(b, "works", 0);
         frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "12DCZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }

@@ -57,8 +57,9 @@ pub enum Expect {
     Pass(Reply),
     /// A Parse the proxy sent for a client's named statement: its
     /// ParseComplete is dropped (an error still passes: the client needs it).
-    /// Holds the statement's backend name, forgotten again on error.
-    Reparse(std::sync::Arc<str>),
+    /// Holds the statement's backend name and the number of the Parse in
+    /// the connection's cache (see `StatementCache::answered`).
+    Reparse(std::sync::Arc<str>, u64),
     /// A Close the proxy sent to evict a statement: CloseComplete dropped.
     Evict,
     /// The proxy answers itself, once every earlier reply has been
@@ -78,10 +79,11 @@ pub enum Expect {
     /// to parse so the server's transaction state follows; the server's
     /// error is replaced by this one.
     Refused(Reply, Bytes),
-    /// A client's Parse of a named statement under its backend name;
-    /// forgotten on the connection if it fails or is skipped, and then by
-    /// the client too (kept under this number, as in `Parsed`).
-    ParseNamed(std::sync::Arc<str>, u64),
+    /// A client's Parse of a named statement under its backend name, with
+    /// the number the session kept it under (as in `Parsed`) and the
+    /// Parse's number in the connection's cache (as in `Reparse`): if it
+    /// fails or is skipped, the client's statement goes too.
+    ParseNamed(std::sync::Arc<str>, u64, u64),
     /// A Query of the proxy's own (the client's settings on a connection):
     /// its whole reply is dropped; an error in it ends the session.
     Hidden,
@@ -131,7 +133,7 @@ impl Expect {
             Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) | Expect::Quiet(r) => {
                 Some(*r)
             }
-            Expect::Reparse(_) | Expect::ParseNamed(..) | Expect::ReparseUnnamed => {
+            Expect::Reparse(..) | Expect::ParseNamed(..) | Expect::ReparseUnnamed => {
                 Some(Reply::Parse)
             }
             Expect::Evict => Some(Reply::Close),
@@ -139,11 +141,4 @@ impl Expect {
             Expect::Parsed(_) | Expect::Closed(_) | Expect::CopyEnd => None,
         }
     }
-}
-
-/// Is a Parse of server statement `name` still to be answered? Until it
-/// is, the connection may not have it after all: the server may fail it.
-pub fn parse_pending(q: &std::collections::VecDeque<Expect>, name: &str) -> bool {
-    q.iter()
-        .any(|e| matches!(e, Expect::ParseNamed(n, _) | Expect::Reparse(n) if &**n == name))
 }

@@ -65,11 +65,15 @@ const MAX_CACHED_BYTES: usize = 64 << 20;
 
 /// Statements prepared on one server connection, least recently used first
 /// out. The value is the statement's identifying body, compared on every
-/// hit so that a hash collision can never run the wrong query.
+/// hit so that a hash collision can never run the wrong query, and the
+/// number of its Parse while the server has yet to answer it (0 after).
 pub struct StatementCache {
     /// Grows as statements come (a large capacity costs a connection
     /// nothing until used); `capacity` bounds it.
-    lru: LruCache<Arc<str>, Bytes>,
+    lru: LruCache<Arc<str>, (Bytes, u64)>,
+    /// Parses sent, counted: a statement parsed again before the answer
+    /// to its first Parse is decided by the last one only.
+    parses: u64,
     capacity: usize,
     /// The size of the texts in `lru`, at most [`MAX_CACHED_BYTES`] but
     /// for the newest: the cache outlives the sessions that filled it.
@@ -95,6 +99,8 @@ impl Drop for StatementCache {
 
 pub enum Lookup {
     Present,
+    /// Sent, its ParseComplete yet to come: the server may still fail it.
+    Pending,
     Missing,
     /// Same name, different statement (a hash collision): close it first.
     Collision,
@@ -106,6 +112,7 @@ impl StatementCache {
             lru: LruCache::unbounded(),
             capacity: capacity.max(1),
             bytes: 0,
+            parses: 0,
             unsure: false,
             unnamed_owner: 0,
         }
@@ -113,22 +120,37 @@ impl StatementCache {
 
     pub fn lookup(&mut self, st: &Statement) -> Lookup {
         match self.lru.get(&st.server_name) {
-            Some(body) if body[..] == *st.body() => Lookup::Present,
+            Some((body, 0)) if body[..] == *st.body() => Lookup::Present,
+            Some((body, _)) if body[..] == *st.body() => Lookup::Pending,
             Some(_) => Lookup::Collision,
             None => Lookup::Missing,
         }
     }
 
-    /// Records a statement as prepared; then [`Self::evict`] says which
+    /// Records a statement as sent to be prepared; returns the number of
+    /// that Parse, for [`Self::answered`]. Then [`Self::evict`] says which
     /// to close.
-    pub fn insert(&mut self, st: &Statement) {
+    pub fn insert(&mut self, st: &Statement) -> u64 {
         let before = self.lru.len();
         let body = st.parse.slice(5 + st.server_name.len() + 1..);
         self.bytes += body.len();
-        if let Some((_, old)) = self.lru.push(st.server_name.clone(), body) {
+        self.parses += 1;
+        if let Some((_, (old, _))) = self.lru.push(st.server_name.clone(), (body, self.parses)) {
             self.bytes -= old.len();
         }
         self.counted(before);
+        self.parses
+    }
+
+    /// The server answered Parse number `sent` of `name`: prepared (`ok`),
+    /// or failed or skipped. Unless another Parse of it was sent since:
+    /// that one's answer decides.
+    pub fn answered(&mut self, name: &str, sent: u64, ok: bool) {
+        match self.lru.peek_mut(name) {
+            Some((_, pending)) if *pending == sent && ok => *pending = 0,
+            Some((_, pending)) if *pending == sent => self.forget(name),
+            _ => {}
+        }
     }
 
     /// The least recently used statement, taken out, while the cache holds
@@ -140,7 +162,7 @@ impl StatementCache {
             return None;
         }
         let before = self.lru.len();
-        let (name, body) = self.lru.pop_lru()?;
+        let (name, (body, _)) = self.lru.pop_lru()?;
         self.bytes -= body.len();
         self.counted(before);
         Some(name)
@@ -148,7 +170,7 @@ impl StatementCache {
 
     pub fn forget(&mut self, name: &str) {
         let before = self.lru.len();
-        if let Some(body) = self.lru.pop(name) {
+        if let Some((body, _)) = self.lru.pop(name) {
             self.bytes -= body.len();
         }
         self.counted(before);
@@ -273,10 +295,30 @@ mod tests {
         assert!(matches!(c.lookup(&a), Lookup::Missing));
         c.insert(&a);
         assert_eq!(c.evict(), None);
+        assert!(matches!(c.lookup(&a2), Lookup::Pending));
+        c.answered(&a.server_name, 1, true);
         assert!(matches!(c.lookup(&a2), Lookup::Present));
         c.insert(&b);
         assert_eq!(c.evict().as_deref(), Some(&*a.server_name));
         assert_eq!(c.evict(), None);
+        assert!(matches!(c.lookup(&a), Lookup::Missing));
+    }
+
+    /// A statement parsed again before the first Parse is answered (the
+    /// proxy closes it in between): the last Parse's answer decides.
+    #[test]
+    fn only_the_last_parse_of_a_statement_decides() {
+        let a = Statement::from_parse_body(b"SELECT 1\0\0\0");
+        let mut c = StatementCache::new(8);
+        let (first, second) = (c.insert(&a), c.insert(&a));
+        c.answered(&a.server_name, first, false);
+        assert!(matches!(c.lookup(&a), Lookup::Pending));
+        c.answered(&a.server_name, second, true);
+        assert!(matches!(c.lookup(&a), Lookup::Present));
+        let (third, fourth) = (c.insert(&a), c.insert(&a));
+        c.answered(&a.server_name, third, true);
+        assert!(matches!(c.lookup(&a), Lookup::Pending));
+        c.answered(&a.server_name, fourth, false);
         assert!(matches!(c.lookup(&a), Lookup::Missing));
     }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::expect::{Expect, Reply, parse_pending};
+use super::expect::{Expect, Reply};
 use super::prepared::StatementCache;
 use crate::error::ClientError;
 use crate::pool::record_param;
@@ -66,7 +66,16 @@ pub struct Downstream {
     /// under) whose Parse failed or was skipped: they go (see
     /// [`Expect::Parsed`]).
     pub unparsed: Vec<u64>,
+    /// Those numbers, for as long as a Close of one may still be answered
+    /// (ascending; see [`Downstream::give_back`]).
+    failed_parses: Vec<u64>,
+    /// The highest `dropped_all` yet.
+    dropped_upto: u64,
 }
+
+/// Failed Parses remembered while pipelines go on (see `failed_parses`):
+/// past this, the oldest are let go.
+const MAX_FAILED_PARSES: usize = 1024;
 
 /// A server that now reads SQL differently from the firewall (its
 /// `standard_conforming_strings` or `client_encoding` changed where the
@@ -100,20 +109,6 @@ fn in_failed_transaction() -> Bytes {
     err.freeze()
 }
 
-/// What the server skipped never happened: a statement the proxy prepared
-/// is not there, and one it closed may still be.
-/// (`later`: what is queued behind it. A Parse of the same statement
-/// there decides whether the connection has it.)
-fn never_answered(e: &Expect, later: &VecDeque<Expect>, cache: &mut StatementCache) {
-    match e {
-        Expect::Reparse(name) | Expect::ParseNamed(name, _) if !parse_pending(later, name) => {
-            cache.forget(name)
-        }
-        Expect::Evict => cache.close_skipped(),
-        _ => {}
-    }
-}
-
 /// Messages the server may send at any time, outside any reply.
 fn is_async(tag: u8) -> bool {
     matches!(tag, b'N' | b'S' | b'A')
@@ -139,6 +134,8 @@ impl Downstream {
             dropped_all: None,
             undeallocated: Vec::new(),
             unparsed: Vec::new(),
+            failed_parses: Vec::new(),
+            dropped_upto: 0,
             restore_again: false,
         }
     }
@@ -260,13 +257,15 @@ impl Downstream {
                 (Some(Expect::Pass(Reply::Execute)), b'G') => self.copy_started(true),
                 (_, b'G') => self.copy_started(false),
                 // The proxy's own Parse/Close succeeded: the client never asked.
-                (Some(Expect::Reparse(_) | Expect::ReparseUnnamed), b'1')
+                (Some(Expect::Reparse(..) | Expect::ReparseUnnamed), b'1')
                 | (Some(Expect::Evict), b'3') => {
                     if !whole {
                         break;
                     }
                     splice(&mut self.buf, pos, h.frame_len, &[]);
-                    self.expect.pop_front();
+                    if let Some(Expect::Reparse(name, sent)) = self.expect.pop_front() {
+                        cache.answered(&name, sent, true);
+                    }
                     continue;
                 }
                 (Some(Expect::DropsAll(reply, upto)), b'C') => {
@@ -276,6 +275,7 @@ impl Downstream {
                     let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
                     if body == b"DEALLOCATE ALL\0" || body == b"DISCARD ALL\0" {
                         self.dropped_all = Some(upto);
+                        self.dropped_upto = self.dropped_upto.max(upto);
                     }
                     if reply.ended_by(tag) {
                         self.expect.pop_front();
@@ -287,7 +287,9 @@ impl Downstream {
                     }
                     let reply = if self.status == TxStatus::Failed {
                         // PostgreSQL's answer there; the statement stays.
-                        self.undeallocated.extend(kept);
+                        if let Some(kept) = kept {
+                            self.give_back(kept.clone());
+                        }
                         in_failed_transaction()
                     } else {
                         Bytes::from_static(b"C\0\0\0\x0fDEALLOCATE\0")
@@ -318,6 +320,10 @@ impl Downstream {
                 (Some(e), b'E') if e.reply().is_some_and(Reply::is_extended) => {
                     self.fail_until_sync(cache);
                 }
+                (Some(Expect::ParseNamed(name, _, sent)), b'1') => {
+                    cache.answered(&name, sent, true);
+                    self.expect.pop_front();
+                }
                 (Some(e), _) if e.reply().is_some_and(|r| r.ended_by(tag)) => {
                     self.expect.pop_front();
                 }
@@ -327,7 +333,7 @@ impl Downstream {
                         if e.reply().is_some_and(Reply::ends_at_ready) {
                             break;
                         }
-                        never_answered(&e, &self.expect, cache);
+                        self.never_answered(e, cache);
                     }
                     cache.unnamed_owner = 0; // whatever its Parses became
                 }
@@ -404,16 +410,7 @@ impl Downstream {
             skipped_parse |= unnamed_parse(e);
             skipped_own |= own_parse(e);
             let e = self.expect.pop_front().expect("front");
-            never_answered(&e, &self.expect, cache);
-            match e {
-                // A skipped `DEALLOCATE name` or Close: the statement stays.
-                Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept)) => {
-                    self.undeallocated.push(kept)
-                }
-                // A failed or skipped Parse: the client's statement goes.
-                Expect::ParseNamed(_, kept) | Expect::Parsed(kept) => self.unparsed.push(kept),
-                _ => {}
-            }
+            self.never_answered(e, cache);
         }
         // The connection's unnamed statement is whoever's it was before,
         // so nobody's, and nothing the client may bind holds the
@@ -433,6 +430,56 @@ impl Downstream {
         // skipped, did not end its pipeline).
         self.skipping_to_sync |= !synced;
         self.sync_owed |= !synced;
+    }
+
+    /// What the server failed or skipped never happened: a statement the
+    /// proxy prepared is not there, one it closed may still be; the
+    /// client's statement whose Parse it was goes, one whose Close or
+    /// `DEALLOCATE` it was stays.
+    fn never_answered(&mut self, e: Expect, cache: &mut StatementCache) {
+        match e {
+            Expect::Reparse(name, sent) => cache.answered(&name, sent, false),
+            Expect::ParseNamed(name, kept, sent) => {
+                cache.answered(&name, sent, false);
+                self.parse_failed(kept);
+            }
+            Expect::Parsed(kept) => self.parse_failed(kept),
+            Expect::Evict => cache.close_skipped(),
+            Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept)) => self.give_back(kept),
+            _ => {}
+        }
+    }
+
+    /// Have replies changed the client's statements since its last batch
+    /// (see `Upstream::statements_answered`)?
+    pub fn has_statement_news(&self) -> bool {
+        self.dropped_all.is_some() || !self.undeallocated.is_empty() || !self.unparsed.is_empty()
+    }
+
+    fn parse_failed(&mut self, kept: u64) {
+        self.unparsed.push(kept);
+        // A Close of it can only be queued behind, answered in this read or
+        // a later one; with nothing but a Sync there, no Close of any is.
+        let settled = self.expect.len() <= 1
+            && (self.expect.front()).is_none_or(|e| e.reply().is_some_and(Reply::ends_at_ready));
+        if settled || self.failed_parses.len() >= MAX_FAILED_PARSES {
+            self.failed_parses.clear();
+        }
+        if !settled {
+            self.failed_parses.push(kept);
+        }
+    }
+
+    /// A Close or `DEALLOCATE name` that did not run: its statement comes
+    /// back, unless the server never had it (its Parse failed) or a
+    /// `DEALLOCATE ALL` sent before it took it. Decided here, in the
+    /// order of the replies: the client's statements follow only at its
+    /// next batch, when those answers may have come in different reads.
+    fn give_back(&mut self, kept: std::sync::Arc<(String, super::prepared::Statement)>) {
+        let n = kept.1.kept;
+        if n > self.dropped_upto && self.failed_parses.binary_search(&n).is_err() {
+            self.undeallocated.push(kept);
+        }
     }
 
     /// Answers the proxy gives itself, once all earlier replies are out.

@@ -25,7 +25,7 @@ fn splice_grows_and_shrinks() {
 fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
     let mut cache = StatementCache::new(8);
     let mut d = Downstream::new(BytesMut::new());
-    d.expect.push_back(Expect::Reparse("pgt_1".into()));
+    d.expect.push_back(Expect::Reparse("pgt_1".into(), 1));
     d.expect.push_back(Expect::Parsed(1));
     d.expect.push_back(Expect::Pass(Reply::Bind));
     d.expect.push_back(Expect::Pass(Reply::Sync));
@@ -180,4 +180,65 @@ fn an_error_skips_a_query_up_to_the_sync() {
         d.sync_owed && d.skipping_to_sync,
         "the Sync is still to come"
     );
+}
+
+/// A client's statement whose Parse failed, or that a `DEALLOCATE ALL`
+/// took, never comes back through a Close of it the server skipped, even
+/// when the two answers come in different reads (the client's statements
+/// follow at its next batch, in between).
+#[test]
+fn a_skipped_close_gives_back_only_what_the_server_had() {
+    let mut cache = StatementCache::new(8);
+    let kept = |n: u64| {
+        let mut st = super::super::prepared::Statement::from_parse_body(b"SELECT 1\0\0\0");
+        st.kept = n;
+        Expect::Closed(Some(std::sync::Arc::new(("s".to_owned(), st))))
+    };
+    let failed_segment = || {
+        let mut b = msg(b'E', b"C42P01\0\0");
+        b.extend(msg(b'Z', b"I"));
+        b
+    };
+    let given_back =
+        |d: &mut Downstream| -> Vec<u64> { d.undeallocated.drain(..).map(|k| k.1.kept).collect() };
+    // 5's Parse fails; a Close of it and of 4 (parsed before) is skipped.
+    let mut d = Downstream::new(BytesMut::new());
+    d.expect.extend([
+        Expect::ParseNamed("pgt_5".into(), 5, 1),
+        Expect::Pass(Reply::Sync),
+        Expect::Pass(Reply::Bind),
+        kept(5),
+        kept(4),
+        Expect::Pass(Reply::Sync),
+    ]);
+    d.buf.extend_from_slice(&failed_segment());
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert_eq!(d.unparsed, [5]);
+    d.unparsed.clear(); // the client's next batch
+    d.buf.extend_from_slice(&failed_segment());
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert!(d.settled(), "{:?}", d.expect);
+    assert_eq!(given_back(&mut d), [4]);
+    // DEALLOCATE ALL sent with 6 kept, 7 parsed behind it; a Close of
+    // each skipped.
+    d.expect.extend([
+        Expect::DropsAll(Reply::UntilReady, 6),
+        Expect::ParseNamed("pgt_7".into(), 7, 2),
+        Expect::Pass(Reply::Sync),
+        Expect::Pass(Reply::Bind),
+        kept(5),
+        kept(7),
+        Expect::Pass(Reply::Sync),
+    ]);
+    let mut ran = msg(b'C', b"DEALLOCATE ALL\0");
+    ran.extend(msg(b'Z', b"I"));
+    ran.extend(msg(b'1', b""));
+    ran.extend(msg(b'Z', b"I"));
+    d.buf.extend_from_slice(&ran);
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert_eq!(d.dropped_all.take(), Some(6));
+    d.buf.extend_from_slice(&failed_segment());
+    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    assert!(d.settled(), "{:?}", d.expect);
+    assert_eq!(given_back(&mut d), [7]);
 }

@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::downstream::Downstream;
-use super::expect::{Expect, Reply, parse_pending};
+use super::expect::{Expect, Reply};
 use super::offload::Ahead;
 use super::prepared::{ClientStatements, Lookup, Statement, deallocated_name};
 use super::repeats::Repeats;
@@ -239,8 +239,7 @@ impl Upstream {
     ) -> Result<(), ClientError> {
         // Replies are read between batches: a DEALLOCATE ALL answered since
         // the last one takes its names before this one uses any.
-        if down.dropped_all.is_some() || !down.undeallocated.is_empty() || !down.unparsed.is_empty()
-        {
+        if down.has_statement_news() {
             self.statements_answered(down);
         }
         if down.skipping_to_sync {
@@ -469,15 +468,19 @@ impl Upstream {
                         Ok(kept) => kept,
                         Err(err) => return self.refuse_parse(true, err, q),
                     };
-                    if !matches!(server.statements.lookup(&st), Lookup::Present) {
-                        self.prepare(&st, &mut server.statements, q, Some(kept));
-                    } else if !parse_pending(q, &st.server_name) {
-                        q.push_back(Expect::Parsed(kept));
-                    } else {
-                        // Parsed earlier in the pipeline, and that Parse may
-                        // fail: again, for this client's own answer.
-                        self.close_on_server(&st.server_name, q);
-                        self.prepare(&st, &mut server.statements, q, Some(kept));
+                    match server.statements.lookup(&st) {
+                        // In a failed transaction the server's answer is 25P02.
+                        Lookup::Present if down.status != TxStatus::Failed => {
+                            q.push_back(Expect::Parsed(kept))
+                        }
+                        Lookup::Present | Lookup::Pending => {
+                            // Pending, its Parse may fail: again, for this
+                            // client's own answer (the last Parse decides
+                            // what the connection has).
+                            self.close_on_server(&st.server_name, q);
+                            self.prepare(&st, &mut server.statements, q, Some(kept));
+                        }
+                        _ => self.prepare(&st, &mut server.statements, q, Some(kept)),
                     }
                 } else {
                     if self.rename && name.is_empty() {
@@ -545,11 +548,13 @@ impl Upstream {
             tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
                 // The server statement may be shared: only the client's name
                 // goes. (Behind messages that may fail, it may come back.)
-                let name = String::from_utf8_lossy(cstr(&body[1..])).into_owned();
+                let name = String::from_utf8_lossy(cstr(&body[1..]));
                 let st = self.forget_statement(&name);
+                // (After an error the server skips a Query too, up to Sync.)
+                let skippable = q.back().is_some_and(|e| e.reply() != Some(Reply::Sync));
                 let kept = st
-                    .filter(|_| !q.is_empty())
-                    .map(|st| std::sync::Arc::new((name, st)));
+                    .filter(|_| skippable)
+                    .map(|st| std::sync::Arc::new((name.into_owned(), st)));
                 q.push_back(Expect::Closed(kept));
             }
             tag::EXECUTE if !self.effect_portals.is_empty() => {

@@ -172,6 +172,11 @@ impl Upstream {
                 _ => return Ok(false),
             }
         }
+        // (What the last replies said about the client's statements first:
+        // a failed Parse's name no longer counts against the limit.)
+        if down.has_statement_news() {
+            self.statements_answered(down);
+        }
         let batch = self.inbuf.split_to(pos);
         let mut pos = 0;
         while let Ok(Some(h)) = protocol::header(&batch[pos..], max) {
@@ -217,20 +222,24 @@ impl Upstream {
     /// What the replies read since the last batch say about the client's
     /// statements: Parses that failed or were skipped take theirs away;
     /// pipelined `DEALLOCATE name`s and Closes that did not run give theirs
-    /// back (unless it is one of those: a Parse and a Close of it both
-    /// skipped leave nothing, as on PostgreSQL); then a `DEALLOCATE ALL`
-    /// that ran drops what it did.
+    /// back (see `Downstream::give_back`); then a `DEALLOCATE ALL` that ran
+    /// drops what it did.
     #[cold]
     pub(super) fn statements_answered(&mut self, down: &mut Downstream) {
-        let gone = std::mem::take(&mut down.unparsed);
-        if !gone.is_empty() {
-            self.statements.retain(|_, s| !gone.contains(&s.kept));
-            self.statement_bytes = self.statements.iter().map(|(n, s)| kept_size(n, s)).sum();
+        if !down.unparsed.is_empty() {
+            // Ascending: numbered as sent, answered in order.
+            let (gone, bytes) = (&down.unparsed, &mut self.statement_bytes);
+            self.statements.retain(|n, s| {
+                let keep = gone.binary_search(&s.kept).is_err();
+                if !keep {
+                    *bytes -= kept_size(n, s);
+                }
+                keep
+            });
+            down.unparsed.clear();
         }
         for kept in down.undeallocated.drain(..) {
-            if !gone.contains(&kept.1.kept) {
-                self.undeallocate(&kept.0, &kept.1);
-            }
+            self.undeallocate(&kept.0, &kept.1);
         }
         if let Some(upto) = down.dropped_all.take() {
             self.forget_statements_upto(upto);
@@ -320,7 +329,8 @@ impl Upstream {
         else {
             return Renamed::No; // unknown: the server says "does not exist", as it should
         };
-        if !matches!(cache.lookup(&st), Lookup::Present) {
+        // (One pending shares its fate with this Bind: both need it.)
+        if !matches!(cache.lookup(&st), Lookup::Present | Lookup::Pending) {
             self.prepare(&st, cache, &mut down.expect, None);
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
@@ -418,14 +428,14 @@ impl Upstream {
             Lookup::Missing if cache.unsure() => self.close_on_server(&st.server_name, q),
             _ => {}
         }
-        cache.insert(st);
+        let sent = cache.insert(st);
         while let Some(evicted) = cache.evict() {
             self.close_on_server(&evicted, q);
         }
         self.out.extend_from_slice(&st.parse);
         q.push_back(match client {
-            None => Expect::Reparse(st.server_name.clone()),
-            Some(kept) => Expect::ParseNamed(st.server_name.clone(), kept),
+            None => Expect::Reparse(st.server_name.clone(), sent),
+            Some(kept) => Expect::ParseNamed(st.server_name.clone(), kept, sent),
         });
     }
 
