@@ -292,11 +292,7 @@ async fn a_deallocate_the_server_skips_drops_nothing() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
-    raw::send(&mut s, |b| {
-        raw::bind_execute(b, "kept", 0);
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
 
@@ -322,17 +318,9 @@ async fn a_close_the_server_skips_drops_nothing() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "13EZ");
-    raw::send(&mut s, |b| {
-        raw::bind_execute(b, "kept", 0);
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
-    raw::send(&mut s, |b| {
-        raw::bind_execute(b, "gone", 0);
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, runs("gone")).await;
     let err = raw::until_ready(&mut s)
         .await
         .expect("closed before the error");
@@ -346,11 +334,7 @@ async fn a_close_the_server_skips_drops_nothing() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
-    raw::send(&mut s, |b| {
-        raw::bind_execute(b, "kept", 0);
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
 
@@ -362,12 +346,6 @@ async fn a_close_the_server_skips_drops_nothing() {
 async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     // One connection: `five`, run, is on it when `also_five` comes.
     let (_proxy, mut s) = session_of("parsefail", "1").await;
-    let runs = |name: &'static str| {
-        move |b: &mut BytesMut| {
-            raw::bind_execute(b, name, 0);
-            frontend::sync(b);
-        }
-    };
     // (Described: a Parse and Sync alone the proxy answers itself.)
     raw::send(&mut s, |b| {
         frontend::parse("missing", "SELECT * FROM no_such_table", [], b).unwrap();
@@ -511,10 +489,6 @@ async fn failed_parses_never_fill_the_session() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
-    raw::send(&mut s, |b| {
-        raw::bind_execute(b, "works", 0);
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, runs("works")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
