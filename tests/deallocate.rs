@@ -153,6 +153,18 @@ async fn kept_and_dealloc(tenant: &str) -> (support::Proxy, tokio::net::TcpStrea
     (proxy, s)
 }
 
+/// `messages` behind a Parse the server fails, then Sync: the server
+/// skips them all, and answers the error and ReadyForQuery only.
+async fn behind_an_error(s: &mut tokio::net::TcpStream, messages: impl FnOnce(&mut BytesMut)) {
+    raw::send(s, |b| {
+        frontend::parse("", "SELECT nope", [], b).unwrap();
+        messages(b);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(s).await, "EZ");
+}
+
 /// Bind and Execute of `statement`, then Sync.
 fn runs(statement: &'static str) -> impl FnOnce(&mut BytesMut) {
     move |b| {
@@ -285,13 +297,7 @@ async fn a_deallocate_the_server_skips_drops_nothing() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
-    raw::send(&mut s, |b| {
-        frontend::parse("", "SELECT nope", [], b).unwrap();
-        frontend::query("DEALLOCATE kept", b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    behind_an_error(&mut s, |b| frontend::query("DEALLOCATE kept", b).unwrap()).await;
     raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
@@ -326,14 +332,11 @@ async fn a_close_the_server_skips_drops_nothing() {
         .expect("closed before the error");
     assert!(err.contains("26000"), "{err}");
     // Behind a Query the error made the server skip as well.
-    raw::send(&mut s, |b| {
-        frontend::parse("", "SELECT nope", [], b).unwrap();
+    behind_an_error(&mut s, |b| {
         frontend::query("SELECT 1", b).unwrap();
         frontend::close(b'S', "kept", b).unwrap();
-        frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
     raw::send(&mut s, runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
 }
@@ -363,8 +366,7 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "112DCZ");
-    raw::send(&mut s, |b| {
-        frontend::parse("", "SELECT nope", [], b).unwrap();
+    behind_an_error(&mut s, |b| {
         frontend::parse("skipped", "SELECT 3", [], b).unwrap();
         // A text the connection has already (answered by the proxy).
         frontend::parse("also_five", "SELECT 5", [], b).unwrap();
@@ -372,10 +374,8 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
         frontend::parse("one", "VALUES (1), (2)", [], b).unwrap();
         frontend::parse("closed", "SELECT 6", [], b).unwrap();
         frontend::close(b'S', "closed", b).unwrap();
-        frontend::sync(b);
     })
     .await;
-    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
     for gone in ["missing", "skipped", "also_five", "closed"] {
         raw::send(&mut s, runs(gone)).await;
         let err = raw::until_ready(&mut s).await.expect("never parsed");

@@ -218,15 +218,6 @@ fn secrets_are_redacted_in_debug() {
     assert!(!dbg.contains("hunter2") && !dbg.contains("XYZ"), "{dbg}");
 }
 
-#[test]
-fn example_config_is_valid() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pgtenant.toml"))
-            .unwrap();
-    let c = load(&text, &[]).unwrap();
-    assert_eq!(c.listen_addr.port(), 6432);
-}
-
 /// The example file and the README's table are the reference: every
 /// setting that has an environment variable appears in both, by key and
 /// by variable.
@@ -299,11 +290,12 @@ fn counts_past_any_deployment_are_refused_before_they_reach_a_semaphore() {
 /// image runs without it, so that a forgotten PGTENANT_BACKEND_URL says
 /// "required"): loaded, it is no file at all plus its backend URL.
 #[test]
-fn example_config_holds_only_the_defaults() {
+fn example_config_is_valid_and_holds_only_the_defaults() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pgtenant.toml"))
             .unwrap();
     let example = load(&text, &[]).unwrap();
+    assert_eq!(example.listen_addr.port(), 6432);
     let url = example.backend.url.0.clone();
     let bare = load("", &[("PGTENANT_BACKEND_URL", &url)]).unwrap();
     assert_eq!(format!("{example:?}"), format!("{bare:?}"));

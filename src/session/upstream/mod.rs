@@ -17,7 +17,7 @@ use postgres_protocol::message::frontend;
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
 use super::offload::Ahead;
-use super::prepared::{ClientStatements, Lookup, Statement, deallocated_name};
+use super::prepared::{ClientStatements, deallocated_name};
 use super::repeats::Repeats;
 use crate::error::ClientError;
 use crate::firewall::rules;
@@ -462,26 +462,8 @@ impl Upstream {
                     self.unnamed_drops_all = drops_all;
                 }
                 if self.rename && !name.is_empty() {
-                    let mut st = Statement::from_parse_body(rest);
-                    st.effect = effect;
-                    let kept = match self.keep_statement(name, st.clone()) {
-                        Ok(kept) => kept,
-                        Err(err) => return self.refuse_parse(true, err, q),
-                    };
-                    match server.statements.lookup(&st) {
-                        // In a failed transaction the server's answer is 25P02.
-                        Lookup::Present if down.status != TxStatus::Failed => {
-                            q.push_back(Expect::Parsed(kept))
-                        }
-                        Lookup::Present | Lookup::Pending => {
-                            // Pending, its Parse may fail: again, for this
-                            // client's own answer (the last Parse decides
-                            // what the connection has).
-                            self.close_on_server(&st.server_name, q);
-                            self.prepare(&st, &mut server.statements, q, Some(kept));
-                        }
-                        _ => self.prepare(&st, &mut server.statements, q, Some(kept)),
-                    }
+                    let failed = down.status == TxStatus::Failed;
+                    self.parse_named(name, rest, effect, failed, &mut server.statements, q);
                 } else {
                     if self.rename && name.is_empty() {
                         down.unnamed_unbound = true;
@@ -546,16 +528,7 @@ impl Upstream {
                 q.push_back(Expect::Pass(Reply::Describe));
             }
             tag::CLOSE if self.rename && body.first() == Some(&b'S') && body.get(1) != Some(&0) => {
-                // The server statement may be shared: only the client's name
-                // goes. (Behind messages that may fail, it may come back.)
-                let name = String::from_utf8_lossy(cstr(&body[1..]));
-                let st = self.forget_statement(&name);
-                // (After an error the server skips a Query too, up to Sync.)
-                let skippable = q.back().is_some_and(|e| e.reply() != Some(Reply::Sync));
-                let kept = st
-                    .filter(|_| skippable)
-                    .map(|st| std::sync::Arc::new((name.into_owned(), st)));
-                q.push_back(Expect::Closed(kept));
+                self.close_named(cstr(&body[1..]), q);
             }
             tag::EXECUTE if !self.effect_portals.is_empty() => {
                 self.out.extend_from_slice(frame);

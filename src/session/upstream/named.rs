@@ -275,6 +275,51 @@ impl Upstream {
         Ok(self.statements_kept)
     }
 
+    /// A client's Parse of a named statement: kept under the client's name,
+    /// parsed on the server under its own unless the connection has it
+    /// (then answered here). `failed`: the transaction is, and the server's
+    /// answer is 25P02.
+    pub(super) fn parse_named(
+        &mut self,
+        name: &[u8],
+        rest: &[u8],
+        effect: Effect,
+        failed: bool,
+        cache: &mut StatementCache,
+        q: &mut std::collections::VecDeque<Expect>,
+    ) {
+        let mut st = Statement::from_parse_body(rest);
+        st.effect = effect;
+        let kept = match self.keep_statement(name, st.clone()) {
+            Ok(kept) => kept,
+            Err(err) => return self.refuse_parse(true, err, q),
+        };
+        match cache.lookup(&st) {
+            Lookup::Present if !failed => q.push_back(Expect::Parsed(kept)),
+            Lookup::Present | Lookup::Pending => {
+                // Pending, its Parse may fail: again, for this client's own
+                // answer (the last Parse decides what the connection has).
+                self.close_on_server(&st.server_name, q);
+                self.prepare(&st, cache, q, Some(kept));
+            }
+            _ => self.prepare(&st, cache, q, Some(kept)),
+        }
+    }
+
+    /// A client's Close of its named statement: the server's copy may be
+    /// shared, so only the client's name goes, answered here. Behind
+    /// messages that may fail it may come back (see `Expect::Closed`).
+    pub(super) fn close_named(&mut self, name: &[u8], q: &mut std::collections::VecDeque<Expect>) {
+        let name = String::from_utf8_lossy(name);
+        let st = self.forget_statement(&name);
+        // (After an error the server skips a Query too, up to Sync.)
+        let skippable = q.back().is_some_and(|e| e.reply() != Some(Reply::Sync));
+        let kept = st
+            .filter(|_| skippable)
+            .map(|st| std::sync::Arc::new((name.into_owned(), st)));
+        q.push_back(Expect::Closed(kept));
+    }
+
     /// Bind or Describe of a named statement: use its server name, preparing
     /// it first on this connection if needed. Of the unnamed statement:
     /// only the client's own on this connection.
