@@ -1,7 +1,7 @@
 //! Builders for the backend messages the proxy sends to clients itself.
 //! Each appends one complete frame to `buf`.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Appends `tag`, a length placeholder, the body written by `f`, then
 /// patches the length in.
@@ -81,6 +81,14 @@ impl Severity {
             Severity::Fatal => "FATAL",
         }
     }
+}
+
+/// An ERROR on its own, to answer a message with (or to swap in for the
+/// server's answer).
+pub fn error(code: &str, message: &str, hint: Option<&str>) -> Bytes {
+    let mut buf = BytesMut::new();
+    error_response(&mut buf, Severity::Error, code, message, hint);
+    buf.freeze()
 }
 
 pub fn error_response(

@@ -149,3 +149,39 @@ pub async fn tags<S: AsyncRead + Unpin>(s: &mut S, n: usize) -> String {
     }
     tags
 }
+
+/// A new tenant's transaction-mode proxy (`pool_size` connections), and a
+/// client logged in to it.
+pub async fn tx_session(tenant: &str, pool_size: &str) -> (super::Proxy, TcpStream) {
+    let reg = super::registry();
+    let key = reg.issue_key(&reg.create_tenant(tenant));
+    let proxy = reg.proxy(&[
+        ("PGTENANT_POOL_MODE", "transaction"),
+        ("PGTENANT_POOL_SIZE", pool_size),
+    ]);
+    let (s, _, _) = startup(proxy.addr, &key).await;
+    (proxy, s)
+}
+
+/// Bind and Execute of `statement`, then Sync.
+pub fn runs(statement: &'static str) -> impl FnOnce(&mut BytesMut) {
+    move |b| {
+        bind_execute(b, statement, 0);
+        postgres_protocol::message::frontend::sync(b);
+    }
+}
+
+/// Runs `statement` (one row of one column) and returns its value.
+pub async fn value_of(s: &mut TcpStream, statement: &'static str) -> String {
+    send(s, runs(statement)).await;
+    let mut value = None;
+    loop {
+        match read_msg(s).await.expect("a reply") {
+            // DataRow: 1 column, its length, its text.
+            (b'D', body) => value = Some(String::from_utf8_lossy(&body[6..]).into_owned()),
+            (b'E', body) => panic!("{statement}: {}", String::from_utf8_lossy(&body)),
+            (b'Z', _) => return value.expect("a row"),
+            _ => {}
+        }
+    }
+}

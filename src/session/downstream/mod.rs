@@ -98,15 +98,11 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
 /// PostgreSQL's ErrorResponse for a statement in a failed transaction.
 #[cold]
 fn in_failed_transaction() -> Bytes {
-    let mut err = BytesMut::new();
-    protocol::error_response(
-        &mut err,
-        protocol::Severity::Error,
+    protocol::error(
         "25P02",
         "current transaction is aborted, commands ignored until end of transaction block",
         None,
-    );
-    err.freeze()
+    )
 }
 
 /// Messages the server may send at any time, outside any reply.
@@ -303,9 +299,17 @@ impl Downstream {
                     if !whole {
                         break;
                     }
-                    splice(&mut self.buf, pos, h.frame_len, err);
+                    // The server's 25P02 passes: its transaction failed
+                    // before the refusal mattered. (Only a stand-in that
+                    // parses meets it: see REFUSED_VALID_SQL.)
+                    let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
+                    if ErrorFields::parse(body).code == "25P02" {
+                        pos += h.frame_len;
+                    } else {
+                        splice(&mut self.buf, pos, h.frame_len, err);
+                        pos += err.len();
+                    }
                     self.last_tag = tag;
-                    pos += err.len();
                     if reply.is_extended() {
                         self.fail_until_sync(cache);
                     }

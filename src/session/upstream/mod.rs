@@ -31,6 +31,10 @@ use effects::Resetting;
 /// a refused one so that the server's transaction state follows exactly as
 /// if the refused statement had failed there.
 const REFUSED_SQL: &str = "pgtenant refused this statement";
+/// As [`REFUSED_SQL`], but it parses: rejected at analysis, so that in a
+/// failed transaction the server's 25P02 comes first, as PostgreSQL's
+/// would before the reason the proxy refuses for (see `Expect::Refused`).
+const REFUSED_VALID_SQL: &str = "SELECT pgtenant_refused_this_statement";
 const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
 pub const FLUSH: &[u8] = b"H\0\0\0\x04";
 
@@ -96,15 +100,11 @@ impl Inspector for AllowAll {
 /// The 54000 a Parse gets when the session holds too many statements of a
 /// kind (`what` follows "too many prepared statements").
 fn too_many_statements(what: &str) -> Bytes {
-    let mut err = BytesMut::new();
-    protocol::error_response(
-        &mut err,
-        protocol::Severity::Error,
+    protocol::error(
         "54000",
         &format!("too many prepared statements {what}"),
         Some("close prepared statements the application no longer uses"),
-    );
-    err.freeze()
+    )
 }
 
 pub struct Upstream {
@@ -354,8 +354,19 @@ impl Upstream {
         err: Bytes,
         q: &mut std::collections::VecDeque<Expect>,
     ) {
+        self.refuse_parse_as(REFUSED_SQL, named, err, q);
+    }
+
+    /// As [`Upstream::refuse_parse`], sending `sql` in its place.
+    fn refuse_parse_as(
+        &mut self,
+        sql: &str,
+        named: bool,
+        err: Bytes,
+        q: &mut std::collections::VecDeque<Expect>,
+    ) {
         let name = if named { "pgt_refused" } else { "" };
-        frontend::parse(name, REFUSED_SQL, [], &mut self.out).expect("no NUL in constant");
+        frontend::parse(name, sql, [], &mut self.out).expect("no NUL in constant");
         q.push_back(Expect::Refused(Reply::Parse, err));
         self.discard_until_sync = true;
     }
@@ -462,8 +473,7 @@ impl Upstream {
                     self.unnamed_drops_all = drops_all;
                 }
                 if self.rename && !name.is_empty() {
-                    let failed = down.status == TxStatus::Failed;
-                    self.parse_named(name, rest, effect, failed, &mut server.statements, q);
+                    self.parse_named(name, rest, effect, down.status, &mut server.statements, q);
                 } else {
                     if self.rename && name.is_empty() {
                         down.unnamed_unbound = true;

@@ -2,14 +2,16 @@
 //! the session (each one's Parse), renamed to the server's `pgt_<hash>` on
 //! every connection, prepared where missing, and closed by the proxy.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes};
 use postgres_protocol::message::frontend;
 
 use super::super::downstream::Downstream;
 use super::super::expect::{Expect, Reply};
 use super::super::pinning::{Effect, session_effect};
 use super::super::prepared::{Lookup, Statement, StatementCache};
-use super::{Inspector, PARSE_COMPLETE, Upstream, cstr};
+use super::{Inspector, PARSE_COMPLETE, REFUSED_VALID_SQL, Upstream, cstr};
 use crate::error::ClientError;
 use crate::lexical;
 use crate::protocol::{self, TxStatus, read_cstr, tag};
@@ -81,7 +83,7 @@ impl Unnamed {
 /// skip it after an error, and keep whichever statement it had, another
 /// client's. (One in the same pipeline segment as the message that asks
 /// shares its fate: skipped together.)
-fn unnamed_unconfirmed(q: &std::collections::VecDeque<Expect>) -> bool {
+fn unnamed_unconfirmed(q: &VecDeque<Expect>) -> bool {
     let mut synced = false;
     for e in q.iter().rev() {
         match e {
@@ -92,6 +94,21 @@ fn unnamed_unconfirmed(q: &std::collections::VecDeque<Expect>) -> bool {
     }
     false
 }
+
+/// PostgreSQL's answer to a Parse of a name the client has.
+#[cold]
+fn already_exists(name: &str) -> Bytes {
+    protocol::error(
+        "42P05",
+        &format!("prepared statement \"{name}\" already exists"),
+        Some("close it (or DEALLOCATE it) before preparing another under its name"),
+    )
+}
+
+/// Replies awaited past which the proxy does not read the queue for what
+/// they may change (each Parse of a long pipeline would cost its length):
+/// it assumes the worst, and lets the server decide.
+const READ_AHEAD: usize = 64;
 
 /// A session's named statements, in number and in text (transaction mode
 /// keeps each one's Parse for the session).
@@ -191,6 +208,11 @@ impl Upstream {
                 down.buf.extend_from_slice(&err);
                 break;
             }
+            let named = String::from_utf8_lossy(name);
+            if self.surely_has(&named, &down.expect) {
+                down.buf.extend_from_slice(&already_exists(&named));
+                break;
+            }
             if let Err(err) = self.keep_statement(name, Statement::from_parse_body(rest)) {
                 down.buf.extend_from_slice(&err);
                 break;
@@ -256,6 +278,7 @@ impl Upstream {
     /// Records a client's named statement (kept for the session: its text
     /// goes to whichever connection it is used on), unless the session
     /// holds too many already: then the error to answer its Parse with.
+    /// One of the name is replaced (see [`Upstream::surely_has`]).
     pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<u64, Bytes> {
         let name = String::from_utf8_lossy(name).into_owned();
         let replaced = self.statements.get(&name).map(|o| kept_size(&name, o));
@@ -275,27 +298,59 @@ impl Upstream {
         Ok(self.statements_kept)
     }
 
+    /// The client has statement `name` for certain: PostgreSQL would have
+    /// it, whatever the replies still awaited in `q` say. While its own
+    /// Parse is unanswered (it may fail, or be skipped after an error) or
+    /// a `DEALLOCATE ALL` sent after it is, it may be gone; a new Parse of
+    /// the name then replaces it, as if it were. So in a pipeline longer
+    /// than [`READ_AHEAD`].
+    fn surely_has(&self, name: &str, q: &VecDeque<Expect>) -> bool {
+        let Some(st) = self.statements.get(name) else {
+            return false;
+        };
+        q.len() <= READ_AHEAD
+            && !q.iter().any(|e| match *e {
+                Expect::ParseNamed(_, kept, _) | Expect::Parsed(kept) => kept == st.kept,
+                Expect::DropsAll(_, upto) => upto >= st.kept,
+                _ => false,
+            })
+    }
+
     /// A client's Parse of a named statement: kept under the client's name,
     /// parsed on the server under its own unless the connection has it
-    /// (then answered here). `failed`: the transaction is, and the server's
-    /// answer is 25P02.
+    /// (then answered here, unless the transaction may have failed: the
+    /// server's answer is then 25P02). `status`: the last one the server
+    /// reported.
     pub(super) fn parse_named(
         &mut self,
         name: &[u8],
         rest: &[u8],
         effect: Effect,
-        failed: bool,
+        status: TxStatus,
         cache: &mut StatementCache,
-        q: &mut std::collections::VecDeque<Expect>,
+        q: &mut VecDeque<Expect>,
     ) {
+        let named = String::from_utf8_lossy(name);
+        if self.surely_has(&named, q) {
+            // The server's 25P02 passes if the transaction failed.
+            let err = already_exists(&named);
+            return self.refuse_parse_as(REFUSED_VALID_SQL, true, err, q);
+        }
         let mut st = Statement::from_parse_body(rest);
         st.effect = effect;
         let kept = match self.keep_statement(name, st.clone()) {
             Ok(kept) => kept,
             Err(err) => return self.refuse_parse(true, err, q),
         };
+        // Behind a Sync or Query still unanswered, the status is older.
+        let settled = q.len() <= READ_AHEAD
+            && !q
+                .iter()
+                .any(|e| e.reply().is_some_and(Reply::ends_at_ready));
         match cache.lookup(&st) {
-            Lookup::Present if !failed => q.push_back(Expect::Parsed(kept)),
+            Lookup::Present if status != TxStatus::Failed && settled => {
+                q.push_back(Expect::Parsed(kept))
+            }
             Lookup::Present | Lookup::Pending => {
                 // Pending, its Parse may fail: again, for this client's own
                 // answer (the last Parse decides what the connection has).
@@ -309,7 +364,7 @@ impl Upstream {
     /// A client's Close of its named statement: the server's copy may be
     /// shared, so only the client's name goes, answered here. Behind
     /// messages that may fail it may come back (see `Expect::Closed`).
-    pub(super) fn close_named(&mut self, name: &[u8], q: &mut std::collections::VecDeque<Expect>) {
+    pub(super) fn close_named(&mut self, name: &[u8], q: &mut VecDeque<Expect>) {
         let name = String::from_utf8_lossy(name);
         let st = self.forget_statement(&name);
         // (After an error the server skips a Query too, up to Sync.)
@@ -438,10 +493,7 @@ impl Upstream {
     /// it and skips to Sync as for a missing one; its error is replaced.
     fn not_ours(&mut self, t: u8, prefix: &[u8], rest: &[u8]) -> Renamed {
         self.write_naming(t, prefix, b"pgt_unnamed_gone", rest);
-        let mut err = BytesMut::new();
-        protocol::error_response(
-            &mut err,
-            protocol::Severity::Error,
+        let err = protocol::error(
             "26000",
             "unnamed prepared statement does not exist",
             Some(
@@ -449,7 +501,7 @@ impl Upstream {
                  transaction pooling keeps none over 64 MiB across transactions)",
             ),
         );
-        Renamed::NotOurs(err.freeze())
+        Renamed::NotOurs(err)
     }
 
     /// Sends a Parse of `st` under its server name (closing a colliding or
@@ -460,7 +512,7 @@ impl Upstream {
         &mut self,
         st: &Statement,
         cache: &mut StatementCache,
-        q: &mut std::collections::VecDeque<Expect>,
+        q: &mut VecDeque<Expect>,
         client: Option<u64>,
     ) {
         match cache.lookup(st) {
@@ -484,11 +536,7 @@ impl Upstream {
         });
     }
 
-    pub(super) fn close_on_server(
-        &mut self,
-        name: &str,
-        q: &mut std::collections::VecDeque<Expect>,
-    ) {
+    pub(super) fn close_on_server(&mut self, name: &str, q: &mut VecDeque<Expect>) {
         frontend::close(b'S', name, &mut self.out).expect("no NUL in generated name");
         q.push_back(Expect::Evict);
     }

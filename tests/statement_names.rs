@@ -1,0 +1,97 @@
+//! Transaction mode's names of prepared statements, against a real
+//! PostgreSQL: the proxy keeps each client's named statements itself (the
+//! server knows them by the proxy's names), so it answers as PostgreSQL
+//! would where a name is taken (42P05) and where a statement it answered
+//! for turns out to be one PostgreSQL would never have had.
+
+mod support;
+
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use support::raw;
+
+/// A Parse of a name the client has gets PostgreSQL's 42P05 and leaves
+/// the first statement, whether the proxy answers the batch itself or the
+/// server gets it with others (before, the new text replaced the old); in
+/// a failed transaction, 25P02, as PostgreSQL reads that first, also where
+/// the status the client last saw is older. A name whose own Parse, or a
+/// `DEALLOCATE ALL` sent after it, is still unanswered may be free by the
+/// time the server reads the new Parse: pipelined there, the new one is
+/// taken (here the name is free; where it is not, PostgreSQL's 42P05 is
+/// missed).
+#[tokio::test]
+async fn a_parse_of_a_name_the_client_has_gets_42p05() {
+    // One connection: it has every text parsed before.
+    let (_proxy, mut s) = raw::tx_session("dupname", "1").await;
+    let parse = |sql: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse("dup", sql, [], b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    raw::send(&mut s, parse("SELECT 1")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, parse("SELECT 2")).await;
+    let err = raw::until_ready(&mut s).await.expect("a duplicate");
+    assert!(err.contains("42P05") && err.contains("\"dup\""), "{err}");
+    raw::send(&mut s, |b| {
+        frontend::parse("dup", "SELECT 2", [], b).unwrap();
+        raw::bind_execute(b, "dup", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    assert_eq!(raw::value_of(&mut s, "dup").await, "1");
+    raw::query(&mut s, "BEGIN; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
+    raw::send(&mut s, parse("SELECT 2")).await;
+    let err = raw::until_ready(&mut s).await.expect("transaction failed");
+    assert!(err.contains("25P02"), "{err}");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert_eq!(raw::value_of(&mut s, "dup").await, "1");
+    // Pipelined behind the Query that fails the transaction, and behind
+    // its ROLLBACK: a text the connection has is not answered at once
+    // (the server's 25P02; the name stays free), and a duplicate is told
+    // as such once the transaction is over.
+    raw::send(&mut s, |b| {
+        frontend::query("BEGIN; SELECT 1/0", b).unwrap();
+        frontend::parse("known", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+        frontend::query("ROLLBACK", b).unwrap();
+        frontend::parse("dup", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+        frontend::parse("known", "SELECT 1", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("25P02"));
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("42P05"));
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    assert_eq!(raw::value_of(&mut s, "known").await, "1");
+    assert_eq!(raw::value_of(&mut s, "dup").await, "1");
+    // Free again behind its own failed Parse (described, so that the
+    // proxy can't answer it itself), and behind DEALLOCATE ALL.
+    raw::send(&mut s, |b| {
+        frontend::parse("again", "SELECT nope", [], b).unwrap();
+        frontend::describe(b'S', "again", b).unwrap();
+        frontend::sync(b);
+        frontend::parse("again", "SELECT 3", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("42703"));
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    assert_eq!(raw::value_of(&mut s, "again").await, "3");
+    raw::send(&mut s, |b| {
+        frontend::query("DEALLOCATE ALL", b).unwrap();
+        frontend::parse("dup", "SELECT 4", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    assert_eq!(raw::value_of(&mut s, "dup").await, "4");
+}
