@@ -57,9 +57,11 @@ pub enum Expect {
     Pass(Reply),
     /// A Parse the proxy sent for a client's named statement: its
     /// ParseComplete is dropped (an error still passes: the client needs it).
-    /// Holds the statement's backend name and the number of the Parse in
-    /// the connection's cache (see `StatementCache::answered`).
-    Reparse(std::sync::Arc<str>, u64),
+    /// Holds the statement's backend name, the number of the Parse in
+    /// the connection's cache (see `StatementCache::answered`) and, for a
+    /// statement no server has read for the client (`Statement::unproven`),
+    /// the number the session kept it under: rejected, it goes.
+    Reparse(std::sync::Arc<str>, u64, Option<u64>),
     /// A Close the proxy sent to evict a statement: CloseComplete dropped.
     Evict,
     /// The proxy answers itself, once every earlier reply has been

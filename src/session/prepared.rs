@@ -27,6 +27,10 @@ pub struct Statement {
     /// When the client's Parse made it, in the session's count (see
     /// `Upstream::keep_statement`).
     pub kept: u64,
+    /// Its Parse was answered by the proxy alone (a bare prepare, see
+    /// `Upstream::prepare_locally`): a server that rejects its text when
+    /// it is first used shows that PostgreSQL would not have had it.
+    pub unproven: bool,
 }
 
 impl Statement {
@@ -47,6 +51,7 @@ impl Statement {
             parse: frame.freeze(),
             effect: Effect::default(),
             kept: 0,
+            unproven: false,
         }
     }
 

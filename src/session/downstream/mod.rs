@@ -95,6 +95,24 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// A Parse's error says its text is wrong (syntax, a missing table or
+/// column, a type), not the moment (a failed transaction, a cancel, a
+/// lock): PostgreSQL would have rejected the text whenever it came.
+fn rejects_text(code: &str) -> bool {
+    ["42", "22", "0A"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// `n` into ascending `v` (mostly at its end).
+fn insert_sorted(v: &mut Vec<u64>, n: u64) {
+    if v.last().is_none_or(|&last| last < n) {
+        v.push(n);
+    } else if let Err(i) = v.binary_search(&n) {
+        v.insert(i, n);
+    }
+}
+
 /// PostgreSQL's ErrorResponse for a statement in a failed transaction.
 #[cold]
 fn in_failed_transaction() -> Bytes {
@@ -259,7 +277,7 @@ impl Downstream {
                         break;
                     }
                     splice(&mut self.buf, pos, h.frame_len, &[]);
-                    if let Some(Expect::Reparse(name, sent)) = self.expect.pop_front() {
+                    if let Some(Expect::Reparse(name, sent, _)) = self.expect.pop_front() {
                         cache.answered(&name, sent, true);
                     }
                     continue;
@@ -314,6 +332,16 @@ impl Downstream {
                         self.fail_until_sync(cache);
                     }
                     continue;
+                }
+                (Some(Expect::Reparse(_, _, Some(kept))), b'E') => {
+                    if !whole {
+                        break;
+                    }
+                    let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
+                    if rejects_text(&ErrorFields::parse(body).code) {
+                        self.parse_failed(kept);
+                    }
+                    self.fail_until_sync(cache);
                 }
                 (Some(Expect::Quiet(_)), b'E') => {
                     // The restore failed (a cancel): again after the Sync.
@@ -442,7 +470,7 @@ impl Downstream {
     /// `DEALLOCATE` it was stays.
     fn never_answered(&mut self, e: Expect, cache: &mut StatementCache) {
         match e {
-            Expect::Reparse(name, sent) => cache.answered(&name, sent, false),
+            Expect::Reparse(name, sent, _) => cache.answered(&name, sent, false),
             Expect::ParseNamed(name, kept, sent) => {
                 cache.answered(&name, sent, false);
                 self.parse_failed(kept);
@@ -461,7 +489,9 @@ impl Downstream {
     }
 
     fn parse_failed(&mut self, kept: u64) {
-        self.unparsed.push(kept);
+        // Ascending, also where a statement the proxy answered for long
+        // ago meets its first server.
+        insert_sorted(&mut self.unparsed, kept);
         // A Close of it can only be queued behind, answered in this read or
         // a later one; with nothing but a Sync there, no Close of any is.
         let settled = self.expect.len() <= 1
@@ -470,7 +500,7 @@ impl Downstream {
             self.failed_parses.clear();
         }
         if !settled {
-            self.failed_parses.push(kept);
+            insert_sorted(&mut self.failed_parses, kept);
         }
     }
 

@@ -25,7 +25,7 @@ fn splice_grows_and_shrinks() {
 fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
     let mut cache = StatementCache::new(8);
     let mut d = Downstream::new(BytesMut::new());
-    d.expect.push_back(Expect::Reparse("pgt_1".into(), 1));
+    d.expect.push_back(Expect::Reparse("pgt_1".into(), 1, None));
     d.expect.push_back(Expect::Parsed(1));
     d.expect.push_back(Expect::Pass(Reply::Bind));
     d.expect.push_back(Expect::Pass(Reply::Sync));
@@ -241,4 +241,15 @@ fn a_skipped_close_gives_back_only_what_the_server_had() {
     d.scan(&mut cache, &mut Vec::new()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     assert_eq!(given_back(&mut d), [7]);
+}
+
+/// A statement the proxy answered for long ago can fail after newer ones:
+/// the lists of failed Parses stay ascending (they are binary-searched).
+#[test]
+fn failed_parses_stay_in_order() {
+    let mut v = Vec::new();
+    for n in [3, 9, 5, 9, 1, 12] {
+        insert_sorted(&mut v, n);
+    }
+    assert_eq!(v, [1, 3, 5, 9, 12]);
 }

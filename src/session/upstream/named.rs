@@ -213,7 +213,9 @@ impl Upstream {
                 down.buf.extend_from_slice(&already_exists(&named));
                 break;
             }
-            if let Err(err) = self.keep_statement(name, Statement::from_parse_body(rest)) {
+            let mut st = Statement::from_parse_body(rest);
+            st.unproven = true;
+            if let Err(err) = self.keep_statement(name, st) {
                 down.buf.extend_from_slice(&err);
                 break;
             }
@@ -531,7 +533,7 @@ impl Upstream {
         }
         self.out.extend_from_slice(&st.parse);
         q.push_back(match client {
-            None => Expect::Reparse(st.server_name.clone(), sent),
+            None => Expect::Reparse(st.server_name.clone(), sent, st.unproven.then_some(st.kept)),
             Some(kept) => Expect::ParseNamed(st.server_name.clone(), kept, sent),
         });
     }
