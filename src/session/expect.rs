@@ -60,7 +60,7 @@ pub enum Expect {
     /// Holds the statement's backend name, the number of the Parse in
     /// the connection's cache (see `StatementCache::answered`) and, for a
     /// statement no server has read for the client (`Statement::unproven`),
-    /// the number the session kept it under: rejected, it goes.
+    /// the number the session kept it under: parsed, it is proven.
     Reparse(std::sync::Arc<str>, u64, Option<u64>),
     /// A Close the proxy sent to evict a statement: CloseComplete dropped.
     Evict,

@@ -28,8 +28,9 @@ pub struct Statement {
     /// `Upstream::keep_statement`).
     pub kept: u64,
     /// Its Parse was answered by the proxy alone (a bare prepare, see
-    /// `Upstream::prepare_locally`): a server that rejects its text when
-    /// it is first used shows that PostgreSQL would not have had it.
+    /// `Upstream::prepare_locally`) and no server has read it since: where
+    /// PostgreSQL would have rejected it, the client has no such statement
+    /// (see `Upstream::surely_has`).
     pub unproven: bool,
 }
 

@@ -71,6 +71,9 @@ pub struct Downstream {
     failed_parses: Vec<u64>,
     /// The highest `dropped_all` yet.
     dropped_upto: u64,
+    /// Client's named statements that the proxy answered for alone, now
+    /// read by a server (see `Statement::unproven`).
+    pub proven: Vec<u64>,
 }
 
 /// Failed Parses remembered while pipelines go on (see `failed_parses`):
@@ -93,24 +96,6 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
         return Err(ClientError::ReadingChanged(name, value.into_owned()));
     }
     Ok(())
-}
-
-/// A Parse's error says its text is wrong (syntax, a missing table or
-/// column, a type), not the moment (a failed transaction, a cancel, a
-/// lock): PostgreSQL would have rejected the text whenever it came.
-fn rejects_text(code: &str) -> bool {
-    ["42", "22", "0A"]
-        .iter()
-        .any(|class| code.starts_with(class))
-}
-
-/// `n` into ascending `v` (mostly at its end).
-fn insert_sorted(v: &mut Vec<u64>, n: u64) {
-    if v.last().is_none_or(|&last| last < n) {
-        v.push(n);
-    } else if let Err(i) = v.binary_search(&n) {
-        v.insert(i, n);
-    }
 }
 
 /// PostgreSQL's ErrorResponse for a statement in a failed transaction.
@@ -149,6 +134,7 @@ impl Downstream {
             undeallocated: Vec::new(),
             unparsed: Vec::new(),
             failed_parses: Vec::new(),
+            proven: Vec::new(),
             dropped_upto: 0,
             restore_again: false,
         }
@@ -277,8 +263,9 @@ impl Downstream {
                         break;
                     }
                     splice(&mut self.buf, pos, h.frame_len, &[]);
-                    if let Some(Expect::Reparse(name, sent, _)) = self.expect.pop_front() {
+                    if let Some(Expect::Reparse(name, sent, proves)) = self.expect.pop_front() {
                         cache.answered(&name, sent, true);
+                        self.proven.extend(proves);
                     }
                     continue;
                 }
@@ -332,16 +319,6 @@ impl Downstream {
                         self.fail_until_sync(cache);
                     }
                     continue;
-                }
-                (Some(Expect::Reparse(_, _, Some(kept))), b'E') => {
-                    if !whole {
-                        break;
-                    }
-                    let body = &self.buf[pos + HEADER_LEN..pos + h.frame_len];
-                    if rejects_text(&ErrorFields::parse(body).code) {
-                        self.parse_failed(kept);
-                    }
-                    self.fail_until_sync(cache);
                 }
                 (Some(Expect::Quiet(_)), b'E') => {
                     // The restore failed (a cancel): again after the Sync.
@@ -485,13 +462,14 @@ impl Downstream {
     /// Have replies changed the client's statements since its last batch
     /// (see `Upstream::statements_answered`)?
     pub fn has_statement_news(&self) -> bool {
-        self.dropped_all.is_some() || !self.undeallocated.is_empty() || !self.unparsed.is_empty()
+        self.dropped_all.is_some()
+            || !self.undeallocated.is_empty()
+            || !self.unparsed.is_empty()
+            || !self.proven.is_empty()
     }
 
     fn parse_failed(&mut self, kept: u64) {
-        // Ascending, also where a statement the proxy answered for long
-        // ago meets its first server.
-        insert_sorted(&mut self.unparsed, kept);
+        self.unparsed.push(kept);
         // A Close of it can only be queued behind, answered in this read or
         // a later one; with nothing but a Sync there, no Close of any is.
         let settled = self.expect.len() <= 1
@@ -500,7 +478,7 @@ impl Downstream {
             self.failed_parses.clear();
         }
         if !settled {
-            insert_sorted(&mut self.failed_parses, kept);
+            self.failed_parses.push(kept);
         }
     }
 

@@ -242,14 +242,3 @@ fn a_skipped_close_gives_back_only_what_the_server_had() {
     assert!(d.settled(), "{:?}", d.expect);
     assert_eq!(given_back(&mut d), [7]);
 }
-
-/// A statement the proxy answered for long ago can fail after newer ones:
-/// the lists of failed Parses stay ascending (they are binary-searched).
-#[test]
-fn failed_parses_stay_in_order() {
-    let mut v = Vec::new();
-    for n in [3, 9, 5, 9, 1, 12] {
-        insert_sorted(&mut v, n);
-    }
-    assert_eq!(v, [1, 3, 5, 9, 12]);
-}

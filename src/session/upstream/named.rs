@@ -262,6 +262,15 @@ impl Upstream {
             });
             down.unparsed.clear();
         }
+        if !down.proven.is_empty() {
+            // (Once per statement: proven, its Parses carry no number.)
+            down.proven.sort_unstable();
+            let proven = &down.proven;
+            for st in self.statements.values_mut().filter(|s| s.unproven) {
+                st.unproven = proven.binary_search(&st.kept).is_err();
+            }
+            down.proven.clear();
+        }
         for kept in down.undeallocated.drain(..) {
             self.undeallocate(&kept.0, &kept.1);
         }
@@ -303,14 +312,16 @@ impl Upstream {
     /// The client has statement `name` for certain: PostgreSQL would have
     /// it, whatever the replies still awaited in `q` say. While its own
     /// Parse is unanswered (it may fail, or be skipped after an error) or
-    /// a `DEALLOCATE ALL` sent after it is, it may be gone; a new Parse of
-    /// the name then replaces it, as if it were. So in a pipeline longer
-    /// than [`READ_AHEAD`].
+    /// a `DEALLOCATE ALL` sent after it is, it may be gone; so may one the
+    /// proxy answered for alone until a server reads it (PostgreSQL may
+    /// have refused it). A new Parse of the name then replaces it, as if
+    /// it were gone. So in a pipeline longer than [`READ_AHEAD`].
     fn surely_has(&self, name: &str, q: &VecDeque<Expect>) -> bool {
         let Some(st) = self.statements.get(name) else {
             return false;
         };
-        q.len() <= READ_AHEAD
+        !st.unproven
+            && q.len() <= READ_AHEAD
             && !q.iter().any(|e| match *e {
                 Expect::ParseNamed(_, kept, _) | Expect::Parsed(kept) => kept == st.kept,
                 Expect::DropsAll(_, upto) => upto >= st.kept,
@@ -345,12 +356,14 @@ impl Upstream {
             Err(err) => return self.refuse_parse(true, err, q),
         };
         // Behind a Sync or Query still unanswered, the status is older.
-        let settled = q.len() <= READ_AHEAD
-            && !q
-                .iter()
-                .any(|e| e.reply().is_some_and(Reply::ends_at_ready));
+        let settled = |q: &VecDeque<Expect>| {
+            q.len() <= READ_AHEAD
+                && !q
+                    .iter()
+                    .any(|e| e.reply().is_some_and(Reply::ends_at_ready))
+        };
         match cache.lookup(&st) {
-            Lookup::Present if status != TxStatus::Failed && settled => {
+            Lookup::Present if status != TxStatus::Failed && settled(q) => {
                 q.push_back(Expect::Parsed(kept))
             }
             Lookup::Present | Lookup::Pending => {
@@ -424,16 +437,20 @@ impl Upstream {
             }
             return Renamed::No;
         }
-        let Some(st) = self
-            .statements
-            .get(std::str::from_utf8(name).unwrap_or(""))
-            .cloned()
-        else {
+        let key = std::str::from_utf8(name).unwrap_or("");
+        let Some(st) = self.statements.get(key).cloned() else {
             return Renamed::No; // unknown: the server says "does not exist", as it should
         };
-        // (One pending shares its fate with this Bind: both need it.)
-        if !matches!(cache.lookup(&st), Lookup::Present | Lookup::Pending) {
-            self.prepare(&st, cache, &mut down.expect, None);
+        match cache.lookup(&st) {
+            // The server has read its text: the client's for certain.
+            Lookup::Present if st.unproven => {
+                if let Some(st) = self.statements.get_mut(key) {
+                    st.unproven = false;
+                }
+            }
+            // (One pending shares its fate with this Bind: both need it.)
+            Lookup::Present | Lookup::Pending => {}
+            _ => self.prepare(&st, cache, &mut down.expect, None),
         }
         self.write_naming(t, prefix, st.server_name.as_bytes(), rest);
         if t == tag::BIND {
