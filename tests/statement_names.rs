@@ -145,4 +145,25 @@ async fn a_bare_prepare_takes_its_name_once_a_server_read_it() {
         assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     }
     assert_eq!(raw::value_of(&mut s, "late").await, "8");
+    // Read by a server in a pipeline whose error made the server skip a
+    // Close of it: back, and proven.
+    raw::send(&mut s, |b| {
+        frontend::parse("div", "SELECT 1/0", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        raw::bind_execute(b, "div", 0);
+        frontend::close(b'S', "div", b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
+    raw::send(&mut s, |b| {
+        frontend::parse("div", "SELECT 2", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert!(raw::until_ready(&mut s).await.unwrap().contains("42P05"));
 }

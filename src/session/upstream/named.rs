@@ -124,7 +124,9 @@ impl Upstream {
     /// connection that other clients of the same thread hold (pgbench
     /// `-M prepared` with more clients than connections would deadlock on
     /// its own thread). The cost: a statement the server would reject is
-    /// reported at its first use rather than at the prepare. Returns false
+    /// reported at each use (until its text works) rather than at the
+    /// prepare, and until a server reads it a new Parse of its name
+    /// replaces it (see [`Upstream::surely_has`]). Returns false
     /// (nothing consumed) for any other batch. A Terminate is taken here
     /// too.
     pub fn prepare_locally(
@@ -246,8 +248,10 @@ impl Upstream {
     /// What the replies read since the last batch say about the client's
     /// statements: Parses that failed or were skipped take theirs away;
     /// pipelined `DEALLOCATE name`s and Closes that did not run give theirs
-    /// back (see `Downstream::give_back`); then a `DEALLOCATE ALL` that ran
-    /// drops what it did.
+    /// back (see `Downstream::give_back`); statements the proxy answered for
+    /// alone that a server has now read are proven (after the give-backs,
+    /// which may bring one back); then a `DEALLOCATE ALL` that ran drops
+    /// what it did.
     #[cold]
     pub(super) fn statements_answered(&mut self, down: &mut Downstream) {
         if !down.unparsed.is_empty() {
@@ -262,17 +266,17 @@ impl Upstream {
             });
             down.unparsed.clear();
         }
+        for kept in down.undeallocated.drain(..) {
+            self.undeallocate(&kept.0, &kept.1);
+        }
         if !down.proven.is_empty() {
-            // (Once per statement: proven, its Parses carry no number.)
+            // (Mostly once per statement: proven, its Parses carry none.)
             down.proven.sort_unstable();
             let proven = &down.proven;
             for st in self.statements.values_mut().filter(|s| s.unproven) {
                 st.unproven = proven.binary_search(&st.kept).is_err();
             }
             down.proven.clear();
-        }
-        for kept in down.undeallocated.drain(..) {
-            self.undeallocate(&kept.0, &kept.1);
         }
         if let Some(upto) = down.dropped_all.take() {
             self.forget_statements_upto(upto);
