@@ -19,18 +19,6 @@ use support::raw;
 #[tokio::test]
 async fn deallocate_by_name_drops_the_clients_statement() {
     let (_proxy, mut s) = session("dealloc").await;
-    let prepare = |name: &'static str| {
-        move |b: &mut BytesMut| {
-            frontend::parse(name, "SELECT 1", [], b).unwrap();
-            frontend::sync(b);
-        }
-    };
-    let run = |name: &'static str| {
-        move |b: &mut BytesMut| {
-            raw::bind_execute(b, name, 0);
-            frontend::sync(b);
-        }
-    };
     for (sql, status) in [
         ("DEALLOCATE _pg3_0", "I"),
         ("deallocate prepare \"_PG3_0\"", "I"),
@@ -41,7 +29,7 @@ async fn deallocate_by_name_drops_the_clients_statement() {
         } else {
             "_pg3_0"
         };
-        raw::send(&mut s, prepare(name)).await;
+        raw::send(&mut s, raw::prepares(name, "SELECT 1")).await;
         assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
         if status == "T" {
             raw::query(&mut s, sql).await;
@@ -54,7 +42,7 @@ async fn deallocate_by_name_drops_the_clients_statement() {
         assert_eq!((tag, &body[..]), (b'C', &b"DEALLOCATE\0"[..]), "{sql}");
         let (tag, body) = raw::read_msg(&mut s).await.unwrap();
         assert_eq!((tag, body[0]), (b'Z', status.as_bytes()[0]), "{sql}");
-        raw::send(&mut s, run(name)).await;
+        raw::send(&mut s, raw::runs(name)).await;
         let err = raw::until_ready(&mut s).await.expect("the name is gone");
         assert!(err.contains("26000"), "{sql}: {err}");
     }
@@ -64,7 +52,7 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     // 25P02, and the statements stay; behind one that doesn't, they go.
     for (opening, fails) in [("BEGIN; SELECT 1/0", true), ("BEGIN; SELECT 1", false)] {
         for name in ["piped", "piped2"] {
-            raw::send(&mut s, prepare(name)).await;
+            raw::send(&mut s, raw::prepares(name, "SELECT 1")).await;
             // The second time, still there from the first: 42P05.
             let answer = if fails { "1Z" } else { "EZ" };
             assert_eq!(raw::tags_until_ready(&mut s).await, answer);
@@ -83,7 +71,7 @@ async fn deallocate_by_name_drops_the_clients_statement() {
         raw::query(&mut s, "ROLLBACK").await;
         assert_eq!(raw::until_ready(&mut s).await, None);
         for (name, answer) in ["piped", "piped2"].into_iter().zip(answers) {
-            raw::send(&mut s, run(name)).await;
+            raw::send(&mut s, raw::runs(name)).await;
             let ran = raw::until_ready(&mut s).await;
             if fails {
                 let err = answer.expect("refused in the failed transaction");
@@ -96,7 +84,7 @@ async fn deallocate_by_name_drops_the_clients_statement() {
         }
     }
     // Given back before a DEALLOCATE ALL behind them drops it.
-    raw::send(&mut s, prepare("piped")).await;
+    raw::send(&mut s, raw::prepares("piped", "SELECT 1")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::send(&mut s, |b| {
         for sql in [
@@ -112,14 +100,14 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     for _ in 0..4 {
         raw::until_ready(&mut s).await;
     }
-    raw::send(&mut s, run("piped")).await;
+    raw::send(&mut s, raw::runs("piped")).await;
     let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL ran");
     assert!(err.contains("26000"), "{err}");
-    raw::send(&mut s, prepare("kept")).await;
+    raw::send(&mut s, raw::prepares("kept", "SELECT 1")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::query(&mut s, "DEALLOCATE ALL").await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
-    raw::send(&mut s, run("kept")).await;
+    raw::send(&mut s, raw::runs("kept")).await;
     let err = raw::until_ready(&mut s).await.expect("DEALLOCATE ALL");
     assert!(err.contains("26000"), "{err}");
 }
@@ -274,11 +262,7 @@ async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
 #[tokio::test]
 async fn a_deallocate_the_server_skips_drops_nothing() {
     let (_proxy, mut s) = session("deallocskip").await;
-    raw::send(&mut s, |b| {
-        frontend::parse("kept", "SELECT 1", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, raw::prepares("kept", "SELECT 1")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     behind_an_error(&mut s, |b| frontend::query("DEALLOCATE kept", b).unwrap()).await;
     raw::send(&mut s, raw::runs("kept")).await;
@@ -408,11 +392,7 @@ async fn a_parse_the_server_fails_or_skips_leaves_no_statement() {
     // In a failed transaction, even a text the connection has: 25P02.
     raw::query(&mut s, "BEGIN; SELECT 1/0").await;
     assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
-    raw::send(&mut s, |b| {
-        frontend::parse("in_failed", "SELECT 5", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, raw::prepares("in_failed", "SELECT 5")).await;
     let err = raw::until_ready(&mut s).await.expect("transaction failed");
     assert!(err.contains("25P02"), "{err}");
     raw::query(&mut s, "ROLLBACK").await;
@@ -466,11 +446,7 @@ async fn failed_parses_never_fill_the_session() {
     }
     raw::send(&mut s, failing(LIMIT + 1, 1)).await;
     assert!(raw::until_ready(&mut s).await.unwrap().contains("42703"));
-    raw::send(&mut s, |b| {
-        frontend::parse("works", "SELECT 1", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, raw::prepares("works", "SELECT 1")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::send(&mut s, raw::runs("works")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");

@@ -6,7 +6,6 @@
 
 mod support;
 
-use bytes::BytesMut;
 use postgres_protocol::message::frontend;
 use support::raw;
 
@@ -23,12 +22,6 @@ use support::raw;
 async fn a_parse_of_a_name_the_client_has_gets_42p05() {
     // One connection: it has every text parsed before.
     let (_proxy, mut s) = raw::tx_session("dupname", "1").await;
-    let parse = |sql: &'static str| {
-        move |b: &mut BytesMut| {
-            frontend::parse("dup", sql, [], b).unwrap();
-            frontend::sync(b);
-        }
-    };
     // Described: the server reads it (a bare prepare, answered by the
     // proxy alone, is the next test's).
     raw::send(&mut s, |b| {
@@ -38,7 +31,7 @@ async fn a_parse_of_a_name_the_client_has_gets_42p05() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1tTZ");
-    raw::send(&mut s, parse("SELECT 2")).await;
+    raw::send(&mut s, raw::prepares("dup", "SELECT 2")).await;
     let err = raw::until_ready(&mut s).await.expect("a duplicate");
     assert!(err.contains("42P05") && err.contains("\"dup\""), "{err}");
     raw::send(&mut s, |b| {
@@ -51,7 +44,7 @@ async fn a_parse_of_a_name_the_client_has_gets_42p05() {
     assert_eq!(raw::value_of(&mut s, "dup").await, "1");
     raw::query(&mut s, "BEGIN; SELECT 1/0").await;
     assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
-    raw::send(&mut s, parse("SELECT 2")).await;
+    raw::send(&mut s, raw::prepares("dup", "SELECT 2")).await;
     let err = raw::until_ready(&mut s).await.expect("transaction failed");
     assert!(err.contains("25P02"), "{err}");
     raw::query(&mut s, "ROLLBACK").await;
@@ -112,13 +105,7 @@ async fn a_parse_of_a_name_the_client_has_gets_42p05() {
 #[tokio::test]
 async fn a_bare_prepare_takes_its_name_once_a_server_read_it() {
     let (_proxy, mut s) = raw::tx_session("bareprep", "1").await;
-    let prepare = |sql: &'static str| {
-        move |b: &mut BytesMut| {
-            frontend::parse("early", sql, [], b).unwrap();
-            frontend::sync(b);
-        }
-    };
-    raw::send(&mut s, prepare("SELECT n FROM made_later")).await;
+    raw::send(&mut s, raw::prepares("early", "SELECT n FROM made_later")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     for _ in 0..2 {
         raw::send(&mut s, raw::runs("early")).await;
@@ -132,26 +119,22 @@ async fn a_bare_prepare_takes_its_name_once_a_server_read_it() {
     .await;
     assert_eq!(raw::until_ready(&mut s).await, None);
     assert_eq!(raw::value_of(&mut s, "early").await, "6");
-    raw::send(&mut s, prepare("SELECT n + 1 FROM made_later")).await;
+    raw::send(
+        &mut s,
+        raw::prepares("early", "SELECT n + 1 FROM made_later"),
+    )
+    .await;
     let err = raw::until_ready(&mut s).await.expect("a server read it");
     assert!(err.contains("42P05"), "{err}");
     // Replaced while no server has read it.
     for sql in ["SELECT n FROM nowhere", "SELECT n + 2 FROM made_later"] {
-        raw::send(&mut s, |b| {
-            frontend::parse("late", sql, [], b).unwrap();
-            frontend::sync(b);
-        })
-        .await;
+        raw::send(&mut s, raw::prepares("late", sql)).await;
         assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     }
     assert_eq!(raw::value_of(&mut s, "late").await, "8");
     // Read by a server in a pipeline whose error made the server skip a
     // Close of it: back, and proven.
-    raw::send(&mut s, |b| {
-        frontend::parse("div", "SELECT 1/0", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, raw::prepares("div", "SELECT 1/0")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
     raw::send(&mut s, |b| {
         raw::bind_execute(b, "div", 0);
@@ -160,10 +143,6 @@ async fn a_bare_prepare_takes_its_name_once_a_server_read_it() {
     })
     .await;
     assert!(raw::until_ready(&mut s).await.unwrap().contains("22012"));
-    raw::send(&mut s, |b| {
-        frontend::parse("div", "SELECT 2", [], b).unwrap();
-        frontend::sync(b);
-    })
-    .await;
+    raw::send(&mut s, raw::prepares("div", "SELECT 2")).await;
     assert!(raw::until_ready(&mut s).await.unwrap().contains("42P05"));
 }

@@ -163,6 +163,15 @@ pub async fn tx_session(tenant: &str, pool_size: &str) -> (super::Proxy, TcpStre
     (proxy, s)
 }
 
+/// Parse of `sql` as statement `name`, then Sync: a bare prepare
+/// (libpq's `PQprepare`).
+pub fn prepares<'a>(name: &'a str, sql: &'a str) -> impl FnOnce(&mut BytesMut) + 'a {
+    move |b| {
+        postgres_protocol::message::frontend::parse(name, sql, [], b).unwrap();
+        postgres_protocol::message::frontend::sync(b);
+    }
+}
+
 /// Bind and Execute of `statement`, then Sync.
 pub fn runs(statement: &'static str) -> impl FnOnce(&mut BytesMut) {
     move |b| {

@@ -110,6 +110,12 @@ fn already_exists(name: &str) -> Bytes {
 /// it assumes the worst, and lets the server decide.
 const READ_AHEAD: usize = 64;
 
+/// No reply awaited in `q` is one `matters` picks, as far as the proxy
+/// reads (see [`READ_AHEAD`]).
+fn awaits_none(q: &VecDeque<Expect>, matters: impl Fn(&Expect) -> bool) -> bool {
+    q.len() <= READ_AHEAD && !q.iter().any(matters)
+}
+
 /// A session's named statements, in number and in text (transaction mode
 /// keeps each one's Parse for the session).
 const MAX_STATEMENTS: usize = 10_000;
@@ -217,7 +223,7 @@ impl Upstream {
             }
             let mut st = Statement::from_parse_body(rest);
             st.unproven = true;
-            if let Err(err) = self.keep_statement(name, st) {
+            if let Err(err) = self.keep_statement(&named, st) {
                 down.buf.extend_from_slice(&err);
                 break;
             }
@@ -294,10 +300,9 @@ impl Upstream {
     /// goes to whichever connection it is used on), unless the session
     /// holds too many already: then the error to answer its Parse with.
     /// One of the name is replaced (see [`Upstream::surely_has`]).
-    pub(super) fn keep_statement(&mut self, name: &[u8], mut st: Statement) -> Result<u64, Bytes> {
-        let name = String::from_utf8_lossy(name).into_owned();
-        let replaced = self.statements.get(&name).map(|o| kept_size(&name, o));
-        let bytes = self.statement_bytes - replaced.unwrap_or(0) + kept_size(&name, &st);
+    pub(super) fn keep_statement(&mut self, name: &str, mut st: Statement) -> Result<u64, Bytes> {
+        let replaced = self.statements.get(name).map(|o| kept_size(name, o));
+        let bytes = self.statement_bytes - replaced.unwrap_or(0) + kept_size(name, &st);
         if bytes > MAX_STATEMENT_BYTES
             || (replaced.is_none() && self.statements.len() >= MAX_STATEMENTS)
         {
@@ -309,7 +314,7 @@ impl Upstream {
         self.statement_bytes = bytes;
         self.statements_kept += 1;
         st.kept = self.statements_kept;
-        self.statements.insert(name, st);
+        self.statements.insert(name.to_owned(), st);
         Ok(self.statements_kept)
     }
 
@@ -325,8 +330,7 @@ impl Upstream {
             return false;
         };
         !st.unproven
-            && q.len() <= READ_AHEAD
-            && !q.iter().any(|e| match *e {
+            && awaits_none(q, |e| match *e {
                 Expect::ParseNamed(_, kept, _) | Expect::Parsed(kept) => kept == st.kept,
                 Expect::DropsAll(_, upto) => upto >= st.kept,
                 _ => false,
@@ -355,17 +359,12 @@ impl Upstream {
         }
         let mut st = Statement::from_parse_body(rest);
         st.effect = effect;
-        let kept = match self.keep_statement(name, st.clone()) {
+        let kept = match self.keep_statement(&named, st.clone()) {
             Ok(kept) => kept,
             Err(err) => return self.refuse_parse(true, err, q),
         };
         // Behind a Sync or Query still unanswered, the status is older.
-        let settled = |q: &VecDeque<Expect>| {
-            q.len() <= READ_AHEAD
-                && !q
-                    .iter()
-                    .any(|e| e.reply().is_some_and(Reply::ends_at_ready))
-        };
+        let settled = |q| awaits_none(q, |e| e.reply().is_some_and(Reply::ends_at_ready));
         match cache.lookup(&st) {
             Lookup::Present if status != TxStatus::Failed && settled(q) => {
                 q.push_back(Expect::Parsed(kept))
