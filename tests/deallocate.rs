@@ -112,6 +112,21 @@ async fn deallocate_by_name_drops_the_clients_statement() {
     assert!(err.contains("26000"), "{err}");
 }
 
+/// Bind of `statement` (no parameters) to `portal`.
+fn bind_portal(b: &mut BytesMut, portal: &str, statement: &str) {
+    frontend::bind(
+        portal,
+        statement,
+        [],
+        [],
+        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+        [],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+}
+
 /// A new tenant's transaction-mode proxy (two connections), and a client
 /// logged in to it.
 async fn session(tenant: &str) -> (support::Proxy, tokio::net::TcpStream) {
@@ -222,17 +237,7 @@ async fn an_extended_deallocate_all_drops_names_only_when_it_runs() {
     raw::send(&mut s, |b| {
         frontend::parse("reset", "RESET ALL", [], b).unwrap();
         for (portal, statement) in [("p", "dealloc"), ("r", "reset")] {
-            frontend::bind(
-                portal,
-                statement,
-                [],
-                [],
-                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
-                [0],
-                b,
-            )
-            .map_err(|_| ())
-            .unwrap();
+            bind_portal(b, portal, statement);
         }
         raw::bind_execute(b, "kept", 0);
         frontend::execute("p", 0, b).unwrap();
@@ -267,6 +272,93 @@ async fn a_deallocate_the_server_skips_drops_nothing() {
     behind_an_error(&mut s, |b| frontend::query("DEALLOCATE kept", b).unwrap()).await;
     raw::send(&mut s, raw::runs("kept")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "2DCZ");
+}
+
+/// `DEALLOCATE name` through the extended protocol (libpq's
+/// `PQsendQueryParams`: what psycopg 3 sends in pipeline mode with libpq
+/// before 17 to evict a statement), unnamed or prepared: answered as
+/// PostgreSQL would, the name gone once its Execute runs and free for a
+/// new Parse. Skipped, refused in a failed transaction, or closed before
+/// its Execute, it drops nothing and gets PostgreSQL's error.
+#[tokio::test]
+async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
+    let (_proxy, mut s) = session("deallocname").await;
+    // Parse, Bind, Describe of the portal, Execute, as psycopg sends them.
+    let dealloc = |name: &'static str| {
+        move |b: &mut BytesMut| {
+            frontend::parse("", &format!("DEALLOCATE {name}"), [], b).unwrap();
+            bind_portal(b, "", "");
+            frontend::describe(b'P', "", b).unwrap();
+            frontend::execute("", 0, b).unwrap();
+            frontend::sync(b);
+        }
+    };
+    raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 1")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, dealloc("_pg3_0")).await;
+    assert_eq!(raw::tags(&mut s, 3).await, "12n");
+    let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+    assert_eq!((tag, &body[..]), (b'C', &b"DEALLOCATE\0"[..]));
+    let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+    assert_eq!((tag, &body[..]), (b'Z', &b"I"[..]));
+    raw::send(&mut s, raw::runs("_pg3_0")).await;
+    let err = raw::until_ready(&mut s).await.expect("the name is gone");
+    assert!(err.contains("26000"), "{err}");
+    raw::send(&mut s, dealloc("_pg3_0")).await;
+    let err = raw::until_ready(&mut s).await.expect("gone already");
+    assert!(err.contains("26000"), "{err}");
+    // Free again: a new Parse of it is no duplicate.
+    raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 2")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    assert_eq!(raw::value_of(&mut s, "_pg3_0").await, "2");
+    // Prepared, then run: the same; its portal runs once, as on PostgreSQL.
+    raw::send(&mut s, raw::prepares("d", "DEALLOCATE _pg3_0")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        bind_portal(b, "p", "d");
+        frontend::execute("p", 0, b).unwrap();
+        frontend::execute("p", 0, b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags(&mut s, 2).await, "2C");
+    let err = raw::until_ready(&mut s).await.expect("run once");
+    assert!(err.contains("55000"), "{err}");
+    raw::send(&mut s, raw::runs("_pg3_0")).await;
+    let err = raw::until_ready(&mut s).await.expect("the name is gone");
+    assert!(err.contains("26000"), "{err}");
+    // Skipped behind an error, or refused at its Bind in a failed
+    // transaction: the statement stays.
+    raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 3")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    behind_an_error(&mut s, |b| {
+        frontend::parse("", "DEALLOCATE _pg3_0", [], b).unwrap();
+        raw::bind_execute(b, "", 0);
+    })
+    .await;
+    raw::query(&mut s, "BEGIN; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.is_some());
+    raw::send(&mut s, raw::runs("d")).await;
+    let err = raw::until_ready(&mut s)
+        .await
+        .expect("refused in the block");
+    assert!(err.contains("25P02"), "{err}");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    assert_eq!(raw::value_of(&mut s, "_pg3_0").await, "3");
+    // Closed between its Bind and its Execute: 26000, as PostgreSQL says.
+    raw::send(&mut s, |b| {
+        bind_portal(b, "p", "d");
+        frontend::close(b'S', "_pg3_0", b).unwrap();
+        frontend::execute("p", 0, b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags(&mut s, 2).await, "23");
+    let err = raw::until_ready(&mut s)
+        .await
+        .expect("closed before it ran");
+    assert!(err.contains("26000") && err.contains("_pg3_0"), "{err}");
 }
 
 /// So is a Close behind a message that fails: PostgreSQL skips it with the

@@ -99,6 +99,13 @@ fn psycopg_prepares_pipelines_copy_and_cursors_in_transaction_mode() {
     workload("python3", &[], "psycopg_workload.py");
 }
 
+/// Over a libpq before 17, psycopg evicts statements with SQL
+/// `DEALLOCATE name`, in pipeline mode through the extended protocol.
+#[test]
+fn psycopg_with_an_old_libpq_deallocates_by_name() {
+    workload("python3", &[], "psycopg_deallocate.py");
+}
+
 #[test]
 fn pgjdbc_statements_batches_cursors_copy_and_cancel_in_transaction_mode() {
     workload("java", &["-cp", PGJDBC], "JdbcWorkload.java");

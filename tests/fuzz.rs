@@ -83,6 +83,22 @@ fn conversations() -> Vec<Vec<Vec<u8>>> {
             .unwrap()
         })
     };
+    // Of a statement without parameters.
+    let bind_bare = |statement: &'static str| {
+        msg(|b| {
+            frontend::bind(
+                "",
+                statement,
+                [],
+                [],
+                |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+                [],
+                b,
+            )
+            .map_err(|_| ())
+            .unwrap()
+        })
+    };
     let execute = || msg(|b| frontend::execute("", 0, b).unwrap());
     let describe =
         |kind: u8, name: &'static str| msg(|b| frontend::describe(kind, name, b).unwrap());
@@ -166,6 +182,15 @@ fn conversations() -> Vec<Vec<Vec<u8>>> {
         vec![query("SET application_name = 'fuzz'; RESET ALL")],
         vec![query("SET statement_timeout = 5000"), query("DISCARD ALL")],
         vec![parse("gone", "SELECT 2"), sync(), query("DEALLOCATE gone")],
+        vec![
+            parse("gone", "SELECT 2"),
+            parse("", "DEALLOCATE gone"),
+            bind_bare(""),
+            describe(b'P', ""),
+            execute(),
+            parse("gone", "SELECT 3"),
+            sync(),
+        ],
         // A Query inside an unsynced pipeline; a goodbye mid-pipeline.
         vec![
             parse("", "SELECT $1::int"),

@@ -94,12 +94,16 @@ pub enum Expect {
     /// `statement_timeout`) is dropped too, and the session goes on.
     Restore,
     /// A client's `DEALLOCATE name` of a statement the proxy keeps, sent as
-    /// an empty query: its EmptyQueryResponse becomes the CommandComplete
-    /// of a DEALLOCATE, its ReadyForQuery passes. Pipelined behind other
-    /// queries it may meet a failed transaction, which runs no DEALLOCATE:
-    /// then the name and statement to give back (see
-    /// `Downstream::undeallocated`).
-    Deallocate(Option<std::sync::Arc<(String, super::prepared::Statement)>>),
+    /// an empty query (a Query, or the Execute of a portal bound to an
+    /// empty statement): its EmptyQueryResponse becomes the CommandComplete
+    /// of a DEALLOCATE; a Query's ReadyForQuery passes. Pipelined behind
+    /// other messages it may meet a failed transaction, which runs no
+    /// DEALLOCATE, or be skipped: then the name and statement to give back
+    /// (see `Downstream::undeallocated`).
+    Deallocate(
+        Reply,
+        Option<std::sync::Arc<(String, super::prepared::Statement)>>,
+    ),
     /// A message of the proxy's own inside a client's pipeline (the restore
     /// of startup settings behind a reset): its reply is dropped; an error
     /// passes, as the server then skips the client's messages up to Sync.
@@ -132,14 +136,16 @@ impl Expect {
 
     pub fn reply(&self) -> Option<Reply> {
         match self {
-            Expect::Pass(r) | Expect::Refused(r, _) | Expect::DropsAll(r, _) | Expect::Quiet(r) => {
-                Some(*r)
-            }
+            Expect::Pass(r)
+            | Expect::Refused(r, _)
+            | Expect::DropsAll(r, _)
+            | Expect::Quiet(r)
+            | Expect::Deallocate(r, _) => Some(*r),
             Expect::Reparse(..) | Expect::ParseNamed(..) | Expect::ReparseUnnamed => {
                 Some(Reply::Parse)
             }
             Expect::Evict => Some(Reply::Close),
-            Expect::Hidden | Expect::Restore | Expect::Deallocate(_) => Some(Reply::UntilReady),
+            Expect::Hidden | Expect::Restore => Some(Reply::UntilReady),
             Expect::Parsed(_) | Expect::Closed(_) | Expect::CopyEnd => None,
         }
     }

@@ -36,6 +36,10 @@ pub struct Effect {
     /// client is done with it (in transaction mode the client is pinned,
     /// and keeps its sequence).
     pub reseeds: bool,
+    /// It deallocates one statement by name (`DEALLOCATE x`, not `ALL`):
+    /// in transaction mode the server knows the client's by other names,
+    /// so the proxy runs it (see `Upstream::bind_deallocate`).
+    pub deallocates: bool,
 }
 
 /// Reads the session effects of a (possibly multi-statement) SQL text.
@@ -119,6 +123,7 @@ pub fn session_effect(sql: &[u8], lexed: &Lexed) -> Effect {
                 second
             };
             e.drops_all |= is(target, "all");
+            e.deallocates |= !target.is_empty() && !is(target, "all");
             e.drops_statements |=
                 is(target, "all") || target.get(..4).is_some_and(|p| is(p, "pgt_"));
         }

@@ -282,11 +282,14 @@ impl Downstream {
                         self.expect.pop_front();
                     }
                 }
-                (Some(Expect::Deallocate(kept)), b'I') => {
+                (Some(Expect::Deallocate(reply, kept)), b'I') => {
                     if !whole {
                         break;
                     }
-                    let reply = if self.status == TxStatus::Failed {
+                    // (An Execute's empty portal ran: its Bind would have
+                    // failed in a failed transaction.)
+                    let executed = reply == Reply::Execute;
+                    let reply = if self.status == TxStatus::Failed && !executed {
                         // PostgreSQL's answer there; the statement stays.
                         if let Some(kept) = kept {
                             self.give_back(kept.clone());
@@ -295,6 +298,9 @@ impl Downstream {
                     } else {
                         Bytes::from_static(b"C\0\0\0\x0fDEALLOCATE\0")
                     };
+                    if executed {
+                        self.expect.pop_front();
+                    }
                     splice(&mut self.buf, pos, h.frame_len, &reply);
                     self.last_tag = reply[0];
                     pos += reply.len();
@@ -454,7 +460,7 @@ impl Downstream {
             }
             Expect::Parsed(kept) => self.parse_failed(kept),
             Expect::Evict => cache.close_skipped(),
-            Expect::Deallocate(Some(kept)) | Expect::Closed(Some(kept)) => self.give_back(kept),
+            Expect::Deallocate(_, Some(kept)) | Expect::Closed(Some(kept)) => self.give_back(kept),
             _ => {}
         }
     }

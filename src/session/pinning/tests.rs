@@ -230,6 +230,10 @@ fn clearing_statements_are_noticed() {
     assert!(session_effect(b"DEALLOCATE \"pgt_0123\"").drops_statements);
     // Only the proxy's own statements matter to its cache.
     assert!(!session_effect(b"DEALLOCATE mine").drops_statements);
+    // …but the client's names are the proxy's to drop (transaction mode).
+    assert!(session_effect(b"DEALLOCATE mine").deallocates);
+    assert!(session_effect(b"deallocate prepare \"Mine\"").deallocates);
+    assert!(!session_effect(b"DEALLOCATE ALL").deallocates);
     assert!(!session_effect(b"DISCARD PLANS").drops_statements);
     assert!(!session_effect(b"discard temp").drops_statements);
     // A DO block that may change a setting has it read back.

@@ -17,12 +17,21 @@ use crate::pool::ServerConn;
 
 /// A portal bound to a statement whose run the proxy follows up (see
 /// [`Upstream::portal_runs`]). A stale one costs little: a `DEALLOCATE
-/// ALL`'s reply must name the statement, and a restore of settings nothing
-/// reset changes nothing.
+/// ALL`'s reply must name the statement, a restore of settings nothing
+/// reset changes nothing, and an Execute of a `DEALLOCATE`'s portal gone
+/// with its transaction fails on the server, which gives the statement
+/// back (55000 for one run before, where PostgreSQL says 34000).
 pub(super) struct EffectPortal {
     name: Box<[u8]>,
     drops_all: bool,
     resets: bool,
+    /// Bound to the proxy's empty statement in place of a `DEALLOCATE`
+    /// of the client's statement of this name (see
+    /// [`Upstream::bind_deallocate`]).
+    deallocates: Option<Box<str>>,
+    /// Executed already (of one that deallocates: PostgreSQL runs a
+    /// portal of a `DEALLOCATE` once).
+    ran: bool,
 }
 
 /// Effect portals a session tracks at once (nearly always none or one).
@@ -185,14 +194,20 @@ impl Upstream {
     #[inline]
     pub(super) fn bind_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
         if drops_all || resets || !self.effect_portals.is_empty() {
-            self.track_portal(portal, drops_all, resets);
+            self.track_portal(portal, drops_all, resets, None);
         }
     }
 
     #[cold]
-    fn track_portal(&mut self, portal: &[u8], drops_all: bool, resets: bool) {
+    pub(super) fn track_portal(
+        &mut self,
+        portal: &[u8],
+        drops_all: bool,
+        resets: bool,
+        deallocates: Option<Box<str>>,
+    ) {
         self.effect_portals.retain(|p| *p.name != *portal);
-        if drops_all || resets {
+        if drops_all || resets || deallocates.is_some() {
             if self.effect_portals.len() == EFFECT_PORTALS {
                 self.effect_portals.remove(0);
             }
@@ -200,17 +215,27 @@ impl Upstream {
                 name: portal.into(),
                 drops_all,
                 resets,
+                deallocates,
+                ran: false,
             });
         }
     }
 
-    /// An Execute of `portal`, forwarded while effect portals are tracked:
-    /// if it is one, whether the client's names go is decided by its reply
-    /// (it may fail: in a failed transaction, `DISCARD ALL` in a block),
-    /// and a reset's restore goes right behind it.
+    /// An Execute of `portal` (its `frame`) while effect portals are
+    /// tracked: if it is one, whether the client's names go is decided by
+    /// its reply (it may fail: in a failed transaction, `DISCARD ALL` in a
+    /// block), and a reset's restore goes right behind it.
     #[cold]
-    pub(super) fn portal_runs(&mut self, portal: &[u8], down: &mut Downstream) {
-        let p = self.effect_portals.iter().find(|p| *p.name == *portal);
+    pub(super) fn portal_runs(&mut self, frame: &[u8], portal: &[u8], down: &mut Downstream) {
+        let i = self.effect_portals.iter().position(|p| *p.name == *portal);
+        if let Some(p) = i.map(|i| &mut self.effect_portals[i])
+            && let Some(name) = p.deallocates.clone()
+        {
+            let ran = std::mem::replace(&mut p.ran, true);
+            return self.run_deallocate(frame, portal, &name, ran, down);
+        }
+        let p = i.map(|i| &self.effect_portals[i]);
+        self.out.extend_from_slice(frame);
         let (drops_all, resets) = p.map_or((false, false), |p| (p.drops_all, p.resets));
         down.expect.push_back(if drops_all {
             Expect::DropsAll(Reply::Execute, self.statements_kept)

@@ -6,6 +6,7 @@
 //! small, and it keeps rewriting simple. The large direction (results) is
 //! zero-copy in [`super::downstream`].
 
+mod deallocate;
 mod effects;
 mod named;
 
@@ -17,14 +18,14 @@ use postgres_protocol::message::frontend;
 use super::downstream::Downstream;
 use super::expect::{Expect, Reply};
 use super::offload::Ahead;
-use super::prepared::{ClientStatements, deallocated_name};
+use super::prepared::ClientStatements;
 use super::repeats::Repeats;
 use crate::error::ClientError;
 use crate::firewall::rules;
 use crate::lexical::Lexed;
 use crate::pool::{ServerConn, Settings};
 use crate::protocol::startup::StartupError;
-use crate::protocol::{self, FrameError, TxStatus, read_cstr, tag};
+use crate::protocol::{self, FrameError, read_cstr, tag};
 use effects::Resetting;
 
 /// A statement the server is sure to reject at parse time, sent in place of
@@ -418,20 +419,7 @@ impl Upstream {
                     Some((0, text)) => text,
                     _ => body,
                 };
-                // The server knows the statement by another name (and may
-                // not have it at all): the proxy's copy goes, and an empty
-                // query stands in, answered as the DEALLOCATE.
-                // (In a failed transaction the server's 25P02 is the
-                // answer, and the statement stays; behind other queries,
-                // whether it will be one is known at the answer.)
-                if self.rename
-                    && !(down.status == TxStatus::Failed && q.is_empty())
-                    && let Some(name) = deallocated_name(raw)
-                    && let Some(st) = self.forget_statement(&name)
-                {
-                    frontend::query("", &mut self.out).expect("no NUL in constant");
-                    let kept = (!q.is_empty()).then(|| std::sync::Arc::new((name, st)));
-                    q.push_back(Expect::Deallocate(kept));
+                if self.rename && self.deallocate_query(raw, down.status, q) {
                     return;
                 }
                 if let Err(err) = self.check(raw, false, inspector, server) {
@@ -541,8 +529,7 @@ impl Upstream {
                 self.close_named(cstr(&body[1..]), q);
             }
             tag::EXECUTE if !self.effect_portals.is_empty() => {
-                self.out.extend_from_slice(frame);
-                self.portal_runs(cstr(body), down);
+                self.portal_runs(frame, cstr(body), down);
             }
             _ => {
                 self.out.extend_from_slice(frame);

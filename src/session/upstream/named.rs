@@ -422,6 +422,17 @@ impl Upstream {
             (&body[..1], name, rest)
         };
         if name.is_empty() {
+            if t == tag::BIND
+                && self.unnamed.effect.deallocates
+                && let Some(target) = self
+                    .unnamed
+                    .parse
+                    .get(6..)
+                    .and_then(|b| self.deallocates(b))
+            {
+                down.unnamed_unbound = false;
+                return self.bind_deallocate(prefix, rest, target, cache, down);
+            }
             // Parsed in an earlier transaction, on another connection (or
             // replaced on this one): parsed again; if the client has none
             // to parse, PostgreSQL's answer when it is gone, never another
@@ -444,6 +455,12 @@ impl Upstream {
         let Some(st) = self.statements.get(key).cloned() else {
             return Renamed::No; // unknown: the server says "does not exist", as it should
         };
+        if t == tag::BIND
+            && st.effect.deallocates
+            && let Some(target) = self.deallocates(st.body())
+        {
+            return self.bind_deallocate(prefix, rest, target, cache, down);
+        }
         match cache.lookup(&st) {
             // The server has read its text: the client's for certain.
             Lookup::Present if st.unproven => {
@@ -481,7 +498,7 @@ impl Upstream {
 
     /// Writes message `t` (a Bind or Describe) naming statement `name`,
     /// between the `prefix` and `rest` of the client's.
-    fn write_naming(&mut self, t: u8, prefix: &[u8], name: &[u8], rest: &[u8]) {
+    pub(super) fn write_naming(&mut self, t: u8, prefix: &[u8], name: &[u8], rest: &[u8]) {
         self.out.put_u8(t);
         self.out
             .put_i32((4 + prefix.len() + name.len() + 1 + rest.len()) as i32);

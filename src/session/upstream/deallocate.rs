@@ -1,0 +1,133 @@
+//! Transaction mode's `DEALLOCATE name` of a client's statement. The
+//! server knows the statement by the proxy's name (or not at all: it is
+//! prepared where used), so a `DEALLOCATE` sent as it is would fail with
+//! 26000 and leave the client's name in place. The proxy runs an empty
+//! query in its place and answers for it: a Query is sent as an empty
+//! Query; through the extended protocol (libpq's `PQsendQueryParams`, what
+//! psycopg 3 sends in pipeline mode with libpq before 17), the portal is
+//! bound to an empty statement of the proxy's, and its Execute is the
+//! `DEALLOCATE`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use postgres_protocol::message::frontend;
+
+use super::super::downstream::Downstream;
+use super::super::expect::{Expect, Reply};
+use super::super::prepared::{Lookup, Statement, StatementCache, deallocated_name};
+use super::named::Renamed;
+use super::{Upstream, cstr};
+use crate::protocol::{self, TxStatus, tag};
+
+/// The body of a Parse of the empty query, with no parameter types.
+const EMPTY_QUERY: &[u8] = b"\0\0\0";
+
+/// PostgreSQL's answer to a `DEALLOCATE` of a name the client lacks.
+#[cold]
+fn does_not_exist(name: &str) -> Bytes {
+    protocol::error(
+        "26000",
+        &format!("prepared statement \"{name}\" does not exist"),
+        None,
+    )
+}
+
+impl Upstream {
+    /// A client's Query: a `DEALLOCATE` of one of its statements is sent as
+    /// an empty query, answered as the `DEALLOCATE`, and the statement
+    /// goes. Returns whether it was one. (In a failed transaction the
+    /// answer is PostgreSQL's 25P02 and the statement stays; behind other
+    /// queries, whether it will be one is known at the answer.)
+    #[inline]
+    pub(super) fn deallocate_query(
+        &mut self,
+        sql: &[u8],
+        status: TxStatus,
+        q: &mut VecDeque<Expect>,
+    ) -> bool {
+        if status == TxStatus::Failed && q.is_empty() {
+            return false; // the server's 25P02 is the answer
+        }
+        let Some(name) = deallocated_name(sql) else {
+            return false;
+        };
+        let Some(st) = self.forget_statement(&name) else {
+            return false; // the server's 26000 is the answer
+        };
+        frontend::query("", &mut self.out).expect("no NUL in constant");
+        let kept = (!q.is_empty()).then(|| Arc::new((name, st)));
+        q.push_back(Expect::Deallocate(Reply::UntilReady, kept));
+        true
+    }
+
+    /// The statement the text of a Parse (its body after the name) would
+    /// deallocate, if the client has one of that name. Read only for a
+    /// statement whose effect says it deallocates one.
+    pub(super) fn deallocates(&self, parse_body: &[u8]) -> Option<String> {
+        let name = deallocated_name(cstr(parse_body))?;
+        self.statements.contains_key(&name).then_some(name)
+    }
+
+    /// A Bind of a `DEALLOCATE` of the client's statement `target` (see
+    /// [`Upstream::deallocates`]): the portal is bound to the proxy's empty
+    /// statement instead (prepared first where missing), and its Execute
+    /// is answered as the `DEALLOCATE` (see [`Upstream::run_deallocate`]).
+    /// Described, the portal gives NoData, as a `DEALLOCATE`'s does; in a
+    /// failed transaction the Bind gets the server's 25P02, as one of the
+    /// `DEALLOCATE` would.
+    #[cold]
+    pub(super) fn bind_deallocate(
+        &mut self,
+        prefix: &[u8],
+        rest: &[u8],
+        target: String,
+        cache: &mut StatementCache,
+        down: &mut Downstream,
+    ) -> Renamed {
+        let empty = Statement::from_parse_body(EMPTY_QUERY);
+        if !matches!(cache.lookup(&empty), Lookup::Present | Lookup::Pending) {
+            self.prepare(&empty, cache, &mut down.expect, None);
+        }
+        self.write_naming(tag::BIND, prefix, empty.server_name.as_bytes(), rest);
+        let portal = &prefix[..prefix.len() - 1];
+        self.track_portal(portal, false, false, Some(target.into()));
+        Renamed::Yes
+    }
+
+    /// The Execute (`frame`) of `portal`, which [`Upstream::bind_deallocate`]
+    /// bound: the client's statement `name` goes now, and comes back if
+    /// the server skips the Execute. Gone since the Bind (closed), or the
+    /// portal `ran` before, the answer is PostgreSQL's error.
+    #[cold]
+    pub(super) fn run_deallocate(
+        &mut self,
+        frame: &[u8],
+        portal: &[u8],
+        name: &str,
+        ran: bool,
+        down: &mut Downstream,
+    ) {
+        if ran {
+            let portal = String::from_utf8_lossy(portal);
+            let msg = format!("portal \"{portal}\" cannot be run");
+            return self.refuse_execute(protocol::error("55000", &msg, None), down);
+        }
+        let Some(st) = self.forget_statement(name) else {
+            return self.refuse_execute(does_not_exist(name), down);
+        };
+        self.out.extend_from_slice(frame);
+        let kept = Arc::new((name.to_owned(), st));
+        down.expect
+            .push_back(Expect::Deallocate(Reply::Execute, Some(kept)));
+    }
+
+    /// Answers an Execute with `err`, through an Execute of a portal that
+    /// does not exist: the server fails too, and skips what the client
+    /// sent up to its Sync.
+    fn refuse_execute(&mut self, err: Bytes, down: &mut Downstream) {
+        frontend::execute("pgt_no_such_portal", 0, &mut self.out).expect("no NUL in constant");
+        down.expect.push_back(Expect::Refused(Reply::Execute, err));
+    }
+}
