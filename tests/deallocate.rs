@@ -359,6 +359,117 @@ async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
         .await
         .expect("closed before it ran");
     assert!(err.contains("26000") && err.contains("_pg3_0"), "{err}");
+    // Its portal ends with its transaction: PostgreSQL's 34000 after.
+    raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 4")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::query(&mut s, "BEGIN").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    let run_p = |b: &mut BytesMut| {
+        frontend::execute("p", 0, b).unwrap();
+        frontend::sync(b);
+    };
+    raw::send(&mut s, |b| {
+        bind_portal(b, "p", "d");
+        run_p(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2CZ");
+    raw::query(&mut s, "COMMIT").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::send(&mut s, run_p).await;
+    let err = raw::until_ready(&mut s).await.expect("no such portal");
+    assert!(err.contains("34000"), "{err}");
+}
+
+/// What PostgreSQL checks before it runs a `DEALLOCATE` through the
+/// extended protocol is checked first here too: a transaction that failed
+/// after its portal was bound (25P02), a `DEALLOCATE ALL` ahead of it in
+/// the pipeline (26000), an unnamed Parse of it that failed (26000); and
+/// parameter types declared for it are taken, as PostgreSQL takes them.
+#[tokio::test]
+async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
+    let (_proxy, mut s) = session("deallocfirst").await;
+    let stays = |name: &'static str| raw::prepares(name, "SELECT 1");
+    raw::send(&mut s, stays("x")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, raw::prepares("d", "DEALLOCATE x")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    // Bound, then the transaction fails, then run.
+    raw::query(&mut s, "BEGIN").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::send(&mut s, |b| {
+        bind_portal(b, "p", "d");
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "2Z");
+    raw::query(&mut s, "SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.is_some());
+    raw::send(&mut s, |b| {
+        frontend::execute("p", 0, b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    let err = raw::until_ready(&mut s).await.expect("refused");
+    assert!(err.contains("25P02"), "{err}");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    assert_eq!(raw::value_of(&mut s, "x").await, "1");
+    // An unnamed Parse of it that failed leaves no statement to bind.
+    raw::query(&mut s, "BEGIN; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.is_some());
+    raw::send(&mut s, |b| {
+        frontend::parse("", "DEALLOCATE x", [], b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
+    raw::send(&mut s, raw::runs("")).await;
+    let err = raw::until_ready(&mut s)
+        .await
+        .expect("no unnamed statement");
+    assert!(err.contains("26000"), "{err}");
+    raw::query(&mut s, "ROLLBACK").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    assert_eq!(raw::value_of(&mut s, "x").await, "1");
+    // Behind a DEALLOCATE ALL in the same pipeline: already gone.
+    raw::send(&mut s, |b| {
+        frontend::query("DEALLOCATE ALL", b).unwrap();
+        frontend::parse("", "DEALLOCATE x", [], b).unwrap();
+        raw::bind_execute(b, "", 0);
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "CZ");
+    let err = raw::until_ready(&mut s).await.expect("gone with ALL");
+    assert!(err.contains("26000"), "{err}");
+    // Declared with a parameter type, bound with a value.
+    raw::send(&mut s, stays("x")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, |b| {
+        frontend::parse("", "DEALLOCATE x", [23], b).unwrap();
+        frontend::bind(
+            "",
+            "",
+            [0],
+            [Some(&b"5"[..])],
+            |v: Option<&[u8]>, buf| {
+                buf.extend_from_slice(v.unwrap());
+                Ok(postgres_protocol::IsNull::No)
+            },
+            [],
+            b,
+        )
+        .map_err(|_| ())
+        .unwrap();
+        frontend::execute("", 0, b).unwrap();
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12CZ");
+    raw::send(&mut s, raw::runs("x")).await;
+    let err = raw::until_ready(&mut s).await.expect("deallocated");
+    assert!(err.contains("26000"), "{err}");
 }
 
 /// So is a Close behind a message that fails: PostgreSQL skips it with the

@@ -100,7 +100,7 @@ fn misread_guard(body: &[u8]) -> Result<(), ClientError> {
 
 /// PostgreSQL's ErrorResponse for a statement in a failed transaction.
 #[cold]
-fn in_failed_transaction() -> Bytes {
+pub(crate) fn in_failed_transaction() -> Bytes {
     protocol::error(
         "25P02",
         "current transaction is aborted, commands ignored until end of transaction block",

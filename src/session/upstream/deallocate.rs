@@ -14,15 +14,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use postgres_protocol::message::frontend;
 
-use super::super::downstream::Downstream;
+use super::super::downstream::{Downstream, in_failed_transaction};
 use super::super::expect::{Expect, Reply};
 use super::super::prepared::{Lookup, Statement, StatementCache, deallocated_name};
 use super::named::Renamed;
 use super::{Upstream, cstr};
 use crate::protocol::{self, TxStatus, tag};
-
-/// The body of a Parse of the empty query, with no parameter types.
-const EMPTY_QUERY: &[u8] = b"\0\0\0";
 
 /// PostgreSQL's answer to a `DEALLOCATE` of a name the client lacks.
 #[cold]
@@ -53,8 +50,11 @@ impl Upstream {
         let Some(name) = deallocated_name(sql) else {
             return false;
         };
-        let Some(st) = self.forget_statement(&name) else {
+        if !self.has_after(&name, q) {
             return false; // the server's 26000 is the answer
+        }
+        let Some(st) = self.forget_statement(&name) else {
+            return false;
         };
         frontend::query("", &mut self.out).expect("no NUL in constant");
         let kept = (!q.is_empty()).then(|| Arc::new((name, st)));
@@ -62,17 +62,41 @@ impl Upstream {
         true
     }
 
+    /// The client has statement `name` once the replies awaited in `q`
+    /// are in: none of them is a `DEALLOCATE ALL` or `DISCARD ALL` that
+    /// may take it first (PostgreSQL would then have none, and the
+    /// server's answer to the `DEALLOCATE`, 26000 or a skip, is the right
+    /// one). Read to the end: a `DEALLOCATE` is rare, a pipeline may be
+    /// long.
+    fn has_after(&self, name: &str, q: &VecDeque<Expect>) -> bool {
+        self.statements.get(name).is_some_and(|st| {
+            !q.iter()
+                .any(|e| matches!(*e, Expect::DropsAll(_, upto) if upto >= st.kept))
+        })
+    }
+
     /// The statement the text of a Parse (its body after the name) would
-    /// deallocate, if the client has one of that name. Read only for a
+    /// deallocate, if the client will have one of that name when the
+    /// server reaches it (see [`Upstream::has_after`]); and the body of a
+    /// Parse of the empty query with the same parameter types (a client
+    /// may declare some, and bind values for them). Read only for a
     /// statement whose effect says it deallocates one.
-    pub(super) fn deallocates(&self, parse_body: &[u8]) -> Option<String> {
-        let name = deallocated_name(cstr(parse_body))?;
-        self.statements.contains_key(&name).then_some(name)
+    pub(super) fn deallocates(
+        &self,
+        parse_body: &[u8],
+        q: &VecDeque<Expect>,
+    ) -> Option<(String, Vec<u8>)> {
+        let sql = cstr(parse_body);
+        let name = deallocated_name(sql)?;
+        let types = parse_body.get(sql.len() + 1..)?;
+        let empty = [&[0][..], types].concat();
+        self.has_after(&name, q).then_some((name, empty))
     }
 
     /// A Bind of a `DEALLOCATE` of the client's statement `target` (see
     /// [`Upstream::deallocates`]): the portal is bound to the proxy's empty
-    /// statement instead (prepared first where missing), and its Execute
+    /// statement instead (`empty_query`, prepared first where missing),
+    /// unless that would forget a portal still to run; its Execute
     /// is answered as the `DEALLOCATE` (see [`Upstream::run_deallocate`]).
     /// Described, the portal gives NoData, as a `DEALLOCATE`'s does; in a
     /// failed transaction the Bind gets the server's 25P02, as one of the
@@ -82,24 +106,31 @@ impl Upstream {
         &mut self,
         prefix: &[u8],
         rest: &[u8],
-        target: String,
+        (target, empty_query): (String, Vec<u8>),
         cache: &mut StatementCache,
         down: &mut Downstream,
-    ) -> Renamed {
-        let empty = Statement::from_parse_body(EMPTY_QUERY);
+    ) -> Option<Renamed> {
+        let portal = &prefix[..prefix.len() - 1];
+        if !self.portal_room(portal) {
+            return None; // the server's 26000: no portal forgotten unseen
+        }
+        let empty = Statement::from_parse_body(&empty_query);
         if !matches!(cache.lookup(&empty), Lookup::Present | Lookup::Pending) {
             self.prepare(&empty, cache, &mut down.expect, None);
         }
         self.write_naming(tag::BIND, prefix, empty.server_name.as_bytes(), rest);
-        let portal = &prefix[..prefix.len() - 1];
         self.track_portal(portal, false, false, Some(target.into()));
-        Renamed::Yes
+        Some(Renamed::Yes)
     }
 
     /// The Execute (`frame`) of `portal`, which [`Upstream::bind_deallocate`]
     /// bound: the client's statement `name` goes now, and comes back if
-    /// the server skips the Execute. Gone since the Bind (closed), or the
-    /// portal `ran` before, the answer is PostgreSQL's error.
+    /// the server skips the Execute. In a failed transaction, gone since
+    /// the Bind (closed, or dropped by a `DEALLOCATE ALL` still awaited),
+    /// or the portal `ran` before, the answer is PostgreSQL's error, in
+    /// its order of checks. (A transaction that fails between the Bind
+    /// and the Execute, in one pipeline with a Sync between them, is seen
+    /// too late: the empty portal runs.)
     #[cold]
     pub(super) fn run_deallocate(
         &mut self,
@@ -109,12 +140,21 @@ impl Upstream {
         ran: bool,
         down: &mut Downstream,
     ) {
+        if down.status == TxStatus::Failed
+            && !down
+                .expect
+                .iter()
+                .any(|e| e.reply().is_some_and(Reply::ends_at_ready))
+        {
+            return self.refuse_execute(in_failed_transaction(), down);
+        }
         if ran {
             let portal = String::from_utf8_lossy(portal);
             let msg = format!("portal \"{portal}\" cannot be run");
             return self.refuse_execute(protocol::error("55000", &msg, None), down);
         }
-        let Some(st) = self.forget_statement(name) else {
+        let has = self.has_after(name, &down.expect);
+        let Some(st) = has.then(|| self.forget_statement(name)).flatten() else {
             return self.refuse_execute(does_not_exist(name), down);
         };
         self.out.extend_from_slice(frame);

@@ -20,7 +20,8 @@ use crate::pool::ServerConn;
 /// ALL`'s reply must name the statement, a restore of settings nothing
 /// reset changes nothing, and an Execute of a `DEALLOCATE`'s portal gone
 /// with its transaction fails on the server, which gives the statement
-/// back (55000 for one run before, where PostgreSQL says 34000).
+/// back. (Transaction mode forgets them all when the connection goes
+/// back: portals end with their transaction.)
 pub(super) struct EffectPortal {
     name: Box<[u8]>,
     drops_all: bool,
@@ -209,7 +210,11 @@ impl Upstream {
         self.effect_portals.retain(|p| *p.name != *portal);
         if drops_all || resets || deallocates.is_some() {
             if self.effect_portals.len() == EFFECT_PORTALS {
-                self.effect_portals.remove(0);
+                // The oldest, but one a `DEALLOCATE` runs as last: its
+                // Execute must be answered for (see `portal_room`).
+                let ps = &self.effect_portals;
+                let i = ps.iter().position(|p| p.deallocates.is_none());
+                self.effect_portals.remove(i.unwrap_or(0));
             }
             self.effect_portals.push(EffectPortal {
                 name: portal.into(),
@@ -219,6 +224,16 @@ impl Upstream {
                 ran: false,
             });
         }
+    }
+
+    /// Whether `portal` can be tracked without forgetting one that a
+    /// `DEALLOCATE` runs (see [`Upstream::bind_deallocate`]).
+    pub(super) fn portal_room(&self, portal: &[u8]) -> bool {
+        let ps = &self.effect_portals;
+        ps.len() < EFFECT_PORTALS
+            || ps
+                .iter()
+                .any(|p| p.deallocates.is_none() || *p.name == *portal)
     }
 
     /// An Execute of `portal` (its `frame`) while effect portals are

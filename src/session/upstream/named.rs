@@ -424,14 +424,13 @@ impl Upstream {
         if name.is_empty() {
             if t == tag::BIND
                 && self.unnamed.effect.deallocates
-                && let Some(target) = self
-                    .unnamed
-                    .parse
-                    .get(6..)
-                    .and_then(|b| self.deallocates(b))
+                && !down.unnamed_lost
+                && let Some(target) =
+                    (self.unnamed.parse.get(6..)).and_then(|b| self.deallocates(b, &down.expect))
+                && let Some(bound) = self.bind_deallocate(prefix, rest, target, cache, down)
             {
                 down.unnamed_unbound = false;
-                return self.bind_deallocate(prefix, rest, target, cache, down);
+                return bound;
             }
             // Parsed in an earlier transaction, on another connection (or
             // replaced on this one): parsed again; if the client has none
@@ -457,9 +456,10 @@ impl Upstream {
         };
         if t == tag::BIND
             && st.effect.deallocates
-            && let Some(target) = self.deallocates(st.body())
+            && let Some(target) = self.deallocates(st.body(), &down.expect)
+            && let Some(bound) = self.bind_deallocate(prefix, rest, target, cache, down)
         {
-            return self.bind_deallocate(prefix, rest, target, cache, down);
+            return bound;
         }
         match cache.lookup(&st) {
             // The server has read its text: the client's for certain.
@@ -509,9 +509,11 @@ impl Upstream {
     }
 
     /// Transaction mode, the connection going back: what the session
-    /// keeps for later ones stays small.
+    /// keeps for later ones stays small, and no portal outlives its
+    /// transaction (an Execute of one then gets the server's 34000).
     pub fn between_transactions(&mut self) {
         self.unnamed.trim();
+        self.effect_portals.clear();
     }
 
     /// Sends the client's unnamed Parse again, ahead of the Bind or
