@@ -470,6 +470,44 @@ async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
     raw::send(&mut s, raw::runs("x")).await;
     let err = raw::until_ready(&mut s).await.expect("deallocated");
     assert!(err.contains("26000"), "{err}");
+    // A failed transaction that a message still awaited may end: run as
+    // PostgreSQL would, and a refused run is no run. (`d` went with the
+    // DEALLOCATE ALL.)
+    raw::send(&mut s, stays("x")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::send(&mut s, raw::prepares("d", "DEALLOCATE x")).await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
+    raw::query(&mut s, "BEGIN; SAVEPOINT a; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.is_some());
+    raw::send(&mut s, |b| {
+        frontend::parse("", "ROLLBACK TO SAVEPOINT a", [], b).unwrap();
+        raw::bind_execute(b, "", 0);
+        bind_portal(b, "p", "d");
+        frontend::sync(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12C2Z");
+    raw::query(&mut s, "SAVEPOINT b; SELECT 1/0").await;
+    assert!(raw::until_ready(&mut s).await.is_some());
+    let run_p = |b: &mut BytesMut| {
+        frontend::execute("p", 0, b).unwrap();
+        frontend::sync(b);
+    };
+    raw::send(&mut s, run_p).await;
+    let err = raw::until_ready(&mut s).await.expect("refused");
+    assert!(err.contains("25P02"), "{err}");
+    raw::send(&mut s, |b| {
+        frontend::parse("", "ROLLBACK TO SAVEPOINT b", [], b).unwrap();
+        raw::bind_execute(b, "", 0);
+        run_p(b);
+    })
+    .await;
+    assert_eq!(raw::tags_until_ready(&mut s).await, "12CCZ");
+    raw::query(&mut s, "COMMIT").await;
+    assert_eq!(raw::until_ready(&mut s).await, None);
+    raw::send(&mut s, raw::runs("x")).await;
+    let err = raw::until_ready(&mut s).await.expect("deallocated");
+    assert!(err.contains("26000"), "{err}");
 }
 
 /// So is a Close behind a message that fails: PostgreSQL skips it with the

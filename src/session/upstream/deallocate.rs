@@ -123,34 +123,33 @@ impl Upstream {
         Some(Renamed::Yes)
     }
 
-    /// The Execute (`frame`) of `portal`, which [`Upstream::bind_deallocate`]
-    /// bound: the client's statement `name` goes now, and comes back if
-    /// the server skips the Execute. In a failed transaction, gone since
-    /// the Bind (closed, or dropped by a `DEALLOCATE ALL` still awaited),
-    /// or the portal `ran` before, the answer is PostgreSQL's error, in
-    /// its order of checks. (A transaction that fails between the Bind
-    /// and the Execute, in one pipeline with a Sync between them, is seen
-    /// too late: the empty portal runs.)
+    /// The Execute (`frame`) of the tracked portal `i`, which
+    /// [`Upstream::bind_deallocate`] bound: the client's statement `name`
+    /// goes now, and comes back if the server skips the Execute. In a
+    /// failed transaction, run before, or gone since the Bind (closed, or
+    /// dropped by a `DEALLOCATE ALL` still awaited), the answer is
+    /// PostgreSQL's error, in its order of checks. (A transaction that
+    /// fails between the Bind and the Execute, in one pipeline with a Sync
+    /// between them, is seen too late: the empty portal runs.)
     #[cold]
     pub(super) fn run_deallocate(
         &mut self,
         frame: &[u8],
-        portal: &[u8],
+        i: usize,
         name: &str,
-        ran: bool,
         down: &mut Downstream,
     ) {
-        if down.status == TxStatus::Failed
-            && !down
-                .expect
-                .iter()
-                .any(|e| e.reply().is_some_and(Reply::ends_at_ready))
-        {
+        // Failed for certain: nothing awaited may end it (a Sync, a Query,
+        // an Execute of ROLLBACK) or fail the Execute first.
+        let may_change = |e: &Expect| {
+            e.reply()
+                .is_some_and(|r| r.ends_at_ready() || r == Reply::Execute)
+        };
+        if down.status == TxStatus::Failed && !down.expect.iter().any(may_change) {
             return self.refuse_execute(in_failed_transaction(), down);
         }
-        if ran {
-            let portal = String::from_utf8_lossy(portal);
-            let msg = format!("portal \"{portal}\" cannot be run");
+        if self.portal_ran(i) {
+            let msg = format!("portal \"{}\" cannot be run", self.portal_name(i));
             return self.refuse_execute(protocol::error("55000", &msg, None), down);
         }
         let has = self.has_after(name, &down.expect);

@@ -14,6 +14,7 @@ use super::super::pinning::{Effect, session_effect};
 use super::{Inspector, Upstream, cstr};
 use crate::lexical::{self, Lexed};
 use crate::pool::ServerConn;
+use crate::protocol::TxStatus;
 
 /// A portal bound to a statement whose run the proxy follows up (see
 /// [`Upstream::portal_runs`]). A stale one costs little: a `DEALLOCATE
@@ -210,10 +211,11 @@ impl Upstream {
         self.effect_portals.retain(|p| *p.name != *portal);
         if drops_all || resets || deallocates.is_some() {
             if self.effect_portals.len() == EFFECT_PORTALS {
-                // The oldest, but one a `DEALLOCATE` runs as last: its
-                // Execute must be answered for (see `portal_room`).
+                // The oldest, but one a `DEALLOCATE` is still to run
+                // from as last: its Execute must be answered for (see
+                // `portal_room`).
                 let ps = &self.effect_portals;
-                let i = ps.iter().position(|p| p.deallocates.is_none());
+                let i = ps.iter().position(|p| p.deallocates.is_none() || p.ran);
                 self.effect_portals.remove(i.unwrap_or(0));
             }
             self.effect_portals.push(EffectPortal {
@@ -231,9 +233,28 @@ impl Upstream {
     pub(super) fn portal_room(&self, portal: &[u8]) -> bool {
         let ps = &self.effect_portals;
         ps.len() < EFFECT_PORTALS
-            || ps
-                .iter()
-                .any(|p| p.deallocates.is_none() || *p.name == *portal)
+            || (ps.iter()).any(|p| p.deallocates.is_none() || p.ran || *p.name == *portal)
+    }
+
+    /// Portals end with their transaction: once the client's pipeline is
+    /// answered and no transaction is open, none tracked is left, whether
+    /// the connection went back or stays the client's (pinned). An
+    /// Execute of one then gets the server's 34000.
+    #[cold]
+    pub(super) fn portals_ended(&mut self, down: &Downstream) {
+        if !self.unsynced && down.settled() && down.status == TxStatus::Idle {
+            self.effect_portals.clear();
+        }
+    }
+
+    /// Marks the tracked portal `i` run; whether it was before.
+    pub(super) fn portal_ran(&mut self, i: usize) -> bool {
+        std::mem::replace(&mut self.effect_portals[i].ran, true)
+    }
+
+    /// The name of the tracked portal `i`, for an error.
+    pub(super) fn portal_name(&self, i: usize) -> String {
+        String::from_utf8_lossy(&self.effect_portals[i].name).into_owned()
     }
 
     /// An Execute of `portal` (its `frame`) while effect portals are
@@ -243,13 +264,10 @@ impl Upstream {
     #[cold]
     pub(super) fn portal_runs(&mut self, frame: &[u8], portal: &[u8], down: &mut Downstream) {
         let i = self.effect_portals.iter().position(|p| *p.name == *portal);
-        if let Some(p) = i.map(|i| &mut self.effect_portals[i])
-            && let Some(name) = p.deallocates.clone()
-        {
-            let ran = std::mem::replace(&mut p.ran, true);
-            return self.run_deallocate(frame, portal, &name, ran, down);
-        }
         let p = i.map(|i| &self.effect_portals[i]);
+        if let (Some(i), Some(name)) = (i, p.and_then(|p| p.deallocates.clone())) {
+            return self.run_deallocate(frame, i, &name, down);
+        }
         self.out.extend_from_slice(frame);
         let (drops_all, resets) = p.map_or((false, false), |p| (p.drops_all, p.resets));
         down.expect.push_back(if drops_all {

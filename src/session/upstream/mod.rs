@@ -243,6 +243,9 @@ impl Upstream {
         if down.has_statement_news() {
             self.statements_answered(down);
         }
+        if !self.effect_portals.is_empty() {
+            self.portals_ended(down);
+        }
         if down.skipping_to_sync {
             // The server skips to the client's next Sync (an error ended
             // its pipeline): so does the proxy, or it would expect replies,

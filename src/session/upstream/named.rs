@@ -509,11 +509,9 @@ impl Upstream {
     }
 
     /// Transaction mode, the connection going back: what the session
-    /// keeps for later ones stays small, and no portal outlives its
-    /// transaction (an Execute of one then gets the server's 34000).
+    /// keeps for later ones stays small.
     pub fn between_transactions(&mut self) {
         self.unnamed.trim();
-        self.effect_portals.clear();
     }
 
     /// Sends the client's unnamed Parse again, ahead of the Bind or
