@@ -194,3 +194,30 @@ pub async fn value_of(s: &mut TcpStream, statement: &'static str) -> String {
         }
     }
 }
+
+/// Bind of `statement` (no parameters) to `portal`.
+pub fn bind_portal(b: &mut BytesMut, portal: &str, statement: &str) {
+    postgres_protocol::message::frontend::bind(
+        portal,
+        statement,
+        [],
+        [],
+        |_: (), _| Ok(postgres_protocol::IsNull::Yes),
+        [],
+        b,
+    )
+    .map_err(|_| ())
+    .unwrap();
+}
+
+/// `messages` behind a Parse the server fails, then Sync: the server
+/// skips them all, and answers the error and ReadyForQuery only.
+pub async fn behind_an_error(s: &mut TcpStream, messages: impl FnOnce(&mut BytesMut)) {
+    send(s, |b| {
+        postgres_protocol::message::frontend::parse("", "SELECT nope", [], b).unwrap();
+        messages(b);
+        postgres_protocol::message::frontend::sync(b);
+    })
+    .await;
+    assert_eq!(tags_until_ready(s).await, "EZ");
+}
