@@ -286,8 +286,9 @@ impl Downstream {
                     if !whole {
                         break;
                     }
-                    // (An Execute's empty portal ran: its Bind would have
-                    // failed in a failed transaction.)
+                    // (An Execute's empty portal ran: where the
+                    // transaction had failed for certain the proxy refused
+                    // it, see `Upstream::run_deallocate`.)
                     let executed = reply == Reply::Execute;
                     let reply = if self.status == TxStatus::Failed && !executed {
                         // PostgreSQL's answer there; the statement stays.

@@ -21,8 +21,8 @@ use crate::protocol::TxStatus;
 /// ALL`'s reply must name the statement, a restore of settings nothing
 /// reset changes nothing, and an Execute of a `DEALLOCATE`'s portal gone
 /// with its transaction fails on the server, which gives the statement
-/// back. (Transaction mode forgets them all when the connection goes
-/// back: portals end with their transaction.)
+/// back. (They are forgotten once the client's pipeline is answered
+/// outside a transaction: see [`Upstream::portals_ended`].)
 pub(super) struct EffectPortal {
     name: Box<[u8]>,
     drops_all: bool,
