@@ -39,12 +39,8 @@ async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
     assert_eq!((tag, &body[..]), (b'C', &b"DEALLOCATE\0"[..]));
     let (tag, body) = raw::read_msg(&mut s).await.unwrap();
     assert_eq!((tag, &body[..]), (b'Z', &b"I"[..]));
-    raw::send(&mut s, raw::runs("_pg3_0")).await;
-    let err = raw::until_ready(&mut s).await.expect("the name is gone");
-    assert!(err.contains("26000"), "{err}");
-    raw::send(&mut s, dealloc("_pg3_0")).await;
-    let err = raw::until_ready(&mut s).await.expect("gone already");
-    assert!(err.contains("26000"), "{err}");
+    raw::fails_with(&mut s, "26000", raw::runs("_pg3_0")).await;
+    raw::fails_with(&mut s, "26000", dealloc("_pg3_0")).await;
     // Free again: a new Parse of it is no duplicate.
     raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 2")).await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "1Z");
@@ -62,9 +58,7 @@ async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
     assert_eq!(raw::tags(&mut s, 2).await, "2C");
     let err = raw::until_ready(&mut s).await.expect("run once");
     assert!(err.contains("55000"), "{err}");
-    raw::send(&mut s, raw::runs("_pg3_0")).await;
-    let err = raw::until_ready(&mut s).await.expect("the name is gone");
-    assert!(err.contains("26000"), "{err}");
+    raw::fails_with(&mut s, "26000", raw::runs("_pg3_0")).await;
     // Skipped behind an error, or refused at its Bind in a failed
     // transaction: the statement stays.
     raw::send(&mut s, raw::prepares("_pg3_0", "SELECT 3")).await;
@@ -76,11 +70,7 @@ async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
     .await;
     raw::query(&mut s, "BEGIN; SELECT 1/0").await;
     assert!(raw::until_ready(&mut s).await.is_some());
-    raw::send(&mut s, raw::runs("d")).await;
-    let err = raw::until_ready(&mut s)
-        .await
-        .expect("refused in the block");
-    assert!(err.contains("25P02"), "{err}");
+    raw::fails_with(&mut s, "25P02", raw::runs("d")).await;
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
     assert_eq!(raw::value_of(&mut s, "_pg3_0").await, "3");
@@ -114,9 +104,7 @@ async fn an_extended_deallocate_by_name_drops_the_clients_statement() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "2CZ");
     raw::query(&mut s, "COMMIT").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
-    raw::send(&mut s, run_p).await;
-    let err = raw::until_ready(&mut s).await.expect("no such portal");
-    assert!(err.contains("34000"), "{err}");
+    raw::fails_with(&mut s, "34000", run_p).await;
 }
 
 /// What PostgreSQL checks before it runs a `DEALLOCATE` through the
@@ -162,11 +150,7 @@ async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "EZ");
-    raw::send(&mut s, raw::runs("")).await;
-    let err = raw::until_ready(&mut s)
-        .await
-        .expect("no unnamed statement");
-    assert!(err.contains("26000"), "{err}");
+    raw::fails_with(&mut s, "26000", raw::runs("")).await;
     raw::query(&mut s, "ROLLBACK").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
     assert_eq!(raw::value_of(&mut s, "x").await, "1");
@@ -205,9 +189,7 @@ async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
     })
     .await;
     assert_eq!(raw::tags_until_ready(&mut s).await, "12CZ");
-    raw::send(&mut s, raw::runs("x")).await;
-    let err = raw::until_ready(&mut s).await.expect("deallocated");
-    assert!(err.contains("26000"), "{err}");
+    raw::fails_with(&mut s, "26000", raw::runs("x")).await;
     // A failed transaction that a message still awaited may end: run as
     // PostgreSQL would, and a refused run is no run. (`d` went with the
     // DEALLOCATE ALL.)
@@ -231,9 +213,7 @@ async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
         frontend::execute("p", 0, b).unwrap();
         frontend::sync(b);
     };
-    raw::send(&mut s, run_p).await;
-    let err = raw::until_ready(&mut s).await.expect("refused");
-    assert!(err.contains("25P02"), "{err}");
+    raw::fails_with(&mut s, "25P02", run_p).await;
     raw::send(&mut s, |b| {
         frontend::parse("", "ROLLBACK TO SAVEPOINT b", [], b).unwrap();
         raw::bind_execute(b, "", 0);
@@ -243,7 +223,5 @@ async fn an_extended_deallocate_meets_what_postgresql_checks_first() {
     assert_eq!(raw::tags_until_ready(&mut s).await, "12CCZ");
     raw::query(&mut s, "COMMIT").await;
     assert_eq!(raw::until_ready(&mut s).await, None);
-    raw::send(&mut s, raw::runs("x")).await;
-    let err = raw::until_ready(&mut s).await.expect("deallocated");
-    assert!(err.contains("26000"), "{err}");
+    raw::fails_with(&mut s, "26000", raw::runs("x")).await;
 }

@@ -221,3 +221,14 @@ pub async fn behind_an_error(s: &mut TcpStream, messages: impl FnOnce(&mut Bytes
     .await;
     assert_eq!(tags_until_ready(s).await, "EZ");
 }
+
+/// Sends what `build` writes and reads to ReadyForQuery: the reply holds
+/// an error with SQLSTATE `code`.
+pub async fn fails_with(s: &mut TcpStream, code: &str, build: impl FnOnce(&mut BytesMut)) {
+    send(s, build).await;
+    let err = until_ready(s).await;
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains(code)),
+        "{code} expected: {err:?}"
+    );
+}

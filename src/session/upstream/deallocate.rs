@@ -50,11 +50,8 @@ impl Upstream {
         let Some(name) = deallocated_name(sql) else {
             return false;
         };
-        if !self.has_after(&name, q) {
+        let Some(st) = self.take_statement(&name, q) else {
             return false; // the server's 26000 is the answer
-        }
-        let Some(st) = self.forget_statement(&name) else {
-            return false;
         };
         frontend::query("", &mut self.out).expect("no NUL in constant");
         let kept = (!q.is_empty()).then(|| Arc::new((name, st)));
@@ -75,6 +72,13 @@ impl Upstream {
         })
     }
 
+    /// Forgets the client's statement `name` for a `DEALLOCATE` sent now,
+    /// if it has one then (see [`Upstream::has_after`]).
+    fn take_statement(&mut self, name: &str, q: &VecDeque<Expect>) -> Option<Statement> {
+        self.has_after(name, q)
+            .then(|| self.forget_statement(name))?
+    }
+
     /// The statement the text of a Parse (its body after the name) would
     /// deallocate, if the client will have one of that name when the
     /// server reaches it (see [`Upstream::has_after`]); and the body of a
@@ -87,10 +91,9 @@ impl Upstream {
         q: &VecDeque<Expect>,
     ) -> Option<(String, Vec<u8>)> {
         let sql = cstr(parse_body);
-        let name = deallocated_name(sql)?;
+        let name = deallocated_name(sql).filter(|n| self.has_after(n, q))?;
         let types = parse_body.get(sql.len() + 1..)?;
-        let empty = [&[0][..], types].concat();
-        self.has_after(&name, q).then_some((name, empty))
+        Some((name, [&[0][..], types].concat()))
     }
 
     /// A Bind of a `DEALLOCATE` of the client's statement `target` (see
@@ -152,8 +155,7 @@ impl Upstream {
             let msg = format!("portal \"{}\" cannot be run", self.portal_name(i));
             return self.refuse_execute(protocol::error("55000", &msg, None), down);
         }
-        let has = self.has_after(name, &down.expect);
-        let Some(st) = has.then(|| self.forget_statement(name)).flatten() else {
+        let Some(st) = self.take_statement(name, &down.expect) else {
             return self.refuse_execute(does_not_exist(name), down);
         };
         self.out.extend_from_slice(frame);
