@@ -21,7 +21,11 @@
 # Writes bench/results/<date>-<host>-instructions.md with each target's
 # most expensive functions.
 #
-# Knobs: BUILTIN(select-only: pgbench's built-in script) CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared")
+# CONNECT=1: pgbench -C, a new connection per transaction, so that "per
+# transaction" is the whole cost of a connection (login, the statement,
+# the goodbye) with the backend pooled: what -C in bench/pgbench.sh pays.
+#
+# Knobs: BUILTIN(select-only: pgbench's built-in script) CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared") CONNECT(0)
 # TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
 # CACHE_SIM(unset; 1: simulate the caches too: the table gets first-level
 # misses per transaction, and the dumps kept with KEEP=1 carry them for
@@ -43,6 +47,9 @@ MODES=${MODES:-"simple extended prepared"}
 TARGETS=${TARGETS:-"pgb-session pgt-session pgb-tx pgt-tx"}
 TOP=${TOP:-25}
 KEEP=${KEEP:-0}
+CONNECT=${CONNECT:-0}
+CONNECT_ARG=()
+[ "$CONNECT" = 1 ] && CONNECT_ARG=(-C)
 # The script in the name: two runs in one minute (-S, then TPC-B) keep both.
 OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-$BUILTIN-instructions.md}
 
@@ -116,7 +123,7 @@ ev() { awk -v i="$2" '{print ($i == "" ? 0 : $i)}' <<<"$1"; }
 run() {
   local t=$1 m=$2 n=$3
   # shellcheck disable=SC2046
-  env $(env_of "$t") pgbench -n -b "$BUILTIN" -M "$m" -c "$CLIENTS" -j 2 -t "$n" >"$WORK/pgbench.out" 2>&1 \
+  env $(env_of "$t") pgbench -n "${CONNECT_ARG[@]}" -b "$BUILTIN" -M "$m" -c "$CLIENTS" -j 2 -t "$n" >"$WORK/pgbench.out" 2>&1 \
     || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t failed"; exit 1; }
   grep -q "number of transactions actually processed: $((n * CLIENTS))/" "$WORK/pgbench.out" \
     || { cat "$WORK/pgbench.out" >&2; log "pgbench through $t lost transactions"; exit 1; }
@@ -162,8 +169,8 @@ done
 {
   echo "# User-space instructions per transaction (callgrind)"
   echo
-  echo "\`${CACHE_SIM:+CACHE_SIM=$CACHE_SIM }BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
-  echo "\`pgbench -b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
+  echo "\`${CACHE_SIM:+CACHE_SIM=$CACHE_SIM }${CONNECT_ARG:+CONNECT=1 }BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
+  echo "\`pgbench ${CONNECT_ARG:+-C }-b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
   echo
   if [ -n "${CACHE_SIM:-}" ]; then
     echo "CACHE_SIM=$CACHE_SIM: misses per transaction in callgrind's simulated first-level caches ($(grep -m1 -o 'D1 cache: [^,]*' "$WORK/long."* | head -1 | sed 's/.*: //') data$([ "$CACHE_SIM" = 1 ] && echo ', as this CPU reports'); the kernel's own use of the caches is not simulated)."
