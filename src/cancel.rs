@@ -2,7 +2,9 @@
 //! proxy's own; the backend's real pair never leaves the proxy. A cancel
 //! is forwarded only when both halves match.
 
-use std::collections::HashMap;
+// Keys the proxy draws itself: foldhash (randomly seeded) costs a
+// fraction of SipHash at every login and goodbye.
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -28,10 +28,19 @@ pub fn is_well_formed(key: &str) -> bool {
 /// Whether a key (of the right shape) appears anywhere in `text`: in a
 /// setting's value, it would be passed on to the server.
 pub fn appears_in(text: &str) -> bool {
-    text.match_indices(PREFIX).any(|(i, _)| {
+    prefixes(text).any(|i| {
         let body = &text.as_bytes()[i + PREFIX.len()..];
         body.len() >= BODY_LEN && body[..BODY_LEN].iter().all(u8::is_ascii_alphanumeric)
     })
+}
+
+/// Where [`PREFIX`] starts in `text`. Every login's settings are searched
+/// so; a search by its first byte costs less than `str::contains`, which
+/// first builds a searcher for the whole pattern.
+pub fn prefixes(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let t = text.as_bytes();
+    memchr::memchr_iter(PREFIX.as_bytes()[0], t)
+        .filter(move |&i| t[i..].starts_with(PREFIX.as_bytes()))
 }
 
 pub fn hash(key: &str) -> KeyHash {
@@ -45,6 +54,17 @@ pub fn hash_hex(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_found_wherever_it_is_pasted() {
+        let key = generate();
+        assert!(appears_in(&key));
+        assert!(appears_in(&format!("ppgt_pp {key}x")));
+        assert!(!appears_in(&key[..key.len() - 1]));
+        assert!(!appears_in("pgt_ pgt pg"));
+        assert_eq!(prefixes("pgt_ppgt_pgt").collect::<Vec<_>>(), [0, 5]);
+        assert_eq!(prefixes("épgt_").collect::<Vec<_>>(), [2]);
+    }
 
     #[test]
     fn generated_keys_are_well_formed_and_distinct() {

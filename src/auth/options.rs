@@ -102,7 +102,7 @@ fn add(req: &mut ClientRequest, name: &str, value: &str) -> Result<(), ClientErr
 /// a character's start), as PostgreSQL keeps.
 pub fn user_shown(params: &Params) -> String {
     let user = params.get("user").unwrap_or_default();
-    if user.contains(crate::auth::key::PREFIX) {
+    if crate::auth::key::prefixes(user).next().is_some() {
         return "<redacted>".into();
     }
     let mut end = user.len().min(63);
@@ -116,7 +116,7 @@ pub fn user_shown(params: &Params) -> String {
 /// only, never a value — a mistyped option can carry the API key.
 fn shown(word: &str) -> String {
     let name = word.split('=').next().unwrap_or_default();
-    if name.contains(crate::auth::key::PREFIX) {
+    if crate::auth::key::prefixes(name).next().is_some() {
         return "<redacted>".into();
     }
     let name: String = name.chars().take(64).collect();

@@ -30,7 +30,9 @@ pub use settings::{Settings, restore_sql};
 pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
-use std::collections::{HashMap, HashSet};
+// foldhash (randomly seeded): a fraction of SipHash's cost at every
+// login, on tenant ids and settings sets that only logged-in clients name.
+use foldhash::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -47,7 +49,7 @@ use crate::registry::admin::role_password;
 use crate::timer::Timers;
 use clock::Stamp;
 use expiry::Expiry;
-pub use replies::record_param;
+pub use replies::ServerParams;
 use resizable::Resizable;
 use returned::Returned;
 pub use server::{Endpoint, ServerConn};
@@ -160,7 +162,7 @@ impl Pools {
             idle_transaction_ms: AtomicU64::new(cfg.idle_transaction_timeout_ms),
             cfg: ArcSwap::from_pointee(cfg),
             meters: std::sync::OnceLock::new(),
-            tenants: Mutex::new(HashMap::new()),
+            tenants: Mutex::default(),
             retired: Mutex::default(),
             pause: gate::PauseGate::default(),
             accepted: Mutex::default(),

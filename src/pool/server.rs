@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::clock::Stamp;
 pub use super::endpoint::Endpoint;
-use super::replies::{parse_data_row, record_param};
+use super::replies::{ServerParams, parse_data_row};
 use super::settings::{self, Settings};
 use super::tls::BackendStream;
 use crate::config::BackendTls;
@@ -66,7 +66,7 @@ pub struct ServerConn {
     pub pid: i32,
     pub secret: i32,
     /// Last ParameterStatus value of each reported setting.
-    pub params: Vec<(String, String)>,
+    pub params: ServerParams,
     pub tenant: Arc<Tenant>,
     pub created: Stamp,
     pub idle_since: Stamp,
@@ -116,7 +116,7 @@ impl ServerConn {
             addr,
             pid: 0,
             secret: 0,
-            params: Vec::new(),
+            params: ServerParams::default(),
             tenant,
             created: Stamp::now(),
             idle_since: Stamp::now(),
@@ -389,12 +389,7 @@ impl ServerConn {
         if let Some(e) = r.errors.into_iter().next() {
             return Err(ServerError::Backend(e));
         }
-        let reported = |name: &str| {
-            self.params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let reported = |name: &str| self.params.get(name);
         let ok = r.status == TxStatus::Idle
             && reported("session_authorization").is_none_or(|u| u == self.tenant.role)
             && reported("is_superuser") != Some("on");
@@ -434,7 +429,7 @@ impl ServerConn {
     }
 
     pub fn record_param(&mut self, body: &[u8]) {
-        record_param(&mut self.params, body);
+        self.params.record(body);
     }
 
     /// Runs each query as its own Query message, all in one write, and

@@ -113,7 +113,10 @@ fn parse_params(mut rest: &[u8]) -> Result<Params, StartupError> {
         // PostgreSQL takes any bytes here (a client in a LATIN1 locale
         // sends its application_name so); names are checked later, and
         // values reach the server as UTF-8, so what isn't is replaced.
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let text = |b: &[u8]| match std::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(b).into_owned(),
+        };
         params.push((text(name), text(value)));
         rest = after;
     }

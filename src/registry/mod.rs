@@ -7,7 +7,7 @@ pub mod admin;
 pub mod schema;
 pub mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -103,8 +103,11 @@ pub struct KeyCheck {
 /// At most one `last_used_at` write per key per this long.
 pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 
+/// Keyed by digests and ids, which no client picks: foldhash (randomly
+/// seeded), a fraction of SipHash's cost at every login. (Maps keyed by
+/// client addresses keep SipHash.)
 struct Cache {
-    map: HashMap<KeyHash, (Instant, Arc<KeyInfo>)>,
+    map: foldhash::HashMap<KeyHash, (Instant, Arc<KeyInfo>)>,
     /// Bumped by every invalidation: a lookup that read the database before
     /// an invalidation must not cache what it read (it may predate the change).
     generation: u64,
@@ -113,9 +116,9 @@ struct Cache {
 #[derive(Default)]
 struct Usage {
     /// Keys that logged in since the last flush.
-    pending: HashSet<Uuid>,
+    pending: foldhash::HashSet<Uuid>,
     /// When each key's last_used_at was last written (pruned after a minute).
-    written: HashMap<Uuid, Instant>,
+    written: foldhash::HashMap<Uuid, Instant>,
 }
 
 pub struct Registry {
@@ -200,7 +203,7 @@ impl Registry {
             connect_timeout,
             ttl,
             cache: Mutex::new(Cache {
-                map: HashMap::new(),
+                map: Default::default(),
                 generation: 0,
             }),
             usage: Mutex::new(Usage::default()),

@@ -361,17 +361,11 @@ async fn open<'c>(
     // The client sees the server's own parameters and a cancel key of ours.
     let mut hello = BytesMut::with_capacity(512);
     protocol::auth_ok(&mut hello);
-    for (k, v) in &checkout.conn.params {
+    match pending {
+        None => hello.extend_from_slice(checkout.conn.params.messages()),
         // Settings still queued are reported as the client asked for them,
         // as PgBouncer does; the server's own report follows when they run.
-        let v = match pending {
-            Some(_) => wanted
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(k))
-                .map_or(v, |(_, w)| w),
-            None => v,
-        };
-        protocol::parameter_status(&mut hello, k, v);
+        Some(_) => checkout.conn.params.write_with(&mut hello, &wanted),
     }
     protocol::backend_key_data(&mut hello, cancel.pid, cancel.secret);
     protocol::ready_for_query(&mut hello, b'I');

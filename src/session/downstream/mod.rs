@@ -9,11 +9,8 @@ use bytes::{Bytes, BytesMut};
 use super::expect::{Expect, Reply};
 use super::prepared::StatementCache;
 use crate::error::ClientError;
-use crate::pool::record_param;
+use crate::pool::ServerParams;
 use crate::protocol::{self, ErrorFields, HEADER_LEN, TxStatus};
-
-/// The server's reported parameters (ParameterStatus), name and value.
-pub type Params = Vec<(String, String)>;
 
 pub struct Downstream {
     pub buf: BytesMut,
@@ -150,7 +147,7 @@ impl Downstream {
     pub fn scan(
         &mut self,
         cache: &mut StatementCache,
-        params: &mut Params,
+        params: &mut ServerParams,
     ) -> Result<(), ClientError> {
         let mut pos = self.scanned;
         loop {
@@ -210,7 +207,7 @@ impl Downstream {
                 if self.guard_reading {
                     misread_guard(body)?;
                 }
-                record_param(params, body);
+                params.record(body);
             }
             if let Some(hidden @ (Expect::Hidden | Expect::Restore)) = head {
                 if !whole {
@@ -523,7 +520,7 @@ impl Downstream {
     pub fn flush_synth(
         &mut self,
         cache: &mut StatementCache,
-        params: &mut Params,
+        params: &mut ServerParams,
     ) -> Result<(), ClientError> {
         if self
             .expect

@@ -33,7 +33,7 @@ fn reparse_reply_is_dropped_and_synth_inserted_in_order() {
     server.extend(msg(b'2', b""));
     server.extend(msg(b'Z', b"I"));
     d.buf.extend_from_slice(&server);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     let mut want = msg(b'1', b""); // the synthetic one
     want.extend(msg(b'2', b""));
     want.extend(msg(b'Z', b"I"));
@@ -52,7 +52,7 @@ fn a_copy_in_drops_the_syncs_the_server_ignores() {
     d.expect.push_back(Expect::Parsed(1));
     d.expect.push_back(Expect::Pass(Reply::Sync));
     d.buf.extend_from_slice(&msg(b'G', b"\0\0\0"));
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.copy_in);
     assert!(
         d.sync_owed,
@@ -62,7 +62,7 @@ fn a_copy_in_drops_the_syncs_the_server_ignores() {
     assert!(matches!(d.expect[1], Expect::Parsed(_)));
     // The data is refused: the copy is over.
     d.buf.extend_from_slice(&msg(b'E', b"C22P04\0\0"));
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(!d.copy_in);
 }
 
@@ -85,7 +85,7 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
     server.extend(msg(b'C', b"COPY 1\0"));
     server.extend(msg(b'Z', b"I"));
     d.buf.extend_from_slice(&server);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(!d.copy_in);
     assert!(!d.sync_owed, "the Sync after the copy's end was sent");
     assert!(d.settled(), "{:?}", d.expect);
@@ -95,7 +95,7 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
     d.expect.push_back(Expect::Pass(Reply::Sync));
     d.expect.push_back(Expect::CopyEnd);
     d.buf.extend_from_slice(&msg(b'Z', b"I"));
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     // No Sync after the copy's end yet: the server waits for one.
     d.expect.extend([
@@ -104,7 +104,7 @@ fn a_copy_ended_before_it_began_drops_only_the_syncs_before_its_end() {
         Expect::CopyEnd,
     ]);
     d.buf.extend_from_slice(&server[..server.len() - 6]);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(!d.copy_in && d.settled(), "{:?}", d.expect);
     assert!(d.sync_owed);
 }
@@ -123,10 +123,10 @@ fn refused_error_replaces_the_servers_and_skips_to_sync() {
     let mut server = msg(b'E', b"C42601\0Msyntax\0\0");
     server.extend(msg(b'Z', b"E"));
     d.buf.extend_from_slice(&server[..7]);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert_eq!(d.scanned, 0, "held until whole");
     d.buf.extend_from_slice(&server[7..]);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     let mut want = ours.to_vec();
     want.extend(msg(b'Z', b"E"));
     assert_eq!(&d.buf[..d.scanned], &want[..]);
@@ -141,11 +141,11 @@ fn large_rows_stream_without_being_held() {
     d.expect.push_back(Expect::Pass(Reply::UntilReady));
     let row = msg(b'D', &vec![7u8; 100_000]);
     d.buf.extend_from_slice(&row[..50_000]);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert_eq!(d.scanned, 50_000, "partial message bodies are passed on");
     d.buf.extend_from_slice(&row[50_000..]);
     d.buf.extend_from_slice(&msg(b'Z', b"I"));
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled());
     assert_eq!(d.transactions, 1);
 }
@@ -165,7 +165,7 @@ fn an_error_skips_a_query_up_to_the_sync() {
     let mut server = msg(b'E', b"C42703\0\0");
     server.extend(msg(b'Z', b"I"));
     d.buf.extend_from_slice(&server);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     assert!(!d.sync_owed && !d.skipping_to_sync);
     assert_eq!(&d.buf[..d.scanned], &server[..]);
@@ -174,7 +174,7 @@ fn an_error_skips_a_query_up_to_the_sync() {
     d.expect
         .extend([Expect::Pass(Reply::Parse), Expect::Pass(Reply::UntilReady)]);
     d.buf.extend_from_slice(&msg(b'E', b"C42703\0\0"));
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     assert!(
         d.sync_owed && d.skipping_to_sync,
@@ -212,11 +212,11 @@ fn a_skipped_close_gives_back_only_what_the_server_had() {
         Expect::Pass(Reply::Sync),
     ]);
     d.buf.extend_from_slice(&failed_segment());
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert_eq!(d.unparsed, [5]);
     d.unparsed.clear(); // the client's next batch
     d.buf.extend_from_slice(&failed_segment());
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     assert_eq!(given_back(&mut d), [4]);
     // DEALLOCATE ALL sent with 6 kept, 7 parsed behind it; a Close of
@@ -235,10 +235,10 @@ fn a_skipped_close_gives_back_only_what_the_server_had() {
     ran.extend(msg(b'1', b""));
     ran.extend(msg(b'Z', b"I"));
     d.buf.extend_from_slice(&ran);
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert_eq!(d.dropped_all.take(), Some(6));
     d.buf.extend_from_slice(&failed_segment());
-    d.scan(&mut cache, &mut Vec::new()).unwrap();
+    d.scan(&mut cache, &mut ServerParams::default()).unwrap();
     assert!(d.settled(), "{:?}", d.expect);
     assert_eq!(given_back(&mut d), [7]);
 }
