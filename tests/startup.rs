@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use support::registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -166,10 +167,16 @@ async fn a_query_sent_behind_the_password_is_answered() {
     .await;
     let hello = raw::tags_until_ready(&mut s).await;
     assert!(hello.starts_with('R') && hello.ends_with('Z'), "{hello}");
+    assert!(answer(&mut s).await.ends_with(b"42"));
+}
+
+/// The one row of the answer to the query a test sent.
+async fn answer(s: &mut TcpStream) -> Vec<u8> {
+    use support::raw;
     let reply = tokio::time::timeout(Duration::from_secs(10), async {
         let mut rows = Vec::new();
         loop {
-            let (tag, body) = raw::read_msg(&mut s).await.expect("reply");
+            let (tag, body) = raw::read_msg(s).await.expect("reply");
             match tag {
                 b'D' => rows.push(body),
                 b'Z' => return rows,
@@ -179,7 +186,60 @@ async fn a_query_sent_behind_the_password_is_answered() {
         }
     })
     .await
-    .expect("the query sent behind the password was lost");
+    .expect("the query sent ahead was lost");
     assert_eq!(reply.len(), 1);
-    assert!(reply[0].ends_with(b"42"), "{:?}", reply[0]);
+    reply.into_iter().next().unwrap()
+}
+
+/// The startup packet is read with what follows it in one read: what the
+/// client sent on without waiting (its password, its first query, the key
+/// in the startup packet and a query) is kept, whichever way it is cut up.
+/// Sent after an SSLRequest or GSSENCRequest before its answer, though,
+/// it was not encrypted: PostgreSQL refuses it (08P01), and so does the
+/// proxy.
+#[tokio::test]
+async fn what_comes_with_the_startup_packet_is_kept() {
+    use support::raw;
+    let reg = registry();
+    let t = reg.create_tenant("ahead");
+    let key = reg.issue_key(&t);
+    let proxy = reg.proxy(&[]);
+    let opts = format!("-c pgtenant.api_key={key}");
+    let by_password = [("user", "app"), ("database", "app")];
+    let by_option = [("user", "app"), ("database", "app"), ("options", &opts)];
+    let query = |b: &mut BytesMut| {
+        postgres_protocol::message::frontend::query("SELECT 6 * 7", b).unwrap();
+    };
+    for (params, password) in [(&by_password[..], true), (&by_option[..], false)] {
+        let mut sent = BytesMut::from(&startup_packet(0x0003_0000, params)[..]);
+        if password {
+            postgres_protocol::message::frontend::password_message(key.as_bytes(), &mut sent)
+                .unwrap();
+        }
+        query(&mut sent);
+        // All at once, and cut inside the startup packet and after it.
+        for cut in [sent.len(), 3, 30, params.len() * 20 + 2] {
+            let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+            s.write_all(&sent[..cut]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.write_all(&sent[cut..]).await.unwrap();
+            let hello = raw::tags_until_ready(&mut s).await;
+            assert!(hello.starts_with('R') && hello.ends_with('Z'), "{hello}");
+            assert!(answer(&mut s).await.ends_with(b"42"), "cut at {cut}");
+        }
+    }
+    for code in [80877103i32, 80877104] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = [8i32.to_be_bytes(), code.to_be_bytes()].concat();
+        let startup = startup_packet(0x0003_0000, &by_option);
+        s.write_all(&[request, startup].concat()).await.unwrap();
+        assert_eq!(s.read_u8().await.unwrap(), b'N');
+        let (tag, body) = raw::read_msg(&mut s).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(tag, b'E', "{text}");
+        assert!(
+            text.contains("C08P01") && text.contains("unencrypted"),
+            "{text}"
+        );
+    }
 }

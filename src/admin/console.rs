@@ -65,6 +65,7 @@ pub async fn serve(
     ctx: &Context,
     mut stream: ClientStream,
     params: Params,
+    early: BytesMut,
     peer: SocketAddr,
     login_by: std::time::Instant,
     place: crate::auth::logins::LoginPlace<'_>,
@@ -74,7 +75,7 @@ pub async fn serve(
     span.record("user", crate::auth::options::user_shown(&params).as_str());
     let login = ctx
         .timers
-        .timeout_at(login_by, login(ctx, &mut stream, &params, peer))
+        .timeout_at(login_by, login(ctx, &mut stream, &params, early, peer))
         .await
         .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
     drop(place);
@@ -106,6 +107,7 @@ async fn login(
     ctx: &Context,
     stream: &mut ClientStream,
     params: &Params,
+    early: BytesMut,
     peer: SocketAddr,
 ) -> Result<[u8; 32], ConsoleError> {
     let from_options = options::split(params).ok().and_then(|r| r.key);
@@ -114,7 +116,7 @@ async fn login(
         Some(k) => k,
         // (Messages sent before the answer, unlike a tenant's, are lost:
         // no console client pipelines its first command.)
-        None => auth::ask_password(stream).await?.0,
+        None => auth::ask_password(stream, early).await?.0,
     };
     if secret.is_empty() {
         return Err(ClientError::MissingKey.into());

@@ -40,13 +40,14 @@ pub async fn authenticate(
     ctx: &Context,
     stream: &mut ClientStream,
     params: &Params,
+    early: BytesMut,
     peer: SocketAddr,
 ) -> Result<Login, ClientError> {
     let request = options::split(params)?;
     secret_may_travel(ctx, stream, peer)?;
     let (key, early) = match &request.key {
-        Some(k) => (k.clone(), BytesMut::new()),
-        None => ask_password(stream).await?,
+        Some(k) => (k.clone(), early),
+        None => ask_password(stream, early).await?,
     };
     let generation = ctx.registry.generation();
     let hash = key::is_well_formed(&key).then(|| key::hash(&key));
@@ -141,6 +142,7 @@ fn usable(info: Arc<KeyInfo>) -> Result<Arc<KeyInfo>, ClientError> {
 /// came behind it in the same reads.
 pub(crate) async fn ask_password(
     stream: &mut ClientStream,
+    sent: BytesMut,
 ) -> Result<(String, BytesMut), ClientError> {
     let mut buf = BytesMut::with_capacity(64);
     protocol::auth_cleartext(&mut buf);
@@ -148,6 +150,9 @@ pub(crate) async fn ask_password(
     stream.write_all(&buf).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     buf.clear();
+    // What came with the startup packet, unasked: the password message's
+    // first bytes, or all of it.
+    buf.extend_from_slice(&sent);
     // psql hangs up here to prompt for a password and reconnects: EOF is normal.
     let h = loop {
         if let Some(h) = protocol::header(&buf, MAX_PASSWORD_MSG)?

@@ -1,6 +1,7 @@
 //! The untagged first packets of a connection: SSLRequest, GSSENCRequest,
 //! CancelRequest and StartupMessage.
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::read_cstr;
@@ -59,14 +60,35 @@ impl Params {
     }
 }
 
-pub async fn read_startup<R: AsyncRead + Unpin>(r: &mut R) -> Result<StartupPacket, StartupError> {
-    let len = r.read_i32().await?;
-    if !(8..=MAX_STARTUP_LEN as i32).contains(&len) {
-        return Err(StartupError::BadLength(len));
+/// Room for a startup packet in one read: libpq's and pgbench's take ~100
+/// bytes, JDBC's ~200.
+const FIRST_READ: usize = 512;
+
+/// Reads the next startup packet from `r` through `buf`, in one read when
+/// it fits in [`FIRST_READ`] (a read of its length word first, then of the
+/// rest, costs a system call more per connection). What the client sent
+/// after it stays in `buf`.
+pub async fn read_startup<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, StartupError> {
+    loop {
+        let want = match buf.first_chunk::<4>().map(|l| i32::from_be_bytes(*l)) {
+            Some(len) if !(8..=MAX_STARTUP_LEN as i32).contains(&len) => {
+                return Err(StartupError::BadLength(len));
+            }
+            Some(len) if buf.len() >= len as usize => {
+                let packet = buf.split_to(len as usize);
+                return parse(&packet[4..]);
+            }
+            Some(len) => len as usize,
+            None => FIRST_READ,
+        };
+        buf.reserve(want - buf.len());
+        if r.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
     }
-    let mut body = vec![0u8; len as usize - 4];
-    r.read_exact(&mut body).await?;
-    parse(&body)
 }
 
 /// Parses a startup packet body (everything after the length word).
@@ -134,7 +156,63 @@ mod tests {
     }
 
     async fn read(bytes: Vec<u8>) -> Result<StartupPacket, StartupError> {
-        read_startup(&mut bytes.as_slice()).await
+        read_startup(&mut bytes.as_slice(), &mut BytesMut::new()).await
+    }
+
+    #[tokio::test]
+    async fn reads_a_packet_and_keeps_what_follows() {
+        let mut sent = packet(SSL_REQUEST, b"");
+        let long = [
+            b"user\0bob\0application_name\0".as_slice(),
+            &[b'a'; 900],
+            b"\0\0",
+        ]
+        .concat();
+        sent.extend(packet(196608, &long));
+        sent.extend(b"p\0\0\0\x08key\0");
+        // One byte per read, and all at once.
+        for chunk in [1, sent.len()] {
+            let mut r = tokio_test_reader(&sent, chunk);
+            let mut buf = BytesMut::new();
+            let p = read_startup(&mut r, &mut buf).await.unwrap();
+            assert_eq!(p, StartupPacket::SslRequest);
+            let p = read_startup(&mut r, &mut buf).await.unwrap();
+            let StartupPacket::Startup { params, .. } = p else {
+                panic!("{p:?}")
+            };
+            assert_eq!(params.get("application_name").map(str::len), Some(900));
+            // The password message a client sent on without waiting.
+            let mut rest = buf.to_vec();
+            r.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"p\0\0\0\x08key\0");
+        }
+        // Cut short: an end of file, which nobody is told of.
+        let mut buf = BytesMut::new();
+        let cut = &sent[..sent.len() - 20];
+        let mut r = tokio_test_reader(cut, 7);
+        read_startup(&mut r, &mut buf).await.unwrap();
+        assert!(matches!(
+            read_startup(&mut r, &mut buf).await,
+            Err(StartupError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+        ));
+    }
+
+    /// `bytes` read at most `chunk` at a time.
+    fn tokio_test_reader(bytes: &[u8], chunk: usize) -> impl AsyncRead + Unpin + '_ {
+        struct Chunks<'a>(&'a [u8], usize);
+        impl AsyncRead for Chunks<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                let n = self.1.min(self.0.len()).min(buf.remaining());
+                buf.put_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        Chunks(bytes, chunk)
     }
 
     #[tokio::test]

@@ -67,7 +67,7 @@ pub async fn serve_client(
     let started = hello(ctx, tcp, peer, login_by, place)
         .instrument(span.clone())
         .await;
-    let Some((mut stream, params, place)) = started else {
+    let Some((mut stream, params, early, place)) = started else {
         return;
     };
     // Login, then the relay, polled at every wake-up: right here, under the
@@ -75,7 +75,7 @@ pub async fn serve_client(
     // every poll. The block ends the session (live list, cancel key, pool
     // slot) before a last error is told.
     let error = {
-        let open = match open(ctx, &mut stream, &params, peer, login_by, place)
+        let open = match open(ctx, &mut stream, &params, early, peer, login_by, place)
             .instrument(span.clone())
             .await
         {
@@ -194,7 +194,12 @@ async fn hello<'c>(
     peer: SocketAddr,
     login_by: Instant,
     place: LoginPlace<'c>,
-) -> Option<(ClientStream, protocol::startup::Params, LoginPlace<'c>)> {
+) -> Option<(
+    ClientStream,
+    protocol::startup::Params,
+    BytesMut,
+    LoginPlace<'c>,
+)> {
     // (Keepalive comes from the listening socket: see `crate::net`.)
     tcp.set_nodelay(true).ok();
     let hello = ctx
@@ -209,12 +214,18 @@ async fn hello<'c>(
             tell(&mut stream, &e).await;
         }
         Ok(Ok(Hello::Cancel { pid, secret })) => forward_cancel(ctx, pid, secret).await,
-        Ok(Ok(Hello::Startup { stream, params }))
-            if params.get("database") == Some(crate::admin::CONSOLE_DB) =>
-        {
-            crate::admin::console::serve(ctx, stream, params, peer, login_by, place).await
+        Ok(Ok(Hello::Startup {
+            stream,
+            params,
+            early,
+        })) if params.get("database") == Some(crate::admin::CONSOLE_DB) => {
+            crate::admin::console::serve(ctx, stream, params, early, peer, login_by, place).await
         }
-        Ok(Ok(Hello::Startup { stream, params })) => return Some((stream, params, place)),
+        Ok(Ok(Hello::Startup {
+            stream,
+            params,
+            early,
+        })) => return Some((stream, params, early, place)),
     }
     None
 }
@@ -288,13 +299,17 @@ async fn open<'c>(
     ctx: &'c Context,
     stream: &mut ClientStream,
     params: &protocol::startup::Params,
+    early: BytesMut,
     peer: SocketAddr,
     login_by: Instant,
     place: LoginPlace<'c>,
 ) -> Result<Option<Opened<'c>>, ClientError> {
     let login = ctx
         .timers
-        .timeout_at(login_by, auth::authenticate(ctx, stream, params, peer))
+        .timeout_at(
+            login_by,
+            auth::authenticate(ctx, stream, params, early, peer),
+        )
         .await
         .map_err(|_| ClientError::LoginTimeout)?;
     drop(place);

@@ -22,6 +22,9 @@ pub enum Hello {
     Startup {
         stream: ClientStream,
         params: Params,
+        /// What the client sent after its startup packet without waiting
+        /// for an answer (the start of its password message, say).
+        early: BytesMut,
     },
 }
 
@@ -50,8 +53,9 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
         }
     }
     let (mut offered_tls, mut offered_gss) = (false, false);
+    let mut buf = BytesMut::new();
     loop {
-        let packet = match read_startup(&mut tcp).await {
+        let packet = match read_startup(&mut tcp, &mut buf).await {
             Ok(p) => p,
             Err(e) if unanswered(&e) => return Err(Failed::Silent),
             Err(e) => return Err(Failed::Tell(ClientStream::Plain(tcp), e.into())),
@@ -59,8 +63,14 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
         match packet {
             StartupPacket::SslRequest if !offered_tls => {
                 offered_tls = true;
-                let Some(acceptor) = ctx.tls.load().as_ref().clone() else {
+                let acceptor = ctx.tls.load().as_ref().clone();
+                if acceptor.is_none() {
                     tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
+                }
+                if !buf.is_empty() {
+                    return Err(sent_ahead(tcp));
+                }
+                let Some(acceptor) = acceptor else {
                     continue;
                 };
                 // Boxed: the handshake's state would otherwise sit in every
@@ -70,10 +80,22 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
             StartupPacket::GssEncRequest if !offered_gss => {
                 offered_gss = true;
                 tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
+                if !buf.is_empty() {
+                    return Err(sent_ahead(tcp));
+                }
             }
-            p => return finish(ctx, ClientStream::Plain(tcp), p).await,
+            p => return finish(ctx, ClientStream::Plain(tcp), p, buf).await,
         }
     }
+}
+
+/// Bytes sent after an SSLRequest or GSSENCRequest, before its answer,
+/// were not encrypted, and may be a man in the middle's, to be taken for
+/// the client's once encrypted: refused, as PostgreSQL refuses them (after
+/// its 'N'; before an 'S', since nothing unencrypted may follow that).
+fn sent_ahead(tcp: TcpStream) -> Failed {
+    let e = StartupError::Malformed("received unencrypted data after an encryption request");
+    Failed::Tell(ClientStream::Plain(tcp), e.into())
 }
 
 /// A peer gone, or a CancelRequest of the wrong length: PostgreSQL
@@ -118,8 +140,9 @@ async fn start_tls(
         );
         return Err(Failed::Tell(stream, e.into()));
     }
-    match read_startup(&mut stream).await {
-        Ok(p) => finish(ctx, stream, p).await,
+    let mut buf = BytesMut::new();
+    match read_startup(&mut stream, &mut buf).await {
+        Ok(p) => finish(ctx, stream, p, buf).await,
         Err(e) if unanswered(&e) => Err(Failed::Silent),
         Err(e) => Err(Failed::Tell(stream, e.into())),
     }
@@ -129,6 +152,7 @@ async fn finish(
     ctx: &Context,
     mut stream: ClientStream,
     p: StartupPacket,
+    early: BytesMut,
 ) -> Result<Hello, Failed> {
     match p {
         StartupPacket::Cancel { pid, secret } => Ok(Hello::Cancel { pid, secret }),
@@ -151,7 +175,18 @@ async fn finish(
                 protocol::negotiate_protocol_version(&mut buf, &names);
                 stream.write_all(&buf).await.map_err(|_| Failed::Silent)?;
             }
-            Ok(Hello::Startup { stream, params })
+            // Nearly always nothing: the read buffer goes now, not with
+            // the session.
+            let early = if early.is_empty() {
+                BytesMut::new()
+            } else {
+                early
+            };
+            Ok(Hello::Startup {
+                stream,
+                params,
+                early,
+            })
         }
         // Asked again: PostgreSQL takes the code for a protocol version.
         StartupPacket::SslRequest => Err(Failed::Tell(
