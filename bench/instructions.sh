@@ -170,7 +170,11 @@ done
   echo "# User-space instructions per transaction (callgrind)"
   echo
   echo "\`${CACHE_SIM:+CACHE_SIM=$CACHE_SIM }${CONNECT_ARG:+CONNECT=1 }BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
-  echo "\`pgbench ${CONNECT_ARG:+-C }-b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
+  if [ "$CONNECT" = 1 ]; then
+    echo "\`pgbench -C -b $BUILTIN -c $CLIENTS -j 2\`: a new connection per transaction, so per transaction = a whole connection (login, the statement, the goodbye; backend connections already pooled), the difference between runs of $LONG and $SHORT transactions per client; the per-connection column is then only a remainder (warm-up effects). Firewall in enforce mode."
+  else
+    echo "\`pgbench -b $BUILTIN -c $CLIENTS -j 2\`; per transaction = difference between runs of $LONG and $SHORT transactions per client; per connection = the rest of the short run, per client (login, first statement, goodbye; backend connections already pooled). Firewall in enforce mode."
+  fi
   echo
   if [ -n "${CACHE_SIM:-}" ]; then
     echo "CACHE_SIM=$CACHE_SIM: misses per transaction in callgrind's simulated first-level caches ($(grep -m1 -o 'D1 cache: [^,]*' "$WORK/long."* | head -1 | sed 's/.*: //') data$([ "$CACHE_SIM" = 1 ] && echo ', as this CPU reports'); the kernel's own use of the caches is not simulated)."

@@ -167,13 +167,14 @@ async fn a_query_sent_behind_the_password_is_answered() {
     .await;
     let hello = raw::tags_until_ready(&mut s).await;
     assert!(hello.starts_with('R') && hello.ends_with('Z'), "{hello}");
-    assert!(answer(&mut s).await.ends_with(b"42"));
+    let rows = answer(&mut s).await;
+    assert!(rows.len() == 1 && rows[0].ends_with(b"42"), "{rows:?}");
 }
 
-/// The one row of the answer to the query a test sent.
-async fn answer(s: &mut TcpStream) -> Vec<u8> {
+/// The rows of the answer to the query a test sent.
+async fn answer(s: &mut TcpStream) -> Vec<Vec<u8>> {
     use support::raw;
-    let reply = tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(10), async {
         let mut rows = Vec::new();
         loop {
             let (tag, body) = raw::read_msg(s).await.expect("reply");
@@ -186,59 +187,73 @@ async fn answer(s: &mut TcpStream) -> Vec<u8> {
         }
     })
     .await
-    .expect("the query sent ahead was lost");
-    assert_eq!(reply.len(), 1);
-    reply.into_iter().next().unwrap()
+    .expect("the query sent ahead was lost")
 }
 
-/// The startup packet is read with what follows it in one read: what the
-/// client sent on without waiting (its password, its first query, the key
-/// in the startup packet and a query) is kept, whichever way it is cut up.
-/// Sent after an SSLRequest or GSSENCRequest before its answer, though,
-/// it was not encrypted: PostgreSQL refuses it (08P01), and so does the
-/// proxy.
+/// The startup packet is read with what follows it, ~512 bytes at a time:
+/// what the client sent on without waiting (its password, its first
+/// query, the key in the startup packet and a query) is kept, whichever
+/// way it is cut up, a tenant's or the admin console's. Sent after an
+/// SSLRequest or GSSENCRequest before its answer, though, it was not
+/// encrypted: PostgreSQL refuses it (08P01), and so does the proxy.
 #[tokio::test]
 async fn what_comes_with_the_startup_packet_is_kept() {
     use support::raw;
+    const ADMIN: &str = "admin-password-for-startup";
     let reg = registry();
     let t = reg.create_tenant("ahead");
     let key = reg.issue_key(&t);
-    let proxy = reg.proxy(&[]);
-    let opts = format!("-c pgtenant.api_key={key}");
-    let by_password = [("user", "app"), ("database", "app")];
-    let by_option = [("user", "app"), ("database", "app"), ("options", &opts)];
-    let query = |b: &mut BytesMut| {
-        postgres_protocol::message::frontend::query("SELECT 6 * 7", b).unwrap();
-    };
-    for (params, password) in [(&by_password[..], true), (&by_option[..], false)] {
-        let mut sent = BytesMut::from(&startup_packet(0x0003_0000, params)[..]);
-        if password {
-            postgres_protocol::message::frontend::password_message(key.as_bytes(), &mut sent)
+    let proxy = reg.proxy(&[("PGTENANT_ADMIN_PASSWORD", ADMIN)]);
+    let tenant = |with: &str| format!("-c pgtenant.api_key={with}");
+    let (by_key, by_admin) = (tenant(&key), tenant(ADMIN));
+    // Longer than a read: the first one ends inside the query.
+    let query = format!("SELECT 6 * 7 -- {}", "x".repeat(600));
+    let cases: [(&str, Option<&str>, Option<&str>, &str); 4] = [
+        ("app", None, Some(&key), &query),
+        ("app", Some(&by_key), None, &query),
+        ("pgtenant", None, Some(ADMIN), "SHOW TENANTS"),
+        ("pgtenant", Some(&by_admin), None, "SHOW TENANTS"),
+    ];
+    for (db, options, password, sql) in cases {
+        let mut params = vec![("user", "app"), ("database", db)];
+        params.extend(options.map(|o| ("options", o)));
+        let startup = startup_packet(0x0003_0000, &params);
+        let mut sent = BytesMut::from(&startup[..]);
+        if let Some(p) = password {
+            postgres_protocol::message::frontend::password_message(p.as_bytes(), &mut sent)
                 .unwrap();
         }
-        query(&mut sent);
-        // All at once, and cut inside the startup packet and after it.
-        for cut in [sent.len(), 3, 30, params.len() * 20 + 2] {
+        postgres_protocol::message::frontend::query(sql, &mut sent).unwrap();
+        // All at once; cut inside the startup packet, right after it, and
+        // inside what follows.
+        for cut in [sent.len(), 3, 30, startup.len(), startup.len() + 7] {
             let mut s = TcpStream::connect(proxy.addr).await.unwrap();
             s.write_all(&sent[..cut]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
             s.write_all(&sent[cut..]).await.unwrap();
             let hello = raw::tags_until_ready(&mut s).await;
             assert!(hello.starts_with('R') && hello.ends_with('Z'), "{hello}");
-            assert!(answer(&mut s).await.ends_with(b"42"), "cut at {cut}");
+            let rows = answer(&mut s).await;
+            let expected: &[u8] = if db == "app" { b"42" } else { b"ahead" };
+            assert!(
+                rows.iter()
+                    .any(|r| r.windows(expected.len()).any(|w| w == expected)),
+                "{db}, cut at {cut}: {rows:?}"
+            );
         }
     }
     for code in [80877103i32, 80877104] {
         let mut s = TcpStream::connect(proxy.addr).await.unwrap();
         let request = [8i32.to_be_bytes(), code.to_be_bytes()].concat();
-        let startup = startup_packet(0x0003_0000, &by_option);
+        let params = [("user", "app"), ("database", "app"), ("options", &by_key)];
+        let startup = startup_packet(0x0003_0000, &params);
         s.write_all(&[request, startup].concat()).await.unwrap();
         assert_eq!(s.read_u8().await.unwrap(), b'N');
         let (tag, body) = raw::read_msg(&mut s).await.unwrap();
         let text = String::from_utf8_lossy(&body);
         assert_eq!(tag, b'E', "{text}");
         assert!(
-            text.contains("C08P01") && text.contains("unencrypted"),
+            text.contains("C08P01") && text.contains("received unencrypted data after"),
             "{text}"
         );
     }

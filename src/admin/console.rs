@@ -79,8 +79,8 @@ pub async fn serve(
         .await
         .unwrap_or(Err(ConsoleError::Client(ClientError::LoginTimeout)));
     drop(place);
-    let logged_in_with = match login {
-        Ok(digest) => digest,
+    let (logged_in_with, early) = match login {
+        Ok(l) => l,
         Err(e) => {
             refused(&mut stream, e).await;
             return;
@@ -88,7 +88,7 @@ pub async fn serve(
     };
     metrics::counter!("pgtenant_logins_total", "outcome" => "admin").increment(1);
     tracing::info!("admin console session started");
-    let _ = session(ctx, &mut stream, &logged_in_with).await;
+    let _ = session(ctx, &mut stream, &logged_in_with, early).await;
     tracing::info!("admin console session ended");
 }
 
@@ -102,21 +102,20 @@ async fn refused(stream: &mut ClientStream, e: ConsoleError) {
     crate::session::send_fatal(stream, e.sqlstate(), &e.to_string(), e.hint()).await;
 }
 
-/// The digest of the password the client gave, once it is the right one.
+/// The digest of the password the client gave, once it is the right one,
+/// and what the client sent after it without waiting.
 async fn login(
     ctx: &Context,
     stream: &mut ClientStream,
     params: &Params,
     early: BytesMut,
     peer: SocketAddr,
-) -> Result<[u8; 32], ConsoleError> {
+) -> Result<([u8; 32], BytesMut), ConsoleError> {
     let from_options = options::split(params).ok().and_then(|r| r.key);
     auth::secret_may_travel(ctx, stream, peer)?;
-    let secret = match from_options {
-        Some(k) => k,
-        // (Messages sent before the answer, unlike a tenant's, are lost:
-        // no console client pipelines its first command.)
-        None => auth::ask_password(stream, early).await?.0,
+    let (secret, early) = match from_options {
+        Some(k) => (k, early),
+        None => auth::ask_password(stream, early).await?,
     };
     if secret.is_empty() {
         return Err(ClientError::MissingKey.into());
@@ -128,7 +127,7 @@ async fn login(
     let password = ctx.cfg().admin.password.0.clone();
     if !password.is_empty() && same_secret(&secret, &password) {
         ticket.settle(false);
-        return Ok(Sha256::digest(password.as_bytes()).into());
+        return Ok((Sha256::digest(password.as_bytes()).into(), early));
     }
     if key::is_well_formed(&secret) {
         match auth::check_key(ctx, &secret).await {
@@ -191,12 +190,13 @@ async fn session(
     ctx: &Context,
     stream: &mut ClientStream,
     logged_in_with: &[u8; 32],
+    mut inbuf: BytesMut,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(4096);
     hello(&mut out);
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let mut inbuf = BytesMut::with_capacity(1024);
+    inbuf.reserve(1024);
     // After an extended-protocol message: skip to Sync, as Postgres does.
     let mut skipping = false;
     loop {

@@ -31,8 +31,9 @@ pub struct Login {
     /// The registry's [`generation`](crate::registry::Registry::generation)
     /// before the key was looked up.
     pub generation: u64,
-    /// What the client sent behind its password, not waiting for the
-    /// answer: its first messages, for the relay.
+    /// What the client sent behind its password (or behind its startup
+    /// packet, the key given there), not waiting for the answer: its first
+    /// messages, for the relay.
     pub early: BytesMut,
 }
 

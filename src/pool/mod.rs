@@ -30,9 +30,7 @@ pub use settings::{Settings, restore_sql};
 pub use stats::{IdleServer, PoolStats};
 pub mod tls;
 
-// foldhash (randomly seeded): a fraction of SipHash's cost at every
-// login, on tenant ids and settings sets that only logged-in clients name.
-use foldhash::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -91,7 +89,10 @@ pub struct Pools {
     returned: Arc<Returned>,
     /// The deadlines of clients waiting for a slot; see [`Self::expire_waits`].
     expiry: Arc<Expiry>,
-    tenants: Mutex<HashMap<Uuid, Arc<TenantPool>>>,
+    /// By the registry's ids, which no client picks: foldhash (randomly
+    /// seeded), a fraction of SipHash's cost at every login. (The sets of
+    /// client settings below keep SipHash: a client names those.)
+    tenants: Mutex<foldhash::HashMap<Uuid, Arc<TenantPool>>>,
     /// Pools a registry edit replaced (see [`Self::tenant_pool`]), while
     /// sessions hold them: their waits still expire, their idle
     /// connections are still reaped, and they show in the stats.

@@ -35,6 +35,9 @@ pub enum StartupError {
     UnsupportedVersion(u16, u16),
     #[error("invalid startup packet layout: {0}")]
     Malformed(&'static str),
+    /// Bytes behind an SSLRequest or GSSENCRequest, sent before its answer.
+    #[error("received unencrypted data after {0}")]
+    UnencryptedAhead(&'static str),
     /// PostgreSQL logs this one and closes without a word.
     #[error("invalid length of cancel request ({0} bytes)")]
     BadCancel(usize),

@@ -287,7 +287,8 @@ struct Opened<'c> {
     wanted: crate::pool::Settings,
     /// SQL still to run on `checkout` to apply them.
     pending: Option<String>,
-    /// What the client sent behind its password.
+    /// What the client sent behind its password (or its startup packet,
+    /// the key given there) before the answer.
     early: BytesMut,
     started: Instant,
 }

@@ -68,7 +68,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
                     tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
                 }
                 if !buf.is_empty() {
-                    return Err(sent_ahead(tcp));
+                    return Err(sent_ahead(tcp, "SSL request"));
                 }
                 let Some(acceptor) = acceptor else {
                     continue;
@@ -81,7 +81,7 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
                 offered_gss = true;
                 tcp.write_all(b"N").await.map_err(|_| Failed::Silent)?;
                 if !buf.is_empty() {
-                    return Err(sent_ahead(tcp));
+                    return Err(sent_ahead(tcp, "GSSAPI encryption request"));
                 }
             }
             p => return finish(ctx, ClientStream::Plain(tcp), p, buf).await,
@@ -91,11 +91,15 @@ pub async fn negotiate(ctx: &Context, mut tcp: TcpStream) -> Result<Hello, Faile
 
 /// Bytes sent after an SSLRequest or GSSENCRequest, before its answer,
 /// were not encrypted, and may be a man in the middle's, to be taken for
-/// the client's once encrypted: refused, as PostgreSQL refuses them (after
-/// its 'N'; before an 'S', since nothing unencrypted may follow that).
-fn sent_ahead(tcp: TcpStream) -> Failed {
-    let e = StartupError::Malformed("received unencrypted data after an encryption request");
-    Failed::Tell(ClientStream::Plain(tcp), e.into())
+/// the client's once encrypted: refused, as PostgreSQL refuses them after
+/// its 'N'. Where the answer would be 'S' the refusal comes instead of it
+/// (PostgreSQL 14 to 16 fail the handshake that follows; 17 takes such
+/// bytes for the start of the handshake, which the proxy does not).
+fn sent_ahead(tcp: TcpStream, request: &'static str) -> Failed {
+    Failed::Tell(
+        ClientStream::Plain(tcp),
+        StartupError::UnencryptedAhead(request).into(),
+    )
 }
 
 /// A peer gone, or a CancelRequest of the wrong length: PostgreSQL
