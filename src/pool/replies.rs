@@ -3,10 +3,10 @@
 
 use std::borrow::Cow;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use super::server::{ServerError, bad};
-use crate::protocol::read_cstr;
+use crate::protocol::{self, read_cstr};
 
 pub(super) fn parse_data_row(mut body: &[u8]) -> Result<Vec<String>, ServerError> {
     if body.len() < 2 {
@@ -78,7 +78,7 @@ impl ServerParams {
     pub fn messages(&mut self) -> &[u8] {
         if self.wire.is_empty() {
             for (n, v) in &self.list {
-                put_status(&mut self.wire, n, v);
+                protocol::parameter_status_read(&mut self.wire, n, v);
             }
         }
         &self.wire
@@ -92,20 +92,8 @@ impl ServerParams {
                 .iter()
                 .find(|(w, _)| w.eq_ignore_ascii_case(n))
                 .map_or(v, |(_, w)| w);
-            put_status(buf, n, v);
+            protocol::parameter_status_read(buf, n, v);
         }
-    }
-}
-
-/// A ParameterStatus message, as `protocol::parameter_status` writes it but
-/// without its search for a NUL: server reports and startup settings were
-/// read up to one.
-fn put_status(buf: &mut BytesMut, name: &str, value: &str) {
-    buf.put_u8(b'S');
-    buf.put_i32((4 + name.len() + 1 + value.len() + 1) as i32);
-    for s in [name, value] {
-        buf.put_slice(s.as_bytes());
-        buf.put_u8(0);
     }
 }
 
@@ -121,7 +109,6 @@ fn text(b: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol;
 
     fn report(name: &str, value: &str) -> Vec<u8> {
         [name.as_bytes(), b"\0", value.as_bytes(), b"\0"].concat()

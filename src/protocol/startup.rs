@@ -63,8 +63,8 @@ impl Params {
     }
 }
 
-/// Room for a startup packet in one read: libpq's and pgbench's take ~100
-/// bytes, JDBC's ~200.
+/// Room for a startup packet in one read: a user, a database and a few
+/// settings, a key among them, take a fraction of it.
 const FIRST_READ: usize = 512;
 
 /// Reads the next startup packet from `r` through `buf`, in one read when

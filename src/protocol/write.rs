@@ -41,6 +41,19 @@ pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
     });
 }
 
+/// [`parameter_status`] of a name and value read up to a NUL (a server's
+/// report, a startup setting), which can hold none: without the search for
+/// one, as every login writes all of a server's parameters.
+pub fn parameter_status_read(buf: &mut BytesMut, name: &str, value: &str) {
+    debug_assert!(!name.contains('\0') && !value.contains('\0'));
+    frame(buf, b'S', |b| {
+        for s in [name, value] {
+            b.put_slice(s.as_bytes());
+            b.put_u8(0);
+        }
+    });
+}
+
 pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
     frame(buf, b'K', |b| {
         b.put_i32(pid);
