@@ -51,8 +51,8 @@ pub fn split(params: &Params) -> Result<ClientRequest, ClientError> {
     {
         return Err(ClientError::ForbiddenOption("replication".into()));
     }
-    for (name, value) in &params.0 {
-        if !PROTOCOL_FIELDS.contains(&name.as_str()) {
+    for (name, value) in params.iter() {
+        if !PROTOCOL_FIELDS.contains(&name) {
             add(&mut req, name, value)?;
         }
     }
@@ -179,20 +179,13 @@ mod tests {
     /// `pairs`, with a user unless they name one.
     fn params(pairs: &[(&str, &str)]) -> Params {
         let user = (!pairs.iter().any(|(k, _)| *k == "user")).then_some(("user", "app"));
-        Params(
-            user.iter()
-                .chain(pairs)
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-        )
+        Params::from_pairs(user.iter().chain(pairs).copied())
     }
 
     #[test]
     fn a_user_is_required_and_a_key_there_is_not_shown() {
         for user in [None, Some("")] {
-            let mut p = params(&[]);
-            p.0.retain(|(k, _)| k != "user");
-            p.0.extend(user.map(|u| ("user".to_owned(), u.to_owned())));
+            let p = Params::from_pairs(user.map(|u| ("user", u)));
             assert!(matches!(split(&p), Err(ClientError::NoUser)), "{user:?}");
         }
         let r = split(&params(&[("user", "pgt_SECRETSECRET")])).unwrap();

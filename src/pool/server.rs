@@ -294,7 +294,9 @@ impl ServerConn {
         if Arc::ptr_eq(&self.applied, wanted) || self.applied == *wanted {
             return None;
         }
-        let (mut sql, mut undoes) = (String::new(), false);
+        // Room for a SET of each, so that building it rarely reallocates.
+        let room = wanted.iter().map(|(n, v)| n.len() + v.len() + 16).sum();
+        let (mut sql, mut undoes) = (String::with_capacity(room), false);
         for (name, _) in self.applied.iter() {
             if !wanted.iter().any(|(n, _)| n == name) {
                 settings::push_reset(&mut sql, name);
@@ -456,7 +458,8 @@ impl ServerConn {
     }
 
     async fn exchange(&mut self, queries: &[&str]) -> Result<SimpleResult, ServerError> {
-        let mut out = BytesMut::new();
+        // Sized once: grown from empty, each message's parts reallocate.
+        let mut out = BytesMut::with_capacity(queries.iter().map(|q| q.len() + 6).sum());
         for q in queries {
             frontend::query(q, &mut out)?;
         }

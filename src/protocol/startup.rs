@@ -45,21 +45,75 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
 }
 
-/// Startup parameters in the order the client sent them.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Params(pub Vec<(String, String)>);
+/// Startup parameters in the order the client sent them: their text in
+/// one string, as the packet has it (`name\0value\0…`, as UTF-8), and
+/// where each pair lies in it. Two allocations a login instead of one per
+/// name and value.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub struct Params {
+    text: String,
+    /// `text[name.0..name.1]`, `text[name.1 + 1..value_end]`.
+    pairs: Vec<((u32, u32), u32)>,
+}
 
 impl Params {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    /// `pairs` in order (tests and tools; a NUL in them would split one).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Params {
+        let mut text = String::new();
+        for (name, value) in pairs {
+            debug_assert!(!name.is_empty() && !name.contains('\0') && !value.contains('\0'));
+            text.extend([name, "\0", value, "\0"]);
+        }
+        Params::index(text)
     }
 
-    pub fn remove(&mut self, name: &str) -> Option<String> {
-        let i = self.0.iter().position(|(k, _)| k == name)?;
-        Some(self.0.remove(i).1)
+    /// Locates the pairs in `text`, pairs of NUL-terminated strings.
+    fn index(text: String) -> Params {
+        // A driver sends a few: user, database, application_name,
+        // client_encoding and the like.
+        let mut pairs = Vec::with_capacity(8);
+        let mut nuls = memchr::memchr_iter(0, text.as_bytes());
+        let mut start = 0;
+        while let (Some(mid), Some(end)) = (nuls.next(), nuls.next()) {
+            pairs.push(((start as u32, mid as u32), end as u32));
+            start = end + 1;
+        }
+        Params { text, pairs }
+    }
+
+    /// (name, value) in the order sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|&((start, mid), end)| {
+            let (start, mid, end) = (start as usize, mid as usize, end as usize);
+            (&self.text[start..mid], &self.text[mid + 1..end])
+        })
+    }
+
+    /// The first value sent under `name`.
+    #[inline]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        // Names compared as bytes; only the value found is sliced.
+        let text = self.text.as_bytes();
+        let ((_, mid), end) = self.pairs.iter().find(|((start, mid), _)| {
+            text.get(*start as usize..*mid as usize) == Some(name.as_bytes())
+        })?;
+        self.text.get(*mid as usize + 1..*end as usize)
+    }
+
+    /// Keeps only the parameters `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        if self.iter().all(|(k, _)| keep(k)) {
+            return;
+        }
+        let kept: Vec<_> = self.iter().filter(|(k, _)| keep(k)).collect();
+        *self = Params::from_pairs(kept);
+    }
+}
+
+/// Names only: values may hold an API key (`options`, a misnamed setting).
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(|(k, _)| k)).finish()
     }
 }
 
@@ -123,28 +177,29 @@ pub fn parse(body: &[u8]) -> Result<StartupPacket, StartupError> {
     }
 }
 
-fn parse_params(mut rest: &[u8]) -> Result<Params, StartupError> {
-    let mut params = Vec::new();
+fn parse_params(body: &[u8]) -> Result<Params, StartupError> {
+    // Checked first, copied once: pairs of NUL-terminated strings, then
+    // a final NUL.
+    let mut rest = body;
     loop {
         let (name, after) = read_cstr(rest).ok_or(StartupError::Malformed("missing terminator"))?;
         if name.is_empty() {
             if !after.is_empty() {
                 return Err(StartupError::Malformed("data after the final terminator"));
             }
-            return Ok(Params(params));
+            break;
         }
-        let (value, after) =
-            read_cstr(after).ok_or(StartupError::Malformed("parameter without a value"))?;
-        // PostgreSQL takes any bytes here (a client in a LATIN1 locale
-        // sends its application_name so); names are checked later, and
-        // values reach the server as UTF-8, so what isn't is replaced.
-        let text = |b: &[u8]| match std::str::from_utf8(b) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(b).into_owned(),
-        };
-        params.push((text(name), text(value)));
-        rest = after;
+        (_, rest) = read_cstr(after).ok_or(StartupError::Malformed("parameter without a value"))?;
     }
+    let pairs = &body[..body.len() - 1];
+    // PostgreSQL takes any bytes here (a client in a LATIN1 locale sends
+    // its application_name so); names are checked later, and values reach
+    // the server as UTF-8, so what isn't is replaced (never a NUL: one is
+    // never part of a bad sequence).
+    Ok(Params::index(match std::str::from_utf8(pairs) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(pairs).into_owned(),
+    }))
 }
 
 #[cfg(test)]
@@ -245,6 +300,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keeps_params_in_order_with_empty_values_and_bad_bytes_replaced() {
+        let p = read(packet(
+            196608,
+            b"user\0bob\0options\0\0application_name\0caf\xe9\0_pq_.x\0y\0user\0eve\0\0",
+        ))
+        .await
+        .unwrap();
+        let StartupPacket::Startup { mut params, .. } = p else {
+            panic!("{p:?}")
+        };
+        let all: Vec<_> = params.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("user", "bob"),
+                ("options", ""),
+                ("application_name", "caf\u{fffd}"),
+                ("_pq_.x", "y"),
+                ("user", "eve"),
+            ]
+        );
+        assert_eq!(params.get("user"), Some("bob"), "the first one counts");
+        assert_eq!(params.get("options"), Some(""));
+        assert_eq!(params.get("database"), None);
+        // A value is never shown: it may be a key.
+        assert_eq!(
+            format!("{params:?}"),
+            r#"["user", "options", "application_name", "_pq_.x", "user"]"#
+        );
+        params.retain(|k| !k.starts_with("_pq_."));
+        let kept: Vec<_> = params.iter().map(|(k, _)| k).collect();
+        assert_eq!(kept, ["user", "options", "application_name", "user"]);
+        assert_eq!(params.get("application_name"), Some("caf\u{fffd}"));
+        // No parameters at all.
+        let p = read(packet(196608, b"\0")).await.unwrap();
+        let StartupPacket::Startup { params, .. } = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(params.iter().count(), 0);
+        assert_eq!(params, Params::default());
+    }
+
+    #[tokio::test]
     async fn rejects_bad_packets() {
         assert!(matches!(
             read(vec![0, 0, 0, 0]).await,
@@ -262,10 +360,15 @@ mod tests {
             read(packet(0x0002_0000, b"\0")).await,
             Err(StartupError::UnsupportedVersion(2, 0))
         ));
-        assert!(matches!(
-            read(packet(196608, b"user\0bob")).await,
-            Err(StartupError::Malformed(_))
-        ));
+        for body in [b"user\0bob".as_slice(), b"user\0", b"user\0bob\0\0x", b""] {
+            assert!(
+                matches!(
+                    read(packet(196608, body)).await,
+                    Err(StartupError::Malformed(_))
+                ),
+                "{body:?}"
+            );
+        }
         assert!(matches!(
             read(packet(CANCEL_REQUEST, &[0, 0, 0, 7])).await,
             Err(StartupError::BadCancel(12))

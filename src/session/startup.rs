@@ -167,13 +167,12 @@ async fn finish(
             // Newer clients may ask for 3.x or send `_pq_.` extensions:
             // answer that we speak 3.0 without them, as Postgres does.
             let unknown: Vec<String> = params
-                .0
                 .iter()
                 .filter(|(k, _)| k.starts_with("_pq_."))
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| k.to_owned())
                 .collect();
             if minor > 0 || !unknown.is_empty() {
-                params.0.retain(|(k, _)| !k.starts_with("_pq_."));
+                params.retain(|k| !k.starts_with("_pq_."));
                 let mut buf = BytesMut::new();
                 let names: Vec<&str> = unknown.iter().map(String::as_str).collect();
                 protocol::negotiate_protocol_version(&mut buf, &names);
