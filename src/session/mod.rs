@@ -83,6 +83,9 @@ pub async fn serve_client(
             Ok(None) => return, // the client left before its first query
             Err(e) => return tell(&mut stream, &e).await,
         };
+        // Read by the login only: not kept in the session's future while
+        // it relays (and idles).
+        drop(params);
         let firewall = ctx.firewall.load_full();
         let tenant = &open.tenant;
         let session = relay::Session {
