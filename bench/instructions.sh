@@ -27,6 +27,7 @@
 #
 # Knobs: BUILTIN(select-only: pgbench's built-in script) CLIENTS(16) SHORT(50) LONG(550) MODES("simple extended prepared") CONNECT(0)
 # TARGETS("pgb-session pgt-session pgb-tx pgt-tx") TOP(25) OUT KEEP(0)
+# PGT_BIN(target/release/pgtenant: the binary counted, e.g. target/pgo/pgtenant)
 # CACHE_SIM(unset; 1: simulate the caches too: the table gets first-level
 # misses per transaction, and the dumps kept with KEEP=1 carry them for
 # callgrind_annotate --sort=D1mr; a number N instead of 1: first-level
@@ -169,7 +170,7 @@ done
 {
   echo "# User-space instructions per transaction (callgrind)"
   echo
-  echo "\`${CACHE_SIM:+CACHE_SIM=$CACHE_SIM }${CONNECT_ARG:+CONNECT=1 }BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
+  echo "\`${PGT_BIN:+PGT_BIN=$PGT_BIN }${CACHE_SIM:+CACHE_SIM=$CACHE_SIM }${CONNECT_ARG:+CONNECT=1 }BUILTIN=$BUILTIN CLIENTS=$CLIENTS SHORT=$SHORT LONG=$LONG MODES=\"$MODES\" bench/instructions.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), code $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + local changes'), $(pgbouncer --version | head -1)."
   if [ "$CONNECT" = 1 ]; then
     echo "\`pgbench -C -b $BUILTIN -c $CLIENTS -j 2\`: a new connection per transaction, so per transaction = a whole connection (login, the statement, the goodbye; backend connections already pooled), the difference between runs of $LONG and $SHORT transactions per client; the per-connection column is then only a remainder (warm-up effects). Firewall in enforce mode."
   else

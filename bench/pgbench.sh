@@ -24,6 +24,9 @@
 # PGT_WRAPPER / PGB_WRAPPER: command prefix for the measured pgtenant /
 # PgBouncer instances (bench/instructions.sh runs them under callgrind).
 # HOLD_FILE: with HOLD=1, where to write the targets' pids and env.
+# PGO(0: 1 measures the profile-guided build of scripts/pgo.sh, built
+# first unless SKIP_BUILD=1) PGT_BIN(target/release/pgtenant: the pgtenant
+# binary measured, e.g. an older commit's for an A/B; not rebuilt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -73,11 +76,20 @@ PGB_VERSION=$("$PGBOUNCER" --version | head -1 | awk '{print $2}')
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -1)" = "$2" ]; }
 PGB_PREPARED=0; version_ge "$PGB_VERSION" 1.21 && PGB_PREPARED=1
 
-if [ "$SKIP_BUILD" != 1 ]; then
+PGT_BIN=${PGT_BIN:-}
+if [ "${PGO:-0}" = 1 ] && [ -z "$PGT_BIN" ]; then
+  if [ "$SKIP_BUILD" != 1 ]; then
+    log "building pgtenant with profile-guided optimisation (scripts/pgo.sh, ~12 min)"
+    bash scripts/pgo.sh
+  fi
+  PGT_BIN=target/pgo/pgtenant
+fi
+if [ "$SKIP_BUILD" != 1 ] && [ -z "$PGT_BIN" ]; then
   log "building pgtenant (release)"
   cargo build --release --quiet --bin pgtenant
 fi
-[ -x target/release/pgtenant ] || die "target/release/pgtenant missing (build failed?)"
+PGT_BIN=${PGT_BIN:-target/release/pgtenant}
+[ -x "$PGT_BIN" ] || die "$PGT_BIN missing (build failed?)"
 
 # ------------------------------------------------------------ work + cleanup
 # Raise the fd limit for the proxies and the idle-client generator.
@@ -87,13 +99,18 @@ chmod 755 "$WORK"
 IS_ROOT=0; [ "$(id -u)" -eq 0 ] && IS_ROOT=1
 [ $IS_ROOT = 1 ] && chown postgres: "$WORK"
 # A private copy: a rebuild during the run must not change what is measured.
-cp target/release/pgtenant "$WORK/pgtenant"
+cp "$PGT_BIN" "$WORK/pgtenant"
 BIN=$WORK/pgtenant
 # What is measured, as of now: sources edited during the run are not in it.
 CODE=$(git rev-parse --short HEAD)
 [ -n "$(git status --porcelain -- src Cargo.toml)" ] && CODE="$CODE + uncommitted changes"
-[ -n "$(find src Cargo.toml -newer target/release/pgtenant -print -quit)" ] \
+[ -n "$(find src Cargo.toml -newer "$PGT_BIN" -print -quit)" ] \
   && CODE="$CODE (binary older than the sources: SKIP_BUILD=1)"
+case $PGT_BIN in
+  target/release/pgtenant) ;;
+  target/pgo/pgtenant) CODE="$CODE, profile-guided build (scripts/pgo.sh)" ;;
+  *) CODE="$CODE, binary $PGT_BIN" ;;
+esac
 
 declare -A PIDS=() STOPSIG=() LOGS=()
 ORDER=()
@@ -618,7 +635,7 @@ HOST=$(hostname -s 2>/dev/null || hostname)
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 OUT=${OUT:-bench/results/$STAMP-$HOST.md}
 CMD=""
-for v in QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS AB_SECONDS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
+for v in PGO QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS AB_SECONDS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
   case "${!v:-}" in "" | 0) ;; *" "*) CMD+="$v=\"${!v}\" " ;; *) CMD+="$v=${!v} " ;; esac
 done
 CMD+="bench/pgbench.sh"
