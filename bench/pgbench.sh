@@ -104,7 +104,8 @@ BIN=$WORK/pgtenant
 # What is measured, as of now: sources edited during the run are not in it.
 CODE=$(git rev-parse --short HEAD)
 [ -n "$(git status --porcelain -- src Cargo.toml)" ] && CODE="$CODE + uncommitted changes"
-[ -n "$(find src Cargo.toml -newer "$PGT_BIN" -print -quit)" ] \
+# (A binary named by hand may be an older commit's: it says so itself.)
+[ "$PGT_BIN" = target/release/pgtenant ] && [ -n "$(find src Cargo.toml -newer "$PGT_BIN" -print -quit)" ] \
   && CODE="$CODE (binary older than the sources: SKIP_BUILD=1)"
 case $PGT_BIN in
   target/release/pgtenant) ;;

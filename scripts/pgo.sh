@@ -17,7 +17,7 @@
 #
 # Needs llvm-profdata of the same LLVM major version as rustc's: rustup's
 # llvm-tools component, or Debian's llvm-<major> (installed when missing,
-# as root). Knobs: DURATION(3: seconds per training run) KEEP(0).
+# as root). Knobs: PGO_DURATION(3: seconds per training run) KEEP(0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -42,8 +42,8 @@ profdata_tool() {
     need_packages "llvm-$LLVM_MAJOR" && command -v "llvm-profdata-$LLVM_MAJOR" && return
   fi
   if command -v rustup >/dev/null && rustup component add llvm-tools >&2; then
-    echo "$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
-    return
+    t="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
+    [ -x "$t" ] && { echo "$t"; return; }
   fi
   return 1
 }
@@ -62,14 +62,20 @@ RUSTFLAGS="-Cprofile-generate=$WORK/raw" \
   cargo build --release --quiet --locked --bin pgtenant --target "$HOST" --target-dir target/pgo-gen
 
 log "2/3 training through bench/pgbench.sh (log: $WORK/train.log)"
-PGT_BIN=target/pgo-gen/$HOST/release/pgtenant SKIP_BUILD=1 REPS=1 DURATION="${DURATION:-3}" \
+# Every knob set here: the caller's (a PGO=1 HOLD=1 or PROFILE=1 run of
+# pgbench.sh) must not reach the training. The profile is written when
+# the proxy exits; a short drain keeps pgbench.sh from killing it first.
+env PGT_BIN="target/pgo-gen/$HOST/release/pgtenant" SKIP_BUILD=1 PGO=0 HOLD=0 QUICK=0 \
+  PROFILE=0 KEEP=0 PGT_WRAPPER= PGB_WRAPPER= IDLE_WRAPPER= REPS=1 DURATION="${PGO_DURATION:-3}" \
   SCRIPTS="select tpcb" CLIENTS="1 16" MODES="simple extended prepared" \
   TARGETS="pgt-session pgt-tx" CONNECT=1 CONNECT_CLIENTS="1 16" AB_SECONDS=0 IDLE=0 \
+  PGT_EXTRA_ENV="PGTENANT_SHUTDOWN_TIMEOUT_MS=2000" \
   OUT="$WORK/train.md" bash bench/pgbench.sh >"$WORK/train.log" 2>&1 \
   || { tail -20 "$WORK/train.log" >&2; KEEP=1; exit 1; }
 ls "$WORK"/raw/*.profraw >/dev/null 2>&1 || { echo "training wrote no profile" >&2; KEEP=1; exit 1; }
 mkdir -p target/pgo
-"$PROFDATA" merge -o target/pgo/pgtenant.profdata "$WORK"/raw/*.profraw
+"$PROFDATA" merge -o target/pgo/pgtenant.profdata "$WORK"/raw/*.profraw \
+  || { echo "llvm-profdata merge failed ($PROFDATA); profiles kept" >&2; KEEP=1; exit 1; }
 
 log "3/3 optimised build (target/pgo)"
 # Functions the training never ran have no counts; that is expected.
