@@ -2,7 +2,7 @@
 # Builds pgtenant with profile-guided optimisation: target/pgo/pgtenant.
 #
 #   bash scripts/pgo.sh                 # ~12 min on 2 cores
-#   PGT_BIN=target/pgo/pgtenant bash bench/pgbench.sh
+#   PGO=1 SKIP_BUILD=1 bash bench/pgbench.sh   # measure it
 #
 # Three steps: an instrumented release build, a training run (pgbench's
 # -S and TPC-B-like scripts through pgtenant in session and transaction
@@ -10,10 +10,11 @@
 # throwaway PostgreSQL), then the release build again with the counts.
 # Why: the relay's path runs through tokio, bytes and our code on every
 # message; with the counts LLVM lays the hot code out together and inlines
-# by what runs. Measured with bench/instructions.sh on TPC-B at 16 clients:
-# ~11 % fewer instructions per transaction, and ~30 % fewer misses in a
+# by what runs. Measured with bench/instructions.sh on the same commit:
+# 7-15 % fewer instructions per transaction, and 28-30 % fewer misses in a
 # small (4 KiB, CACHE_SIM=4) instruction cache, which is what a proxy
-# sharing its cores with PostgreSQL pays for (bench/HISTORY.md).
+# sharing its cores with PostgreSQL pays for
+# (bench/results/2026-12-07-1845-vm-pgo-instructions.md).
 #
 # Needs llvm-profdata of the same LLVM major version as rustc's: rustup's
 # llvm-tools component, or Debian's llvm-<major> (installed when missing,
@@ -57,9 +58,13 @@ trap '[ "${KEEP:-0}" = 1 ] && log "work dir kept: $WORK" || rm -rf "$WORK"' EXIT
 
 # --target: RUSTFLAGS then apply to pgtenant and its dependencies only, not
 # to build scripts and proc macros, whose runs would profile the build.
+# A fixed profile directory keeps RUSTFLAGS, and so the dependencies'
+# build, the same from one run to the next.
+RAW=$PWD/target/pgo-gen/raw
 log "1/3 instrumented build (target/pgo-gen)"
-RUSTFLAGS="-Cprofile-generate=$WORK/raw" \
+RUSTFLAGS="-Cprofile-generate=$RAW" \
   cargo build --release --quiet --locked --bin pgtenant --target "$HOST" --target-dir target/pgo-gen
+rm -rf "$RAW"
 
 log "2/3 training through bench/pgbench.sh (log: $WORK/train.log)"
 # Every knob set here: the caller's (a PGO=1 HOLD=1 or PROFILE=1 run of
@@ -72,13 +77,14 @@ env PGT_BIN="target/pgo-gen/$HOST/release/pgtenant" SKIP_BUILD=1 PGO=0 HOLD=0 QU
   PGT_EXTRA_ENV="PGTENANT_SHUTDOWN_TIMEOUT_MS=2000" \
   OUT="$WORK/train.md" bash bench/pgbench.sh >"$WORK/train.log" 2>&1 \
   || { tail -20 "$WORK/train.log" >&2; KEEP=1; exit 1; }
-ls "$WORK"/raw/*.profraw >/dev/null 2>&1 || { echo "training wrote no profile" >&2; KEEP=1; exit 1; }
+ls "$RAW"/*.profraw >/dev/null 2>&1 || { echo "training wrote no profile" >&2; KEEP=1; exit 1; }
 mkdir -p target/pgo
-"$PROFDATA" merge -o target/pgo/pgtenant.profdata "$WORK"/raw/*.profraw \
-  || { echo "llvm-profdata merge failed ($PROFDATA); profiles kept" >&2; KEEP=1; exit 1; }
+"$PROFDATA" merge -o target/pgo/pgtenant.profdata "$RAW"/*.profraw \
+  || { echo "llvm-profdata merge failed ($PROFDATA); counts kept in $RAW" >&2; exit 1; }
 
 log "3/3 optimised build (target/pgo)"
 # Functions the training never ran have no counts; that is expected.
+# rustc lists the profile among each crate's inputs: new counts rebuild all.
 RUSTFLAGS="-Cprofile-use=$PWD/target/pgo/pgtenant.profdata -Cllvm-args=-pgo-warn-missing-function=false" \
   cargo build --release --quiet --locked --bin pgtenant --target "$HOST" --target-dir target/pgo
 cp "target/pgo/$HOST/release/pgtenant" target/pgo/pgtenant
