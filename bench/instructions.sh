@@ -54,7 +54,6 @@ CONNECT_ARG=()
 # The script in the name: two runs in one minute (-S, then TPC-B) keep both.
 OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-$BUILTIN-instructions.md}
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 need_packages valgrind
 
 WORK=$(mktemp -d /tmp/pgtenant-instr.XXXXXX)

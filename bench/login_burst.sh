@@ -21,7 +21,6 @@ cd "$(dirname "$0")/.."
 REPS=${REPS:-8}
 CLIENTS=${CLIENTS:-60}
 OUT=${OUT:-bench/results/$(date +%Y-%m-%d-%H%M)-$(hostname -s)-login-burst.md}
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 WORK=$(mktemp -d /tmp/pgtenant-burst.XXXXXX)
 HOLD_PID=

@@ -25,7 +25,6 @@ cd "$(dirname "$0")/.."
 
 TENANTS=${TENANTS:-1000}
 N=${N:-500}
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --quiet
 PGBIN=$(pg_bindir)

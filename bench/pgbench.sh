@@ -61,7 +61,6 @@ MAXC=1; for c in $CLIENTS $CONNECT_CLIENTS; do [ "$c" -gt "$MAXC" ] && MAXC=$c; 
 POOL_SIZE=${POOL_SIZE:-$MAXC}
 read -r -a TGT <<<"$TARGETS"
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- packages

@@ -1,4 +1,7 @@
-# Shared helpers for scripts/*.sh (sourced, not run).
+# Shared helpers for scripts/*.sh and bench/*.sh (sourced, not run).
+
+# A timestamped progress line, on stderr.
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # Installs Debian packages that are missing (as root, or with sudo).
 need_packages() {

@@ -22,7 +22,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-log() { echo "[$(date +%T)] $*" >&2; }
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 LLVM_MAJOR=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
