@@ -2,8 +2,10 @@
 """Numbers for bench/pgbench.sh (stdlib only).
 
   analyze.py run    --meta JSON --out FILE --err FILE --logdir DIR --cpu-ticks N --clk-tck N --rc N
+                    [--host-ticks STEAL0 TOTAL0 STEAL1 TOTAL1]
       one pgbench run -> one JSON line on stdout (tps, mean/p99 latency from
-      the per-transaction logs of `pgbench -l`, proxy CPU per transaction)
+      the per-transaction logs of `pgbench -l`, proxy CPU per transaction,
+      the machine's steal during the run)
   analyze.py report --runs runs.jsonl --machine machine.json [--idle idle.json] [--ab ab.jsonl] [--profile profile.md]
       all runs -> the Markdown report (medians over repetitions)
   analyze.py pooled RUNS.jsonl...
@@ -24,6 +26,8 @@ import sys
 TARGETS = ["direct", "pgb-session", "pgt-session", "pgb-tx", "pgt-tx"]
 PEER = {"pgt-session": "pgb-session", "pgt-tx": "pgb-tx"}
 SCRIPT_NAME = {"select": "-S (select only)", "tpcb": "TPC-B-like"}
+# Steal (% of the machine's CPU time) from which a run counts as disturbed.
+STEAL_HIGH = 5.0
 
 
 # --------------------------------------------------------------------- run
@@ -80,6 +84,10 @@ def cmd_run(a):
         rec["cpu_s"] = a.cpu_ticks / a.clk_tck
         if a.user_ticks is not None and a.user_ticks >= 0:
             rec["user_us_per_tx"] = a.user_ticks * 1e6 / a.clk_tck / rec["txs"]
+    if a.host_ticks:
+        steal0, total0, steal1, total1 = a.host_ticks
+        if total1 > total0:
+            rec["steal_pct"] = 100.0 * (steal1 - steal0) / (total1 - total0)
     ok = a.rc == 0 and rec.get("tps") is not None and (rec.get("txs") or 0) > 0
     if ok and (rec.get("failed_txs") or 0) > 0:
         ok = False
@@ -444,6 +452,24 @@ def report(a):
               f"{fmt(rec.get('rss_after_close_kib'), 0, ' KiB')} | {rec.get('note', '')} |")
         w("")
 
+    # ---- steal
+    stolen = [r for r in runs if r.get("steal_pct") is not None]
+    if stolen:
+        w("## Steal during the runs")
+        w("")
+        w("The share of the machine's CPU time the hypervisor gave to other guests while each pgbench")
+        w("ran (`/proc/stat`): a target whose runs lost more to steal had less machine to work with.")
+        w(f"A run losing {STEAL_HIGH:.0f}% or more is counted as high.")
+        w("")
+        w("| target | runs | median steal | max steal | runs with high steal |")
+        w("|---|---|---|---|---|")
+        for t in TARGETS:
+            vals = sorted(r["steal_pct"] for r in stolen if r["target"] == t)
+            if vals:
+                high = sum(1 for v in vals if v >= STEAL_HIGH)
+                w(f"| {t} | {len(vals)} | {statistics.median(vals):.1f}% | {vals[-1]:.1f}% | {high} |")
+        w("")
+
     # ---- problems
     bad = [r for r in runs if r["status"] == "fail"]
     if bad:
@@ -527,6 +553,8 @@ def main():
     r.add_argument("--user-ticks", type=int)
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--rc", type=int, default=0)
+    # /proc/stat's steal and total jiffies before and after the run.
+    r.add_argument("--host-ticks", type=int, nargs=4, metavar=("STEAL0", "TOTAL0", "STEAL1", "TOTAL1"))
     q = sub.add_parser("report")
     q.add_argument("--runs", required=True)
     q.add_argument("--machine")

@@ -328,6 +328,9 @@ ctx_switches() {  # voluntary + involuntary context switches of all threads of P
 }
 cpu_ticks() { if alive "${1:-}"; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo -1; fi; }
 user_ticks() { if alive "${1:-}"; then awk '{print $14}' "/proc/$1/stat"; else echo -1; fi; }
+# The machine's steal and total jiffies: time the hypervisor gave another
+# guest, the one kind of interference this VM can see.
+host_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 RUNS=$WORK/runs.jsonl
 : >"$RUNS"
 role_psql() { PGPASSWORD=$ROLEPW "$PSQL" -X -q -h 127.0.0.1 -p "$PGPORT" -U "$ROLE" -d bench "$@"; }
@@ -365,15 +368,15 @@ run_pgbench() {
   fi
   local pid=${PIDS[$t]:-} logf=${LOGS[$t]:-/dev/null} off=0
   [ -f "$logf" ] && off=$(stat -c %s "$logf")
-  local t0 t1 u0 u1 rc=0
-  t0=$(cpu_ticks "$pid"); u0=$(user_ticks "$pid")
+  local t0 t1 u0 u1 h0 h1 rc=0
+  t0=$(cpu_ticks "$pid"); u0=$(user_ticks "$pid"); h0=$(host_ticks)
   env $(target_env "$t") timeout -k 5 $((DURATION + 60)) "$PGBENCH" "${args[@]}" >"$dir/out" 2>"$dir/err" || rc=$?
-  t1=$(cpu_ticks "$pid"); u1=$(user_ticks "$pid")
+  t1=$(cpu_ticks "$pid"); u1=$(user_ticks "$pid"); h1=$(host_ticks)
   local ticks=-1 uticks=-1
   [ "$t" != direct ] && [ "$t0" -ge 0 ] && [ "$t1" -ge 0 ] && ticks=$((t1 - t0)) && uticks=$((u1 - u0))
   local line
   line=$(python3 bench/analyze.py run --meta "$meta" --out "$dir/out" --err "$dir/err" --logdir "$dir" \
-    --cpu-ticks "$ticks" --user-ticks "$uticks" --clk-tck "$CLK_TCK" --rc "$rc")
+    --cpu-ticks "$ticks" --user-ticks "$uticks" --clk-tck "$CLK_TCK" --rc "$rc" --host-ticks $h0 $h1)
   if [[ $line == *'"status": "fail"'* ]] && [ -f "$logf" ]; then
     line=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["proxy_log"]=open(sys.argv[2],errors="replace").read()[int(sys.argv[3]):][-3000:]; print(json.dumps(r))' \
       "$line" "$logf" "$off")
@@ -488,145 +491,17 @@ if [ "$IDLE" -gt 0 ]; then
   if has_target pgb-tx; then
     # PgBouncer's own per-client cost, for scale (clients answer the password prompt).
     log "idle footprint of PgBouncer (transaction mode), $IDLE clients, for comparison"
-    python3 - "$IDLE" "${PORT[pgb-tx]}" "${PIDS[pgb-tx]}" "$ROLE" "$ROLEPW" >>"$IDLE_JSON" <<'EOF' || log "pgbouncer idle run incomplete"
-import asyncio, json, resource, struct, sys, time
-n, port, pid, user, pw = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-def rss():
-    for l in open(f"/proc/{pid}/status"):
-        if l.startswith("VmRSS:"): return int(l.split()[1])
-async def login():
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    body = struct.pack("!i", 196608) + b"user\0" + user.encode() + b"\0database\0bench\0\0"
-    w.write(struct.pack("!i", len(body) + 4) + body); await w.drain()
-    while True:
-        h = await r.readexactly(5); b = await r.readexactly(struct.unpack("!i", h[1:])[0] - 4)
-        if h[:1] == b"R" and struct.unpack("!i", b[:4])[0] == 3:
-            p = pw.encode() + b"\0"; w.write(b"p" + struct.pack("!i", len(p) + 4) + p); await w.drain()
-        elif h[:1] == b"E": raise RuntimeError(b.decode(errors="replace"))
-        elif h[:1] == b"Z": return w
-async def main():
-    sem = asyncio.Semaphore(64); conns = []; errs = 0; end = time.monotonic() + 300
-    async def one():
-        nonlocal errs
-        async with sem:
-            try: conns.append(await asyncio.wait_for(login(), max(0.1, min(10, end - time.monotonic()))))
-            except Exception: errs += 1
-    w = await login(); w.close(); await asyncio.sleep(1); before = rss()
-    await asyncio.gather(*(one() for _ in range(n))); await asyncio.sleep(3); mid = rss()
-    for w in conns: w.close()
-    await asyncio.sleep(2)
-    print(json.dumps({"label": f"PgBouncer {n} idle clients, transaction mode (comparison)", "wanted": n, "connected": len(conns),
-        "rss_before_kib": before, "rss_with_clients_kib": mid, "rss_after_close_kib": rss(),
-        "kib_per_client": (mid - before) / len(conns) if conns else None, "errors": errs, "note": "not a target; for scale", "comparison": True}))
-asyncio.run(main())
-EOF
+    python3 bench/pgbouncer_idle.py "$IDLE" "${PORT[pgb-tx]}" "${PIDS[pgb-tx]}" "$ROLE" "$ROLEPW" >>"$IDLE_JSON" \
+      || log "pgbouncer idle run incomplete"
   fi
 fi
 
 # ----------------------------------------------------------------- profile
 PROFILE_MD=$WORK/profile.md
 : >"$PROFILE_MD"
-
-# perf_case PID LABEL PGBENCH-ARGS...: perf profile of PID while pgbench runs.
-perf_case() {
-  local pid=$1 label=$2; shift 2
-  local t=$PT
-  echo "### perf: $label"
-  echo
-  env $(target_env "$t") timeout $((PROFILE_SECONDS + 30)) "$PGBENCH" -n "$@" -T $((PROFILE_SECONDS + 3)) \
-    >"$WORK/prof-pgbench.out" 2>&1 &
-  BG_PGBENCH=$!
-  sleep 1.5
-  perf record -q -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$pid" -o "$WORK/perf.data" \
-    -- sleep "$PROFILE_SECONDS" >/dev/null 2>&1
-  wait "$BG_PGBENCH"; BG_PGBENCH=""
-  echo "pgbench: $(grep -E '^tps' "$WORK/prof-pgbench.out" | head -1)"
-  echo
-  echo "Self time by binary:"
-  echo '```'
-  perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none --percent-limit 0.5 2>/dev/null \
-    | grep -v '^#' | grep -v '^\s*$' | head -8
-  echo '```'
-  echo "Self time in user space (pgtenant + libc), top symbols:"
-  echo '```'
-  perf report -i "$WORK/perf.data" --no-children --dsos pgtenant,libc.so.6 --sort dso,symbol --stdio -g none \
-    --percent-limit 0.25 2>/dev/null | grep -v '^#' | grep -v '^\s*$' | head -30 | cut -c1-150
-  echo '```'
-  echo "Inclusive time (call graph), user-space frames ≥ 3%:"
-  echo '```'
-  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none --percent-limit 3 2>/dev/null \
-    | grep -v '^#' | grep -v '^\s*$' | grep -v '\[k\]' | grep -v ' 0\.00%  ' | head -40 | cut -c1-150
-  echo '```'
-  echo "Kernel, top self symbols:"
-  echo '```'
-  perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio -g none --percent-limit 1 2>/dev/null \
-    | grep -v '^#' | grep -v '^\s*$' | grep '\[k\]' | head -12 | cut -c1-150
-  echo '```'
-  echo
-}
-
-# strace_row TARGET N-TX PGBENCH-ARGS...: one table row of syscalls and
-# context switches per transaction (strace slows the proxy; counts per
-# transaction stay meaningful; context switches are counted without strace).
-strace_row() {
-  local t=$1 n=$2; shift 2
-  local p=${PIDS[$t]:-}
-  [ -n "$p" ] || return 0
-  local cs0 cs1
-  cs0=$(ctx_switches "$p")
-  env $(target_env "$t") timeout 120 "$PGBENCH" -n "$@" >"$WORK/cs-pgbench.out" 2>&1
-  cs1=$(ctx_switches "$p")
-  strace -c -f -p "$p" -o "$WORK/strace-$t.txt" >/dev/null 2>&1 &
-  BG_STRACE=$!
-  sleep 1
-  env $(target_env "$t") timeout 120 "$PGBENCH" -n "$@" >"$WORK/strace-pgbench.out" 2>&1
-  kill -INT "$BG_STRACE" 2>/dev/null; wait "$BG_STRACE" 2>/dev/null; BG_STRACE=""
-  python3 - "$t" "$WORK/strace-$t.txt" "$n" $((cs1 - cs0)) <<'PYEOF'
-import re, sys
-t, path, n, cs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-calls = {}
-for line in open(path):
-    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
-    if m and m.group(2) != "total":
-        calls[m.group(2)] = int(m.group(1))
-total = sum(calls.values())
-main = ["sendto", "recvfrom", "epoll_wait", "epoll_ctl", "futex"]
-rest = sorted(((v, k) for k, v in calls.items() if k not in main), reverse=True)[:4]
-f = lambda v: f"{v / n:.2f}"
-others = ", ".join(f"{k} {f(v)}" for v, k in rest)
-print(f"| {t} | {f(total)} | " + " | ".join(f(calls.get(k, 0)) for k in main) + f" | {others} | {cs / n:.2f} |")
-PYEOF
-}
-
 if [ "$PROFILE" = 1 ]; then
-  set +e +o pipefail  # best effort: `| head` closes pipes early
-  PT=${PROFILE_TARGET:-}
-  if [ -z "$PT" ]; then if [ -n "${PIDS[pgt-tx]:-}" ]; then PT=pgt-tx; else PT=pgt-session; fi; fi
-  ppid=${PIDS[$PT]}
-  log "profiling $PT (pid $ppid): perf and strace"
-  {
-    echo "## Profile of $PT"
-    echo
-    perf_case "$ppid" "\`pgbench -S -M simple -c 16 -j 2\` for ${PROFILE_SECONDS}s (cpu-clock, dwarf call graphs)" \
-      -S -M simple -c 16 -j 2
-    if [ "$CONNECT" = 1 ]; then
-      perf_case "$ppid" "\`pgbench -C -S -M simple -c 16 -j 2\` (new connection per transaction)" -C -S -M simple -c 16 -j 2
-    fi
-    echo "### syscalls and context switches per transaction"
-    echo
-    echo "| target | syscalls | sendto | recvfrom | epoll_wait | epoll_ctl | futex | others | ctx switches |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    echo "| **\`-S -c 16 -t 500\`** (8,000 tx) | | | | | | | | |"
-    for t in "$PT" pgb-session pgb-tx; do strace_row "$t" 8000 -S -M simple -c 16 -j 2 -t 500; done
-    if [ "$CONNECT" = 1 ]; then
-      echo "| **\`-C -S -c 16 -t 100\`** (1,600 connections) | | | | | | | | |"
-      for t in "$PT" pgb-session pgb-tx; do strace_row "$t" 1600 -C -S -M simple -c 16 -j 2 -t 100; done
-    fi
-    echo
-  } >"$PROFILE_MD" 2>&1
-  set -e -o pipefail
+  . bench/profile.sh
+  profile_stage "$PROFILE_MD"
 fi
 
 # ------------------------------------------------------------------ report
