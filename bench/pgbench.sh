@@ -389,7 +389,7 @@ import json, sys
 r = json.loads(sys.argv[1])
 f = lambda k, d=0: ("%.*f" % (d, r[k])) if r.get(k) is not None else "-"
 print(f"    {r['kind']:7} {r['target']:11} {r['script']:6} {r['mode']:8} c={r['clients']:<3} "
-      f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us user={f('user_us_per_tx', 1)}us {r['status']}")
+      f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us user={f('user_us_per_tx', 1)}us steal={f('steal_pct', 1)}% {r['status']}")
 EOF
   rm -rf "$dir"
 }
