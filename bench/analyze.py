@@ -8,10 +8,11 @@
       the machine's steal during the run)
   analyze.py report --runs runs.jsonl --machine machine.json [--idle idle.json] [--ab ab.jsonl] [--profile profile.md]
       all runs -> the Markdown report (medians over repetitions)
-  analyze.py pooled RUNS.jsonl...
+  analyze.py pooled [--calm] RUNS.jsonl...
       the target rows over the repetitions of several runs: per row the
       median of the per-repetition ratios, its bootstrap 95 % interval, and
       whether that interval lies on the target's side of the bound
+      (--calm: only the repetitions whose runs lost little to steal)
 """
 
 import argparse
@@ -204,11 +205,21 @@ def short_reason(r):
     return r[:80]
 
 
-def by_rep(cell, key):
-    """{repetition: value} of one cell's successful runs."""
+def calm(r):
+    """The run lost less than STEAL_HIGH of the machine to other guests
+    (runs recorded before steal was are not known to be calm)."""
+    return r.get("steal_pct") is not None and r["steal_pct"] < STEAL_HIGH
+
+
+def by_rep(cell, key, calm_only=False):
+    """{repetition: value} of one cell's successful (and calm) runs."""
     if not cell:
         return {}
-    return {r["rep"]: r[key] for r in cell.recs if r["status"] == "ok" and r.get(key) is not None}
+    return {
+        r["rep"]: r[key]
+        for r in cell.recs
+        if r["status"] == "ok" and r.get(key) is not None and (not calm_only or calm(r))
+    }
 
 
 def rep_ratios(num, den):
@@ -233,6 +244,44 @@ def ab_sense(x):
     if lo > 0:
         return f"higher, {n}"
     return f"no difference resolved, {n}"
+
+
+def ratio_rows(cs, cc, modes, scripts, calm_only):
+    """(target, row, bound, good if ≤ bound, per-repetition ratios) of
+    every ratio target; calm_only: only repetitions all of whose runs in
+    the ratio were calm."""
+    rows = []
+
+    def reps_of(x, y, key):
+        return rep_ratios(by_rep(x, key, calm_only), by_rep(y, key, calm_only))
+
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for m in modes:
+            d = by_rep(cs.get(("select", m, 1, "direct")), "lat_mean_ms", calm_only)
+
+            def added(c):
+                return {k: v - d[k] for k, v in by_rep(c, "lat_mean_ms", calm_only).items() if k in d}
+
+            reps = rep_ratios(added(cs.get(("select", m, 1, t))), added(cs.get(("select", m, 1, p))))
+            rows.append(("added latency", f"-S -M {m} 1 client, {pool}", 1.0, True, reps))
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for s in scripts:
+            for m in modes:
+                reps = reps_of(cs.get((s, m, 16, t)), cs.get((s, m, 16, p)), "cpu_us_per_tx")
+                rows.append(("CPU/tx", f"{s} -M {m} 16 clients, {pool}", 1.0, True, reps))
+    for pool in ["session", "tx"]:
+        t, p = f"pgt-{pool}", f"pgb-{pool}"
+        for s in scripts:
+            for m in modes:
+                reps = reps_of(cs.get((s, m, 64, t)), cs.get((s, m, 64, p)), "tps")
+                rows.append(("tps", f"{s} -M {m} 64 clients, {pool}", 1.0, False, reps))
+    for (s, m, c, t), x in sorted(cc.items()):
+        if t in PEER:
+            reps = reps_of(x, cc.get((s, m, c, PEER[t])), "tps")
+            rows.append(("-C conn/s", f"{c} clients, {t[4:]}", 0.9, False, reps))
+    return rows
 
 
 def report(a):
@@ -355,6 +404,27 @@ def report(a):
                     lab = rec.get("label", "") + when
                     w(f"| idle ≤ 16 KiB/client | {lab} | {v:.1f} KiB | – | – | {'met' if v <= 16 else '**missed** by ' + f'{(v / 16 - 1) * 100:.0f}%'} |")
     w("")
+
+    # ---- the ratio targets again, over calm repetitions only
+    rows = ratio_rows(cs, cc, modes, scripts, calm_only=True)
+    ran = [bool(reps) for *_, reps in ratio_rows(cs, cc, modes, scripts, calm_only=False)]
+    if any(reps for *_, reps in rows):
+        w("## Targets over calm repetitions")
+        w("")
+        w(f"Only the repetitions in which every run a ratio needs (pgtenant's and PgBouncer's; direct's too for")
+        w(f"added latency) lost less than {STEAL_HIGH:.0f}% of the machine to steal (see *Steal during the runs*);")
+        w("the ratio is the median of their per-repetition ratios.")
+        w("")
+        w("| target | row | calm reps | ratio (per rep) | verdict |")
+        w("|---|---|---|---|---|")
+        for (kind, label, bound, le, reps), any_rep in zip(rows, ran):
+            op = "≤" if le else "≥"
+            if not reps:
+                w(f"| {kind} {op} {bound}× | {label} | 0 | – | {'no calm repetition' if any_rep else 'n/a'} |")
+                continue
+            r = statistics.median(reps)
+            w(f"| {kind} {op} {bound}× | {label} | {len(reps)} | {ratio_cell(r, reps)} | {verdict(r, le, bound, reps)} |")
+        w("")
 
     # ---- compact table
     w("## Compact table (tps / added µs / proxy CPU µs per tx)")
@@ -505,7 +575,7 @@ def pooled(a):
     for path in a.files:
         recs = {}
         for r in load_runs(path):
-            if r["status"] == "ok":
+            if r["status"] == "ok" and (not a.calm or calm(r)):
                 recs[(r["kind"], r["script"], r["mode"], r["clients"], r["target"], r["rep"])] = r
         for (kind, s, m, c, t, rep), r in recs.items():
             if t not in PEER:
@@ -527,6 +597,8 @@ def pooled(a):
                 rows.setdefault(("tps", f"{s} -M {m} 64 clients, {pool}", 1.0, False), []).append(r["tps"] / p["tps"])
     rng = random.Random(1)
     print(f"Pooled over {len(a.files)} runs: " + ", ".join(os.path.basename(f) for f in a.files))
+    if a.calm:
+        print(f"Calm repetitions only: every run in a ratio lost less than {STEAL_HIGH:.0f}% to steal.")
     print("")
     print("| target | row | reps | median ratio | 95% CI | reps on target | pooled verdict |")
     print("|---|---|---|---|---|---|---|")
@@ -563,6 +635,7 @@ def main():
     q.add_argument("--profile")
     o = sub.add_parser("pooled")
     o.add_argument("files", nargs="+")
+    o.add_argument("--calm", action="store_true", help=f"only runs that lost less than {STEAL_HIGH:.0f}% to steal")
     a = p.parse_args()
     if a.cmd == "run":
         cmd_run(a)
