@@ -265,18 +265,13 @@ def ratio_rows(cs, cc, modes, scripts, calm_only):
 
             reps = rep_ratios(added(cs.get(("select", m, 1, t))), added(cs.get(("select", m, 1, p))))
             rows.append(("added latency", f"-S -M {m} 1 client, {pool}", 1.0, True, reps))
-    for pool in ["session", "tx"]:
-        t, p = f"pgt-{pool}", f"pgb-{pool}"
-        for s in scripts:
-            for m in modes:
-                reps = reps_of(cs.get((s, m, 16, t)), cs.get((s, m, 16, p)), "cpu_us_per_tx")
-                rows.append(("CPU/tx", f"{s} -M {m} 16 clients, {pool}", 1.0, True, reps))
-    for pool in ["session", "tx"]:
-        t, p = f"pgt-{pool}", f"pgb-{pool}"
-        for s in scripts:
-            for m in modes:
-                reps = reps_of(cs.get((s, m, 64, t)), cs.get((s, m, 64, p)), "tps")
-                rows.append(("tps", f"{s} -M {m} 64 clients, {pool}", 1.0, False, reps))
+    for kind, c, key, le in (("CPU/tx", 16, "cpu_us_per_tx", True), ("tps", 64, "tps", False)):
+        for pool in ["session", "tx"]:
+            t, p = f"pgt-{pool}", f"pgb-{pool}"
+            for s in scripts:
+                for m in modes:
+                    reps = reps_of(cs.get((s, m, c, t)), cs.get((s, m, c, p)), key)
+                    rows.append((kind, f"{s} -M {m} {c} clients, {pool}", 1.0, le, reps))
     for (s, m, c, t), x in sorted(cc.items()):
         if t in PEER:
             reps = reps_of(x, cc.get((s, m, c, PEER[t])), "tps")
