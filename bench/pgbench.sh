@@ -510,9 +510,17 @@ HOST=$(hostname -s 2>/dev/null || hostname)
 STAMP=$(date -u +%Y-%m-%d-%H%M)
 OUT=${OUT:-bench/results/$STAMP-$HOST.md}
 CMD=""
-for v in PGO QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT_CLIENTS AB_SECONDS IDLE PROFILE TX_POOL_SIZE PGT_EXTRA_ENV; do
-  case "${!v:-}" in "" | 0) ;; *" "*) CMD+="$v=\"${!v}\" " ;; *) CMD+="$v=${!v} " ;; esac
+# The knobs as set: 0 is "off", and left out, but for the two on by default.
+for v in PGO QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT CONNECT_CLIENTS AB_SECONDS IDLE PROFILE \
+  TX_POOL_SIZE PGT_EXTRA_ENV; do
+  val=${!v:-}
+  case $v in
+    CONNECT | AB_SECONDS) [ "$val" = 0 ] && CMD+="$v=0 "; [ "$v" = CONNECT ] && continue ;;
+    CONNECT_CLIENTS) [ "$CONNECT" = 0 ] && continue ;;
+  esac
+  case $val in "" | 0) ;; *" "*) CMD+="$v=\"$val\" " ;; *) CMD+="$v=$val " ;; esac
 done
+case $PGT_BIN in target/release/pgtenant | target/pgo/pgtenant) ;; *) CMD+="PGT_BIN=$PGT_BIN " ;; esac
 CMD+="bench/pgbench.sh"
 export B_CODE=$CODE B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB_PREPARED=$PGB_PREPARED B_CMD=$CMD \
   B_TX_REASON=$PGT_TX_REASON B_SETTINGS="REPS=$REPS DURATION=${DURATION}s SCALE=$SCALE clients=[$CLIENTS] -M [$MODES] \
