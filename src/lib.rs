@@ -5,6 +5,7 @@
 //! (tenant) → [`pool`] → `session::relay`; [`cancel`] routes CancelRequests.
 
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod cancel;
 pub mod cli;

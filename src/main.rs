@@ -4,7 +4,7 @@ use clap::Parser;
 // parameters, settings, the session's task and buffers): mimalloc serves
 // them from per-size free lists without glibc's consolidation passes.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: pgtenant::allocator::MiMalloc = pgtenant::allocator::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = pgtenant::cli::Cli::parse();
