@@ -1,7 +1,9 @@
 # The profile stage of bench/pgbench.sh (PROFILE=1), sourced by it: a perf
 # profile of one pgtenant instance under pgbench -S (and -C), and syscalls
 # and context switches per transaction of it and of both PgBouncers. Uses
-# pgbench.sh's state: WORK, PIDS, PGBENCH, target_env, ctx_switches.
+# pgbench.sh's state (WORK, PIDS, PGBENCH, CONNECT, PROFILE_SECONDS,
+# PROFILE_TARGET, target_env, ctx_switches) and sets the BG_PGBENCH and
+# BG_STRACE that its cleanup stops.
 
 # perf_case PID LABEL PGBENCH-ARGS...: perf profile of PID while pgbench runs.
 perf_case() {
