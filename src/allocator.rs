@@ -4,7 +4,7 @@
 //! The `mimalloc` crate passes every request to `mi_malloc_aligned`, and
 //! mimalloc 3's aligned path is fast only while the size class's page
 //! has a free block ready. When it has none, a size whose class is not a
-//! power of two (24 and 40 bytes, 80, 96 …) is over-allocated from a
+//! power of two (classes of 48, 80, 96 bytes …) is over-allocated from a
 //! larger class, and the right class's page is never refilled: from then
 //! on every allocation of that size takes the slow path. In callgrind that
 //! cost ~700 instructions per login, from 4.7 such allocations. The plain
