@@ -317,7 +317,10 @@ def report(a):
     w("")
 
     cs = cells(runs, "tx")
+    cc = cells(runs, "connect")
     scripts, modes, clients = keys_in_order(cs)
+    # The per-repetition ratios of every ratio target, by (target, row).
+    per_rep = {(k, label): reps for k, label, _, _, reps in ratio_rows(cs, cc, modes, scripts, calm_only=False)}
 
     # ---- targets summary
     w("## Targets (issue 6)")
@@ -355,9 +358,7 @@ def report(a):
             a_ = added_us(cs, "select", m, 1, t)
             b_ = added_us(cs, "select", m, 1, p)
             r = ratio(a_, b_) if (a_ is not None and b_ is not None and b_ > 0) else None
-            d = by_rep(cs.get(("select", m, 1, "direct")), "lat_mean_ms")
-            added = lambda c: {k: v - d[k] for k, v in by_rep(c, "lat_mean_ms").items() if k in d}
-            reps = rep_ratios(added(cs.get(("select", m, 1, t))), added(cs.get(("select", m, 1, p))))
+            reps = per_rep[("added latency", f"-S -M {m} 1 client, {pool}")]
             w(f"| added latency ≤ 1.0× | -S -M {m} 1 client, {pool} | {fmt(a_, 1, ' µs')} | {fmt(b_, 1, ' µs')} | {ratio_cell(r, reps)} | {verdict(r, True, 1.0, reps)} |")
     for rec in ab:
         for pool, x in rec["ratios"].items():
@@ -371,7 +372,7 @@ def report(a):
             for m in modes:
                 x, y = cs.get((s, m, 16, t)), cs.get((s, m, 16, p))
                 r = ratio(x.cpu if x else None, y.cpu if y else None)
-                reps = rep_ratios(by_rep(x, "cpu_us_per_tx"), by_rep(y, "cpu_us_per_tx"))
+                reps = per_rep[("CPU/tx", f"{s} -M {m} 16 clients, {pool}")]
                 w(f"| CPU/tx ≤ 1.0× | {s} -M {m} 16 clients, {pool} | {cpu_cell(x)} | {cpu_cell(y)} | {ratio_cell(r, reps)} | {verdict(r, True, 1.0, reps)} |")
     for pool in ["session", "tx"]:
         t, p = f"pgt-{pool}", f"pgb-{pool}"
@@ -379,14 +380,13 @@ def report(a):
             for m in modes:
                 x, y = cs.get((s, m, 64, t)), cs.get((s, m, 64, p))
                 r = ratio(x.tps if x else None, y.tps if y else None)
-                reps = rep_ratios(by_rep(x, "tps"), by_rep(y, "tps"))
+                reps = per_rep[("tps", f"{s} -M {m} 64 clients, {pool}")]
                 w(f"| tps ≥ 1.0× | {s} -M {m} 64 clients, {pool} | {fmt(x.tps if x else None)} | {fmt(y.tps if y else None)} | {ratio_cell(r, reps)} | {verdict(r, False, 1.0, reps)} |")
-    cc = cells(runs, "connect")
     for (s, m, c, t), x in sorted(cc.items()):
         if t in PEER:
             y = cc.get((s, m, c, PEER[t]))
             r = ratio(x.tps, y.tps if y else None)
-            reps = rep_ratios(by_rep(x, "tps"), by_rep(y, "tps"))
+            reps = per_rep[("-C conn/s", f"{c} clients, {t[4:]}")]
             w(f"| -C conn/s ≥ 0.9× | {c} clients, {t[4:]} | {fmt(x.tps)} | {fmt(y.tps if y else None)} | {ratio_cell(r, reps)} | {verdict(r, False, 0.9, reps)} |")
     if idle:
         for rec in idle:
@@ -402,7 +402,7 @@ def report(a):
 
     # ---- the ratio targets again, over calm repetitions only
     rows = ratio_rows(cs, cc, modes, scripts, calm_only=True)
-    ran = [bool(reps) for *_, reps in ratio_rows(cs, cc, modes, scripts, calm_only=False)]
+    ran = [bool(per_rep[(k, label)]) for k, label, *_ in rows]
     if any(reps for *_, reps in rows):
         w("## Targets over calm repetitions")
         w("")

@@ -514,11 +514,13 @@ CMD=""
 for v in PGO QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT CONNECT_CLIENTS AB_SECONDS IDLE PROFILE \
   TX_POOL_SIZE PGT_EXTRA_ENV; do
   val=${!v:-}
-  case $v in
-    CONNECT | AB_SECONDS) [ "$val" = 0 ] && CMD+="$v=0 "; [ "$v" = CONNECT ] && continue ;;
-    CONNECT_CLIENTS) [ "$CONNECT" = 0 ] && continue ;;
+  [ "$v" = CONNECT_CLIENTS ] && [ "$CONNECT" = 0 ] && continue
+  case $v=$val in
+    CONNECT=0 | AB_SECONDS=0) CMD+="$v=0 " ;;
+    CONNECT=* | *= | *=0) ;;
+    *" "*) CMD+="$v=\"$val\" " ;;
+    *) CMD+="$v=$val " ;;
   esac
-  case $val in "" | 0) ;; *" "*) CMD+="$v=\"$val\" " ;; *) CMD+="$v=$val " ;; esac
 done
 case $PGT_BIN in target/release/pgtenant | target/pgo/pgtenant) ;; *) CMD+="PGT_BIN=$PGT_BIN " ;; esac
 CMD+="bench/pgbench.sh"
