@@ -17,7 +17,8 @@
 # TARGETS CONNECT(1) CONNECT_CLIENTS("1 16") AB_SECONDS(40: per -M, for the
 # interleaved 1-client latency of bench/latency_ab.py; 0 skips) IDLE(0) IDLE_STAGE(auth)
 # PROFILE(0) PROFILE_SECONDS(10) PROFILE_TARGET POOL_SIZE TX_POOL_SIZE(16) PGT_EXTRA_ENV
-# STEAL_RETRY(1: a run that lost ≥ 5 % to the hypervisor's steal is run again, once)
+# STEAL_RETRY(1: a run that lost ≥ 5 % to the hypervisor's steal is run again, once,
+# after waiting up to STEAL_WAIT(60) s for a calm 2-second pgbench probe)
 # FIREWALL_MODE(enforce) SKIP_BUILD(0) KEEP(0) HOLD(0: 1 keeps the targets up for
 # profiling by hand; Ctrl-C or kill -TERM stops) OUT(results file)
 # IDLE_WRAPPER: command prefix for the idle-footprint instance only, for
@@ -51,8 +52,10 @@ IDLE=${IDLE:-0}
 IDLE_STAGE=${IDLE_STAGE:-auth}
 PROFILE=${PROFILE:-0}
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
-# Times a run that lost 5 % or more to steal is run again (0: never).
+# Times a run that lost 5 % or more to steal is run again (0: never), and
+# how long (s) to wait at most for a calm probe first.
 STEAL_RETRY=${STEAL_RETRY:-1}
+STEAL_WAIT=${STEAL_WAIT:-60}
 TX_POOL_SIZE=${TX_POOL_SIZE:-16}
 FIREWALL_MODE=${FIREWALL_MODE:-enforce}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -334,6 +337,29 @@ user_ticks() { if alive "${1:-}"; then awk '{print $14}' "/proc/$1/stat"; else e
 # The machine's steal and total jiffies: time the hypervisor gave another
 # guest, the one kind of interference this VM can see.
 host_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+STEAL_HIGH=$(cd bench && python3 -c 'import analyze; print(analyze.STEAL_HIGH)')
+# Steal while pgbench runs CLIENTS clients against PostgreSQL directly for
+# two seconds. A probe that spins instead read calm at once in bursts
+# whose runs were stolen again: a busy vCPU keeps its slot, and what gets
+# stolen is the wake-ups a proxy's workload is made of.
+steal_probe() {
+  local s0 t0 s1 t1
+  read -r s0 t0 < <(host_ticks)
+  env $(target_env direct) "$PGBENCH" -n -S -c "$1" -j $(($1 < 2 ? $1 : 2)) -T 2 >/dev/null 2>&1 || true
+  read -r s1 t1 < <(host_ticks)
+  awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * s / t : 0)}'
+}
+# Steal comes in bursts (three runs in four after a stolen one were
+# stolen too in 2026-12-07-2347-vm), so a run again waits for a calm
+# probe first, STEAL_WAIT seconds at most. Prints the seconds waited.
+wait_calm() {
+  local waited=0
+  while [ "$waited" -lt "$STEAL_WAIT" ]; do
+    waited=$((waited + 2))
+    awk -v v="$(steal_probe "$1")" -v h="$STEAL_HIGH" 'BEGIN {exit !(v < h)}' && break
+  done
+  echo "$waited"
+}
 RUNS=$WORK/runs.jsonl
 : >"$RUNS"
 role_psql() { PGPASSWORD=$ROLEPW "$PSQL" -X -q -h 127.0.0.1 -p "$PGPORT" -U "$ROLE" -d bench "$@"; }
@@ -349,10 +375,10 @@ na_reason() {  # prints why TARGET can't run MODE, or nothing
 RUN_NO=0
 # run_pgbench KIND(tx|connect) TARGET SCRIPT MODE CLIENTS REP [TRY]
 run_pgbench() {
-  local kind=$1 t=$2 s=$3 m=$4 c=$5 rep=$6 try=${7:-0}
+  local kind=$1 t=$2 s=$3 m=$4 c=$5 rep=$6 try=${7:-0} waited=${8:-0}
   local meta
-  meta=$(printf '{"kind":"%s","target":"%s","script":"%s","mode":"%s","clients":%d,"rep":%d,"duration":%d}' \
-    "$kind" "$t" "$s" "$m" "$c" "$rep" "$DURATION")
+  meta=$(printf '{"kind":"%s","target":"%s","script":"%s","mode":"%s","clients":%d,"rep":%d,"duration":%d,"try":%d,"calm_wait_s":%d}' \
+    "$kind" "$t" "$s" "$m" "$c" "$rep" "$DURATION" "$try" "$waited")
   local why; why=$(na_reason "$t" "$m")
   if [ -n "$why" ]; then
     python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(status="n/a", reason=sys.argv[2]); print(json.dumps(r))' \
@@ -402,10 +428,11 @@ r = json.loads(sys.argv[1])
 f = lambda k, d=0: ("%.*f" % (d, r[k])) if r.get(k) is not None else "-"
 print(f"    {r['kind']:7} {r['target']:11} {r['script']:6} {r['mode']:8} c={r['clients']:<3} "
       f"tps={f('tps')} mean={f('lat_mean_ms', 3)}ms p99={f('lat_p99_ms', 3)}ms cpu/tx={f('cpu_us_per_tx', 1)}us user={f('user_us_per_tx', 1)}us steal={f('steal_pct', 1)}% {r['status']}"
-      + (" (high steal: again)" if r.get("retried") else ""))
+      + (" (high steal: again)" if r.get("retried") else "")
+      + (f" (after {r['calm_wait_s']}s waiting for calm)" if r.get("try") else ""))
 EOF
   rm -rf "$dir"
-  [ "$again" = 0 ] || run_pgbench "$kind" "$t" "$s" "$m" "$c" "$rep" $((try + 1))
+  [ "$again" = 0 ] || run_pgbench "$kind" "$t" "$s" "$m" "$c" "$rep" $((try + 1)) "$(wait_calm "$c")"
 }
 
 ntg=${#TGT[@]}
@@ -526,12 +553,12 @@ OUT=${OUT:-bench/results/$STAMP-$HOST.md}
 CMD=""
 # The knobs as set: 0 is "off", and left out, but for the three on by default.
 for v in PGO QUICK REPS DURATION SCALE CLIENTS MODES SCRIPTS TARGETS CONNECT CONNECT_CLIENTS AB_SECONDS IDLE PROFILE \
-  STEAL_RETRY TX_POOL_SIZE PGT_EXTRA_ENV; do
+  STEAL_RETRY STEAL_WAIT TX_POOL_SIZE PGT_EXTRA_ENV; do
   val=${!v:-}
   [ "$v" = CONNECT_CLIENTS ] && [ "$CONNECT" = 0 ] && continue
   case $v=$val in
     CONNECT=0 | AB_SECONDS=0 | STEAL_RETRY=0) CMD+="$v=0 " ;;
-    CONNECT=* | STEAL_RETRY=1 | *= | *=0) ;;
+    CONNECT=* | STEAL_RETRY=1 | STEAL_WAIT=60 | *= | *=0) ;;
     *" "*) CMD+="$v=\"$val\" " ;;
     *) CMD+="$v=$val " ;;
   esac
@@ -543,7 +570,7 @@ export B_CODE=$CODE B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB
 scripts=[$SCRIPTS]; pgbench -n -j min(c,2) -l; session pools $POOL_SIZE, transaction pools $TX_POOL_SIZE (PgBouncer and \
 pgtenant alike); PgBouncer auth_type=plain, pgtenant key as cleartext password, direct as the tenant role (SCRAM); \
 PGTENANT_FIREWALL_MODE=$FIREWALL_MODE PGTENANT_LOG_LEVEL=$PGTENANT_LOG_LEVEL; PostgreSQL max_connections=$MAXCONN \
-shared_buffers=512MB fsync=off autovacuum=off; a run losing ≥ 5% to steal is run again up to $STEAL_RETRY time(s)"
+shared_buffers=512MB fsync=off autovacuum=off; a run losing ≥ 5% to steal is run again up to $STEAL_RETRY time(s), once a 2 s pgbench probe shows less (waiting $STEAL_WAIT s at most)"
 python3 - "$WORK/machine.json" <<'EOF'
 import json, os, platform, subprocess, sys
 E = os.environ
