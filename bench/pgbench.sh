@@ -373,7 +373,7 @@ na_reason() {  # prints why TARGET can't run MODE, or nothing
 }
 
 RUN_NO=0
-# run_pgbench KIND(tx|connect) TARGET SCRIPT MODE CLIENTS REP [TRY]
+# run_pgbench KIND(tx|connect) TARGET SCRIPT MODE CLIENTS REP [TRY WAITED_S]
 run_pgbench() {
   local kind=$1 t=$2 s=$3 m=$4 c=$5 rep=$6 try=${7:-0} waited=${8:-0}
   local meta
