@@ -570,7 +570,7 @@ export B_CODE=$CODE B_HOST=$HOST B_PGBIN=$PGBIN B_PGB_VERSION=$PGB_VERSION B_PGB
 scripts=[$SCRIPTS]; pgbench -n -j min(c,2) -l; session pools $POOL_SIZE, transaction pools $TX_POOL_SIZE (PgBouncer and \
 pgtenant alike); PgBouncer auth_type=plain, pgtenant key as cleartext password, direct as the tenant role (SCRAM); \
 PGTENANT_FIREWALL_MODE=$FIREWALL_MODE PGTENANT_LOG_LEVEL=$PGTENANT_LOG_LEVEL; PostgreSQL max_connections=$MAXCONN \
-shared_buffers=512MB fsync=off autovacuum=off; a run losing ≥ 5% to steal is run again up to $STEAL_RETRY time(s), once a 2 s pgbench probe shows less (waiting $STEAL_WAIT s at most)"
+shared_buffers=512MB fsync=off autovacuum=off; a run losing ≥ $STEAL_HIGH% to steal is run again up to $STEAL_RETRY time(s), once a 2 s pgbench probe shows less (waiting $STEAL_WAIT s at most)"
 python3 - "$WORK/machine.json" <<'EOF'
 import json, os, platform, subprocess, sys
 E = os.environ
